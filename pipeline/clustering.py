@@ -1,0 +1,137 @@
+"""Spectral clustering of users on their genre-preference profiles.
+
+One method at every size. The RBF affinity between profiles is approximated with
+scikit-learn's ``Nystroem`` on ``m`` landmark users (``m = n`` below ``n_landmarks``,
+which makes it the exact kernel, so small data sets get exact spectral clustering).
+With ``Phi`` the feature map (``Phi @ Phi.T ~= K``) and degrees ``d = Phi @ (Phi.T @ 1)``,
+the leading eigenvectors of the normalised affinity ``D^-1/2 K D^-1/2`` are the left
+singular vectors of ``D^-1/2 Phi`` (an ``n x m`` SVD, cheap for 200k users). Rows of the
+first ``k`` eigenvectors are normalised and clustered with k-means, as in Ng, Jordan and
+Weiss (2001).
+
+Choosing k: the eigengap heuristic. With eigenvalues ``l1 >= l2 >= ...`` of the
+normalised affinity, k is the ``k_min <= k <= k_max`` with the largest ``l_k - l_{k+1}``.
+``n_clusters`` overrides it.
+
+New users: the Nystroem out-of-sample extension puts a new profile into the same
+spectral embedding, and the nearest k-means centre is its cluster. Everything that needs
+is kept in :class:`ClusterAssigner`, a handful of small arrays that the store persists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    n_clusters: int | None = None   # override the eigengap choice
+    k_min: int = 4
+    k_max: int = 12
+    n_landmarks: int = 800          # Nystroem landmarks; exact spectral clustering when users <= this
+    gamma: float | None = None      # RBF width; None: 1 / median squared distance between profiles
+    seed: int = 42
+
+    def __post_init__(self):
+        if self.n_clusters is not None and self.n_clusters < 2:
+            raise ValueError("n_clusters must be at least 2")
+        if not 2 <= self.k_min <= self.k_max:
+            raise ValueError("need 2 <= k_min <= k_max")
+
+
+@dataclass
+class ClusterAssigner:
+    """What it takes to put a new profile into a cluster (all plain arrays, JSON-able)."""
+
+    landmarks: np.ndarray        # (m, g) landmark profiles
+    gamma: float
+    projection: np.ndarray       # (m, k): normalisation.T @ V_k @ diag(1/s_k)
+    degree_weights: np.ndarray   # (m,):   normalisation.T @ (Phi.T @ 1)
+    centers: np.ndarray          # (k, k) k-means centres in the embedding
+
+    def embed(self, profiles: np.ndarray) -> np.ndarray:
+        from sklearn.metrics.pairwise import rbf_kernel
+
+        kx = rbf_kernel(np.atleast_2d(profiles), self.landmarks, gamma=self.gamma)
+        degree = np.maximum(kx @ self.degree_weights, 1e-12)
+        u = (kx @ self.projection) / np.sqrt(degree)[:, None]
+        return u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
+
+    def assign(self, profiles: np.ndarray) -> np.ndarray:
+        u = self.embed(profiles)
+        d = ((u[:, None, :] - self.centers[None, :, :]) ** 2).sum(axis=2)
+        return d.argmin(axis=1)
+
+    def to_dict(self) -> dict:
+        return {"landmarks": self.landmarks.tolist(), "gamma": float(self.gamma),
+                "projection": self.projection.tolist(),
+                "degree_weights": self.degree_weights.tolist(), "centers": self.centers.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ClusterAssigner":
+        return cls(np.asarray(d["landmarks"], float), float(d["gamma"]), np.asarray(d["projection"], float),
+                   np.asarray(d["degree_weights"], float), np.asarray(d["centers"], float))
+
+
+class UserClustering:
+    """Spectral clustering of user genre profiles (rows: users, columns: genres)."""
+
+    def __init__(self, config: ClusterConfig = ClusterConfig()):
+        self.config = config
+
+    def fit(self, profiles: pd.DataFrame) -> "UserClustering":
+        from sklearn.cluster import KMeans
+        from sklearn.kernel_approximation import Nystroem
+
+        cfg = self.config
+        x = profiles.to_numpy(np.float64)
+        n = len(x)
+        if n < cfg.k_min + 1:
+            raise ValueError(f"need more than {cfg.k_min} users to cluster, got {n}")
+        rng = np.random.default_rng(cfg.seed)
+        gamma = cfg.gamma or _median_gamma(x, rng)
+        m = min(n, cfg.n_landmarks)
+        nys = Nystroem(kernel="rbf", gamma=gamma, n_components=m, random_state=cfg.seed).fit(x)
+        phi = nys.transform(x)                                   # (n, m)
+        col_sum = phi.sum(axis=0)                                # Phi.T @ 1
+        degree = np.maximum(phi @ col_sum, 1e-12)
+        phi_n = phi / np.sqrt(degree)[:, None]
+        # Eigen-pairs of the small (m x m) Gram matrix give the SVD of the tall phi_n.
+        eig, v = np.linalg.eigh(phi_n.T @ phi_n)
+        order = np.argsort(eig)[::-1]
+        eig, v = np.maximum(eig[order], 0.0), v[:, order]       # eigenvalues of D^-1/2 K D^-1/2
+        s = np.sqrt(np.maximum(eig, 1e-12))
+        k_hi = min(cfg.k_max, len(eig) - 1)
+        gaps = eig[cfg.k_min - 1:k_hi] - eig[cfg.k_min:k_hi + 1]
+        k = cfg.n_clusters or int(cfg.k_min + np.argmax(gaps))
+        v_k = v[:, :k] / s[:k]                                   # (m, k)
+        u = phi_n @ v_k                                          # leading eigenvectors of the affinity
+        emb = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
+        km = KMeans(n_clusters=k, n_init=10 if n <= 20_000 else 3, random_state=cfg.seed).fit(emb)
+        self.assigner_ = ClusterAssigner(
+            landmarks=nys.components_, gamma=gamma,
+            projection=nys.normalization_.T @ v_k,
+            degree_weights=nys.normalization_.T @ col_sum,
+            centers=km.cluster_centers_,
+        )
+        self.labels_ = pd.Series(km.labels_.astype(np.int64), index=profiles.index, name="cluster")
+        self.n_clusters_ = k
+        self.eigenvalues_ = eig[: cfg.k_max + 1]
+        self.exact_ = m == n
+        self.gamma_ = gamma
+        return self
+
+    def assign(self, profiles) -> np.ndarray:
+        return self.assigner_.assign(np.asarray(profiles, np.float64))
+
+
+def _median_gamma(x: np.ndarray, rng: np.random.Generator, sample: int = 2000) -> float:
+    idx = rng.choice(len(x), size=min(sample, len(x)), replace=False)
+    s = x[idx]
+    sq = (s ** 2).sum(axis=1)
+    d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * s @ s.T, 0.0)
+    med = np.median(d2[np.triu_indices(len(s), k=1)]) if len(s) > 1 else 1.0
+    return 1.0 / med if med > 0 else 1.0
