@@ -1,0 +1,237 @@
+"""TMDB metadata for the ml-latest-small movies: build the bundled file once, load it.
+
+The bundle ``resources/tmdb/metadata.csv.gz`` is built by hand from the reference
+copies described in ``shared/data/SOURCES.md`` (which project code never reads at run
+time) with::
+
+    python -m pipeline.tmdb build --shared ../shared/data --out resources/tmdb
+
+Rows come from three files, first match wins per TMDB id (see ``SOURCES``):
+the verbatim first 5,000 rows of The Movies Dataset ``movies_metadata.csv``, then the
+re-saved subset of the same file, then the Kaggle TMDB 5000 export. Keywords are the
+union of The Movies Dataset ``keywords.csv`` and TMDB 5000's ``keywords`` column. Each
+row records its ``source``: popularity and vote counts were scraped on different dates
+by the two publishers (popularity is even on another scale), so compare them only
+within one source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import gzip
+import json
+import math
+import os
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+POSTER_BASE = "https://image.tmdb.org/t/p/w342"
+METADATA_FILE = "metadata.csv.gz"
+
+# (source label, file under shared/data/tmdb), highest precedence first.
+SOURCES = (
+    ("movies_metadata_rows1-5000", "movies_metadata_rows1-5000.csv"),
+    ("movies_metadata_subset2831", "movies_metadata_subset2831.csv"),
+    ("tmdb_5000_movies", "tmdb_5000_movies.csv"),
+)
+KEYWORDS_FILE = ("the-movies-dataset", "keywords.csv")
+KEYWORDS_ONLY = "keywords_only"  # source label of rows that have keywords but no metadata row
+
+COLUMNS = [
+    "tmdbId", "imdb_id", "title", "overview", "tagline", "runtime", "release_date",
+    "original_language", "poster_path", "vote_average", "vote_count", "popularity",
+    "budget", "revenue", "keywords", "source",
+]
+TEXT_COLUMNS = ["imdb_id", "title", "overview", "tagline", "release_date", "original_language", "poster_path"]
+FLOAT_COLUMNS = ["runtime", "vote_average", "popularity"]
+INT_COLUMNS = ["vote_count", "budget", "revenue"]
+# TMDB's placeholder texts for a missing overview.
+NO_OVERVIEW = {"No overview found.", "No overview yet."}
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def poster_url(poster_path: str | None) -> str | None:
+    """Full w342 poster URL for a ``poster_path``, or None."""
+    if poster_path is None or (isinstance(poster_path, float) and math.isnan(poster_path)) or not poster_path:
+        return None
+    return POSTER_BASE + poster_path
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_metadata(folder: str | os.PathLike) -> pd.DataFrame:
+    """The bundled metadata, one row per ``tmdbId`` (``folder`` or the file itself).
+
+    Columns: tmdbId int64; imdb_id, title, overview, tagline, release_date
+    ("YYYY-MM-DD"), original_language, poster_path: str or None; runtime,
+    vote_average, popularity: float; vote_count, budget, revenue: Int64 (0 means
+    unknown for runtime/budget/revenue, as TMDB publishes it); keywords: list[str];
+    source: str.
+    """
+    path = Path(folder)
+    if path.is_dir():
+        path = path / METADATA_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no TMDB metadata at {path}; build it with `python -m pipeline.tmdb build`")
+    raw = pd.read_csv(path, dtype={c: str for c in [*TEXT_COLUMNS, "keywords", "source"]}, keep_default_na=False)
+    frame = pd.DataFrame({"tmdbId": raw["tmdbId"].astype("int64")})
+    for col in TEXT_COLUMNS:
+        frame[col] = pd.Series([v if v != "" else None for v in raw[col]], dtype=object)
+    for col in FLOAT_COLUMNS:
+        frame[col] = pd.to_numeric(raw[col], errors="coerce").astype("float64")
+    for col in INT_COLUMNS:
+        frame[col] = pd.to_numeric(raw[col], errors="coerce").astype("Int64")
+    frame["keywords"] = pd.Series([json.loads(v) if v else [] for v in raw["keywords"]], dtype=object)
+    frame["source"] = raw["source"].astype(str)
+    return frame[COLUMNS]
+
+
+# --------------------------------------------------------------------------- building
+
+
+def build_bundle(shared_data: Path, links_csv: Path, out_dir: Path) -> dict:
+    """Merge the TMDB sources for the movies in ``links_csv``; write ``out_dir/metadata.csv.gz``.
+
+    Returns the counts that the README reports.
+    """
+    shared_data, out_dir = Path(shared_data), Path(out_dir)
+    links = pd.read_csv(links_csv, dtype={"tmdbId": "Int64"})
+    wanted = set(links["tmdbId"].dropna().astype("int64"))
+
+    frames, per_source_matched = [], {}
+    for label, filename in SOURCES:
+        part = _read_source(shared_data / "tmdb" / filename, label)
+        part = part[part["tmdbId"].isin(wanted)]
+        per_source_matched[label] = int(part["tmdbId"].nunique())
+        frames.append(part)
+    merged = pd.concat(frames, ignore_index=True)
+    # precedence = order of SOURCES; within a file the first row of an id wins
+    merged = merged.drop_duplicates("tmdbId", keep="first").sort_values("tmdbId", kind="stable")
+    merged = merged.reset_index(drop=True)
+
+    tmdb5000_keywords = _tmdb5000_keywords(shared_data / "tmdb" / "tmdb_5000_movies.csv")
+    movies_dataset_keywords = _movies_dataset_keywords(shared_data.joinpath(*KEYWORDS_FILE), wanted)
+    # Movies with keywords but no metadata row still get their keywords (source "keywords_only").
+    keyword_only = sorted(t for t, k in movies_dataset_keywords.items() if k and t not in set(merged["tmdbId"]))
+    if keyword_only:
+        extra = pd.DataFrame({"tmdbId": pd.Series(keyword_only, dtype="int64"), "source": KEYWORDS_ONLY})
+        merged = pd.concat([merged, extra], ignore_index=True).sort_values("tmdbId", kind="stable")
+        merged = merged.reset_index(drop=True)
+    merged["keywords"] = pd.Series(
+        [_union(movies_dataset_keywords.get(t, []), tmdb5000_keywords.get(t, [])) for t in merged["tmdbId"]],
+        dtype=object,
+    )
+    merged = merged[COLUMNS]
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = merged.copy()
+    out["keywords"] = [json.dumps(k, ensure_ascii=False) for k in out["keywords"]]
+    # mtime=0 so that rebuilding from the same inputs gives the same bytes
+    with open(out_dir / METADATA_FILE, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+        gz.write(out.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+
+    covered = links["tmdbId"].isin(set(merged.loc[merged["source"] != KEYWORDS_ONLY, "tmdbId"])).fillna(False)
+    return {
+        "links_rows": int(len(links)),
+        "links_without_tmdbId": int(links["tmdbId"].isna().sum()),
+        "distinct_tmdbIds_in_links": len(wanted),
+        "matched_per_source_file": per_source_matched,
+        "rows": int(len(merged)),
+        "rows_by_source": {k: int(v) for k, v in merged["source"].value_counts().sort_index().items()},
+        "movies_covered": int(covered.sum()),
+        "rows_with_keywords": int(sum(1 for k in merged["keywords"] if k)),
+        "rows_with_poster": int(merged["poster_path"].notna().sum()),
+    }
+
+
+def _read_source(path: Path, label: str) -> pd.DataFrame:
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    ids = pd.to_numeric(raw["id"], errors="coerce")
+    raw = raw[ids.notna()].copy()
+    frame = pd.DataFrame({"tmdbId": ids[ids.notna()].astype("int64").to_numpy()})
+    for col in TEXT_COLUMNS:
+        values = raw[col] if col in raw.columns else pd.Series([""] * len(raw))
+        frame[col] = pd.Series([_clean_text(v) for v in values], dtype=object)
+    frame["overview"] = pd.Series([None if v in NO_OVERVIEW else v for v in frame["overview"]], dtype=object)
+    frame["release_date"] = pd.Series(
+        [v if isinstance(v, str) and _DATE.match(v) else None for v in frame["release_date"]], dtype=object
+    )
+    for col in FLOAT_COLUMNS:
+        frame[col] = pd.to_numeric(raw[col], errors="coerce").to_numpy(np.float64)
+    if label == "movies_metadata_subset2831":
+        # the re-saved subset prints some floats with binary noise (14.686035999999998);
+        # The Movies Dataset publishes popularity with 6 decimals, so round it back
+        frame["popularity"] = frame["popularity"].round(6)
+    for col in INT_COLUMNS:
+        frame[col] = pd.array(pd.to_numeric(raw[col], errors="coerce").round(), dtype="Int64")
+    frame["source"] = label
+    return frame
+
+
+def _clean_text(value) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _movies_dataset_keywords(path: Path, ids: set[int]) -> dict[int, list[str]]:
+    """Keyword names per TMDB id from The Movies Dataset (Python-literal lists), first row per id."""
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    raw["id"] = pd.to_numeric(raw["id"], errors="coerce")
+    raw = raw.dropna(subset=["id"]).drop_duplicates("id", keep="first")
+    out = {}
+    for tmdb_id, text in zip(raw["id"].astype("int64"), raw["keywords"]):
+        if tmdb_id in ids and text not in ("", "[]"):
+            out[int(tmdb_id)] = [d["name"] for d in ast.literal_eval(text)]
+    return out
+
+
+def _tmdb5000_keywords(path: Path) -> dict[int, list[str]]:
+    """Keyword names per TMDB id from TMDB 5000's JSON ``keywords`` column."""
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=["id", "keywords"])
+    out: dict[int, list[str]] = {}
+    for tmdb_id, text in zip(raw["id"].astype("int64"), raw["keywords"]):
+        if text and text != "[]":
+            out.setdefault(int(tmdb_id), [d["name"] for d in json.loads(text)])
+    return out
+
+
+def _union(first: list[str], second: list[str]) -> list[str]:
+    """Keywords of ``first`` in order, then those of ``second`` not already present."""
+    seen, out = set(), []
+    for word in [*first, *second]:
+        word = word.strip()
+        if word and word not in seen:
+            seen.add(word)
+            out.append(word)
+    return out
+
+
+# --------------------------------------------------------------------------- script
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.tmdb", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="build the bundled TMDB metadata file")
+    build.add_argument("--shared", type=Path, required=True, help="the shared/data folder (holds tmdb/, the-movies-dataset/)")
+    build.add_argument("--out", type=Path, default=Path("resources/tmdb"), help="output folder")
+    build.add_argument("--links", type=Path, default=None,
+                       help="MovieLens links.csv (default: the bundled ml-latest-small)")
+    args = parser.parse_args(argv)
+    links = args.links or Path(__file__).resolve().parent.parent / "resources" / "ml-latest-small" / "links.csv"
+    counts = build_bundle(args.shared, links, args.out)
+    json.dump(counts, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
