@@ -135,3 +135,32 @@ def _median_gamma(x: np.ndarray, rng: np.random.Generator, sample: int = 2000) -
     d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * s @ s.T, 0.0)
     med = np.median(d2[np.triu_indices(len(s), k=1)]) if len(s) > 1 else 1.0
     return 1.0 / med if med > 0 else 1.0
+
+
+def describe_clusters(labels: pd.Series, profiles: pd.DataFrame, genres: list[str], matrix,
+                      n_top: int = 20, like_threshold: float = 4.0) -> pd.DataFrame:
+    """One row per cluster: size, persona (most over-represented genres), mean profile, top movies.
+
+    ``persona`` ranks genres by how far the cluster's mean profile sits above the population
+    mean, in population standard deviations. ``top_movies`` are the movies the most members
+    rated at least ``like_threshold`` (with the share of members as the score).
+    """
+    x = profiles.loc[labels.index].to_numpy(np.float64)
+    pop_mean, pop_std = x.mean(axis=0), x.std(axis=0) + 1e-9
+    rows = matrix.user_index(labels.index.to_numpy())
+    liked = matrix.binary(like_threshold)
+    out = []
+    for c in np.sort(labels.unique()):
+        member = (labels.to_numpy() == c)
+        mean = x[member].mean(axis=0)
+        z = (mean - pop_mean) / pop_std
+        persona = [genres[i] for i in np.argsort(-z)[:3]]
+        r = rows[member & (rows >= 0)]
+        counts = np.asarray(liked[r].sum(axis=0)).ravel() if len(r) else np.zeros(liked.shape[1])
+        top = np.argsort(-counts, kind="stable")[:n_top]
+        top = top[counts[top] > 0]
+        out.append({"cluster": int(c), "size": int(member.sum()), "persona": persona,
+                    "profile": {g: round(float(v), 4) for g, v in zip(genres, mean)},
+                    "top_movies": [{"movieId": int(matrix.item_ids[i]), "score": round(float(counts[i]) / member.sum(), 4)}
+                                   for i in top]})
+    return pd.DataFrame(out).set_index("cluster")
