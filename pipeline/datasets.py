@@ -97,6 +97,7 @@ class MovieLensData:
     movies: pd.DataFrame
     tags: pd.DataFrame
     links: pd.DataFrame
+    path: Path | None = None  # the folder the files were read from
 
 
 def repo_root() -> Path:
@@ -124,7 +125,7 @@ def load_movielens(source: str | os.PathLike, config: DatasetConfig = DatasetCon
     layout = detect_layout(folder)
     reader = {"csv": _read_csv_layout, "dat": _read_dat_layout, "100k": _read_100k_layout}[layout]
     ratings, movies, tags, links = reader(folder, config)
-    return MovieLensData(name=name, ratings=ratings, movies=movies, tags=tags, links=links)
+    return MovieLensData(name=name, ratings=ratings, movies=movies, tags=tags, links=links, path=folder)
 
 
 def detect_layout(folder: Path) -> str:

@@ -1,0 +1,298 @@
+"""MongoDB collection names, document shapes and index specs, all in one place.
+
+Two kinds of collections:
+
+* **Versioned** (``users``, ``movies``, ``metadata``, ``clusters``): every pipeline run writes a
+  complete new set named ``<name>__<version>`` (for example ``users__v20261121T111313-ab12cd``).
+  The set is served once the pointer document ``serving/{_id: "current"}`` names it
+  (see :mod:`pipeline.store`), so readers never see half a run.
+* **Non-versioned** (``models``, ``serving``; ``feedback`` and ``lists`` are reserved for the
+  API's online data): one collection each, written in place.
+
+The TypedDicts below document what the pipeline writes and what the API may read. They are
+not enforced by the server; :mod:`pipeline.store` only checks counts and indexes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, NotRequired, TypedDict
+
+from pymongo import ASCENDING, DESCENDING, IndexModel
+
+from pipeline.text import fold
+
+# --- collection names ------------------------------------------------------------------------
+
+USERS = "users"
+MOVIES = "movies"
+METADATA = "metadata"
+CLUSTERS = "clusters"
+MODELS = "models"
+SERVING = "serving"
+FEEDBACK = "feedback"  # reserved: append-only rating/click events (API issue)
+LISTS = "lists"  # reserved: shareable user lists (API issue)
+
+#: Collections written as a whole per run and swapped in together.
+VERSIONED: tuple[str, ...] = (USERS, MOVIES, METADATA, CLUSTERS)
+#: Versioned collections that must not be empty when a version is published.
+REQUIRED_NONEMPTY: tuple[str, ...] = (USERS, MOVIES)
+#: Collections updated in place (history, pointer, online data).
+NON_VERSIONED: tuple[str, ...] = (MODELS, SERVING, FEEDBACK, LISTS)
+
+#: ``_id`` of the pointer document in ``serving``.
+POINTER_ID = "current"
+#: ``_id`` of the publish/cleanup lock document in ``serving``.
+LOCK_ID = "lock"
+
+VERSION_SEPARATOR = "__"
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def check_version(version: str) -> str:
+    """Return ``version`` if it can be part of a collection name, else raise ValueError."""
+    if not isinstance(version, str) or not _VERSION_RE.match(version):
+        raise ValueError(
+            f"invalid model version {version!r}: use 1-100 characters of [A-Za-z0-9_.-], "
+            "starting with a letter or digit"
+        )
+    return version
+
+
+def versioned_name(name: str, version: str) -> str:
+    """Collection name of versioned collection ``name`` for ``version`` (``users__v1``)."""
+    if name not in VERSIONED:
+        raise ValueError(f"{name!r} is not a versioned collection (one of {VERSIONED})")
+    return f"{name}{VERSION_SEPARATOR}{check_version(version)}"
+
+
+def parse_versioned(collection_name: str) -> tuple[str, str] | None:
+    """``(name, version)`` for a versioned collection name, ``None`` for anything else."""
+    name, sep, version = collection_name.partition(VERSION_SEPARATOR)
+    if not sep or name not in VERSIONED or not _VERSION_RE.match(version):
+        return None
+    return name, version
+
+
+# --- document shapes -------------------------------------------------------------------------
+
+
+class RatingStats(TypedDict):
+    n_ratings: int
+    mean: float
+
+
+class RatingEntry(TypedDict):
+    movieId: int
+    rating: float  # 0.5 .. 5.0
+    timestamp: int  # unix seconds
+
+
+ReasonKind = Literal["because_you_liked", "cluster_favourite", "popular"]
+
+
+class Reason(TypedDict):
+    kind: ReasonKind
+    movieId: NotRequired[int]  # the liked movie, for kind == "because_you_liked"
+    text: str  # human-readable, e.g. "Because you liked Heat (1995)"
+
+
+class TopEntry(TypedDict):
+    movieId: int
+    score: float  # ranking score (higher is better)
+    predicted_rating: float  # rating model's estimate on the 0.5..5 scale
+    reason: Reason
+
+
+class UserDoc(TypedDict):
+    """``users``: one document per user, precomputed top-N included."""
+
+    _id: int  # MovieLens userId
+    cluster: int  # clusters._id
+    stats: RatingStats
+    ratings: list[RatingEntry]  # the user's activity
+    top: list[TopEntry]  # best first, typically 50
+    model_version: str  # models._id that produced this document
+
+
+class MovieStats(TypedDict):
+    n_ratings: int
+    mean: float
+    shrunk_mean: float  # mean shrunk towards the global mean (Bayesian average)
+    popularity: float
+
+
+class SimilarEntry(TypedDict):
+    movieId: int
+    score: float
+
+
+class MovieSearch(TypedDict):
+    key: str  # pipeline.text.search_key(title); query with search_prefix_query()
+
+
+class MovieDoc(TypedDict):
+    """``movies``: catalogue entry, statistics and similar movies."""
+
+    _id: int  # MovieLens movieId
+    title: str  # as in MovieLens, e.g. "Matrix, The (1999)"
+    name: str  # display title without the year, e.g. "The Matrix"
+    year: int | None
+    genres: list[str]  # [] when MovieLens says "(no genres listed)"
+    imdbId: int | None
+    tmdbId: int | None
+    poster_url: str | None
+    stats: MovieStats
+    similar: list[SimilarEntry]  # best first
+    search: MovieSearch
+
+
+class MetadataDoc(TypedDict):
+    """``metadata``: TMDB details and user tags of a movie."""
+
+    _id: int  # MovieLens movieId
+    tmdbId: int | None
+    imdbId: int | None
+    title: str
+    overview: str | None
+    tagline: str | None
+    runtime: int | None  # minutes
+    release_date: str | None  # ISO date "YYYY-MM-DD"
+    original_language: str | None
+    poster_path: str | None  # TMDB path, e.g. "/abc.jpg"
+    poster_url: str | None  # full URL built from poster_path
+    vote_average: float | None
+    vote_count: int | None
+    keywords: list[str]
+    tags: list[str]  # MovieLens user tags
+    source: str  # where the record came from, e.g. "tmdb", "movielens"
+
+
+class ClusterDoc(TypedDict):
+    """``clusters``: one document per user cluster."""
+
+    _id: int
+    size: int  # number of users
+    persona: list[str]  # top genres, most characteristic first
+    profile: dict[str, float]  # genre -> weight
+    top_movies: list[SimilarEntry]  # cluster favourites, best first
+
+
+ModelStatus = Literal["staging", "serving", "superseded", "failed"]
+
+
+class StagingOwner(TypedDict):
+    host: str  # hostname + kernel boot id
+    pid: int
+    started: float  # process creation time (psutil), guards against pid reuse
+    token: str  # random, unique per Staging/lock holder
+
+
+class ModelDoc(TypedDict):
+    """``models``: one document per model version (the run that produced it)."""
+
+    _id: str  # the version
+    created_at: datetime
+    status: ModelStatus
+    dataset: NotRequired[Any]  # e.g. {"name": "ml-latest-small", "n_ratings": ...}
+    data_fingerprint: NotRequired[str]
+    params: NotRequired[dict[str, Any]]
+    metrics: NotRequired[dict[str, Any]]
+    artifacts: NotRequired[dict[str, Any]]
+    timings: NotRequired[dict[str, float]]
+    # maintained by pipeline.store:
+    collections: NotRequired[dict[str, str]]  # versioned name -> collection name
+    counts: NotRequired[dict[str, int]]  # documents per versioned collection at publish
+    owner: NotRequired[StagingOwner]  # the writing process while status == "staging"
+    lease_until: NotRequired[datetime]  # staging lease, renewed while loading
+    published_at: NotRequired[datetime]
+    superseded_at: NotRequired[datetime]
+    failed_at: NotRequired[datetime]
+    error: NotRequired[str]
+    dropped_at: NotRequired[datetime]  # when cleanup dropped its collections
+
+
+class PointerTarget(TypedDict):
+    version: str
+    collections: dict[str, str]  # versioned name -> collection name
+    published_at: datetime
+
+
+class PointerDoc(TypedDict):
+    """``serving/{_id: "current"}``: the single document that says what is served."""
+
+    _id: Literal["current"]
+    version: str
+    collections: dict[str, str]
+    published_at: datetime
+    previous: PointerTarget | None  # kept for rollback; its collections are never dropped
+    serial: int  # +1 per flip; the flip is a compare-and-set on it
+
+
+class LockDoc(TypedDict):
+    """``serving/{_id: "lock"}``: held while publishing or cleaning up."""
+
+    _id: Literal["lock"]
+    owner: StagingOwner
+    acquired_at: datetime
+    expires_at: datetime
+
+
+# --- indexes ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """One index: ``keys`` as ((field, direction), ...), named explicitly."""
+
+    name: str
+    keys: tuple[tuple[str, int], ...]
+    unique: bool = False
+
+    def model(self) -> IndexModel:
+        return IndexModel(list(self.keys), name=self.name, unique=self.unique)
+
+
+#: Indexes of every collection the API reads, created by the code that writes it.
+INDEXES: dict[str, tuple[IndexSpec, ...]] = {
+    USERS: (IndexSpec("cluster_1", (("cluster", ASCENDING),)),),
+    MOVIES: (
+        IndexSpec("search_key_1", (("search.key", ASCENDING),)),
+        IndexSpec("year_1", (("year", ASCENDING),)),
+        IndexSpec("genres_1", (("genres", ASCENDING),)),
+        IndexSpec("popularity_-1", (("stats.popularity", DESCENDING),)),
+    ),
+    METADATA: (
+        IndexSpec("tmdbId_1", (("tmdbId", ASCENDING),)),
+        IndexSpec("imdbId_1", (("imdbId", ASCENDING),)),
+    ),
+    CLUSTERS: (),
+    MODELS: (
+        IndexSpec("status_1", (("status", ASCENDING),)),
+        IndexSpec("created_at_-1", (("created_at", DESCENDING),)),
+    ),
+    SERVING: (),
+}
+
+
+def index_models(name: str) -> list[IndexModel]:
+    """pymongo IndexModels for collection ``name`` (without version suffix)."""
+    return [spec.model() for spec in INDEXES.get(name, ())]
+
+
+# --- title search ----------------------------------------------------------------------------
+
+
+def search_prefix_query(prefix: str) -> dict[str, Any]:
+    """Filter on ``search.key`` (``pipeline.text.search_key`` of the title) for titles that
+    start with ``prefix``, folded the same way.
+
+    A range (``$gte``/``$lt``) rather than an anchored ``$regex``: both use the index on a real
+    mongod, but SecantusDB only turns the range into an index scan (a regex scans everything).
+    """
+    key = fold(prefix)
+    if not key:
+        return {}
+    return {"search.key": {"$gte": key, "$lt": key + "\U0010ffff"}}
