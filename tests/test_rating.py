@@ -1,0 +1,162 @@
+from pathlib import Path
+
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.features import build_features
+from pipeline.matrix import RatingMatrix
+from pipeline.mf import Biases, BiasedMFConfig
+from pipeline.rating import ItemKNN, ItemKNNConfig, RatingModel, RatingModelConfig
+
+RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "ml-latest-small"
+FAST = RatingModelConfig(mf=BiasedMFConfig(factors=20, iterations=5), knn=ItemKNNConfig(candidates=50),
+                         stack_folds=3, gbm_max_iter=80, gbm_learning_rate=0.1, time_features=True)
+
+
+def _rmse(a, b):
+    return float(np.sqrt(np.mean((np.asarray(a, float) - np.asarray(b, float)) ** 2)))
+
+
+@pytest.fixture(scope="module")
+def sample():
+    """~20k bundled ratings (users with id divisible by 5): 10 users held out whole (new users),
+    the rest split 80/20 at random."""
+    ratings = pd.read_csv(RESOURCES / "ratings.csv", dtype={"userId": "int32", "movieId": "int32",
+                                                            "rating": "float32", "timestamp": "int64"})
+    ratings = ratings[ratings.userId % 5 == 0].reset_index(drop=True)
+    movies = pd.read_csv(RESOURCES / "movies.csv")
+    movies["genres"] = movies["genres"].str.split("|")
+    movies["year"] = pd.to_numeric(movies["title"].str.extract(r"\((\d{4})\)\s*$")[0]).astype("Int64")
+    users = np.unique(ratings.userId)
+    new_users = np.random.default_rng(0).choice(users, 10, replace=False)
+    is_new = ratings.userId.isin(new_users).to_numpy()
+    held = np.random.default_rng(1).random(len(ratings)) < 0.2
+    train = ratings[~is_new & ~held].reset_index(drop=True)
+    test = ratings[~is_new & held].reset_index(drop=True)
+    newcomers = ratings[is_new].reset_index(drop=True)
+    train_dd = dd.from_pandas(train, npartitions=3)
+    features = build_features(train_dd, movies)
+    model = RatingModel(FAST).fit(train_dd, features)
+    return {"train": train, "test": test, "new": newcomers, "features": features, "model": model}
+
+
+def _bias_only(model, pairs):
+    c = model.collaborative_
+    return np.clip(c.bias.estimate(c.matrix.user_index(pairs.userId), c.matrix.item_index(pairs.movieId)), 0.5, 5)
+
+
+def test_beats_global_mean_and_bias_baselines(sample):
+    model, test = sample["model"], sample["test"]
+    pred = model.predict(test)
+    model_rmse = _rmse(pred, test.rating)
+    mean_rmse = _rmse(np.full(len(test), sample["features"].global_mean), test.rating)
+    bias_rmse = _rmse(_bias_only(model, test), test.rating)
+    assert model_rmse < bias_rmse - 0.01 < mean_rmse - 0.05
+    # without timestamps the model still beats the biases (it was trained with some hidden)
+    assert _rmse(model.predict(test[["userId", "movieId"]]), test.rating) < bias_rmse - 0.005
+
+
+def test_predictions_are_finite_in_range_and_in_order(sample):
+    model, test = sample["model"], sample["test"]
+    pred = model.predict(test)
+    assert pred.shape == (len(test),) and np.isfinite(pred).all()
+    assert pred.min() >= 0.5 and pred.max() <= 5.0
+    shuffled = test.sample(frac=1.0, random_state=2)
+    np.testing.assert_allclose(model.predict(shuffled), pd.Series(pred, index=test.index)[shuffled.index])
+
+
+def test_unknown_users_and_movies(sample):
+    model, train = sample["model"], sample["train"]
+    known_user, known_movie = int(train.userId.iloc[0]), int(train.movieId.iloc[0])
+    pairs = pd.DataFrame({"userId": [-5, -5, known_user, known_user],
+                          "movieId": [known_movie, -7, -7, known_movie], "timestamp": [np.nan, 0, 0, np.nan]})
+    pred = model.predict(pairs)
+    assert np.isfinite(pred).all() and ((pred >= 0.5) & (pred <= 5)).all()
+    c = model.collaborative_
+    mu, bi = c.bias.global_mean_, c.bias.item_bias_[c.matrix.item_index([known_movie])[0]]
+    assert pred[0] == pytest.approx(np.clip(mu + bi, 0.5, 5))       # unknown user: mu + b_i
+    assert pred[1] == pytest.approx(np.clip(mu, 0.5, 5))            # nothing known: mu
+    assert model.predict(pairs.iloc[:0]).shape == (0,)
+
+
+def test_fold_in_new_users_beats_the_baseline(sample):
+    model, new = sample["model"], sample["new"]
+    folded_err, base_err = [], []
+    for _, mine in new.groupby("userId"):
+        mine = mine.sample(frac=1.0, random_state=3)
+        cut = int(len(mine) * 0.7)
+        given, hidden = mine.iloc[:cut], mine.iloc[cut:]
+        user = model.fold_in(given[["movieId", "rating", "timestamp"]])
+        assert user.vector.shape == (FAST.mf.factors,)
+        pred = model.predict_folded(user, hidden.movieId)
+        assert np.isfinite(pred).all() and ((pred >= 0.5) & (pred <= 5)).all()
+        folded_err.append(pred - hidden.rating.to_numpy())
+        base_err.append(_bias_only(model, hidden.assign(userId=-1)) - hidden.rating.to_numpy())
+    folded, base = np.concatenate(folded_err), np.concatenate(base_err)
+    assert np.sqrt(np.mean(folded ** 2)) < np.sqrt(np.mean(base ** 2)) - 0.03
+
+
+def test_folded_training_user_matches_the_fitted_user(sample):
+    model, train = sample["model"], sample["train"]
+    user = int(train.userId.value_counts().index[0])
+    mine = train[train.userId == user]
+    folded = model.fold_in(mine[["movieId", "rating", "timestamp"]])
+    row = model.collaborative_.matrix.user_index([user])[0]
+    cos = folded.vector @ model.user_factors_[row] / (np.linalg.norm(folded.vector) * np.linalg.norm(model.user_factors_[row]))
+    assert cos > 0.95
+    movies = train.movieId.unique()[:200]
+    as_known = model.predict(pd.DataFrame({"userId": user, "movieId": movies}))
+    np.testing.assert_allclose(model.predict_folded(folded, movies), as_known, atol=0.15)
+    empty = model.fold_in(pd.DataFrame({"movieId": [], "rating": []}))
+    assert np.isfinite(model.predict_folded(empty, movies)).all()
+
+
+def test_stacking_rows_are_out_of_fold(sample):
+    """Every stacking row is described by statistics that never saw its fold: the user's and
+    the movie's training counts in the row are their totals minus their ratings in that fold."""
+    train, features = sample["train"], sample["features"]
+    x, y, pairs = RatingModel(FAST).stacking_rows(dd.from_pandas(train, npartitions=2), features)
+    assert len(x) == len(y) == len(pairs) == len(train)
+    assert sorted(pairs.fold.unique()) == list(range(FAST.stack_folds))
+    for key, column in [("userId", "u_n"), ("movieId", "m_n")]:
+        total = train[key].value_counts().reindex(pairs[key]).to_numpy()
+        in_fold = pairs.groupby(["fold", key])[key].transform("size").to_numpy()
+        np.testing.assert_array_equal(x[column].to_numpy(), total - in_fold)
+    # the collaborative features too: fold 0's baseline equals biases refit without fold 0
+    fold0 = pairs.fold.to_numpy() == 0
+    rest = train.merge(pairs[fold0][["userId", "movieId"]], how="left", indicator=True)
+    rest = rest[rest["_merge"] == "left_only"]
+    m = RatingMatrix.from_frame(rest, user_ids=np.unique(train.userId), item_ids=np.unique(train.movieId))
+    b = Biases(FAST.bias).fit(m, global_mean=float(rest.rating.astype(np.float64).mean()))
+    expected = b.estimate(m.user_index(pairs.userId[fold0]), m.item_index(pairs.movieId[fold0]))
+    np.testing.assert_allclose(x["base"].to_numpy()[fold0], expected, rtol=1e-5)
+    # the targets are the rows' own ratings
+    merged = pairs[["userId", "movieId"]].merge(train, on=["userId", "movieId"], how="left")
+    np.testing.assert_array_equal(y, merged.rating.to_numpy())
+    # some timestamps are hidden (dropout), the rest are the rating's own
+    hidden = pairs.timestamp.isna().mean()
+    assert 0.1 < hidden < 0.3
+    shown = pairs.timestamp.notna()
+    np.testing.assert_array_equal(pairs.timestamp[shown].to_numpy(), merged.timestamp[shown].to_numpy())
+
+
+def test_row_cap_limits_the_stacking_sample(sample):
+    train, features = sample["train"], sample["features"]
+    cfg = RatingModelConfig(mf=BiasedMFConfig(factors=5, iterations=2), knn=ItemKNNConfig(neighbors=0),
+                            stack_folds=2, max_gbm_rows=3000, gbm_max_iter=10, time_features=False)
+    model = RatingModel(cfg).fit(train, features)
+    assert 2500 < model.n_stack_rows_ < 3500
+    assert "knn" not in model.columns_ and "weekday" not in model.columns_
+    assert np.isfinite(model.predict(sample["test"])).all()
+
+
+def test_item_knn_finds_the_item_rated_alike():
+    # items 0 and 1 get the same residuals from every user; item 2 the opposite
+    import scipy.sparse as sp
+
+    z = np.array([[1.0, 1.0, -1.0], [-0.5, -0.5, 0.5], [2.0, 2.0, -2.0], [-1.0, -1.0, 1.0]])
+    knn = ItemKNN(ItemKNNConfig(neighbors=1, candidates=2, min_support=2, shrinkage=0.0)).fit(sp.csr_matrix(z))
+    assert knn.neighbours_[0, 0] == 1 and knn.similarities_[0, 0] == pytest.approx(1.0)
+    assert knn.neighbours_[0, 1] == -1            # negative similarity is not a neighbour
