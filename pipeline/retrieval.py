@@ -1,0 +1,403 @@
+"""Top-N recommendations: two EASE item models blended, then a calibrated head/tail list.
+
+Scoring model
+    EASE (Steck 2019, "Embarrassingly Shallow Autoencoders"): an item x item weight
+    matrix ``B`` with a zero diagonal, fitted in closed form,
+    ``P = (X'WX + l2 I)^-1``, ``B = I - P diag(1/diag P)``; a user's affinity for item
+    ``j`` is ``sum_i x_ui B_ij`` over the items the user rated. Two such models are
+    blended:
+
+    * the *rating* model, input ``x_ui = rating / rating_scale`` (a 5-star rating
+      counts more than a 2-star one), with heavy raters down-weighted in the Gram
+      matrix (``W = diag(n_u ** (-2 * user_weight_power))``) so that a few users with
+      thousands of ratings do not dominate the co-occurrences;
+    * the *positive* model, input 1 where ``rating >= positive_threshold``
+      (``positive_l2``, no user weighting), with weight ``positive_weight``.
+
+    Each model's scores are divided by the mean of the user's ten largest scores
+    before blending, so both count on the same scale for every user.
+
+Item set
+    Only items with at least ``min_item_ratings`` training ratings enter the model,
+    and at most the ``max_items`` most-rated of them: the inversion is cubic in the
+    number of items, and items with a handful of ratings are neither reliably scored
+    nor often relevant. Other items are never recommended.
+
+List (re-ranking)
+    Ranking by raw affinity piles every list onto the same blockbusters. The first
+    ``head_size`` positions take the best ``affinity / count ** head_popularity_power``
+    (``count`` = the item's number of training ratings). The remaining positions take
+    the best ``affinity / q_j ** tail_calibration_power``, where ``q_j`` is the
+    ``calibration_quantile`` of item ``j``'s affinity among training users who have not
+    rated it (estimated at fit time on up to ``calibration_users`` users): an item
+    comes up in the tail when this user's affinity is high *for that item*, which
+    spreads the lists over much more of the catalogue while keeping them personal.
+
+"Because" items
+    For each recommended item ``j`` the seed is the user's rated item ``i`` (rating
+    >= ``because_min_rating``) whose contribution to the blended affinity is the
+    largest positive one; -1 when no such item contributes positively.
+
+Memory and time
+    The Gram matrix is accumulated in row blocks of sparse products and inverted in
+    place by LAPACK (Cholesky), so a fit needs about one ``n_items^2`` matrix in
+    ``solve_dtype`` plus the ``B`` matrices in float32 (two with the positive model).
+    Users are scored in blocks of ``user_block`` rows. The fitted object is read-only
+    while recommending and numpy/scipy release the GIL, so callers may score
+    disjoint row blocks from several threads.
+
+Choices were measured on validation splits carved from the training part of the
+peer benchmark's ml-latest-small user-holdout split (never its test part). On that
+split's test part the defaults reach NDCG@10 0.319 with coverage@10 0.105 (EASE on
+binary ">= 4" input: 0.300 / 0.041); a fit takes about 1 s there.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.linalg import lapack
+
+from pipeline.matrix import RatingMatrix
+
+log = logging.getLogger(__name__)
+
+_NORM_TOP = 10  # per-user score scale: mean of this many largest scores
+
+
+@dataclass(frozen=True)
+class TopNConfig:
+    """Settings of :class:`TopNRecommender` (see the module docstring)."""
+
+    l2: float = 20.0
+    """Ridge penalty of the rating model; larger = smoother, more popular lists."""
+    rating_scale: float = 5.0
+    """Rating model input is ``rating / rating_scale``."""
+    user_weight_power: float = 0.25
+    """Rating model: each user's row is scaled by ``n_u ** -user_weight_power`` in the Gram matrix."""
+    positive_weight: float = 0.2
+    """Weight of the positive (binary ``rating >= positive_threshold``) model; 0 = not fitted."""
+    positive_threshold: float = 4.0
+    """Ratings at least this high are positives for the positive model."""
+    positive_l2: float = 250.0
+    """Ridge penalty of the positive model."""
+    min_item_ratings: int = 5
+    """Items with fewer training ratings are left out (never recommended)."""
+    max_items: int = 20_000
+    """At most this many items (the most rated) enter the model: time is cubic, memory square in it."""
+    head_size: int = 7
+    """Leading list positions ranked by popularity-discounted affinity."""
+    head_popularity_power: float = 0.2
+    """Head positions rank by ``affinity / count ** head_popularity_power``."""
+    tail_calibration_power: float = 0.7
+    """Tail positions rank by ``affinity / item_quantile ** tail_calibration_power``."""
+    calibration_quantile: float = 0.99
+    """Quantile of an item's affinity among non-raters that calibrates the tail."""
+    calibration_users: int = 4096
+    """Training users (a seeded random sample when there are more) used for the calibration."""
+    because_min_rating: float = 3.5
+    """Only items the user rated at least this high can be the "because" seed."""
+    user_block: int = 2048
+    """Users scored per block (dense ``user_block x n_items`` float32 arrays)."""
+    gram_block: int = 1024
+    """Gram matrix rows per sparse product (bounds the temporary sparse result)."""
+    solve_dtype: str = "float32"
+    """Precision of the Cholesky inverse ("float64" or "float32"); ``B`` is kept in float32."""
+    seed: int = 0
+    """Seed of the calibration sample."""
+
+
+class TopNRecommender:
+    """Blended EASE with a calibrated head/tail list and "because" seeds.
+
+    Fitted attributes: ``items_`` (matrix column of each model item, ascending),
+    ``col_to_model_`` (model position of each matrix column, -1 if absent),
+    ``counts_`` (training ratings per matrix column), ``user_ratings_`` (training
+    users x model items, raw ratings, CSR), ``weights_`` (list of ``B`` matrices,
+    float32), ``blend_`` (their weights), ``head_discount_`` and ``tail_discount_``
+    (per model item), ``fallback_`` (affinity of a user with no rated model item:
+    popularity scaled to [0, 1]).
+    """
+
+    def __init__(self, config: TopNConfig = TopNConfig()):
+        self.config = config
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, matrix: RatingMatrix) -> "TopNRecommender":
+        """Fit on the training ratings (explicit ratings in ``matrix.csr``)."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        csr = matrix.csr.tocsr()
+        n_cols = csr.shape[1]
+        counts = np.bincount(csr.indices, minlength=n_cols).astype(np.int64)
+        eligible = np.flatnonzero(counts >= max(cfg.min_item_ratings, 1))
+        if len(eligible) > cfg.max_items:
+            order = np.lexsort((eligible, -counts[eligible]))  # most rated first, ties by column
+            eligible = np.sort(eligible[order[: cfg.max_items]])
+        if len(eligible) == 0:
+            raise ValueError("no item has enough ratings for the top-N model")
+        self.items_ = eligible.astype(np.int64)
+        self.col_to_model_ = np.full(n_cols, -1, dtype=np.int64)
+        self.col_to_model_[self.items_] = np.arange(len(self.items_))
+        self.counts_ = counts
+        self.user_ratings_ = self._restrict(csr)
+
+        rating_in, positive_in = self._inputs(self.user_ratings_)
+        self.weights_ = [_ease(rating_in, cfg.l2, cfg.user_weight_power, cfg)]
+        self.blend_ = [1.0]
+        if cfg.positive_weight > 0:
+            self.weights_.append(_ease(positive_in, cfg.positive_l2, 0.0, cfg))
+            self.blend_.append(float(cfg.positive_weight))
+
+        c = counts[self.items_].astype(np.float64)
+        self.head_discount_ = (c ** -cfg.head_popularity_power).astype(np.float32)
+        self.fallback_ = (c / c.max()).astype(np.float32)
+        self.tail_discount_ = self._calibrate()
+        log.info("top-N: fitted %d items in %.1f s", len(self.items_), time.perf_counter() - t0)
+        return self
+
+    def _restrict(self, csr: sp.csr_matrix) -> sp.csr_matrix:
+        """Users x model items with the raw ratings (float32 CSR, sorted indices)."""
+        keep = self.col_to_model_[csr.indices] >= 0
+        row_of = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
+        out = sp.csr_matrix((csr.data[keep].astype(np.float32),
+                             (row_of[keep], self.col_to_model_[csr.indices[keep]])),
+                            shape=(csr.shape[0], len(self.items_)), dtype=np.float32)
+        out.sum_duplicates()
+        out.sort_indices()
+        return out
+
+    def _inputs(self, ratings: sp.csr_matrix) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """(rating model input, positive model input) for rows of raw ratings, same sparsity."""
+        rating_in = ratings.copy()
+        rating_in.data = (rating_in.data / self.config.rating_scale).astype(np.float32)
+        positive_in = ratings.copy()
+        positive_in.data = (positive_in.data >= self.config.positive_threshold).astype(np.float32)
+        return rating_in, positive_in  # explicit zeros kept: both share the rating's pattern
+
+    def _calibrate(self) -> np.ndarray:
+        """Per-item tail discount ``q_j ** -tail_calibration_power`` from a user sample."""
+        cfg = self.config
+        n_users = self.user_ratings_.shape[0]
+        rows = np.arange(n_users)
+        if n_users > cfg.calibration_users:
+            rows = np.sort(np.random.default_rng(cfg.seed).choice(n_users, cfg.calibration_users, replace=False))
+        rows = rows[np.diff(self.user_ratings_.indptr)[rows] > 0]
+        if len(rows) == 0:
+            return np.ones(len(self.items_), dtype=np.float32)
+        parts = []
+        for start in range(0, len(rows), cfg.user_block):
+            xb = self.user_ratings_[rows[start:start + cfg.user_block]]
+            s, _ = self._affinity(xb)
+            s[np.repeat(np.arange(xb.shape[0]), np.diff(xb.indptr)), xb.indices] = np.nan
+            parts.append(s)
+        sample = np.concatenate(parts)
+        q = np.empty(sample.shape[1], dtype=np.float64)
+        step = 4096
+        for start in range(0, sample.shape[1], step):
+            blk = sample[:, start:start + step]
+            n_valid = (~np.isnan(blk)).sum(axis=0)
+            srt = np.sort(np.where(np.isnan(blk), -np.inf, blk), axis=0)  # raters (-inf) first
+            at = blk.shape[0] - n_valid + np.floor(cfg.calibration_quantile * np.maximum(n_valid - 1, 0)).astype(int)
+            q[start:start + step] = np.where(n_valid > 0, srt[np.minimum(at, blk.shape[0] - 1), np.arange(blk.shape[1])], np.nan)
+        pos = q[np.isfinite(q) & (q > 0)]
+        floor = float(np.median(pos)) * 1e-3 if len(pos) else 1.0
+        q = np.where(np.isfinite(q) & (q > floor), q, floor)  # items no one likes: no boost beyond the floor
+        return (q ** -cfg.tail_calibration_power).astype(np.float32)
+
+    # ------------------------------------------------------------ recommend
+    def recommend(self, user_rows: np.ndarray, n: int = 50,
+                  exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Top-``n`` lists for training users (matrix row indices).
+
+        Returns ``(items, scores, because)``, each of shape ``(len(user_rows), n)``:
+        matrix column indices in list order (-1 pads a list when fewer than ``n``
+        items are available), the blended affinity of each item (float32, about 1 for
+        the user's strongest items; the order comes from the head/tail re-rank, so
+        scores need not decrease; -inf for padding) and the "because" seed column
+        (-1 when none).
+        """
+        rows = np.asarray(user_rows, dtype=np.int64).reshape(-1)
+        out_items = np.full((len(rows), n), -1, dtype=np.int64)
+        out_scores = np.full((len(rows), n), -np.inf, dtype=np.float32)
+        out_because = np.full((len(rows), n), -1, dtype=np.int64)
+        for start in range(0, len(rows), self.config.user_block):
+            sel = slice(start, start + self.config.user_block)
+            xb = self.user_ratings_[rows[sel]]
+            out_items[sel], out_scores[sel], out_because[sel] = self._lists(xb, n, exclude_seen, None)
+        return out_items, out_scores, out_because
+
+    def recommend_for_ratings(self, item_cols: np.ndarray, ratings: np.ndarray, n: int = 50,
+                              exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Top-``n`` list for one user known only by ratings on matrix columns (a new
+        user, or live feedback folded in at request time; use
+        ``matrix.item_index(movie_ids)`` to get columns). Unknown columns (-1) are
+        ignored. The rated columns are excluded, and so are those in ``exclude``.
+        Returns the triple of :meth:`recommend`, each of shape ``(1, n)``.
+        """
+        cols = np.asarray(item_cols, dtype=np.int64).reshape(-1)
+        vals = np.asarray(ratings, dtype=np.float32).reshape(-1)
+        if cols.shape != vals.shape:
+            raise ValueError("item_cols and ratings must have the same length")
+        ok = (cols >= 0) & (cols < len(self.col_to_model_))
+        pos = self.col_to_model_[cols[ok]]
+        known = pos >= 0
+        x = sp.csr_matrix((vals[ok][known], (np.zeros(int(known.sum()), dtype=np.int64), pos[known])),
+                          shape=(1, len(self.items_)), dtype=np.float32)
+        x.sum_duplicates()  # a column given twice counts once, with the later rating
+        x.sort_indices()
+        extra = None
+        if exclude is not None:
+            ex = np.asarray(exclude, dtype=np.int64).reshape(-1)
+            ex = ex[(ex >= 0) & (ex < len(self.col_to_model_))]
+            extra = self.col_to_model_[ex]
+            extra = extra[extra >= 0]
+        return self._lists(x, n, True, extra)
+
+    # ------------------------------------------------------------ internals
+    def _affinity(self, ratings: sp.csr_matrix):
+        """Blended, per-user normalised affinity for rows of raw ratings (users x model
+        items, float32), and per model ``(input rows, B, weight / user scale)``."""
+        total, parts = None, []
+        for x, b, w in zip(self._inputs(ratings), self.weights_, self.blend_):
+            raw = np.asarray(x @ b, dtype=np.float32)
+            if raw.ndim == 1:
+                raw = raw[None, :]
+            k = min(_NORM_TOP, raw.shape[1])
+            scale = -np.partition(-raw, k - 1, axis=1)[:, :k].mean(axis=1)
+            # a model with no positive evidence for a user (e.g. no rating >= the positive
+            # threshold) does not take part in that user's blend
+            factor = np.where(scale > 1e-9, w / np.maximum(scale, 1e-9), 0.0).astype(np.float32)
+            raw *= factor[:, None]
+            total = raw if total is None else total + raw
+            parts.append((x, b, factor))
+        empty = np.diff(ratings.indptr) == 0
+        if empty.any():
+            total[empty] = self.fallback_
+        return total, parts
+
+    def _lists(self, ratings: sp.csr_matrix, n: int, exclude_seen: bool, extra_exclude):
+        cfg = self.config
+        m = len(self.items_)
+        ranked, parts = self._affinity(ratings)  # modified in place: excluded items become -inf
+        if exclude_seen:
+            ranked[np.repeat(np.arange(ratings.shape[0]), np.diff(ratings.indptr)), ratings.indices] = -np.inf
+        if extra_exclude is not None and len(extra_exclude):
+            ranked[:, extra_exclude] = -np.inf
+
+        h = min(cfg.head_size, n, m)
+        head_scores = _discount(ranked, self.head_discount_)
+        head = _top(head_scores, h)
+        head_ok = np.isfinite(np.take_along_axis(head_scores, head, axis=1))
+        del head_scores
+        tail_scores = _discount(ranked, self.tail_discount_)
+        np.put_along_axis(tail_scores, head, -np.inf, axis=1)
+        tail = _top(tail_scores, min(n - h, m - h))
+        tail_ok = np.isfinite(np.take_along_axis(tail_scores, tail, axis=1))
+        del tail_scores
+        pos = np.concatenate([head, tail], axis=1)
+        valid = np.concatenate([head_ok, tail_ok], axis=1)
+        raw = np.take_along_axis(ranked, pos, axis=1)
+
+        rows = ratings.shape[0]
+        items = np.full((rows, n), -1, dtype=np.int64)
+        scores = np.full((rows, n), -np.inf, dtype=np.float32)
+        because = np.full((rows, n), -1, dtype=np.int64)
+        items[:, : pos.shape[1]] = np.where(valid, self.items_[pos], -1)
+        scores[:, : pos.shape[1]] = np.where(valid, raw, -np.inf)
+        because[:, : pos.shape[1]] = self._because(ratings, parts, pos, valid)
+        return items, scores, because
+
+    def _because(self, ratings: sp.csr_matrix, parts, pos: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Column of the liked seed item with the largest positive contribution, per list entry."""
+        out = np.full(pos.shape, -1, dtype=np.int64)
+        for r in range(ratings.shape[0]):
+            lo, hi = ratings.indptr[r], ratings.indptr[r + 1]
+            liked = np.flatnonzero(ratings.data[lo:hi] >= self.config.because_min_rating)
+            if len(liked) == 0:
+                continue
+            seeds = ratings.indices[lo:hi][liked]
+            contrib = np.zeros((len(seeds), pos.shape[1]), dtype=np.float32)
+            for x, b, factor in parts:
+                xv = x.data[lo:hi][liked]
+                contrib += (factor[r] * xv)[:, None] * b[np.ix_(seeds, pos[r])]
+            best = np.argmax(contrib, axis=0)
+            ok = (contrib[best, np.arange(pos.shape[1])] > 0) & valid[r]
+            out[r] = np.where(ok, self.items_[seeds[best]], -1)
+        return out
+
+
+def _ease(x: sp.csr_matrix, l2: float, user_weight_power: float, cfg: TopNConfig) -> np.ndarray:
+    """EASE weights ``B`` (float32, zero diagonal) for input rows ``x`` (users x items)."""
+    k = x.shape[1]
+    dtype = np.dtype(cfg.solve_dtype)
+    t0 = time.perf_counter()
+    n_u = np.diff(x.indptr).astype(np.float64)
+    row_w = np.where(n_u > 0, np.maximum(n_u, 1.0) ** -user_weight_power, 0.0)
+    xw = (sp.diags(row_w.astype(dtype)) @ x.astype(dtype)).tocsr()
+    xw.eliminate_zeros()
+    xt = xw.T.tocsr()  # items x users
+    gram = np.empty((k, k), dtype=dtype)
+    for start in range(0, k, cfg.gram_block):
+        stop = min(start + cfg.gram_block, k)
+        (xt[start:stop] @ xw).toarray(out=gram[start:stop])
+    del xw, xt
+    gram[np.diag_indices(k)] += l2
+    t1 = time.perf_counter()
+    potrf, potri = (lapack.dpotrf, lapack.dpotri) if dtype == np.float64 else (lapack.spotrf, lapack.spotri)
+    # gram is symmetric and C-ordered: its transpose is the same matrix in Fortran order,
+    # which LAPACK factorises and inverts in place (no second k x k copy)
+    chol, info = potrf(gram.T, lower=False, overwrite_a=True, clean=False)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"Cholesky factorisation failed (info={info})")
+    del gram
+    inv, info = potri(chol, lower=False, overwrite_c=True)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"inverse from Cholesky failed (info={info})")
+    del chol
+    _symmetrize_upper(inv)  # potri fills the upper triangle only
+    diag = np.diag(inv).copy()
+    b = np.empty((k, k), dtype=np.float32)
+    step = 2048
+    for start in range(0, k, step):
+        b[start:start + step] = inv[start:start + step] / -diag[None, :]
+    del inv
+    b[np.diag_indices(k)] = 0.0
+    log.info("top-N: EASE %d items (l2=%g): Gram %.1f s, inverse %.1f s", k, l2, t1 - t0, time.perf_counter() - t1)
+    return b
+
+
+def _discount(scores: np.ndarray, discount: np.ndarray) -> np.ndarray:
+    """Apply a per-item discount (<= 1 for popular items) keeping the order of negatives
+    sensible: positives are multiplied by it, negatives divided by it."""
+    return np.where(scores > 0, scores * discount, scores / discount)
+
+
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` largest entries of each row, best first (ties: lower position)."""
+    if k <= 0:
+        return np.empty((scores.shape[0], 0), dtype=np.int64)
+    if k < scores.shape[1]:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    else:
+        part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape).copy()
+    vals = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -vals), axis=1)
+    return np.take_along_axis(part, order, axis=1).astype(np.int64)
+
+
+def _symmetrize_upper(a: np.ndarray, step: int = 2048) -> None:
+    """Copy the upper triangle of square ``a`` into its lower triangle, in place, in blocks."""
+    k = a.shape[0]
+    for i in range(0, k, step):
+        for j in range(0, i + 1, step):
+            blk = a[j:j + step, i:i + step]  # upper block (j <= i)
+            if i == j:
+                iu = np.triu_indices(blk.shape[0], 1)
+                a[i:i + step, j:j + step][iu[1], iu[0]] = blk[iu]
+            else:
+                a[i:i + step, j:j + step] = blk.T

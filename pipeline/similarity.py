@@ -1,0 +1,156 @@
+"""Similar movies: a blend of collaborative and content similarity.
+
+Collaborative similarity
+    Cosine of two movies' rating columns (value ``rating / 5``) with shrinkage,
+    ``x_i . x_j / (|x_i| |x_j| + shrinkage)``: pairs backed by few co-ratings are
+    pulled towards 0, so a movie rated by three people does not look "identical"
+    to another that the same three people rated.
+
+Content similarity
+    Cosine of TF-IDF vectors (scikit-learn ``TfidfVectorizer``) of each movie's text
+    (genres, user tags, TMDB keywords). It covers movies without any rating.
+
+Blend
+    ``(1 - content_weight) * collaborative + content_weight * content``. Movies with
+    little rating evidence have small collaborative scores (shrinkage), so content
+    decides for them; well-rated movies are ranked mostly by co-rating.
+
+Neighbours are computed block by block (``block`` movies x all movies as dense
+float32), keeping only the top ``n_neighbors`` of each row, so memory stays bounded
+at any catalogue size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from pipeline.matrix import RatingMatrix
+
+
+@dataclass(frozen=True)
+class SimilarityConfig:
+    """Settings of :class:`SimilarMovies`."""
+
+    n_neighbors: int = 20
+    """Neighbours kept per movie (itself excluded; only positive scores)."""
+    content_weight: float = 0.3
+    """Weight of the content cosine in the blend (0 = ratings only, 1 = content only)."""
+    shrinkage: float = 20.0
+    """Added to the cosine denominator of the collaborative similarity."""
+    rating_scale: float = 5.0
+    """Collaborative input value is ``rating / rating_scale``."""
+    min_df: int = 1
+    """TF-IDF: ignore terms in fewer movies than this."""
+    max_features: int | None = 100_000
+    """TF-IDF: vocabulary cap (most frequent terms)."""
+    ngram_max: int = 1
+    """TF-IDF: longest word n-gram."""
+    block: int = 1024
+    """Movies per block when scoring (dense block of ``block x n_movies`` float32)."""
+
+
+class SimilarMovies:
+    """Top-k similar movies by blended collaborative + content cosine.
+
+    Fitted attributes: ``movie_ids_`` (sorted external ids: the union of the matrix
+    columns and the content index), ``ratings_`` (movies x users, ``rating / scale``,
+    CSR), ``rating_norms_``, ``tfidf_`` (movies x terms, L2-normalised rows, CSR),
+    ``vectorizer_``.
+    """
+
+    def __init__(self, config: SimilarityConfig = SimilarityConfig()):
+        self.config = config
+
+    def fit(self, matrix: RatingMatrix, content_text: pd.Series) -> "SimilarMovies":
+        cfg = self.config
+        text = content_text.dropna()
+        text_ids = np.asarray(text.index, dtype=np.int64)
+        self.movie_ids_ = np.union1d(np.asarray(matrix.item_ids, dtype=np.int64), text_ids)
+        n = len(self.movie_ids_)
+
+        # collaborative: movies x users, rows aligned with movie_ids_
+        item_pos = np.searchsorted(self.movie_ids_, matrix.item_ids)
+        ratings = matrix.csr.tocsc().astype(np.float32)
+        ratings.data /= cfg.rating_scale
+        ratings = ratings.T.tocsr()  # matrix items x users
+        perm = sp.csr_matrix((np.ones(len(item_pos), np.float32), (item_pos, np.arange(len(item_pos)))),
+                             shape=(n, len(item_pos)))
+        self.ratings_ = (perm @ ratings).tocsr()
+        self.rating_norms_ = np.sqrt(np.asarray(self.ratings_.multiply(self.ratings_).sum(axis=1)).ravel())
+
+        # content: TF-IDF rows aligned with movie_ids_ (movies without text stay empty)
+        self.vectorizer_ = TfidfVectorizer(min_df=cfg.min_df, max_features=cfg.max_features,
+                                           ngram_range=(1, cfg.ngram_max), sublinear_tf=True,
+                                           dtype=np.float32)
+        docs = text.astype(str).to_numpy()
+        try:
+            tfidf = self.vectorizer_.fit_transform(docs)
+        except ValueError:  # no usable term at all (empty or stop-word-only texts)
+            tfidf = sp.csr_matrix((len(docs), 0), dtype=np.float32)
+        rows = np.searchsorted(self.movie_ids_, text_ids)
+        perm = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, np.arange(len(rows)))),
+                             shape=(n, len(rows)))
+        self.tfidf_ = (perm @ tfidf).tocsr()
+        self._ratings_t = self.ratings_.T.tocsr()
+        self._tfidf_t = self.tfidf_.T.tocsr()
+        return self
+
+    def neighbors(self, movie_ids: np.ndarray) -> list[list[tuple[int, float]]]:
+        """For each external movie id: ``[(movieId, score), ...]`` best first, itself
+        excluded; an empty list for an unknown id."""
+        ids = np.asarray(movie_ids, dtype=np.int64).reshape(-1)
+        pos = np.searchsorted(self.movie_ids_, ids)
+        pos = np.clip(pos, 0, len(self.movie_ids_) - 1)
+        known = self.movie_ids_[pos] == ids
+        out: list[list[tuple[int, float]]] = [[] for _ in ids]
+        idx = np.flatnonzero(known)
+        for start in range(0, len(idx), self.config.block):
+            chunk = idx[start:start + self.config.block]
+            for i, lst in zip(chunk, self._neighbors_of(pos[chunk])):
+                out[i] = lst
+        return out
+
+    def iter_all(self, block: int | None = None) -> Iterator[tuple[int, list[tuple[int, float]]]]:
+        """Yield ``(movieId, neighbours)`` for every movie, computed ``block`` movies at a time."""
+        step = block or self.config.block
+        for start in range(0, len(self.movie_ids_), step):
+            rows = np.arange(start, min(start + step, len(self.movie_ids_)))
+            for r, lst in zip(rows, self._neighbors_of(rows)):
+                yield int(self.movie_ids_[r]), lst
+
+    # ----------------------------------------------------------------- internals
+    def block_scores(self, rows: np.ndarray) -> np.ndarray:
+        """Blended similarity of the movies at positions ``rows`` to all movies (dense float32)."""
+        cfg = self.config
+        dot = (self.ratings_[rows] @ self._ratings_t).toarray()
+        denom = self.rating_norms_[rows][:, None] * self.rating_norms_[None, :] + cfg.shrinkage
+        collab = np.divide(dot, denom, out=np.zeros(dot.shape), where=denom > 0).astype(np.float32)
+        if cfg.content_weight > 0 and self.tfidf_.shape[1]:
+            content = (self.tfidf_[rows] @ self._tfidf_t).toarray().astype(np.float32)
+            scores = (1.0 - cfg.content_weight) * collab + cfg.content_weight * content
+        else:
+            scores = (1.0 - cfg.content_weight) * collab
+        scores[np.arange(len(rows)), rows] = -np.inf  # never its own neighbour
+        return scores
+
+    def _neighbors_of(self, rows: np.ndarray) -> list[list[tuple[int, float]]]:
+        scores = self.block_scores(rows)
+        k = min(self.config.n_neighbors, scores.shape[1] - 1)
+        if k <= 0:
+            return [[] for _ in rows]
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        vals = np.take_along_axis(scores, part, axis=1)
+        order = np.lexsort((part, -vals), axis=1)  # best first, ties by lower position (= lower id)
+        part = np.take_along_axis(part, order, axis=1)
+        vals = np.take_along_axis(vals, order, axis=1)
+        result = []
+        for p, v in zip(part, vals):
+            keep = v > 0
+            result.append([(int(m), float(s)) for m, s in zip(self.movie_ids_[p[keep]], v[keep])])
+        return result

@@ -1,0 +1,247 @@
+"""Tests of the top-N recommender (pipeline/retrieval.py)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.matrix import RatingMatrix
+from pipeline.retrieval import TopNConfig, TopNRecommender, _symmetrize_upper
+
+RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "ml-latest-small"
+
+# tiny worlds: every item needs >= min_item_ratings ratings to enter the model
+TINY = TopNConfig(l2=1.0, positive_l2=2.0, min_item_ratings=1, head_size=2, user_block=3, gram_block=2)
+
+
+def _random_matrix(n_users=40, n_items=25, density=0.3, seed=0) -> RatingMatrix:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        items = np.flatnonzero(rng.random(n_items) < density)
+        if len(items) == 0:
+            items = np.array([u % n_items])
+        for i in items:
+            rows.append((100 + u, 1000 + i, float(rng.integers(1, 11)) / 2))
+    return RatingMatrix.from_frame(pd.DataFrame(rows, columns=["userId", "movieId", "rating"]))
+
+
+def _ease_reference(x: np.ndarray, l2: float, user_weight_power: float) -> np.ndarray:
+    """Textbook EASE on a dense input, float64."""
+    n_u = (x != 0).sum(axis=1)
+    w = np.where(n_u > 0, np.maximum(n_u, 1) ** (-user_weight_power), 0.0)
+    g = (x * w[:, None]).T @ (x * w[:, None]) + l2 * np.eye(x.shape[1])
+    p = np.linalg.inv(g)
+    b = p / (-np.diag(p))[None, :]
+    np.fill_diagonal(b, 0.0)
+    return b
+
+
+def _dense_inputs(m: RatingMatrix, cfg: TopNConfig):
+    r = m.csr.toarray().astype(np.float64)
+    return r / cfg.rating_scale, (r >= cfg.positive_threshold).astype(np.float64)
+
+
+def test_weights_match_closed_form():
+    m = _random_matrix()
+    rec = TopNRecommender(replace(TINY, solve_dtype="float64")).fit(m)
+    assert len(rec.items_) == m.shape[1]
+    rating_x, positive_x = _dense_inputs(m, TINY)
+    np.testing.assert_allclose(rec.weights_[0], _ease_reference(rating_x, TINY.l2, TINY.user_weight_power),
+                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(rec.weights_[1], _ease_reference(positive_x, TINY.positive_l2, 0.0),
+                               rtol=1e-5, atol=1e-7)
+    assert rec.blend_ == [1.0, TINY.positive_weight]
+    assert all(np.all(np.diag(b) == 0) for b in rec.weights_)
+    single = TopNRecommender(replace(TINY, positive_weight=0.0)).fit(m)
+    assert len(single.weights_) == 1
+
+
+def test_float32_solve_close_to_float64():
+    m = _random_matrix()
+    b64 = TopNRecommender(replace(TINY, solve_dtype="float64")).fit(m).weights_
+    b32 = TopNRecommender(replace(TINY, solve_dtype="float32")).fit(m).weights_
+    for a, b in zip(b32, b64):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_symmetrize_upper_blocks():
+    rng = np.random.default_rng(1)
+    a = rng.random((7, 7))
+    expected = np.triu(a) + np.triu(a, 1).T
+    _symmetrize_upper(a, step=3)
+    np.testing.assert_array_equal(a, expected)
+
+
+def test_seen_items_excluded_and_shapes():
+    m = _random_matrix()
+    rec = TopNRecommender(TINY).fit(m)
+    rows = np.arange(m.shape[0])
+    items, scores, because = rec.recommend(rows, n=8)
+    assert items.shape == scores.shape == because.shape == (len(rows), 8)
+    assert scores.dtype == np.float32
+    for r in rows:
+        seen = set(m.csr[r].indices.tolist())
+        got = [i for i in items[r] if i >= 0]
+        assert not seen & set(got)
+        assert len(got) == len(set(got))
+        assert len(got) == min(8, m.shape[1] - len(seen))
+
+
+def test_exclude_seen_false_allows_rated_items():
+    m = _random_matrix()
+    rec = TopNRecommender(TINY).fit(m)
+    items, _, _ = rec.recommend(np.arange(m.shape[0]), n=m.shape[1], exclude_seen=False)
+    assert (items >= 0).all()  # the whole catalogue is available
+    assert any(set(m.csr[r].indices) & set(items[r]) for r in range(m.shape[0]))
+
+
+def test_deterministic():
+    m = _random_matrix(seed=3)
+    a = TopNRecommender(TINY).fit(m).recommend(np.arange(m.shape[0]), n=10)
+    b = TopNRecommender(TINY).fit(m).recommend(np.arange(m.shape[0]), n=10)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_because_is_a_liked_item_with_largest_contribution():
+    m = _random_matrix(seed=5)
+    rec = TopNRecommender(TINY).fit(m)
+    rows = np.arange(m.shape[0])
+    items, _, because = rec.recommend(rows, n=6)
+    inputs = _dense_inputs(m, TINY)
+    # per-user scale of each model: mean of the ten largest raw scores
+    # (a model with no positive score for a user does not take part in the blend)
+    scales = [np.sort(x @ b, axis=1)[:, -10:].mean(axis=1) for x, b in zip(inputs, rec.weights_)]
+    factors = [np.where(s > 1e-9, w / np.maximum(s, 1e-9), 0.0) for s, w in zip(scales, rec.blend_)]
+    checked = 0
+    for r in rows:
+        row = m.csr[r]
+        liked = [int(c) for c, v in zip(row.indices, row.data) if v >= TINY.because_min_rating]
+        for item, seed in zip(items[r], because[r]):
+            if item < 0:
+                assert seed == -1
+                continue
+            contrib = {c: sum(f[r] * x[r, c] * b[c, item] for x, b, f in zip(inputs, rec.weights_, factors))
+                       for c in liked}
+            best = max(contrib.values(), default=0.0)
+            if best > 0:
+                assert seed in liked
+                assert contrib[seed] == pytest.approx(best, rel=1e-4)
+                checked += 1
+            else:
+                assert seed == -1
+    assert checked > 50
+
+
+def test_tail_calibration_is_the_item_quantile_among_non_raters():
+    m = _random_matrix(n_users=50, seed=6)
+    cfg = replace(TINY, calibration_quantile=0.9, tail_calibration_power=1.0)
+    rec = TopNRecommender(cfg).fit(m)
+    affinity, _ = rec._affinity(rec.user_ratings_)
+    affinity = affinity.astype(np.float64)
+    affinity[m.csr.toarray() > 0] = np.nan
+    q = np.nanquantile(affinity, 0.9, axis=0, method="lower")
+    np.testing.assert_allclose(rec.tail_discount_, 1.0 / q, rtol=1e-5)
+    sampled = TopNRecommender(replace(cfg, calibration_users=20)).fit(m)
+    again = TopNRecommender(replace(cfg, calibration_users=20)).fit(m)
+    np.testing.assert_array_equal(sampled.tail_discount_, again.tail_discount_)
+    assert not np.allclose(sampled.tail_discount_, rec.tail_discount_)
+
+
+def test_recommend_for_ratings_matches_recommend():
+    m = _random_matrix(seed=7)
+    rec = TopNRecommender(TINY).fit(m)
+    items, scores, because = rec.recommend(np.arange(m.shape[0]), n=7)
+    for r in range(m.shape[0]):
+        row = m.csr[r]
+        i1, s1, b1 = rec.recommend_for_ratings(row.indices, row.data, n=7)
+        np.testing.assert_array_equal(i1[0], items[r])
+        np.testing.assert_allclose(s1[0], scores[r], rtol=1e-5)
+        np.testing.assert_array_equal(b1[0], because[r])
+
+
+def test_recommend_for_ratings_extra_exclude_and_unknown_columns():
+    m = _random_matrix(seed=8)
+    rec = TopNRecommender(TINY).fit(m)
+    row = m.csr[0]
+    first, _, _ = rec.recommend_for_ratings(row.indices, row.data, n=5)
+    banned = first[0][:2]
+    again, _, _ = rec.recommend_for_ratings(np.append(row.indices, [-1, 10_000]), np.append(row.data, [5, 5]),
+                                            n=5, exclude=banned)
+    assert not set(banned) & set(again[0])
+    assert not set(row.indices) & set(again[0])
+
+
+def test_cold_user_gets_popular_items():
+    m = _random_matrix(seed=9)
+    rec = TopNRecommender(replace(TINY, head_popularity_power=0.0, head_size=5)).fit(m)
+    items, _, because = rec.recommend_for_ratings(np.array([], np.int64), np.array([], np.float32), n=5)
+    counts = np.bincount(m.csr.indices, minlength=m.shape[1])
+    expected = np.lexsort((np.arange(m.shape[1]), -counts))[:5]
+    np.testing.assert_array_equal(items[0], expected)
+    assert (because == -1).all()
+
+
+def test_pads_when_catalogue_is_short():
+    m = _random_matrix(n_users=10, n_items=6, density=0.5, seed=2)
+    rec = TopNRecommender(TINY).fit(m)
+    items, scores, because = rec.recommend(np.arange(10), n=9)
+    for r in range(10):
+        n_free = m.shape[1] - m.csr[r].nnz
+        assert (items[r, :n_free] >= 0).all() and (items[r, n_free:] == -1).all()
+        assert np.isneginf(scores[r, n_free:]).all() and (because[r, n_free:] == -1).all()
+
+
+def test_item_filters():
+    m = _random_matrix(n_users=60, n_items=30, density=0.2, seed=4)
+    counts = np.bincount(m.csr.indices, minlength=m.shape[1])
+    rec = TopNRecommender(replace(TINY, min_item_ratings=12)).fit(m)
+    np.testing.assert_array_equal(rec.items_, np.flatnonzero(counts >= 12))
+    items, _, _ = rec.recommend(np.arange(m.shape[0]), n=5)
+    assert set(items[items >= 0].tolist()) <= set(rec.items_.tolist())
+    capped = TopNRecommender(replace(TINY, max_items=7)).fit(m)
+    assert len(capped.items_) == 7
+    assert counts[capped.items_].min() >= np.sort(counts)[-7]
+
+
+def _holdout(ratings: pd.DataFrame, frac=0.2, seed=0):
+    rng = np.random.default_rng(seed)
+    test_mask = np.zeros(len(ratings), bool)
+    for _, idx in ratings.groupby("userId").indices.items():
+        k = int(len(idx) * frac)
+        test_mask[rng.choice(idx, size=k, replace=False)] = True
+    return ratings[~test_mask], ratings[test_mask]
+
+
+def _ndcg10(recs: np.ndarray, m: RatingMatrix, test: pd.DataFrame) -> float:
+    rel = test[test["rating"] >= 4]
+    disc = 1 / np.log2(np.arange(2, 12))
+    out = []
+    for user, group in rel.groupby("userId"):
+        r = m.user_index([user])[0]
+        relevant = set(m.item_index(group["movieId"]).tolist()) - {-1}
+        gains = np.array([1.0 if c in relevant else 0.0 for c in recs[r]])
+        out.append(gains @ disc / disc[: min(len(group), 10)].sum())
+    return float(np.mean(out))
+
+
+def test_beats_popularity_on_bundled_data():
+    ratings = pd.read_csv(RESOURCES / "ratings.csv")
+    train, test = _holdout(ratings)
+    m = RatingMatrix.from_frame(train)
+    rec = TopNRecommender().fit(m)
+    items, _, because = rec.recommend(np.arange(m.shape[0]), n=10)
+    counts = np.bincount(m.csr.indices, minlength=m.shape[1]).astype(float)
+    pop = np.tile(counts, (m.shape[0], 1))
+    pop[m.csr.nonzero()] = -1
+    pop_items = np.argsort(-pop, axis=1, kind="stable")[:, :10]
+    model, baseline = _ndcg10(items, m, test), _ndcg10(pop_items, m, test)
+    assert model > 1.5 * baseline, (model, baseline)
+    coverage = len(np.unique(items)) / m.shape[1]
+    assert coverage > 0.05
+    assert (because >= 0).mean() > 0.9

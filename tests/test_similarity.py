@@ -1,0 +1,135 @@
+"""Tests of similar movies (pipeline/similarity.py)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.matrix import RatingMatrix
+from pipeline.similarity import SimilarityConfig, SimilarMovies
+
+RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "ml-latest-small"
+
+
+def _content(movies: pd.DataFrame, tags: pd.DataFrame) -> pd.Series:
+    """movieId -> genres and distinct tags, lower case (what the features module builds)."""
+    text = {int(m): g.lower().replace("|", " ") for m, g in zip(movies["movieId"], movies["genres"])}
+    for movie, group in tags.dropna(subset=["tag"]).groupby("movieId")["tag"]:
+        if int(movie) in text:
+            text[int(movie)] += " " + " ".join(sorted(set(group.str.lower())))
+    return pd.Series(text)
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    movies = pd.read_csv(RESOURCES / "movies.csv")
+    tags = pd.read_csv(RESOURCES / "tags.csv")
+    ratings = pd.read_csv(RESOURCES / "ratings.csv")
+    return RatingMatrix.from_frame(ratings), _content(movies, tags)
+
+
+@pytest.fixture(scope="module")
+def fitted(bundled):
+    matrix, text = bundled
+    return SimilarMovies().fit(matrix, text)
+
+
+def _ids(neighbours):
+    return [m for m, _ in neighbours]
+
+
+def test_toy_story_neighbours_include_toy_story_2(fitted):
+    (toy,) = fitted.neighbors(np.array([1]))
+    assert 3114 in _ids(toy)[:10]
+
+
+def test_star_wars_neighbours_include_the_sequels(fitted):
+    (sw,) = fitted.neighbors(np.array([260]))
+    assert {1196, 1210} <= set(_ids(sw)[:5])
+
+
+def test_neighbour_lists_are_well_formed(fitted):
+    ids = np.array([1, 260, 2571, 193609])
+    for movie, lst in zip(ids, fitted.neighbors(ids)):
+        assert 0 < len(lst) <= fitted.config.n_neighbors
+        assert movie not in _ids(lst)
+        scores = [s for _, s in lst]
+        assert scores == sorted(scores, reverse=True)
+        assert all(s > 0 for s in scores)
+        assert len(set(_ids(lst))) == len(lst)
+
+
+def test_unknown_movie_gets_empty_list(fitted):
+    assert fitted.neighbors(np.array([-5, 1]))[0] == []
+
+
+def test_content_covers_movies_without_ratings(bundled):
+    matrix, text = bundled
+    extra = pd.concat([text, pd.Series({10_000_001: "animation children pixar toys"})])
+    sim = SimilarMovies().fit(matrix, extra)
+    (lst,) = sim.neighbors(np.array([10_000_001]))
+    assert lst, "an unrated movie must get content neighbours"
+    assert 10_000_001 in sim.movie_ids_
+
+
+def test_weights_switch_the_signal(bundled):
+    matrix, text = bundled
+    cf_only = SimilarMovies(SimilarityConfig(content_weight=0.0)).fit(matrix, text)
+    content_only = SimilarMovies(SimilarityConfig(content_weight=1.0)).fit(matrix, text)
+    # a movie with no rating has no collaborative neighbours at all
+    unrated = np.setdiff1d(text.index.to_numpy(np.int64), matrix.item_ids)[:1]
+    assert len(unrated) == 1
+    assert cf_only.neighbors(unrated)[0] == []
+    assert content_only.neighbors(unrated)[0] != []
+    # content-only neighbours of Toy Story share its genres
+    genres = set(text[1].split())
+    for movie, _ in content_only.neighbors(np.array([1]))[0][:5]:
+        assert genres & set(text[movie].split())
+
+
+def test_iter_all_matches_neighbors(bundled):
+    matrix, text = bundled
+    sim = SimilarMovies(SimilarityConfig(n_neighbors=5, block=97)).fit(matrix, text)
+    seen = 0
+    sample = {1, 260, 2571}
+    for movie, lst in sim.iter_all(block=211):
+        seen += 1
+        if movie in sample:
+            (expected,) = sim.neighbors(np.array([movie]))
+            assert _ids(lst) == _ids(expected)
+            np.testing.assert_allclose([s for _, s in lst], [s for _, s in expected], rtol=1e-6)
+    assert seen == len(sim.movie_ids_) == len(np.union1d(matrix.item_ids, text.index.to_numpy(np.int64)))
+
+
+def test_shrinkage_damps_thin_evidence():
+    # movies 1 and 2 are co-rated by one user only; 3 and 4 by thirty
+    rows = [(1, 1, 5.0), (1, 2, 5.0)]
+    rows += [(u, m, 4.0) for u in range(10, 40) for m in (3, 4)]
+    matrix = RatingMatrix.from_frame(pd.DataFrame(rows, columns=["userId", "movieId", "rating"]))
+    text = pd.Series({1: "alpha", 2: "beta", 3: "gamma", 4: "delta"})
+    sim = SimilarMovies(SimilarityConfig(content_weight=0.0, shrinkage=5.0)).fit(matrix, text)
+    thin, thick = sim.neighbors(np.array([1, 3]))
+    assert thin[0][0] == 2 and thick[0][0] == 4
+    assert thick[0][1] - thin[0][1] > 0.3  # 1/(1+5) vs 19.2/(19.2+5)
+    unshrunk = SimilarMovies(replace(sim.config, shrinkage=0.0)).fit(matrix, text)
+    assert unshrunk.neighbors(np.array([1]))[0][0][1] == pytest.approx(1.0)
+
+
+def test_texts_without_terms_fall_back_to_ratings():
+    rows = [(u, m, 4.0) for u in range(5) for m in (1, 2)]
+    matrix = RatingMatrix.from_frame(pd.DataFrame(rows, columns=["userId", "movieId", "rating"]))
+    sim = SimilarMovies().fit(matrix, pd.Series({1: "", 2: "a"}))
+    assert sim.tfidf_.shape == (2, 0)
+    assert [m for m, _ in sim.neighbors(np.array([1]))[0]] == [2]
+
+
+def test_zero_shrinkage_with_unrated_movies(bundled):
+    matrix, text = bundled
+    sim = SimilarMovies(SimilarityConfig(shrinkage=0.0)).fit(matrix, text)
+    unrated = np.setdiff1d(text.index.to_numpy(np.int64), matrix.item_ids)[:1]
+    for lst in sim.neighbors(np.concatenate([unrated, [1]])):
+        assert lst and all(np.isfinite(s) for _, s in lst)
