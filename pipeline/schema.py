@@ -90,7 +90,7 @@ class RatingEntry(TypedDict):
     timestamp: int  # unix seconds
 
 
-ReasonKind = Literal["because_you_liked", "cluster_favourite", "popular"]
+ReasonKind = Literal["because_you_liked", "cluster_favourite", "taste_match", "popular"]
 
 
 class Reason(TypedDict):
@@ -258,16 +258,11 @@ class IndexSpec:
 #: Indexes of every collection the API reads, created by the code that writes it.
 INDEXES: dict[str, tuple[IndexSpec, ...]] = {
     USERS: (IndexSpec("cluster_1", (("cluster", ASCENDING),)),),
-    MOVIES: (
-        IndexSpec("search_key_1", (("search.key", ASCENDING),)),
-        IndexSpec("year_1", (("year", ASCENDING),)),
-        IndexSpec("genres_1", (("genres", ASCENDING),)),
-        IndexSpec("popularity_-1", (("stats.popularity", DESCENDING),)),
-    ),
-    METADATA: (
-        IndexSpec("tmdbId_1", (("tmdbId", ASCENDING),)),
-        IndexSpec("imdbId_1", (("imdbId", ASCENDING),)),
-    ),
+    # Only what the API queries: every index costs load time (about 0.2 ms per document per
+    # index on the embedded server). Movies are read by _id and by title prefix; year and genre
+    # narrow a prefix match, and "popular" lists are precomputed (models.artifacts, clusters).
+    MOVIES: (IndexSpec("search_key_1", (("search.key", ASCENDING),)),),
+    METADATA: (),  # read by _id only
     CLUSTERS: (),
     MODELS: (
         IndexSpec("status_1", (("status", ASCENDING),)),

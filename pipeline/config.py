@@ -1,0 +1,60 @@
+"""The pipeline's typed configuration: one frozen dataclass per component, composed here.
+
+Each component's config lives next to the component (as in LensKit); this module only
+composes them and resolves the few paths that depend on where the repository is.
+Nothing here reads the environment: the CLI does that and passes values in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from pipeline.clustering import ClusterConfig
+from pipeline.datasets import DatasetConfig
+from pipeline.embedded import EmbeddedConfig
+from pipeline.features import FeatureConfig
+from pipeline.rating import RatingModelConfig
+from pipeline.retrieval import TopNConfig
+from pipeline.runtime import DaskConfig
+from pipeline.similarity import SimilarityConfig
+from pipeline.splitting import SplitConfig
+from pipeline.store import StoreConfig
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_TMDB = REPO_ROOT / "resources" / "tmdb"
+
+
+@dataclass(frozen=True)
+class StoreTarget:
+    url: str | None = None              # mongodb:// URL; None = the embedded SecantusDB server
+    database: str = "movietime"
+    embedded: EmbeddedConfig = field(default_factory=EmbeddedConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    dataset: str = "ml-latest-small"    # a named MovieLens data set or a folder
+    tmdb: str | None = str(BUNDLED_TMDB)  # folder with the TMDB metadata bundle; None: no TMDB
+    run_dir: str = "runs"               # evaluation reports go to run_dir/<version>/
+    evaluate: bool = True               # hold-out evaluation before the refit on all data
+    top_n: int = 50                     # precomputed list length per user
+    k: int = 10                         # cut-off of the top-N metrics
+    relevance_threshold: float = 4.0    # a held-out rating this high is "relevant"
+    data: DatasetConfig = field(default_factory=DatasetConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    clusters: ClusterConfig = field(default_factory=ClusterConfig)
+    rating: RatingModelConfig = field(default_factory=RatingModelConfig)
+    topn: TopNConfig = field(default_factory=TopNConfig)
+    similarity: SimilarityConfig = field(default_factory=SimilarityConfig)
+    dask: DaskConfig = field(default_factory=DaskConfig)
+    target: StoreTarget = field(default_factory=StoreTarget)
+
+    def params(self) -> dict:
+        """The parameters worth recording with a model version (no URLs or local paths)."""
+        d = asdict(self)
+        d.pop("target")
+        d["dask"].pop("scheduler", None)
+        return d

@@ -1,0 +1,134 @@
+"""Build the documents of the served collections (shapes in ``pipeline.schema``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+
+from pipeline.progress import Counter
+from pipeline.text import display_name, search_key
+from pipeline.train import FittedModels, recommend_blocks
+
+POSTER_BASE = "https://image.tmdb.org/t/p/w342"
+
+
+def _int_or_none(v):
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) or pd.isna(v) else int(v)
+
+
+def _float_or_none(v, digits=4):
+    return None if v is None or pd.isna(v) else round(float(v), digits)
+
+
+def _str_or_none(v):
+    return None if v is None or (not isinstance(v, str) and pd.isna(v)) or v == "" else str(v)
+
+
+def catalogue(movies: pd.DataFrame, links: pd.DataFrame, metadata: pd.DataFrame | None) -> pd.DataFrame:
+    """movies + links + TMDB metadata, one row per movieId (the metadata columns may be missing)."""
+    cat = movies.set_index("movieId")
+    if links is not None and len(links):
+        cat = cat.join(links.set_index("movieId")[["imdbId", "tmdbId"]], how="left")
+    else:
+        cat = cat.assign(imdbId=pd.NA, tmdbId=pd.NA)
+    if metadata is not None and len(metadata):
+        meta = metadata.drop_duplicates("tmdbId").set_index("tmdbId").add_prefix("tmdb_")
+        cat = cat.join(meta, on="tmdbId", how="left")
+    return cat
+
+
+def _poster(row) -> str | None:
+    path = _str_or_none(row.get("tmdb_poster_path"))
+    return POSTER_BASE + path if path else None
+
+
+def movie_docs(cat: pd.DataFrame, models: FittedModels, similar: dict[int, list]) -> Iterator[dict]:
+    stats = models.features.movies
+    for movie_id, row in cat.iterrows():
+        s = stats.loc[movie_id] if movie_id in stats.index else None
+        name = display_name(row.get("name") or row["title"])
+        yield {
+            "_id": int(movie_id), "title": row["title"], "name": name, "year": _int_or_none(row.get("year")),
+            "genres": list(row["genres"]), "imdbId": _int_or_none(row.get("imdbId")),
+            "tmdbId": _int_or_none(row.get("tmdbId")), "poster_url": _poster(row),
+            "stats": {"n_ratings": int(s["n_ratings"]) if s is not None else 0,
+                      "mean": _float_or_none(s["mean"]) if s is not None else None,
+                      "shrunk_mean": _float_or_none(s["shrunk_mean"]) if s is not None else models.features.global_mean,
+                      "popularity": _float_or_none(s["popularity"]) if s is not None else 0.0},
+            "similar": [{"movieId": int(m), "score": round(float(sc), 4)} for m, sc in similar.get(int(movie_id), [])],
+            "search": {"key": search_key(name)},
+        }
+
+
+def metadata_docs(cat: pd.DataFrame, tags: pd.DataFrame | None, max_tags: int = 30) -> Iterator[dict]:
+    tag_lists: dict[int, list[str]] = {}
+    if tags is not None and len(tags):
+        t = tags.assign(tag=tags["tag"].astype(str).str.strip().str.lower())
+        counts = t.groupby(["movieId", "tag"]).size().reset_index(name="n")
+        counts = counts.sort_values(["movieId", "n", "tag"], ascending=[True, False, True])
+        tag_lists = {int(m): g["tag"].head(max_tags).tolist() for m, g in counts.groupby("movieId")}
+    for movie_id, row in cat.iterrows():
+        has_tmdb = _str_or_none(row.get("tmdb_source")) is not None
+        keywords = row.get("tmdb_keywords")
+        runtime = _float_or_none(row.get("tmdb_runtime"))
+        yield {
+            "_id": int(movie_id), "tmdbId": _int_or_none(row.get("tmdbId")), "imdbId": _int_or_none(row.get("imdbId")),
+            "title": row["title"], "overview": _str_or_none(row.get("tmdb_overview")),
+            "tagline": _str_or_none(row.get("tmdb_tagline")),
+            "runtime": int(runtime) if runtime else None,
+            "release_date": _str_or_none(row.get("tmdb_release_date")),
+            "original_language": _str_or_none(row.get("tmdb_original_language")),
+            "poster_path": _str_or_none(row.get("tmdb_poster_path")), "poster_url": _poster(row),
+            "vote_average": _float_or_none(row.get("tmdb_vote_average")),
+            "vote_count": _int_or_none(row.get("tmdb_vote_count")),
+            "keywords": list(keywords) if isinstance(keywords, (list, np.ndarray)) else [],
+            "tags": tag_lists.get(int(movie_id), []),
+            "source": str(row["tmdb_source"]) if has_tmdb else "movielens",
+        }
+
+
+def cluster_docs(clusters: pd.DataFrame) -> Iterator[dict]:
+    for c, row in clusters.iterrows():
+        yield {"_id": int(c), "size": int(row["size"]), "persona": list(row["persona"]),
+               "profile": dict(row["profile"]), "top_movies": list(row["top_movies"])}
+
+
+def user_docs(models: FittedModels, labels: pd.Series, clusters: pd.DataFrame, titles: dict[int, str],
+              version: str, n: int, block: int = 2048) -> Iterator[dict]:
+    """Users with their activity, cluster and precomputed top-``n`` (scores, predicted ratings, reasons)."""
+    matrix, users_stats = models.matrix, models.features.users
+    favourites = {c: {m["movieId"] for m in row["top_movies"]} for c, row in clusters.iterrows()}
+    counter = Counter("user documents", len(matrix.user_ids))
+    for u, items, scores, because in recommend_blocks(models, matrix.user_ids, n, block=block):
+        valid = items >= 0
+        pairs = pd.DataFrame({"userId": np.repeat(u, items.shape[1])[valid.ravel()], "movieId": items[valid]})
+        predicted = np.zeros(items.shape, np.float32)
+        predicted[valid] = models.rating.predict(pairs)
+        rows = matrix.user_index(u)
+        for i, user in enumerate(u):
+            cluster = int(labels.get(user, -1))
+            cols, vals, ts = matrix.row(rows[i])
+            order = np.argsort(-ts, kind="stable") if ts is not None else np.arange(len(cols))
+            top = []
+            for j in np.flatnonzero(valid[i]):
+                m, b = int(items[i, j]), int(because[i, j])
+                if b >= 0:
+                    reason = {"kind": "because_you_liked", "movieId": b, "text": f"Because you liked {titles.get(b, b)}"}
+                elif m in favourites.get(cluster, ()):
+                    reason = {"kind": "cluster_favourite", "text": "A favourite of viewers with tastes like yours"}
+                else:
+                    reason = {"kind": "taste_match", "text": "Matches the movies you rated"}
+                top.append({"movieId": m, "score": round(float(scores[i, j]), 5),
+                            "predicted_rating": round(float(predicted[i, j]), 3), "reason": reason})
+            s = users_stats.loc[user]
+            yield {
+                "_id": int(user), "cluster": cluster,
+                "stats": {"n_ratings": int(s["n_ratings"]), "mean": round(float(s["mean"]), 4)},
+                "ratings": [{"movieId": int(matrix.item_ids[cols[k]]), "rating": float(vals[k]),
+                             "timestamp": int(ts[k]) if ts is not None else 0} for k in order],
+                "top": top, "model_version": version,
+            }
+        counter.add(len(u))

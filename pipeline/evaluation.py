@@ -1,0 +1,151 @@
+"""Held-out evaluation: rating and top-N metrics, baselines from the same run, a report with plots."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline import metrics as M
+from pipeline.progress import Counter
+from pipeline.train import FittedModels, recommend_blocks
+
+log = logging.getLogger("pipeline")
+
+
+def bias_baseline(models: FittedModels, pairs: pd.DataFrame) -> np.ndarray:
+    """mu + (shrunk user mean - mu) + (shrunk movie mean - mu): the damped-means baseline."""
+    f = models.features
+    mu = f.global_mean
+    u = f.users["shrunk_mean"].reindex(pairs["userId"].to_numpy()).fillna(mu).to_numpy()
+    m = f.movies["shrunk_mean"].reindex(pairs["movieId"].to_numpy()).fillna(mu).to_numpy()
+    return np.clip(u + m - mu, 0.5, 5.0)
+
+
+def predict_partitions(models: FittedModels, test):
+    """Yield each test partition (pandas) with ``prediction`` and ``baseline`` columns."""
+    for i in range(test.npartitions):
+        part = test.partitions[i].compute()
+        if part.empty:
+            continue
+        yield part.assign(prediction=models.rating.predict(part), baseline=bias_baseline(models, part))
+
+
+def evaluate_ratings(models: FittedModels, test) -> tuple[dict, pd.DataFrame]:
+    """RMSE/MAE of the rating model and of two baselines, plus per-row errors for plots."""
+    parts = []
+    for part in predict_partitions(models, test):
+        n_user = models.features.users["n_ratings"].reindex(part["userId"].to_numpy()).fillna(0).to_numpy()
+        parts.append(pd.DataFrame({"rating": part["rating"].to_numpy(np.float32),
+                                   "prediction": part["prediction"].to_numpy(np.float32),
+                                   "baseline": part["baseline"].to_numpy(np.float32),
+                                   "user_ratings": n_user.astype(np.int32)}))
+    rows = pd.concat(parts, ignore_index=True)
+    mu = models.features.global_mean
+    out = {
+        "n_test": int(len(rows)),
+        "model": {"rmse": M.rmse(rows.rating, rows.prediction), "mae": M.mae(rows.rating, rows.prediction)},
+        "bias_baseline": {"rmse": M.rmse(rows.rating, rows.baseline), "mae": M.mae(rows.rating, rows.baseline)},
+        "global_mean": {"rmse": M.rmse(rows.rating, np.full(len(rows), mu)),
+                        "mae": M.mae(rows.rating, np.full(len(rows), mu))},
+    }
+    return out, rows
+
+
+def top_n_frame(models: FittedModels, user_ids, n: int) -> pd.DataFrame:
+    """``userId, rank, movieId, score, because`` for every user, computed in blocks."""
+    frames = []
+    counter = Counter("top-N lists", len(user_ids))
+    for u, items, scores, because in recommend_blocks(models, np.asarray(user_ids), n):
+        k = items.shape[1]
+        f = pd.DataFrame({"userId": np.repeat(u, k), "rank": np.tile(np.arange(1, k + 1), len(u)),
+                          "movieId": items.ravel(), "score": scores.ravel(), "because": because.ravel()})
+        frames.append(f[f.movieId >= 0])
+        counter.add(len(u))
+    return pd.concat(frames, ignore_index=True)
+
+
+def evaluate_topn(models: FittedModels, test, k: int, threshold: float) -> tuple[dict, pd.DataFrame]:
+    """Top-k metrics of the recommender and of the popularity baseline on held-out items."""
+    relevant = test[test["rating"] >= threshold][["userId", "movieId", "rating"]].compute()
+    users = np.unique(test["userId"].unique().compute().to_numpy())
+    recs = top_n_frame(models, users, k)
+    catalogue = len(models.matrix.item_ids)
+    model = M.topn_metrics(recs, relevant, k, threshold, catalogue)
+    # Popularity baseline, with each user's training items removed as for the model.
+    popular = models.popular_items(k + 500)
+    rows = models.matrix.user_index(users)
+    pop_rows = []
+    for u, r in zip(users, rows):
+        seen = set(models.matrix.item_ids[models.matrix.row(r)[0]]) if r >= 0 else set()
+        picks = [m for m in popular if m not in seen][:k]
+        pop_rows.append(pd.DataFrame({"userId": u, "rank": np.arange(1, len(picks) + 1), "movieId": picks}))
+    pop = M.topn_metrics(pd.concat(pop_rows, ignore_index=True), relevant, k, threshold, catalogue)
+    return {"model": model, "popularity": pop, "k": k, "threshold": threshold}, recs
+
+
+def write_report(out_dir: Path, report: dict, rating_rows: pd.DataFrame, clusters: pd.DataFrame | None) -> None:
+    """metrics.json, report.md and PNG plots in ``out_dir``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(report, indent=2, default=float))
+
+    err = rating_rows.prediction - rating_rows.rating
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(err, bins=np.arange(-4.5, 4.75, 0.25), color="#4c72b0")
+    ax.set(title="Prediction error on held-out ratings", xlabel="predicted - actual", ylabel="ratings")
+    fig.tight_layout(); fig.savefig(out_dir / "error_distribution.png", dpi=110); plt.close(fig)
+
+    buckets = pd.cut(rating_rows.user_ratings, [0, 20, 50, 100, 250, 1000, np.inf],
+                     labels=["<=20", "21-50", "51-100", "101-250", "251-1000", ">1000"])
+    by = rating_rows.assign(b=buckets, se=err ** 2, sb=(rating_rows.baseline - rating_rows.rating) ** 2)
+    by = by.groupby("b", observed=True)[["se", "sb"]].mean() ** 0.5
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    x = np.arange(len(by))
+    ax.bar(x - 0.2, by.se, 0.4, label="gradient boosting")
+    ax.bar(x + 0.2, by.sb, 0.4, label="damped-means baseline")
+    ax.set_xticks(x, by.index.astype(str))
+    ax.set(title="RMSE by user activity (training ratings)", ylabel="RMSE")
+    ax.legend(); fig.tight_layout(); fig.savefig(out_dir / "rmse_by_activity.png", dpi=110); plt.close(fig)
+
+    if clusters is not None and len(clusters):
+        fig, ax = plt.subplots(figsize=(6, 0.4 * len(clusters) + 1))
+        ax.barh([f"{c}: {', '.join(p[:3])}" for c, p in zip(clusters.index, clusters.persona)], clusters["size"])
+        ax.invert_yaxis(); ax.set(title="User clusters (persona = top genres)", xlabel="users")
+        fig.tight_layout(); fig.savefig(out_dir / "clusters.png", dpi=110); plt.close(fig)
+
+    (out_dir / "report.md").write_text(report_markdown(report, clusters))
+
+
+def report_markdown(report: dict, clusters: pd.DataFrame | None) -> str:
+    r, t = report["rating"], report["topn"]
+    k = t["k"]
+    lines = [f"# Movie Time evaluation — {report.get('dataset', '')}", "",
+             f"Split: `{report.get('split', {})}`; {r['n_test']} held-out ratings; "
+             f"{t['model']['n_eval_users']} users with a relevant held-out item (rating >= {t['threshold']}).", "",
+             "## Rating prediction (held-out ratings)", "", "| model | RMSE | MAE |", "|---|---|---|"]
+    for name, label in (("model", "gradient boosting (this run)"), ("bias_baseline", "damped user+movie means"),
+                        ("global_mean", "global mean")):
+        lines.append(f"| {label} | {r[name]['rmse']:.4f} | {r[name]['mae']:.4f} |")
+    lines += ["", f"## Top-{k} (held-out items)", "",
+              f"| model | P@{k} | R@{k} | NDCG@{k} | HR@{k} | Cov@{k} |", "|---|---|---|---|---|---|"]
+    for name, label in (("model", "Movie Time top-N (this run)"), ("popularity", "popularity")):
+        m = t[name]
+        lines.append(f"| {label} | {m[f'precision@{k}']:.4f} | {m[f'recall@{k}']:.4f} | {m[f'ndcg@{k}']:.4f} "
+                     f"| {m[f'hitrate@{k}']:.4f} | {m.get(f'coverage@{k}', float('nan')):.4f} |")
+    lines += ["", "![errors](error_distribution.png)", "", "![rmse by activity](rmse_by_activity.png)", ""]
+    if clusters is not None and len(clusters):
+        lines += ["## Clusters", "", "| cluster | users | persona |", "|---|---|---|"]
+        lines += [f"| {c} | {s} | {', '.join(p)} |" for c, s, p in zip(clusters.index, clusters["size"], clusters.persona)]
+        lines += ["", "![clusters](clusters.png)", ""]
+    if "timings" in report:
+        lines += ["## Timings (s)", "", "| step | seconds |", "|---|---|"]
+        lines += [f"| {s} | {v:.1f} |" for s, v in report["timings"].items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,153 @@
+"""The main job: MovieLens files -> evaluated models -> precomputed lists -> MongoDB, atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline import documents as D
+from pipeline import schema
+from pipeline.clustering import describe_clusters
+from pipeline.config import PipelineConfig
+from pipeline.datasets import MovieLensData, load_movielens
+from pipeline.evaluation import evaluate_ratings, evaluate_topn, write_report
+from pipeline.progress import Steps
+from pipeline.splitting import split_ratings
+from pipeline.train import FittedModels, fit_models
+
+log = logging.getLogger("pipeline")
+
+
+@dataclass
+class RunResult:
+    version: str
+    report: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    counts: dict = field(default_factory=dict)
+    run_dir: Path | None = None
+
+
+def load_inputs(config: PipelineConfig, steps: Steps) -> tuple[MovieLensData, pd.DataFrame | None]:
+    with steps.step("load data"):
+        data = load_movielens(config.dataset, config.data)
+        data.ratings = data.ratings.persist()
+        metadata = None
+        if config.tmdb and Path(config.tmdb).is_dir():
+            from pipeline.tmdb import load_metadata
+
+            metadata = load_metadata(config.tmdb)
+    return data, metadata
+
+
+def evaluate_holdout(data: MovieLensData, config: PipelineConfig, steps: Steps) -> tuple[dict, pd.DataFrame]:
+    """Split first, fit on the training part only, score the held-out part."""
+    steps.phase = "evaluation"
+    with steps.step("split"):
+        split = split_ratings(data.ratings, config.split)
+    models = fit_models(split.train, data.movies, config, steps, with_clusters=False, with_similar=False)
+    with steps.step("evaluate ratings"):
+        rating_report, rows = evaluate_ratings(models, split.test)
+    with steps.step("evaluate top-N"):
+        topn_report, _ = evaluate_topn(models, split.test, config.k, config.relevance_threshold)
+    steps.phase = ""
+    return {"rating": rating_report, "topn": topn_report}, rows
+
+
+def fingerprint(data: MovieLensData) -> str | None:
+    """BLAKE2 of the input files (None when the loader does not say where they are)."""
+    folder = getattr(data, "path", None)
+    if folder is None:
+        return None
+    h = hashlib.blake2b(digest_size=16)
+    for f in sorted(Path(folder).iterdir()):
+        if f.is_file():
+            h.update(f.name.encode())
+            with f.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(chunk)
+    return h.hexdigest()
+
+
+def model_artifacts(models: FittedModels, clusters: pd.DataFrame) -> dict:
+    """Small artifacts the API needs online (cluster assignment of new users, popularity)."""
+    f = models.features
+    return {
+        "global_mean": float(f.global_mean),
+        "genres": list(f.genres),
+        "genre_prior": [float(v) for v in f.genre_prior.to_numpy()],
+        "cluster_assigner": models.clustering.assigner_.to_dict(),
+        "n_clusters": int(models.clustering.n_clusters_),
+        "popular": [int(m) for m in models.popular_items(100)],
+    }
+
+
+def run(config: PipelineConfig, store, version: str, steps: Steps | None = None) -> RunResult:
+    """The whole pipeline. ``store`` is a :class:`pipeline.store.Store` (or None: no load)."""
+    steps = steps or Steps()
+    result = RunResult(version=version)
+    data, metadata = load_inputs(config, steps)
+    report: dict = {"dataset": config.dataset, "split": vars(config.split)}
+    rows = None
+    if config.evaluate:
+        holdout, rows = evaluate_holdout(data, config, steps)
+        report.update(holdout)
+
+    steps.phase = "refit"
+    log.info("refit on all %s ratings", f"{len(data.ratings):,}")
+    models = fit_models(data.ratings, data.movies, config, steps, tags=data.tags, links=data.links,
+                        metadata=metadata)
+    steps.phase = ""
+    with steps.step("cluster personas"):
+        labels = models.clustering.labels_
+        clusters = describe_clusters(labels, models.features.genre_profile, models.features.genres, models.matrix)
+        report["clusters"] = {"k": int(models.clustering.n_clusters_), "exact": bool(models.clustering.exact_),
+                              "eigenvalues": [round(float(v), 5) for v in models.clustering.eigenvalues_],
+                              "sizes": {str(c): int(s) for c, s in clusters["size"].items()}}
+
+    if config.evaluate:
+        result.run_dir = Path(config.run_dir) / version
+        report["timings"] = dict(steps.timings)
+        write_report(result.run_dir, report, rows, clusters)
+        log.info("evaluation report: %s", result.run_dir / "report.md")
+    result.report = report
+
+    if store is not None:
+        load_store(store, version, config, data, metadata, models, clusters, report, steps, result)
+    result.timings = dict(steps.timings)
+    result.timings["total"] = steps.total()
+    return result
+
+
+def load_store(store, version, config, data, metadata, models, clusters, report, steps, result) -> None:
+    cat = D.catalogue(data.movies, data.links, metadata)
+    titles = {int(m): t for m, t in zip(cat.index, cat["title"])}
+    with steps.step("similar movies (all)"):
+        similar = {int(m): nb for m, nb in models.similar.iter_all()}
+    staging = store.stage(version)
+    try:
+        with steps.step("store: movies, metadata, clusters"):
+            result.counts[schema.MOVIES] = staging.insert(schema.MOVIES, D.movie_docs(cat, models, similar))
+            result.counts[schema.METADATA] = staging.insert(schema.METADATA, D.metadata_docs(cat, data.tags))
+            result.counts[schema.CLUSTERS] = staging.insert(schema.CLUSTERS, D.cluster_docs(clusters))
+        with steps.step("precompute top-N + store users"):
+            result.counts[schema.USERS] = staging.insert(
+                schema.USERS, D.user_docs(models, models.clustering.labels_, clusters, titles, version, config.top_n))
+        with steps.step("store: indexes + publish"):
+            staging.ensure_indexes()
+            metrics = {k: report[k] for k in ("rating", "topn", "clusters") if k in report}
+            staging.publish({
+                "created_at": datetime.now(UTC), "dataset": {
+                    "name": config.dataset, "n_ratings": int(models.matrix.nnz),
+                    "n_users": int(len(models.matrix.user_ids)), "n_movies": int(len(cat))},
+                "data_fingerprint": fingerprint(data), "params": config.params(), "metrics": metrics,
+                "artifacts": model_artifacts(models, clusters), "timings": dict(steps.timings),
+            })
+    except BaseException as exc:  # interrupted or failed: the previous version keeps serving
+        staging.abort(error=f"{type(exc).__name__}: {exc}")
+        raise

@@ -1,0 +1,85 @@
+"""Fit every model of one run on one set of ratings (a training split, or all data)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipeline.clustering import UserClustering
+from pipeline.features import TrainingFeatures, build_features, movie_text
+from pipeline.matrix import RatingMatrix
+from pipeline.progress import Steps
+from pipeline.rating import RatingModel
+from pipeline.retrieval import TopNRecommender
+from pipeline.similarity import SimilarMovies
+
+
+@dataclass
+class FittedModels:
+    features: TrainingFeatures
+    matrix: RatingMatrix
+    rating: RatingModel
+    topn: TopNRecommender
+    clustering: UserClustering | None = None
+    similar: SimilarMovies | None = None
+
+    def popular_items(self, n: int) -> np.ndarray:
+        """Movie ids with the most training ratings (the fallback for users with no history)."""
+        counts = self.features.movies["n_ratings"]
+        return counts.sort_values(ascending=False, kind="stable").index.to_numpy(np.int64)[:n]
+
+
+def fit_models(ratings, movies: pd.DataFrame, config, steps: Steps, *, tags=None, links=None,
+               metadata=None, with_clusters: bool = True, with_similar: bool = True) -> FittedModels:
+    """Fit features, rating model, top-N model and (optionally) clusters and similar movies.
+
+    ``ratings`` is a Dask DataFrame: the training part of a split, or every rating for the
+    final refit. Nothing else is looked at, so nothing leaks from a test set.
+    """
+    with steps.step("features"):
+        features = build_features(ratings, movies, config.features)
+    with steps.step("rating matrix"):
+        matrix = RatingMatrix.from_dask(ratings)
+    clustering = None
+    if with_clusters:
+        with steps.step("spectral clustering"):
+            clustering = UserClustering(config.clusters).fit(features.genre_profile)
+    with steps.step("rating model (gradient boosting)"):
+        rating = RatingModel(config.rating).fit(ratings, features)
+    with steps.step("top-N model"):
+        topn = TopNRecommender(config.topn).fit(matrix)
+    similar = None
+    if with_similar:
+        with steps.step("similar movies"):
+            text = movie_text(movies, tags, links, metadata)
+            similar = SimilarMovies(config.similarity).fit(matrix, text)
+    return FittedModels(features, matrix, rating, topn, clustering, similar)
+
+
+def recommend_blocks(models: FittedModels, user_ids: np.ndarray, n: int, block: int = 4096):
+    """Yield ``(user_ids, item_ids, scores, because_ids)`` blocks of top-``n`` lists.
+
+    Users the matrix does not know get the most popular movies (``because`` = -1, score 0).
+    ``item_ids`` and ``because_ids`` are external movie ids; -1 marks an empty slot.
+    """
+    user_ids = np.asarray(user_ids, np.int64)
+    rows = models.matrix.user_index(user_ids)
+    item_ids = models.matrix.item_ids
+    popular = models.popular_items(n)
+    for lo in range(0, len(user_ids), block):
+        u, r = user_ids[lo:lo + block], rows[lo:lo + block]
+        items = np.full((len(u), n), -1, np.int64)
+        scores = np.zeros((len(u), n), np.float32)
+        because = np.full((len(u), n), -1, np.int64)
+        known = r >= 0
+        if known.any():
+            cols, sc, bc = models.topn.recommend(r[known], n=n, exclude_seen=True)
+            k = cols.shape[1]
+            items[known, :k] = np.where(cols >= 0, item_ids[np.maximum(cols, 0)], -1)
+            scores[known, :k] = sc
+            because[known, :k] = np.where(bc >= 0, item_ids[np.maximum(bc, 0)], -1)
+        if (~known).any():
+            items[~known, : len(popular)] = popular
+        yield u, items, scores, because

@@ -1,0 +1,27 @@
+"""A small, fast sample of the bundled data for integration tests (a real MovieLens layout)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+BUNDLED = Path(__file__).resolve().parents[1] / "resources" / "ml-latest-small"
+
+
+def write_sample(out: Path, max_user: int = 80, extra_movies: int = 40) -> Path:
+    """Ratings of users 1..max_user, the movies they rated plus a few unrated ones, their tags and links."""
+    out.mkdir(parents=True, exist_ok=True)
+    ratings = pd.read_csv(BUNDLED / "ratings.csv")
+    ratings = ratings[ratings.userId <= max_user]
+    movies = pd.read_csv(BUNDLED / "movies.csv")
+    keep = set(ratings.movieId) | set(movies.movieId[~movies.movieId.isin(ratings.movieId)].head(extra_movies))
+    movies = movies[movies.movieId.isin(keep)]
+    links = pd.read_csv(BUNDLED / "links.csv", dtype={"imdbId": str})
+    tags = pd.read_csv(BUNDLED / "tags.csv")
+    ratings.to_csv(out / "ratings.csv", index=False)
+    movies.to_csv(out / "movies.csv", index=False)
+    links[links.movieId.isin(keep)].to_csv(out / "links.csv", index=False)
+    tags[tags.movieId.isin(keep)].to_csv(out / "tags.csv", index=False)
+    (out / "README.txt").write_text("Sample of ml-latest-small for tests; see resources/ml-latest-small/README.txt\n")
+    return out

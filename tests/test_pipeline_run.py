@@ -1,0 +1,189 @@
+"""The whole pipeline on a sample, into a real SecantusDB server (integration)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pymongo
+import pytest
+
+from pipeline import schema
+from pipeline.config import PipelineConfig
+from pipeline.progress import Steps
+from pipeline.run import run
+from pipeline.runtime import DaskConfig, dask_client
+from pipeline.store import Store, new_version
+from pipeline_sample import write_sample
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> Path:
+    return write_sample(tmp_path_factory.mktemp("sample") / "ml-sample")
+
+
+@pytest.fixture(scope="module")
+def config(sample, tmp_path_factory) -> PipelineConfig:
+    return PipelineConfig(dataset=str(sample), run_dir=str(tmp_path_factory.mktemp("runs")),
+                          dask=DaskConfig(n_workers=1))
+
+
+@pytest.fixture(scope="module")
+def published(mongo_client, config):
+    db = mongo_client.get_database("test_pipeline_run")
+    mongo_client.drop_database(db.name)
+    store = Store(db)
+    with dask_client(config.dask):
+        first = run(config, store, new_version())
+        second = run(config, store, new_version())   # a re-run: idempotent
+    yield db, store, first, second
+    mongo_client.drop_database(db.name)
+
+
+def test_publishes_every_collection_with_expected_counts(published, sample):
+    db, store, first, second = published
+    ratings = pd.read_csv(sample / "ratings.csv")
+    movies = pd.read_csv(sample / "movies.csv")
+    pointer = store.current()
+    assert pointer["version"] == second.version
+    assert store.collection(schema.USERS).count_documents({}) == ratings.userId.nunique()
+    assert store.collection(schema.MOVIES).count_documents({}) == len(movies)
+    assert store.collection(schema.METADATA).count_documents({}) == len(movies)
+    n_clusters = second.report["clusters"]["k"]
+    assert store.collection(schema.CLUSTERS).count_documents({}) == n_clusters
+    model = db[schema.MODELS].find_one({"_id": second.version})
+    assert model["status"] == "serving"
+    assert db[schema.MODELS].find_one({"_id": first.version})["status"] == "superseded"
+    assert 0.5 < model["metrics"]["rating"]["model"]["rmse"] < 1.2
+    assert "cluster_assigner" in model["artifacts"]
+
+
+def test_rerun_is_idempotent(published):
+    _, store, first, second = published
+    assert first.counts == second.counts
+    assert store.current()["previous"]["version"] == first.version
+    # the same data and seed give the same lists in both versions
+    prev = store.db[schema.versioned_name(schema.USERS, first.version)]
+    for uid in (1, 7, 30):
+        now = store.collection(schema.USERS).find_one({"_id": uid})
+        assert [t["movieId"] for t in prev.find_one({"_id": uid})["top"]] == [t["movieId"] for t in now["top"]]
+
+
+def test_user_documents(published, sample):
+    _, store, _, _ = published
+    ratings = pd.read_csv(sample / "ratings.csv")
+    users = store.collection(schema.USERS)
+    for uid in (1, 15, 42):
+        doc = users.find_one({"_id": uid})
+        rated = set(ratings.movieId[ratings.userId == uid])
+        assert {r["movieId"] for r in doc["ratings"]} == rated
+        assert doc["stats"]["n_ratings"] == len(rated)
+        top = doc["top"]
+        assert len(top) == 50
+        ids = [t["movieId"] for t in top]
+        assert len(set(ids)) == 50 and not rated & set(ids)          # unique, nothing already seen
+        assert all(t["score"] > 0 for t in top)                       # list order is the rank order
+        assert all(0.5 <= t["predicted_rating"] <= 5.0 for t in top)
+        for t in top:
+            if t["reason"]["kind"] == "because_you_liked":
+                assert t["reason"]["movieId"] in rated and t["reason"]["text"].startswith("Because you liked")
+        ts = [r["timestamp"] for r in doc["ratings"]]
+        assert ts == sorted(ts, reverse=True)                          # activity, newest first
+
+
+def test_movie_and_metadata_documents(published):
+    _, store, _, _ = published
+    toy = store.collection(schema.MOVIES).find_one({"_id": 1})
+    assert toy["name"] == "Toy Story" and toy["year"] == 1995 and "Animation" in toy["genres"]
+    assert toy["tmdbId"] == 862 and toy["imdbId"] == 114709
+    assert toy["poster_url"].startswith("https://image.tmdb.org/")
+    assert len(toy["similar"]) > 0 and all(s["movieId"] != 1 for s in toy["similar"])
+    assert toy["search"]["key"] == "toy story"
+    meta = store.collection(schema.METADATA).find_one({"_id": 1})
+    assert meta["runtime"] == 81 and meta["overview"] and meta["source"] != "movielens"
+    assert "pixar" in " ".join(meta["tags"]).lower() or meta["keywords"]
+    bare = store.collection(schema.METADATA).find_one({"source": "movielens"})
+    assert bare is not None and bare["title"]                         # movies without TMDB rows still load
+
+
+def test_served_collections_have_their_indexes(published):
+    _, store, _, _ = published
+    for name in (schema.USERS, schema.MOVIES, schema.METADATA):
+        have = set(store.collection(name).index_information())
+        want = {spec.name for spec in schema.INDEXES[name]}
+        assert want <= have, (name, want - have)
+
+
+def test_cluster_documents(published):
+    _, store, _, second = published
+    clusters = list(store.collection(schema.CLUSTERS).find())
+    assert sum(c["size"] for c in clusters) == store.collection(schema.USERS).count_documents({})
+    for c in clusters:
+        assert len(c["persona"]) == 3 and c["top_movies"]
+        assert store.collection(schema.USERS).count_documents({"cluster": c["_id"]}) == c["size"]
+
+
+def test_evaluation_report_written(published):
+    _, _, first, _ = published
+    for f in ("metrics.json", "report.md", "error_distribution.png", "rmse_by_activity.png", "clusters.png"):
+        assert (first.run_dir / f).stat().st_size > 0
+
+
+def test_runs_on_an_existing_cluster_by_scheduler_address(mongo_client, config):
+    from distributed import LocalCluster
+
+    db = mongo_client.get_database("test_pipeline_cluster")
+    mongo_client.drop_database(db.name)
+    try:
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                          dashboard_address=None) as cluster:
+            cfg = replace(config, evaluate=False, dask=DaskConfig(scheduler=cluster.scheduler_address))
+            with dask_client(cfg.dask) as client:
+                assert len(client.scheduler_info()["workers"]) == 2
+                result = run(cfg, Store(db), new_version())
+        assert Store(db).current()["version"] == result.version
+        assert Store(db).collection(schema.USERS).count_documents({}) == result.counts[schema.USERS]
+    finally:
+        mongo_client.drop_database(db.name)
+
+
+def test_run_killed_mid_load_keeps_the_previous_version(mongo_client, mongo_url, sample, tmp_path):
+    """SIGKILL the pipeline while it writes users: the old version keeps serving; a rerun succeeds."""
+    db = mongo_client.get_database("test_pipeline_kill")
+    mongo_client.drop_database(db.name)
+    store = Store(db)
+    env = {**os.environ, "MONGODB_URL": mongo_url, "PYTHONPATH": str(REPO)}
+    argv = [sys.executable, "-m", "pipeline", "-q", "run", "--dataset", str(sample), "--no-evaluate",
+            "--database", db.name, "--workers", "1", "--run-dir", str(tmp_path)]
+    try:
+        subprocess.run(argv, env=env, check=True, timeout=300, cwd=tmp_path)
+        old = store.current()["version"]
+        old_users = store.collection(schema.USERS).count_documents({})
+        proc = subprocess.Popen(argv, env=env, cwd=tmp_path, start_new_session=True)
+        deadline = time.monotonic() + 240
+        staged = None
+        while time.monotonic() < deadline and staged is None:
+            for name in db.list_collection_names():
+                parsed = schema.parse_versioned(name)
+                if parsed and parsed[0] == schema.USERS and parsed[1] != old and db[name].estimated_document_count():
+                    staged = name
+            time.sleep(0.05)
+        assert staged, "the second run never started loading users"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        pointer = store.current()
+        assert pointer["version"] == old
+        assert store.collection(schema.USERS).count_documents({}) == old_users
+        subprocess.run(argv, env=env, check=True, timeout=300, cwd=tmp_path)
+        assert store.current()["version"] != old
+        assert staged not in db.list_collection_names()              # the orphan was cleaned up
+    finally:
+        mongo_client.drop_database(db.name)
