@@ -1,0 +1,38 @@
+# Movie Time: the two commands of the README are `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.requirements-installed
+
+.PHONY: setup run pipeline test bench wheelhouse clean
+
+# A virtual environment with the pinned requirements (re-installed when requirements.txt changes).
+# Offline machines: `make wheelhouse` once where the registry is reachable, then copy the folder.
+$(STAMP): requirements.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@if [ -d wheelhouse ]; then \
+	  $(BIN)/pip install --quiet --no-index --find-links wheelhouse -r requirements.txt; \
+	else \
+	  $(BIN)/pip install --quiet -r requirements.txt; \
+	fi
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+# The main job: the pipeline on the bundled data into the embedded store.
+run: setup
+	$(BIN)/python -m pipeline run
+
+# The tests: unit, integration (real SecantusDB server), notebook and end-to-end.
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python -m benchmarks
+
+wheelhouse:
+	$(PYTHON) -m pip download --dest wheelhouse -r requirements.txt
+
+clean:
+	-$(BIN)/python -m pipeline store stop
+	rm -rf runs var .pytest_cache

@@ -1,0 +1,1 @@
+"""Movie Time benchmarks: each module prints its figures (`python -m benchmarks.<name> --help`)."""

@@ -1,0 +1,88 @@
+"""Helpers shared by the benchmarks: a throwaway store server and process-tree RSS sampling."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pymongo
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@contextlib.contextmanager
+def secantus(sync_on_commit: bool = True, cache_size: str = "1G"):
+    """A SecantusDB server on a free loopback port with a temporary storage folder; yields its URL."""
+    with tempfile.TemporaryDirectory(prefix="mt-bench-store-") as tmp:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        argv = [str(Path(sys.executable).parent / "secantusd-py"), "--host", "127.0.0.1", "--port", str(port),
+                "--storage-path", f"{tmp}/data", "--cache-size", cache_size]
+        if sync_on_commit:
+            argv.append("--sync-on-commit")
+        proc = subprocess.Popen(argv, stdout=open(f"{tmp}/log", "wb"), stderr=subprocess.STDOUT)
+        url = f"mongodb://127.0.0.1:{port}/movietime?directConnection=true"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                pymongo.MongoClient(url, serverSelectionTimeoutMS=300).admin.command("ping")
+                break
+            except pymongo.errors.PyMongoError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("store server did not start")
+                time.sleep(0.2)
+        try:
+            yield url, proc
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+class PeakRSS:
+    """Samples the summed RSS of a process and all its descendants (e.g. Dask workers)."""
+
+    def __init__(self, pid: int, every_s: float = 0.25):
+        self.pid, self.every_s, self.peak = pid, every_s, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                root = psutil.Process(self.pid)
+                procs = [root] + root.children(recursive=True)
+                total = 0
+                for p in procs:
+                    with contextlib.suppress(psutil.Error):
+                        total += p.memory_info().rss
+                self.peak = max(self.peak, total)
+            except psutil.Error:
+                pass
+            self._stop.wait(self.every_s)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def run_measured(argv: list[str], env: dict, cwd: Path | None = None) -> dict:
+    """Run a command; return wall seconds, peak RSS of its process tree (GiB) and the exit code."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, cwd=cwd)
+    with PeakRSS(proc.pid) as rss:
+        code = proc.wait()
+    return {"seconds": round(time.perf_counter() - t0, 1), "peak_rss_gib": round(rss.peak / 2**30, 2),
+            "exit_code": code}

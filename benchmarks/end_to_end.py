@@ -1,0 +1,71 @@
+"""Time and memory of the whole pipeline (load, features, clustering, training, evaluation,
+precompute, store) on the bundled ml-latest-small or on synthetic data of any size.
+
+    python -m benchmarks.end_to_end                       # bundled ml-latest-small
+    python -m benchmarks.end_to_end --synthetic 1000000   # 1M synthetic ratings
+    python -m benchmarks.end_to_end --synthetic 25000000 --users 162541 --movies 62423
+
+Each run goes into a fresh SecantusDB server (durable mode, as the embedded default). Peak
+RSS is the sum over the pipeline process and its Dask worker processes; the store server is
+a separate process and reported separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from benchmarks._util import REPO, run_measured, secantus
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--synthetic", type=int, default=None, help="synthetic ratings (default: bundled data)")
+    p.add_argument("--users", type=int, default=None)
+    p.add_argument("--movies", type=int, default=None)
+    p.add_argument("--keep", default=None, help="folder for the synthetic data (default: temporary)")
+    p.add_argument("--no-evaluate", action="store_true")
+    args = p.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="mt-bench-") as tmp:
+        tmp = Path(tmp)
+        dataset = "ml-latest-small"
+        gen = None
+        if args.synthetic:
+            n = args.synthetic
+            users = args.users or max(100, int(n / 153.6))      # ml-25m: 25M ratings / 162,541 users
+            movies = args.movies or max(200, int(n / 400.5))    # ml-25m: 25M ratings / 62,423 movies
+            dataset = str(Path(args.keep) if args.keep else tmp / "synth")
+            if not (Path(dataset) / "ratings.csv").exists():
+                gen = run_measured([sys.executable, "-m", "pipeline", "-q", "synth", "--out", dataset,
+                                    "--users", str(users), "--movies", str(movies), "--ratings", str(n)],
+                                   env={**os.environ, "PYTHONPATH": str(REPO)})
+        with secantus() as (url, server):
+            argv = [sys.executable, "-m", "pipeline", "run", "--dataset", dataset, "--run-dir", str(tmp / "runs")]
+            if args.no_evaluate:
+                argv.append("--no-evaluate")
+            res = run_measured(argv, env={**os.environ, "MONGODB_URL": url, "PYTHONPATH": str(REPO)}, cwd=tmp)
+            server_rss = psutil.Process(server.pid).memory_info().rss / 2**30
+        reports = sorted((tmp / "runs").glob("*/metrics.json"))
+        metrics = json.loads(reports[-1].read_text()) if reports else {}
+    print(f"\n## End to end: {dataset if not args.synthetic else f'synthetic {args.synthetic:,} ratings'}\n")
+    print("| what | wall s | peak RSS GiB | exit |")
+    print("|---|---|---|---|")
+    if gen:
+        print(f"| generate synthetic data | {gen['seconds']} | {gen['peak_rss_gib']} | {gen['exit_code']} |")
+    print(f"| pipeline run (load .. store) | {res['seconds']} | {res['peak_rss_gib']} | {res['exit_code']} |")
+    print(f"| store server (separate process, at end) | – | {server_rss:.2f} | – |")
+    if metrics.get("timings"):
+        print("\nsteps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in metrics["timings"].items()))
+    return res["exit_code"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
