@@ -40,6 +40,13 @@ def catalogue(movies: pd.DataFrame, links: pd.DataFrame, metadata: pd.DataFrame 
     return cat
 
 
+def display_title(row) -> str:
+    """"The Terminator (1984)" from MovieLens's "Terminator, The (1984)"."""
+    name = display_name(row.get("name") or row["title"])
+    year = _int_or_none(row.get("year"))
+    return f"{name} ({year})" if year else name
+
+
 def _poster(row) -> str | None:
     path = _str_or_none(row.get("tmdb_poster_path"))
     return POSTER_BASE + path if path else None

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import documents as D
+from pipeline.documents import display_title
 from pipeline import schema
 from pipeline.clustering import describe_clusters
 from pipeline.config import PipelineConfig
@@ -92,6 +93,11 @@ def run(config: PipelineConfig, store, version: str, steps: Steps | None = None)
     steps = steps or Steps()
     result = RunResult(version=version)
     data, metadata = load_inputs(config, steps)
+    n_ratings = len(data.ratings)
+    if config.for_size(n_ratings) is not config:
+        config = config.for_size(n_ratings)
+        log.info("%s ratings: large-data profile (%d stacking folds, top-N over <= %d movies)",
+                 f"{n_ratings:,}", config.rating.stack_folds, config.topn.max_items)
     report: dict = {"dataset": config.dataset, "split": vars(config.split)}
     rows = None
     if config.evaluate:
@@ -126,7 +132,7 @@ def run(config: PipelineConfig, store, version: str, steps: Steps | None = None)
 
 def load_store(store, version, config, data, metadata, models, clusters, report, steps, result) -> None:
     cat = D.catalogue(data.movies, data.links, metadata)
-    titles = {int(m): t for m, t in zip(cat.index, cat["title"])}
+    titles = {int(m): display_title(row) for m, row in cat.iterrows()}
     with steps.step("similar movies (all)"):
         similar = {int(m): nb for m, nb in models.similar.iter_all()}
     staging = store.stage(version)

@@ -187,3 +187,11 @@ def test_run_killed_mid_load_keeps_the_previous_version(mongo_client, mongo_url,
         assert staged not in db.list_collection_names()              # the orphan was cleaned up
     finally:
         mongo_client.drop_database(db.name)
+
+
+def test_large_data_profile_only_above_the_threshold():
+    cfg = PipelineConfig(large_data_ratings=1000)
+    assert cfg.for_size(1000) is cfg
+    big = cfg.for_size(1001)
+    assert big.rating.stack_folds == 2 and big.topn.max_items == 15_000
+    assert big.rating.mf == cfg.rating.mf and big.split == cfg.split
