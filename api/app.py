@@ -1,0 +1,189 @@
+"""``create_app``: the Bottle application, built per call (Bottle's "Structuring Applications").
+
+Every response is JSON with ``application/json; charset=utf-8`` (``/metrics`` and ``/docs``
+excepted), and every error has one shape, ``{"error": {"code": ..., "message": ...}}``:
+handler errors are turned into responses by the route wrapper, and Bottle's own errors (unknown
+route, wrong method, anything unexpected) by error handlers that return JSON themselves, since
+error handlers bypass plugins.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import bottle
+from pymongo.database import Database
+from pymongo.errors import ConnectionFailure, PyMongoError
+
+from api.endpoint import JSON_TYPE, Context, Endpoint, Reply
+from api.errors import ApiError, NotFound, StoreUnavailable, error_body
+from api.metrics import Metrics
+from api.openapi import build_spec
+from api.params import parse_request
+from api.routes import ENDPOINTS
+from api.settings import Settings
+from api.store import ServingStore
+
+log = logging.getLogger("api")
+
+UNMATCHED_ROUTE = "<unmatched>"
+_T0 = "movietime.t0"
+
+
+def create_app(settings: Settings, db_factory: Callable[[], Database] | None = None) -> bottle.Bottle:
+    """The API for ``settings``. No connection is made here: the store client is created on
+    the first request, in the process that serves it (after gunicorn's fork)."""
+    app = bottle.Bottle()
+    app.config["catchall"] = True  # unexpected exceptions become a JSON 500, never a traceback
+    app.config["json.disable"] = True  # handlers encode JSON themselves
+    store = ServingStore(settings, db_factory)
+    metrics = Metrics()
+    spec = functools.cache(lambda: build_spec(ENDPOINTS))
+    app_info = {"settings": settings, "metrics": metrics, "spec": spec, "store": store}
+    app.config["movietime.store"] = store  # e.g. to close its client when done (tests)
+
+    for endpoint in ENDPOINTS:
+        app.route(
+            endpoint.path,
+            method=endpoint.method,
+            callback=_callback(endpoint, store, app_info),
+            name=endpoint.operation_id,
+        )
+
+    def before_request() -> None:
+        bottle.request.environ[_T0] = time.perf_counter()
+
+    def after_request() -> None:
+        environ = bottle.request.environ
+        route = environ.get("bottle.route")
+        rule = route.rule if route is not None else UNMATCHED_ROUTE
+        elapsed = time.perf_counter() - environ.get(_T0, time.perf_counter())
+        metrics.observe(rule, environ.get("REQUEST_METHOD", "?"), bottle.response.status_code, elapsed)
+        _cors(settings, bottle.request, bottle.response)
+
+    app.add_hook("before_request", before_request)
+    app.add_hook("after_request", after_request)
+
+    def on_error(err: bottle.HTTPError) -> bytes:
+        status = err.status_code
+        if status == 404:
+            path = bottle.request.environ.get("PATH_INFO", "")
+            body = error_body("not_found", f"no endpoint at {path[:200]!r}; see /docs for the endpoints")
+        elif status == 405:
+            allowed = bottle.response.headers.get("Allow", "GET")
+            body = error_body(
+                "method_not_allowed", f"method {bottle.request.method} is not allowed here; use {allowed}"
+            )
+        elif 400 <= status < 500:
+            body = error_body("bad_request", f"bad request ({err.status_line})")
+        else:  # a bug: details go to the log (Bottle already wrote the traceback to wsgi.errors)
+            bottle.response.status = 500
+            body = error_body("internal_error", "internal error; it has been logged")
+        bottle.response.content_type = JSON_TYPE
+        return encode_json(body)
+
+    for status in (400, 404, 405, 413, 414, 500):
+        app.error_handler[status] = on_error
+    app.default_error_handler = on_error  # any other status Bottle raises
+    return app
+
+
+def _callback(endpoint: Endpoint, store: ServingStore, app_info: dict) -> Callable[..., bytes]:
+    def callback(**path_args: str) -> bytes:
+        request, response = bottle.request, bottle.response
+        try:
+            params = parse_request(endpoint.params, path_args, request.environ.get("QUERY_STRING", ""))
+            result = _run(endpoint, store, app_info, params)
+        except ApiError as exc:
+            result = Reply(exc.body(), status=exc.status, headers=exc.headers)
+        except ConnectionFailure as exc:
+            log.warning("%s: store unavailable: %s", endpoint.path, str(exc)[:200])
+            err = StoreUnavailable()
+            result = Reply(err.body(), status=err.status, headers=err.headers)
+        except PyMongoError as exc:
+            log.warning("%s: store error: %s", endpoint.path, str(exc)[:200])
+            err = StoreUnavailable("the data store failed to answer the read; try again shortly")
+            result = Reply(err.body(), status=err.status, headers=err.headers)
+        except Exception:  # a bug: log it, answer a JSON 500 without details
+            log.exception("unexpected error in %s", endpoint.path)
+            result = Reply(error_body("internal_error", "internal error; it has been logged"), status=500)
+        if not isinstance(result, Reply):
+            result = Reply(result)
+        response.status = result.status
+        response.content_type = result.content_type
+        for name, value in result.headers.items():
+            response.set_header(name, value)
+        body = result.body
+        if isinstance(body, bytes):
+            return body
+        if isinstance(body, str):
+            return body.encode("utf-8")
+        return encode_json(body)
+
+    callback.__name__ = endpoint.operation_id
+    return callback
+
+
+def _run(endpoint: Endpoint, store: ServingStore, app_info: dict, params: dict) -> Any:
+    """Call the handler with one pointer for the whole request. A 404 read through a cached
+    pointer is retried once with a fresh pointer if a new version was published meanwhile."""
+    ctx = Context(store, app_info)
+    try:
+        return endpoint.handler(ctx, **params)
+    except NotFound:
+        if not ctx.resolved:
+            raise
+        fresh = store.pointer(fresh=True)
+        if fresh["version"] == ctx.pointer["version"]:
+            raise
+        return endpoint.handler(Context(store, app_info, fresh), **params)
+
+
+def _cors(settings: Settings, request: bottle.LocalRequest, response: bottle.LocalResponse) -> None:
+    if not settings.cors_origins:
+        return
+    origin = request.headers.get("Origin")
+    if not origin:
+        return
+    if "*" in settings.cors_origins:
+        response.set_header("Access-Control-Allow-Origin", "*")
+    elif origin in settings.cors_origins:
+        response.set_header("Access-Control-Allow-Origin", origin)
+        response.add_header("Vary", "Origin")
+
+
+def encode_json(obj: Any) -> bytes:
+    """Compact UTF-8 JSON; NaN/Infinity become null, datetimes ISO 8601 UTC."""
+    try:
+        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default)
+    except ValueError:  # a NaN somewhere in stored data
+        text = json.dumps(
+            _finite(obj), ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default
+        )
+    return text.encode("utf-8")
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        dt = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if hasattr(value, "tolist"):  # numpy scalars/arrays
+        return value.tolist()
+    return str(value)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj

@@ -1,0 +1,90 @@
+"""The OpenAPI 3.1 description, generated from the endpoint declarations and response schemas."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from api.endpoint import Endpoint
+from api.errors import ERROR_CODES
+from api.schemas import SCHEMAS, ref
+
+OPENAPI_VERSION = "3.1.0"
+
+_STATUS_TEXT = {
+    400: "Malformed, out-of-range, repeated or unknown parameter",
+    404: "No such resource (unknown id, or no route at this path)",
+    405: "Method not allowed (the API is read-only: GET and HEAD)",
+    500: "Unexpected server error (never expected; the body has no details)",
+    503: "The data store is unavailable, or no model is published yet",
+}
+
+
+def build_spec(endpoints: Sequence[Endpoint], version: str = "1.0.0") -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for ep in endpoints:
+        paths.setdefault(ep.openapi_path, {})[ep.method.lower()] = _operation(ep)
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "Movie Time API",
+            "version": version,
+            "description": (
+                "Movie recommendations precomputed by the Movie Time pipeline (MovieLens + TMDB), "
+                "served read-only from MongoDB. Every error has the body "
+                '{"error": {"code": ..., "message": ...}}; error codes: '
+                + ", ".join(f"{code} ({status})" for code, status in ERROR_CODES.items())
+                + ". Responses name the model_version they were read from."
+            ),
+        },
+        "tags": [
+            {"name": "users", "description": "Recommendations and activity of a user"},
+            {"name": "movies", "description": "Movie details, similar movies and search"},
+            {"name": "clusters", "description": "User clusters (taste groups)"},
+            {"name": "service", "description": "Health, metrics and documentation"},
+        ],
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "responses": {
+                str(status): {"description": text, "content": _json(ref("Error"))}
+                for status, text in _STATUS_TEXT.items()
+            },
+        },
+    }
+
+
+def _operation(ep: Endpoint) -> dict[str, Any]:
+    responses: dict[str, Any] = {"200": _ok(ep)}
+    for status in sorted({*ep.errors, 404, 405, 500}):
+        if status == 503 and ep.response == "Health":
+            responses["503"] = {"description": _STATUS_TEXT[503], "content": _json(ref("HealthDown"))}
+        else:
+            responses[str(status)] = {"$ref": f"#/components/responses/{status}"}
+    op: dict[str, Any] = {
+        "operationId": ep.operation_id,
+        "summary": ep.summary,
+        "tags": [ep.tag],
+        "parameters": [p.openapi() for p in ep.params],
+        "responses": responses,
+    }
+    if ep.description:
+        op["description"] = ep.description
+    return op
+
+
+def _ok(ep: Endpoint) -> dict[str, Any]:
+    if ep.response is not None:
+        return {"description": "OK", "content": _json(ref(ep.response))}
+    if ep.content == "application/json":
+        return {"description": "OK", "content": _json({"type": "object"})}
+    if ep.content == "text/plain":
+        return {
+            "description": "Prometheus text exposition format 0.0.4",
+            "content": {"text/plain; version=0.0.4": {"schema": {"type": "string"}}},
+        }
+    return {"description": "OK", "content": {ep.content: {"schema": {"type": "string"}}}}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}

@@ -1,0 +1,191 @@
+"""Typed request parameters: every path and query value is parsed into a Python value here,
+before any handler or store call, and the same declarations produce the OpenAPI parameters.
+
+Anything malformed, out of range, repeated or unknown is a 400 that names the parameter and
+what is allowed; nothing is clamped, and no raw string ever reaches a query as an operator.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import parse_qsl
+
+from api.errors import BadRequest
+
+INT64_MAX = 2**63 - 1
+_DIGITS = re.compile(r"[0-9]{1,19}")
+MAX_QUERY_FIELDS = 20
+
+
+@dataclass(frozen=True, kw_only=True)
+class Param:
+    """One parameter. ``parse`` turns the raw text into a value or raises BadRequest."""
+
+    name: str
+    where: Literal["path", "query"] = "query"
+    description: str = ""
+    required: bool = False
+    default: Any = None
+
+    def parse(self, raw: str) -> Any:
+        raise NotImplementedError
+
+    def json_schema(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def openapi(self) -> dict[str, Any]:
+        schema = self.json_schema()
+        if self.default is not None:
+            schema["default"] = self.default
+        return {
+            "name": self.name,
+            "in": self.where,
+            "required": self.required or self.where == "path",
+            "description": self.description,
+            "schema": schema,
+        }
+
+    def _bad(self, what: str) -> BadRequest:
+        return BadRequest(f"{self.where} parameter '{self.name}' {what}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class IntParam(Param):
+    """A decimal integer in ``[minimum, maximum]``: digits only (no sign, point, exponent)."""
+
+    minimum: int = 0
+    maximum: int = INT64_MAX
+
+    def parse(self, raw: str) -> int:
+        if not _DIGITS.fullmatch(raw):
+            raise self._bad(f"must be an integer from {self.minimum} to {self.maximum}, got {_show(raw)}")
+        value = int(raw)
+        if not self.minimum <= value <= self.maximum:
+            raise self._bad(f"must be from {self.minimum} to {self.maximum}, got {value}")
+        return value
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "integer", "format": "int64", "minimum": self.minimum, "maximum": self.maximum}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChoiceParam(Param):
+    """One of ``choices`` (matched case-insensitively, returned as listed)."""
+
+    choices: tuple[str, ...] = ()
+
+    def parse(self, raw: str) -> str:
+        for choice in self.choices:
+            if raw.lower() == choice.lower():
+                return choice
+        raise self._bad(f"must be one of {', '.join(self.choices)}; got {_show(raw)}")
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "enum": list(self.choices)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TextParam(Param):
+    """Free text of ``min_length`` to ``max_length`` characters (after trimming spaces)."""
+
+    min_length: int = 1
+    max_length: int = 100
+
+    def parse(self, raw: str) -> str:
+        value = raw.strip()
+        if not self.min_length <= len(value) <= self.max_length:
+            raise self._bad(f"must be {self.min_length} to {self.max_length} characters, got {len(value)}")
+        if any(ord(c) < 32 for c in value):
+            raise self._bad("must not contain control characters")
+        return value
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "minLength": self.min_length, "maxLength": self.max_length}
+
+
+def user_id(description: str = "MovieLens userId (a positive integer)") -> IntParam:
+    return IntParam(name="id", where="path", minimum=1, description=description)
+
+
+def movie_id(description: str = "MovieLens movieId (a positive integer)") -> IntParam:
+    return IntParam(name="id", where="path", minimum=1, description=description)
+
+
+def cluster_id(name: str = "cluster") -> IntParam:
+    return IntParam(name=name, where="path", minimum=0, description="cluster id (0, 1, ...)")
+
+
+def page_params(default_per_page: int = 20, max_per_page: int = 100) -> tuple[IntParam, IntParam]:
+    return (
+        IntParam(
+            name="page",
+            minimum=1,
+            maximum=1_000_000,
+            default=1,
+            description="page number, from 1; a page past the end has no items",
+        ),
+        IntParam(
+            name="per_page",
+            minimum=1,
+            maximum=max_per_page,
+            default=default_per_page,
+            description=f"items per page (1 to {max_per_page})",
+        ),
+    )
+
+
+def parse_request(params: Sequence[Param], path_args: Mapping[str, str], query_string: str) -> dict[str, Any]:
+    """Typed values for ``params`` from the route's path arguments and the raw query string.
+
+    Query parameters that are unknown, repeated, or not valid UTF-8 are rejected; so are names
+    such as ``q[$ne]``, which some frameworks would turn into nested objects.
+    """
+    values: dict[str, Any] = {}
+    for param in params:
+        if param.where == "path":
+            values[param.name] = param.parse(path_args[param.name])
+    query = parse_query_string(query_string)
+    known = {p.name: p for p in params if p.where == "query"}
+    for name in query:
+        if name not in known:
+            allowed = ", ".join(known) or "none"
+            raise BadRequest(f"unknown query parameter {_show(name)}; allowed: {allowed}")
+    for name, param in known.items():
+        raws = query.get(name)
+        if not raws:
+            if param.required:
+                raise BadRequest(f"query parameter '{name}' is required")
+            values[name] = param.default
+        elif len(raws) > 1:
+            raise BadRequest(f"query parameter '{name}' is given {len(raws)} times; give it once")
+        else:
+            values[name] = param.parse(raws[0])
+    return values
+
+
+def parse_query_string(query_string: str) -> dict[str, list[str]]:
+    try:
+        pairs = parse_qsl(
+            query_string,
+            keep_blank_values=True,
+            strict_parsing=False,
+            encoding="utf-8",
+            errors="strict",
+            max_num_fields=MAX_QUERY_FIELDS,
+        )
+    except UnicodeDecodeError:
+        raise BadRequest("the query string is not valid UTF-8") from None
+    except ValueError:
+        raise BadRequest(f"too many query parameters (at most {MAX_QUERY_FIELDS})") from None
+    query: dict[str, list[str]] = {}
+    for name, value in pairs:
+        query.setdefault(name, []).append(value)
+    return query
+
+
+def _show(raw: str, limit: int = 40) -> str:
+    """The offending value for an error message: quoted and cut short."""
+    return repr(raw if len(raw) <= limit else raw[:limit] + "...")

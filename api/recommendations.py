@@ -1,0 +1,125 @@
+"""A user's recommendations: the precomputed list, or a labelled fallback when there is none.
+
+* ``precomputed``: the user document's ``top`` (the pipeline's ranked top 50, in rank order),
+  filtered by genre, then cut to ``n``.
+* ``fallback_cluster``: no list (a user the last run could not score): the favourites of the
+  user's cluster that the user has not rated, topped up with popular movies when fewer than n.
+* ``fallback_popular``: no cluster favourites left: the most popular movies (``models`` doc
+  ``artifacts.popular``) the user has not rated.
+
+Fallback items have ``predicted_rating: null``: no model estimate was made for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from api.errors import NotFound
+from api.store import ServingStore
+from api.views import has_genre, movie_summary
+
+USER_FIELDS = ("cluster", "top", "model_version")
+
+CLUSTER_REASON = "Popular with viewers who share your taste"
+POPULAR_REASON = "Popular with everyone"
+
+
+def recommend(
+    store: ServingStore, pointer: Mapping, user_id: int, n: int, genre: str | None
+) -> dict[str, Any]:
+    user = store.user(pointer, user_id, USER_FIELDS)
+    if user is None:
+        raise NotFound(f"user {user_id} not found")
+    top = [entry for entry in user.get("top") or () if isinstance(entry, Mapping) and "movieId" in entry]
+    if top:
+        source = "precomputed"
+        items = _precomputed(store, pointer, top, n, genre)
+    else:
+        source, items = _fallback(store, pointer, user_id, user.get("cluster"), n, genre)
+    return {
+        "userId": user_id,
+        "model_version": pointer["version"],
+        "source": source,
+        "genre": genre,
+        "recommendations": items,
+    }
+
+
+def _precomputed(store, pointer, top, n, genre) -> list[dict]:
+    wanted = top if genre is not None else top[:n]  # a genre filter may need the whole list
+    details = store.movie_details(pointer, (int(e["movieId"]) for e in wanted))
+    items = []
+    for entry in wanted:
+        mid = int(entry["movieId"])
+        if not has_genre(details.get(mid), genre):
+            continue
+        items.append(
+            _item(
+                mid,
+                details.get(mid),
+                entry.get("predicted_rating"),
+                entry.get("score"),
+                _reason(entry.get("reason")),
+            )
+        )
+        if len(items) == n:
+            break
+    return items
+
+
+def _fallback(store, pointer, user_id, cluster_id, n, genre) -> tuple[str, list[dict]]:
+    doc = store.user(pointer, user_id, ("ratings.movieId",)) or {}
+    rated = {int(r["movieId"]) for r in doc.get("ratings") or () if "movieId" in r}
+    candidates: list[tuple[int, float | None, dict]] = []  # movieId, score, reason
+    from_cluster = 0
+    if isinstance(cluster_id, int):
+        cluster = store.clusters(pointer).get(cluster_id) or {}
+        for fav in cluster.get("top_movies") or ():
+            mid = int(fav["movieId"])
+            if mid not in rated:
+                candidates.append(
+                    (mid, fav.get("score"), {"kind": "cluster_favourite", "text": CLUSTER_REASON})
+                )
+        from_cluster = len(candidates)
+    seen = {c[0] for c in candidates}
+    for mid in store.model(pointer).popular:
+        if mid not in rated and mid not in seen:
+            candidates.append((mid, None, {"kind": "popular", "text": POPULAR_REASON}))
+    details = store.movie_details(pointer, (c[0] for c in candidates))
+    items = []
+    n_cluster_items = 0
+    for i, (mid, score, reason) in enumerate(candidates):
+        d = details.get(mid)
+        if d is None or not has_genre(d, genre):
+            continue
+        if score is None:
+            score = (d.get("stats") or {}).get("popularity")
+        items.append(_item(mid, d, None, score, reason))
+        n_cluster_items += i < from_cluster
+        if len(items) == n:
+            break
+    return ("fallback_cluster" if n_cluster_items else "fallback_popular"), items
+
+
+def _item(mid: int, details, predicted_rating, score, reason) -> dict[str, Any]:
+    summary = movie_summary(mid, details)
+    return {
+        **summary,
+        "predicted_rating": _number(predicted_rating),
+        "score": _number(score),
+        "reason": reason,
+    }
+
+
+def _reason(reason: Any) -> dict[str, Any] | None:
+    if not isinstance(reason, Mapping):
+        return None
+    out: dict[str, Any] = {"kind": reason.get("kind"), "text": reason.get("text")}
+    if reason.get("movieId") is not None:
+        out["movieId"] = int(reason["movieId"])
+    return out
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

@@ -1,0 +1,425 @@
+"""The endpoints of the Movie Time API: handlers and their declarations (``ENDPOINTS``)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pymongo.errors import PyMongoError
+
+from api import docs_page
+from api.endpoint import Context, Endpoint, Reply
+from api.errors import BadRequest, NotFound, NotReady, StoreUnavailable
+from api.metrics import CONTENT_TYPE as METRICS_TYPE
+from api.params import ChoiceParam, IntParam, TextParam, cluster_id, movie_id, page_params, user_id
+from api.recommendations import recommend
+from api.search import EXACT, PREFIX, WORD_PREFIX, search_movies
+from api.views import iso_time, movie_stats, movie_summary, page_slice, paged
+from pipeline.text import fold
+
+RATED_SORT_KEYS = {
+    "timestamp": lambda r: (r.get("timestamp", 0), r["movieId"]),
+    "rating": lambda r: (r.get("rating", 0.0), r.get("timestamp", 0), r["movieId"]),
+    "movieId": lambda r: (r["movieId"],),
+}
+MATCH_NAMES = {EXACT: "exact", WORD_PREFIX: "word_prefix", PREFIX: "prefix"}
+
+
+# --- users -----------------------------------------------------------------------------------
+
+
+def user_recommendations(ctx: Context, id: int, n: int, genre: str | None) -> dict:
+    pointer = ctx.pointer
+    if genre is not None:
+        genre = _genre(ctx, genre)
+    return recommend(ctx.store, pointer, id, n, genre)
+
+
+def _genre(ctx: Context, raw: str) -> str:
+    genres = ctx.store.model(ctx.pointer).genres
+    for name in genres:
+        if name.lower() == raw.lower():
+            return name
+    raise BadRequest(
+        f"query parameter 'genre' must be one of the data set's genres ({', '.join(genres)}); "
+        f"got {raw[:40]!r}"
+    )
+
+
+def user_rated(ctx: Context, id: int, page: int, per_page: int, sort: str, order: str) -> dict:
+    pointer = ctx.pointer
+    user = ctx.store.user(pointer, id, ("ratings",))
+    if user is None:
+        raise NotFound(f"user {id} not found")
+    ratings = [r for r in user.get("ratings") or () if isinstance(r, dict) and "movieId" in r]
+    ratings.sort(key=RATED_SORT_KEYS[sort], reverse=order == "desc")
+    window = ratings[page_slice(len(ratings), page, per_page)]
+    details = ctx.store.movie_details(pointer, (r["movieId"] for r in window))
+    items = [
+        {
+            **movie_summary(r["movieId"], details.get(int(r["movieId"]))),
+            "rating": r.get("rating"),
+            "timestamp": r.get("timestamp"),
+            "rated_at": iso_time(r.get("timestamp")),
+        }
+        for r in window
+    ]
+    extra = {"userId": id, "model_version": pointer["version"], "sort": sort, "order": order}
+    return paged(items, len(ratings), page, per_page, **extra)
+
+
+def cluster_users(ctx: Context, cluster: int, page: int, per_page: int) -> dict:
+    pointer = ctx.pointer
+    _cluster_doc(ctx, cluster)
+    members = ctx.store.cluster_members(pointer, cluster)
+    window = page_slice(len(members), page, per_page)
+    items = [
+        {
+            "userId": members.ids[i],
+            "n_ratings": members.n_ratings[i] if members.n_ratings[i] >= 0 else None,
+            "mean_rating": None if math.isnan(members.mean[i]) else members.mean[i],
+        }
+        for i in range(window.start, window.stop)
+    ]
+    return paged(items, len(members), page, per_page, cluster=cluster, model_version=pointer["version"])
+
+
+# --- movies ----------------------------------------------------------------------------------
+
+
+def cluster_movies(ctx: Context, cluster: int, page: int, per_page: int) -> dict:
+    pointer = ctx.pointer
+    top = _cluster_doc(ctx, cluster).get("top_movies") or []
+    window = page_slice(len(top), page, per_page)
+    items = _scored_movies(ctx, top[window], first_rank=window.start + 1)
+    return paged(items, len(top), page, per_page, cluster=cluster, model_version=pointer["version"])
+
+
+def movie_metadata(ctx: Context, id: int) -> dict:
+    pointer = ctx.pointer
+    doc = ctx.store.metadata(pointer, id)
+    if doc is None:
+        raise NotFound(f"movie {id} not found")
+    fields = {
+        key: default if doc.get(key) is None else doc[key] for key, default in _METADATA_DEFAULTS.items()
+    }
+    return {"movieId": id, "model_version": pointer["version"], **fields}
+
+
+_METADATA_DEFAULTS: dict[str, Any] = {
+    key: None
+    for key in (
+        "tmdbId",
+        "imdbId",
+        "title",
+        "overview",
+        "tagline",
+        "runtime",
+        "release_date",
+        "original_language",
+        "poster_path",
+        "poster_url",
+        "vote_average",
+        "vote_count",
+        "source",
+    )
+} | {"keywords": [], "tags": []}
+
+
+def movie_similar(ctx: Context, id: int, n: int) -> dict:
+    pointer = ctx.pointer
+    fields = ("title", "name", "year", "genres", "poster_url", "stats", "similar")
+    doc = ctx.store.movie(pointer, id, fields)
+    if doc is None:
+        raise NotFound(f"movie {id} not found")
+    ctx.store.remember_movies(pointer, [doc])
+    similar = [s for s in doc.get("similar") or () if isinstance(s, dict) and "movieId" in s][:n]
+    return {
+        **movie_summary(id, doc),
+        "model_version": pointer["version"],
+        "similar": _scored_movies(ctx, similar),
+    }
+
+
+def movie_search(ctx: Context, q: str, limit: int) -> dict:
+    if not fold(q):
+        raise BadRequest("query parameter 'q' must contain a letter or a digit")
+    pointer = ctx.pointer
+    year, found = search_movies(ctx.store, pointer, q, limit)
+    ctx.store.remember_movies(pointer, (doc for _, doc in found))
+    results = [
+        {**movie_summary(doc["_id"], doc), "match": MATCH_NAMES.get(rel, "prefix"), **movie_stats(doc)}
+        for rel, doc in found
+    ]
+    return {"query": q, "year": year, "model_version": pointer["version"], "results": results}
+
+
+# --- clusters --------------------------------------------------------------------------------
+
+
+def clusters_list(ctx: Context) -> dict:
+    pointer = ctx.pointer
+    docs = ctx.store.clusters(pointer)
+    clusters = [_cluster_view(ctx, docs[cid]) for cid in sorted(docs)]
+    return {"model_version": pointer["version"], "clusters": clusters}
+
+
+def cluster_detail(ctx: Context, id: int) -> dict:
+    doc = _cluster_doc(ctx, id)
+    view = _cluster_view(ctx, doc)
+    profile = {str(k): float(v) for k, v in (doc.get("profile") or {}).items()}
+    return {
+        "clusterId": view["clusterId"],
+        "model_version": ctx.pointer["version"],
+        "size": view["size"],
+        "persona": view["persona"],
+        "profile": profile,
+        "top_movies": view["top_movies"],
+    }
+
+
+def _cluster_doc(ctx: Context, cluster: int) -> dict:
+    doc = ctx.store.clusters(ctx.pointer).get(cluster)
+    if doc is None:
+        raise NotFound(f"cluster {cluster} not found")
+    return doc
+
+
+def _cluster_view(ctx: Context, doc: dict) -> dict:
+    return {
+        "clusterId": int(doc["_id"]),
+        "size": int(doc.get("size") or 0),
+        "persona": [str(g) for g in doc.get("persona") or ()],
+        "top_movies": _scored_movies(ctx, doc.get("top_movies") or []),
+    }
+
+
+def _scored_movies(ctx: Context, entries: list, first_rank: int = 1) -> list[dict]:
+    entries = [e for e in entries if isinstance(e, dict) and "movieId" in e]
+    details = ctx.store.movie_details(ctx.pointer, (e["movieId"] for e in entries))
+    out = []
+    for rank, entry in enumerate(entries, start=first_rank):
+        mid = int(entry["movieId"])
+        score = entry.get("score")
+        score = float(score) if isinstance(score, (int, float)) else None
+        out.append({**movie_summary(mid, details.get(mid)), "score": score, "rank": rank})
+    return out
+
+
+# --- service ---------------------------------------------------------------------------------
+
+
+def health(ctx: Context) -> dict | Reply:
+    try:
+        ctx.store.ping()
+        pointer = ctx.store.pointer(fresh=True)
+    except NotReady as exc:
+        return _health_down("empty", exc)
+    except PyMongoError:
+        return _health_down("unavailable", StoreUnavailable())
+    return {
+        "status": "ok",
+        "store": "ok",
+        "model_version": pointer["version"],
+        "published_at": iso_time(pointer.get("published_at")),
+    }
+
+
+def _health_down(store: str, exc: NotReady | StoreUnavailable) -> Reply:
+    body = {"status": "unavailable", "store": store, **exc.body()}
+    return Reply(body, status=exc.status, headers=exc.headers)
+
+
+def metrics(ctx: Context) -> Reply:
+    return Reply(ctx.app_info["metrics"].render(), content_type=METRICS_TYPE)
+
+
+def openapi_spec(ctx: Context) -> dict:
+    return ctx.app_info["spec"]()
+
+
+def docs(ctx: Context) -> Reply:
+    return Reply(docs_page.render(ctx.app_info["spec"]()), content_type="text/html; charset=utf-8")
+
+
+# --- declarations ----------------------------------------------------------------------------
+
+PAGE, PER_PAGE = page_params()
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint(
+        "/user/<id>/recommendation",
+        user_recommendations,
+        "A user's top recommendations",
+        description=(
+            "The user's precomputed top list (rank order), optionally only one genre, cut to n. "
+            "A user without a list gets a labelled fallback (source fallback_cluster or "
+            "fallback_popular) of movies they have not rated, with predicted_rating null. "
+            "With a genre filter fewer than n items may come back (50 are precomputed)."
+        ),
+        params=(
+            user_id(),
+            IntParam(name="n", minimum=1, maximum=50, default=10, description="how many (1 to 50)"),
+            TextParam(
+                name="genre",
+                max_length=40,
+                description="only movies of this genre, case-insensitive: one of the data "
+                "set's genres (Action, Adventure, Animation, Children, Comedy, "
+                "Crime, Documentary, Drama, Fantasy, Film-Noir, Horror, IMAX, "
+                "Musical, Mystery, Romance, Sci-Fi, Thriller, War, Western for "
+                "the bundled data)",
+            ),
+        ),
+        response="Recommendations",
+        errors=(400, 404, 503),
+        tag="users",
+    ),
+    Endpoint(
+        "/user/<id>/rated",
+        user_rated,
+        "The movies a user rated",
+        description="The user's ratings with movie details, sorted and paginated.",
+        params=(
+            user_id(),
+            PAGE,
+            PER_PAGE,
+            ChoiceParam(
+                name="sort",
+                choices=("timestamp", "rating", "movieId"),
+                default="timestamp",
+                description="sort key (ties: by timestamp, then movieId)",
+            ),
+            ChoiceParam(name="order", choices=("desc", "asc"), default="desc", description="sort order"),
+        ),
+        response="RatedPage",
+        errors=(400, 404, 503),
+        tag="users",
+    ),
+    Endpoint(
+        "/user/list/<cluster>",
+        cluster_users,
+        "Users of a cluster",
+        description="Users assigned to the cluster, ordered by userId, paginated.",
+        params=(cluster_id(), PAGE, PER_PAGE),
+        response="ClusterUserPage",
+        errors=(400, 404, 503),
+        tag="clusters",
+    ),
+    Endpoint(
+        "/movie/list/<cluster>",
+        cluster_movies,
+        "Favourite movies of a cluster",
+        description="The cluster's favourite movies (best first) with details, paginated.",
+        params=(cluster_id(), PAGE, PER_PAGE),
+        response="ClusterMoviePage",
+        errors=(400, 404, 503),
+        tag="clusters",
+    ),
+    Endpoint(
+        "/movie/<id>/metadata",
+        movie_metadata,
+        "TMDB metadata and tags of a movie",
+        params=(movie_id(),),
+        response="Metadata",
+        errors=(400, 404, 503),
+        tag="movies",
+    ),
+    Endpoint(
+        "/movie/<id>/similar",
+        movie_similar,
+        "Movies similar to a movie",
+        description="Precomputed similar movies (collaborative and content blend), best first.",
+        params=(
+            movie_id(),
+            IntParam(
+                name="n",
+                minimum=1,
+                maximum=50,
+                default=20,
+                description="how many (1 to 50; 20 are precomputed)",
+            ),
+        ),
+        response="SimilarMovies",
+        errors=(400, 404, 503),
+        tag="movies",
+    ),
+    Endpoint(
+        "/movies/search",
+        movie_search,
+        "Search movies by title",
+        description=(
+            "Case- and accent-insensitive title prefix search; 'matrix' also finds 'The Matrix'. "
+            "A four-digit year in the query narrows the results to that year. Ordered by "
+            "relevance (exact title, whole-word prefix, prefix), then popularity. Queries of one "
+            "or two characters match whole words only."
+        ),
+        params=(
+            TextParam(
+                name="q",
+                required=True,
+                min_length=1,
+                max_length=100,
+                description="title words, optionally with a year: 'matrix 1999'",
+            ),
+            IntParam(
+                name="limit", minimum=1, maximum=50, default=10, description="at most this many (1 to 50)"
+            ),
+        ),
+        response="SearchResults",
+        errors=(400, 503),
+        tag="movies",
+    ),
+    Endpoint(
+        "/clusters",
+        clusters_list,
+        "All user clusters",
+        description="Every cluster with its size, persona (top genres) and favourite movies.",
+        response="Clusters",
+        errors=(503,),
+        tag="clusters",
+    ),
+    Endpoint(
+        "/clusters/<id>",
+        cluster_detail,
+        "One user cluster",
+        description="A cluster with its genre profile and favourite movies.",
+        params=(cluster_id("id"),),
+        response="ClusterDetail",
+        errors=(400, 404, 503),
+        tag="clusters",
+    ),
+    Endpoint(
+        "/health",
+        health,
+        "Liveness and store check",
+        description="200 when the store answers a ping and a model is published; 503 otherwise.",
+        response="Health",
+        errors=(503,),
+        tag="service",
+    ),
+    Endpoint(
+        "/metrics",
+        metrics,
+        "Prometheus metrics of this worker process",
+        description="Request counts by route template, method and status; latency histograms.",
+        content="text/plain",
+        errors=(),
+        tag="service",
+    ),
+    Endpoint(
+        "/openapi.json",
+        openapi_spec,
+        "This API's OpenAPI 3.1 description",
+        content="application/json",
+        errors=(),
+        tag="service",
+    ),
+    Endpoint(
+        "/docs",
+        docs,
+        "Human-readable API documentation (HTML)",
+        content="text/html",
+        errors=(),
+        tag="service",
+    ),
+)

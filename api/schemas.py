@@ -1,0 +1,172 @@
+"""JSON Schemas (OpenAPI 3.1 / JSON Schema 2020-12) of every response body.
+
+The tests validate real responses against these, so the spec cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.errors import ERROR_CODES
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(required: list[str] | None = None, extra: bool = False, **props: Any) -> dict[str, Any]:
+    """An object schema; every listed property is required unless ``required`` says otherwise."""
+    return {
+        "type": "object",
+        "properties": props,
+        "required": list(props) if required is None else required,
+        "additionalProperties": extra,
+    }
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" in schema:
+        return {"anyOf": [schema, {"type": "null"}]}
+    out = dict(schema)
+    kind = out["type"]
+    out["type"] = [*kind, "null"] if isinstance(kind, list) else [kind, "null"]
+    return out
+
+
+def array(items: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": items}
+
+
+INT = {"type": "integer"}
+NUM = {"type": "number"}
+STR = {"type": "string"}
+VERSION = {"type": "string", "description": "the served model version (models._id)"}
+
+_MOVIE = dict(
+    movieId=INT,
+    title=nullable(STR) | {"description": 'MovieLens title, e.g. "Matrix, The (1999)"'},
+    name=nullable(STR) | {"description": 'display title without the year, e.g. "The Matrix"'},
+    year=nullable(INT),
+    genres=array(STR),
+    poster_url=nullable(STR),
+)
+_ERROR = obj(
+    code={"type": "string", "enum": list(ERROR_CODES)},
+    message={"type": "string", "description": "what is wrong, for people"},
+)
+_PAGE = dict(
+    page=INT | {"minimum": 1},
+    per_page=INT | {"minimum": 1},
+    total=INT | {"minimum": 0, "description": "items on all pages"},
+    pages=INT | {"minimum": 0},
+)
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "Error": obj(error=_ERROR),
+    "Movie": obj(**_MOVIE),
+    "Reason": obj(
+        required=["kind", "text"],
+        kind={"type": "string", "enum": ["because_you_liked", "cluster_favourite", "taste_match", "popular"]},
+        text=STR,
+        movieId=INT | {"description": "the liked movie (kind because_you_liked)"},
+    ),
+    "Recommendation": obj(
+        **_MOVIE,
+        predicted_rating=nullable(NUM)
+        | {"description": "the rating model's estimate (0.5-5); null in fallbacks"},
+        score=nullable(NUM) | {"description": "ranking score; the list order is the rank"},
+        reason=nullable(ref("Reason")),
+    ),
+    "Recommendations": obj(
+        userId=INT,
+        model_version=VERSION,
+        source={"type": "string", "enum": ["precomputed", "fallback_cluster", "fallback_popular"]},
+        genre=nullable(STR),
+        recommendations=array(ref("Recommendation")),
+    ),
+    "RatedMovie": obj(
+        **_MOVIE,
+        rating=NUM,
+        timestamp=INT | {"description": "unix seconds"},
+        rated_at=nullable(STR) | {"format": "date-time"},
+    ),
+    "RatedPage": obj(
+        userId=INT,
+        model_version=VERSION,
+        sort={"type": "string", "enum": ["timestamp", "rating", "movieId"]},
+        order={"type": "string", "enum": ["desc", "asc"]},
+        **_PAGE,
+        items=array(ref("RatedMovie")),
+    ),
+    "ClusterUser": obj(userId=INT, n_ratings=nullable(INT), mean_rating=nullable(NUM)),
+    "ClusterUserPage": obj(cluster=INT, model_version=VERSION, **_PAGE, items=array(ref("ClusterUser"))),
+    "ScoredMovie": obj(**_MOVIE, score=nullable(NUM), rank=INT | {"minimum": 1}),
+    "ClusterMoviePage": obj(cluster=INT, model_version=VERSION, **_PAGE, items=array(ref("ScoredMovie"))),
+    "Metadata": obj(
+        movieId=INT,
+        model_version=VERSION,
+        tmdbId=nullable(INT),
+        imdbId=nullable(INT),
+        title=nullable(STR),
+        overview=nullable(STR),
+        tagline=nullable(STR),
+        runtime=nullable(NUM),
+        release_date=nullable(STR),
+        original_language=nullable(STR),
+        poster_path=nullable(STR),
+        poster_url=nullable(STR),
+        vote_average=nullable(NUM),
+        vote_count=nullable(INT),
+        keywords=array(STR),
+        tags=array(STR),
+        source=nullable(STR),
+    ),
+    "SimilarMovies": obj(**_MOVIE, model_version=VERSION, similar=array(ref("ScoredMovie"))),
+    "SearchResult": obj(
+        **_MOVIE,
+        match={"type": "string", "enum": ["exact", "word_prefix", "prefix"]},
+        n_ratings=nullable(INT),
+        mean_rating=nullable(NUM),
+        popularity=nullable(NUM),
+    ),
+    "SearchResults": obj(
+        query=STR,
+        year=nullable(INT) | {"description": "a year taken from the query, that narrowed the results"},
+        model_version=VERSION,
+        results=array(ref("SearchResult")),
+    ),
+    "Cluster": obj(
+        clusterId=INT,
+        size=INT | {"description": "number of users"},
+        persona=array(STR) | {"description": "most characteristic genres first"},
+        top_movies=array(ref("ScoredMovie")),
+    ),
+    "Clusters": obj(model_version=VERSION, clusters=array(ref("Cluster"))),
+    "ClusterDetail": obj(
+        clusterId=INT,
+        model_version=VERSION,
+        size=INT | {"description": "number of users"},
+        persona=array(STR) | {"description": "most characteristic genres first"},
+        profile={
+            "type": "object",
+            "additionalProperties": NUM,
+            "description": "genre -> weight: how the cluster's taste differs from the average",
+        },
+        top_movies=array(ref("ScoredMovie")),
+    ),
+    "Health": obj(
+        status={"const": "ok"},
+        store={"const": "ok"},
+        model_version=VERSION,
+        published_at=nullable(STR) | {"format": "date-time"},
+    ),
+    "HealthDown": obj(
+        status={"const": "unavailable"},
+        store={
+            "type": "string",
+            "enum": ["unavailable", "empty"],
+            "description": "unavailable: no answer; empty: nothing published yet",
+        },
+        error=_ERROR,
+    ),
+}

@@ -1,0 +1,324 @@
+"""Read access to the served version: one MongoClient per process, the cached serving pointer,
+and per-version caches of the small, immutable things (movie details, clusters, model info).
+
+Every versioned collection is read through the pointer (``serving/{_id: "current"}``, see
+``pipeline.store``), resolved at most every ``Settings.pointer_cache_s`` seconds, so a pipeline
+run in progress never shows through and every read of one request comes from one version.
+Versioned collections never change once published, so anything read from them can be cached
+under the version's name for as long as that version is served.
+
+SecantusDB cost model (measured, see API_Documentation.md): a query decodes every document it
+matches before applying ``limit``, projections are applied after decoding, and a filter on two
+fields falls back to a full scan. So reads here are ``_id`` lookups, ``$in`` on ``_id``, a range
+on the indexed ``search.key``, or the ``cluster`` index, each filtering on ONE field, with
+inclusion projections (they are cheaper than exclusions on SecantusDB and smaller on the wire).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from array import array
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pymongo
+from pymongo.database import Database
+
+from api.errors import NotReady
+from api.settings import DEFAULT_DATABASE, Settings
+from pipeline import schema
+
+log = logging.getLogger("api.store")
+
+#: Fields of a movie shown wherever a movie appears in a response.
+MOVIE_DETAIL_FIELDS = ("title", "name", "year", "genres", "poster_url", "stats")
+MOVIE_DETAIL_PROJECTION = {name: 1 for name in MOVIE_DETAIL_FIELDS}
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the API needs from ``models/{_id: version}``."""
+
+    version: str
+    genres: tuple[str, ...]  # the data set's genre names, as published
+    popular: tuple[int, ...]  # movieIds, most popular first (the last-resort fallback)
+    published_at: Any = None
+    dataset: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ClusterMembers:
+    """Users of one cluster, ordered by ``_id``, with their rating statistics."""
+
+    ids: array  # 'q'
+    n_ratings: array  # 'q'
+    mean: array  # 'd'
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class VersionCache:
+    """Per-version, per-process caches. Thread-safe through ``lock``."""
+
+    version: str
+    movie_limit: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    movies: OrderedDict = field(default_factory=OrderedDict)  # movieId -> details | None
+    model: ModelInfo | None = None
+    clusters: dict[int, dict] | None = None  # _id -> cluster doc
+    members: dict[int, ClusterMembers] = field(default_factory=dict)
+
+    def get_movies(self, ids: Iterable[int]) -> tuple[dict[int, dict | None], list[int]]:
+        found: dict[int, dict | None] = {}
+        missing: list[int] = []
+        with self.lock:
+            for mid in ids:
+                value = self.movies.get(mid, _MISSING)
+                if value is _MISSING:
+                    missing.append(mid)
+                else:
+                    self.movies.move_to_end(mid)
+                    found[mid] = value
+        return found, missing
+
+    def put_movies(self, docs: Mapping[int, dict | None]) -> None:
+        if self.movie_limit <= 0:
+            return
+        with self.lock:
+            for mid, doc in docs.items():
+                self.movies[mid] = doc
+                self.movies.move_to_end(mid)
+            while len(self.movies) > self.movie_limit:
+                self.movies.popitem(last=False)
+
+
+class ServingStore:
+    """The served version of the store, for one process.
+
+    ``db_factory`` (tests) returns the ``Database`` to read; by default a ``MongoClient`` for
+    ``settings.mongodb_url`` is created on first use, in the process that uses it: gunicorn
+    forks workers after loading the app, and a client must never cross a fork.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        db_factory: Callable[[], Database] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if db_factory is None and not settings.mongodb_url:
+            raise ValueError("Settings.mongodb_url is required without a db_factory")
+        self.settings = settings
+        self._db_factory = db_factory
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._db: Database | None = None
+        self._client: pymongo.MongoClient | None = None
+        self._pid: int | None = None
+        self._pointer: dict | None = None
+        self._pointer_at = float("-inf")
+        self._caches: OrderedDict[str, VersionCache] = OrderedDict()
+
+    # --- connection ----------------------------------------------------------------------------
+
+    def db(self) -> Database:
+        """The database, connecting lazily (again after a fork)."""
+        pid = os.getpid()
+        if self._db is not None and self._pid == pid:
+            return self._db
+        with self._lock:
+            if self._db is None or self._pid != pid:
+                self._pointer, self._pointer_at = None, float("-inf")
+                self._caches.clear()
+                self._client = None
+                if self._db_factory is not None:
+                    self._db = self._db_factory()
+                else:
+                    self._client = self._new_client()
+                    name = self.settings.database
+                    self._db = (
+                        self._client.get_database(name)
+                        if name
+                        else self._client.get_default_database(DEFAULT_DATABASE)
+                    )
+                self._pid = pid
+        return self._db
+
+    def _new_client(self) -> pymongo.MongoClient:
+        s = self.settings
+        return pymongo.MongoClient(
+            s.mongodb_url,
+            serverSelectionTimeoutMS=s.server_selection_timeout_ms,
+            connectTimeoutMS=s.connect_timeout_ms,
+            socketTimeoutMS=s.socket_timeout_ms,
+            maxPoolSize=s.max_pool_size,
+            appname=s.app_name,
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None and self._pid == os.getpid():
+                self._client.close()
+            self._client = self._db = None
+            self._pid = None
+
+    def ping(self) -> None:
+        """Raises a PyMongoError when the store does not answer."""
+        self.db().client.admin.command("ping")
+
+    # --- the serving pointer -------------------------------------------------------------------
+
+    def pointer(self, fresh: bool = False) -> dict:
+        """The serving pointer, re-read when older than ``pointer_cache_s`` (or ``fresh``)."""
+        db = self.db()
+        now = self._clock()
+        pointer = self._pointer
+        if fresh or pointer is None or now - self._pointer_at >= self.settings.pointer_cache_s:
+            pointer = db[schema.SERVING].find_one(
+                {"_id": schema.POINTER_ID}, {"version": 1, "collections": 1, "published_at": 1}
+            )
+            if pointer is None or not pointer.get("collections"):
+                raise NotReady()
+            self._pointer, self._pointer_at = pointer, now
+        return pointer
+
+    def pointer_age(self) -> float:
+        return self._clock() - self._pointer_at
+
+    def collection(self, pointer: Mapping, name: str):
+        try:
+            return self.db()[pointer["collections"][name]]
+        except KeyError:
+            raise NotReady(f"the served version {pointer.get('version')!r} has no {name!r}") from None
+
+    def cache(self, pointer: Mapping) -> VersionCache:
+        version = pointer["version"]
+        with self._lock:
+            cache = self._caches.get(version)
+            if cache is None:
+                cache = VersionCache(version, self.settings.movie_cache_size)
+                self._caches[version] = cache
+                while len(self._caches) > 2:  # current, and the one requests may still hold
+                    self._caches.popitem(last=False)
+            else:
+                self._caches.move_to_end(version)
+        return cache
+
+    # --- model ---------------------------------------------------------------------------------
+
+    def model(self, pointer: Mapping) -> ModelInfo:
+        cache = self.cache(pointer)
+        if cache.model is None:
+            doc = (
+                self.db()[schema.MODELS].find_one(
+                    {"_id": pointer["version"]},
+                    {"artifacts.genres": 1, "artifacts.popular": 1, "published_at": 1, "dataset": 1},
+                )
+                or {}
+            )
+            artifacts = doc.get("artifacts") or {}
+            cache.model = ModelInfo(
+                version=pointer["version"],
+                genres=tuple(str(g) for g in artifacts.get("genres") or ()),
+                popular=tuple(int(m) for m in artifacts.get("popular") or ()),
+                published_at=doc.get("published_at", pointer.get("published_at")),
+                dataset=doc.get("dataset"),
+            )
+        return cache.model
+
+    # --- users ---------------------------------------------------------------------------------
+
+    def user(self, pointer: Mapping, user_id: int, fields: Iterable[str]) -> dict | None:
+        """One user document with only ``fields`` (an inclusion projection)."""
+        projection = {name: 1 for name in fields}
+        return self.collection(pointer, schema.USERS).find_one({"_id": user_id}, projection)
+
+    def cluster_members(self, pointer: Mapping, cluster_id: int) -> ClusterMembers:
+        """All users of a cluster, ordered by ``_id`` (one index query per version and process)."""
+        cache = self.cache(pointer)
+        members = cache.members.get(cluster_id)
+        if members is None:
+            # once per cluster, version and worker, and slow on SecantusDB for big clusters (it
+            # decodes every member's whole document): a longer deadline than ordinary reads. The
+            # ping first keeps "store down" fast (the deadline would also stretch server selection).
+            self.ping()
+            with pymongo.timeout(self.settings.scan_timeout_s):
+                docs = list(
+                    self.collection(pointer, schema.USERS).find(
+                        {"cluster": cluster_id}, {"_id": 1, "stats.n_ratings": 1, "stats.mean": 1}
+                    )
+                )
+            rows = sorted(
+                (int(d["_id"]), (d.get("stats") or {}).get("n_ratings"), (d.get("stats") or {}).get("mean"))
+                for d in docs
+            )
+            members = ClusterMembers(
+                ids=array("q", (r[0] for r in rows)),
+                n_ratings=array("q", (int(r[1]) if r[1] is not None else -1 for r in rows)),
+                mean=array("d", (float(r[2]) if r[2] is not None else float("nan") for r in rows)),
+            )
+            with cache.lock:
+                cache.members[cluster_id] = members
+        return members
+
+    # --- clusters ------------------------------------------------------------------------------
+
+    def clusters(self, pointer: Mapping) -> dict[int, dict]:
+        """Every cluster document of the served version, by ``_id`` (a handful; cached)."""
+        cache = self.cache(pointer)
+        if cache.clusters is None:
+            docs = self.collection(pointer, schema.CLUSTERS).find({})
+            cache.clusters = {int(d["_id"]): d for d in docs}
+        return cache.clusters
+
+    # --- movies --------------------------------------------------------------------------------
+
+    def movie_details(self, pointer: Mapping, ids: Iterable[int]) -> dict[int, dict | None]:
+        """Details (``MOVIE_DETAIL_FIELDS``) of ``ids``; cached ones from memory, the rest with
+        ONE ``$in`` query. Unknown ids map to None."""
+        ids = list(dict.fromkeys(int(i) for i in ids))
+        cache = self.cache(pointer)
+        found, missing = cache.get_movies(ids)
+        if missing:
+            fetched: dict[int, dict | None] = dict.fromkeys(missing)
+            cursor = self.collection(pointer, schema.MOVIES).find(
+                {"_id": {"$in": missing}}, MOVIE_DETAIL_PROJECTION
+            )
+            for doc in cursor:
+                fetched[int(doc["_id"])] = doc
+            cache.put_movies(fetched)
+            found.update(fetched)
+        return found
+
+    def remember_movies(self, pointer: Mapping, docs: Iterable[dict]) -> None:
+        """Add movie documents read elsewhere (with at least the detail fields) to the cache."""
+        self.cache(pointer).put_movies(
+            {int(d["_id"]): {k: d[k] for k in ("_id", *MOVIE_DETAIL_FIELDS) if k in d} for d in docs}
+        )
+
+    def movie(self, pointer: Mapping, movie_id: int, fields: Iterable[str]) -> dict | None:
+        projection = {name: 1 for name in fields}
+        return self.collection(pointer, schema.MOVIES).find_one({"_id": movie_id}, projection)
+
+    def movies_by_keys(self, pointer: Mapping, keys: list[str], fields: Iterable[str]) -> list[dict]:
+        """Movies whose ``search.key`` is one of ``keys`` (one ``$in`` on the index)."""
+        projection = {name: 1 for name in fields}
+        query = {"search.key": {"$in": [str(k) for k in keys]}}
+        return list(self.collection(pointer, schema.MOVIES).find(query, projection))
+
+    def movies_by_key_range(self, pointer: Mapping, low: str, high: str, fields: Iterable[str]) -> list[dict]:
+        """Movies whose ``search.key`` is in ``[low, high)`` (an index range scan)."""
+        projection = {name: 1 for name in fields}
+        query = {"search.key": {"$gte": str(low), "$lt": str(high)}}
+        return list(self.collection(pointer, schema.MOVIES).find(query, projection))
+
+    def metadata(self, pointer: Mapping, movie_id: int) -> dict | None:
+        return self.collection(pointer, schema.METADATA).find_one({"_id": movie_id})

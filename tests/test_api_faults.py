@@ -1,0 +1,212 @@
+"""The API when the store fails or changes under it: store down (503 fast, recovery without a
+restart), nothing published yet, and a new version published while the app runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pymongo
+import pytest
+import webtest
+
+from api.app import create_app
+from api.settings import Settings
+from api.wsgi import resolve_settings
+from pipeline.embedded import EmbeddedConfig, stop
+from pipeline.store import Store
+
+GENRES = ["Action", "Comedy", "Drama"]
+
+
+def movie(mid: int, title: str, genres: list[str], year: int = 2000) -> dict:
+    return {
+        "_id": mid,
+        "title": f"{title} ({year})",
+        "name": title,
+        "year": year,
+        "genres": genres,
+        "imdbId": None,
+        "tmdbId": None,
+        "poster_url": None,
+        "stats": {"n_ratings": 10, "mean": 3.5, "shrunk_mean": 3.5, "popularity": 1.0 / mid},
+        "similar": [{"movieId": m, "score": 0.5} for m in (1, 2, 3) if m != mid],
+        "search": {"key": title.lower()},
+    }
+
+
+def user(uid: int, top: list[int]) -> dict:
+    return {
+        "_id": uid,
+        "cluster": 0,
+        "stats": {"n_ratings": 1, "mean": 4.0},
+        "ratings": [{"movieId": 3, "rating": 4.0, "timestamp": 1_600_000_000}],
+        "top": [
+            {
+                "movieId": m,
+                "score": 1.0 - i / 10,
+                "predicted_rating": 4.0,
+                "reason": {"kind": "taste_match", "text": "Matches your taste"},
+            }
+            for i, m in enumerate(top)
+        ],
+        "model_version": "x",
+    }
+
+
+def publish(db, version: str, user_ids: tuple[int, ...] = (1, 2)) -> None:
+    """A small but complete published version, written with the pipeline's own Store."""
+    store = Store(db)
+    with store.stage(version) as staging:
+        staging.insert(
+            "movies",
+            [
+                movie(1, "Alpha", ["Action"]),
+                movie(2, "Beta", ["Comedy"]),
+                movie(3, "Gamma", ["Drama", "Action"]),
+            ],
+        )
+        staging.insert(
+            "metadata", [{"_id": m, "title": f"M{m}", "keywords": [], "tags": []} for m in (1, 2, 3)]
+        )
+        staging.insert(
+            "clusters",
+            [
+                {
+                    "_id": 0,
+                    "size": len(user_ids),
+                    "persona": ["Action"],
+                    "profile": {},
+                    "top_movies": [{"movieId": 1, "score": 0.9}],
+                }
+            ],
+        )
+        staging.insert("users", [user(uid, [1, 2]) for uid in user_ids])
+        staging.publish({"artifacts": {"genres": GENRES, "popular": [1, 2, 3]}})
+
+
+def restart(server, timeout_s: float = 30.0) -> subprocess.Popen:
+    """Start the killed server again with the same command line: same storage path and port."""
+    proc = subprocess.Popen(
+        server.process.args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + timeout_s
+    while True:
+        client = pymongo.MongoClient(server.url, serverSelectionTimeoutMS=300, connectTimeoutMS=300)
+        try:
+            client.admin.command("ping")
+            return proc
+        except pymongo.errors.PyMongoError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("the restarted server did not answer ping") from None
+            time.sleep(0.1)
+        finally:
+            client.close()
+
+
+def timed_get(app, path: str):
+    start = time.monotonic()
+    res = app.get(path, expect_errors=True)
+    return res, time.monotonic() - start
+
+
+def test_store_down_is_a_fast_503_and_the_app_recovers_by_itself(secantus_server):
+    server = secantus_server(sync_on_commit=True)  # acknowledged writes survive SIGKILL
+    client = pymongo.MongoClient(server.url)
+    publish(client["movietime"], "v1")
+    client.close()
+    app = webtest.TestApp(
+        create_app(Settings(mongodb_url=server.url, database="movietime", pointer_cache_s=0.5))
+    )
+    healthy = app.get("/user/1/recommendation").json
+    assert [r["movieId"] for r in healthy["recommendations"]] == [1, 2]
+
+    server.kill()  # SIGKILL
+    restarted = None
+    try:
+        paths = (
+            "/user/1/recommendation",
+            "/user/1/recommendation",
+            "/health",
+            "/movies/search?q=alpha",
+            "/user/list/0",
+        )
+        for path in paths:
+            res, elapsed = timed_get(app, path)
+            assert res.status_int == 503, res.text
+            assert res.headers["Content-Type"] == "application/json; charset=utf-8"
+            assert res.json["error"]["code"] == "store_unavailable"
+            assert res.headers["Retry-After"]
+            assert elapsed < 2.5, f"{path} took {elapsed:.2f} s to fail"
+        assert app.get("/health", expect_errors=True).json["status"] == "unavailable"
+        assert app.get("/user/abc/rated", expect_errors=True).status_int == 400  # no store needed
+
+        restarted = restart(server)
+        deadline = time.monotonic() + 10
+        while (res := app.get("/user/1/recommendation", expect_errors=True)).status_int != 200:
+            assert res.status_int == 503
+            assert time.monotonic() < deadline, "the app did not recover within 10 s"
+            time.sleep(0.2)
+        assert res.json == healthy
+        assert app.get("/health").json["status"] == "ok"
+    finally:
+        if restarted is not None:
+            restarted.kill()
+            restarted.wait(10)
+
+
+def test_nothing_published_is_503_not_ready(db):
+    app = webtest.TestApp(create_app(Settings(), db_factory=lambda: db))
+    health = app.get("/health", expect_errors=True)
+    assert health.status_int == 503
+    assert health.json["store"] == "empty" and health.json["error"]["code"] == "not_ready"
+    res = app.get("/user/1/recommendation", expect_errors=True)
+    assert res.status_int == 503 and res.json["error"]["code"] == "not_ready"
+    publish(db, "v1")
+    assert app.get("/health").json["model_version"] == "v1"  # health re-reads the pointer
+
+
+def test_a_new_version_shows_after_the_pointer_cache_and_never_mixes(db):
+    publish(db, "v1", user_ids=(1, 2))
+    app = webtest.TestApp(create_app(Settings(pointer_cache_s=5), db_factory=lambda: db))
+    assert app.get("/user/1/recommendation").json["model_version"] == "v1"
+    publish(db, "v2", user_ids=(1, 2, 3))
+    # the pointer is cached (5 s), but a user that only the new version has is not a 404:
+    # a miss through a cached pointer re-reads the pointer once
+    res = app.get("/user/3/recommendation")
+    assert res.json["model_version"] == "v2"
+    assert app.get("/user/1/recommendation").json["model_version"] == "v2"
+    assert app.get("/health").json["model_version"] == "v2"
+    assert app.get("/user/9/recommendation", expect_errors=True).status_int == 404
+
+
+def test_entry_point_settings_from_the_environment():
+    settings = resolve_settings(
+        {
+            "MONGODB_URL": "mongodb://db.example:27017/mt",
+            "API_POINTER_CACHE_S": "1.5",
+            "API_CORS_ORIGINS": "https://a.example, https://b.example",
+        }
+    )
+    assert settings.mongodb_url == "mongodb://db.example:27017/mt" and settings.pointer_cache_s == 1.5
+    assert settings.cors_origins == ("https://a.example", "https://b.example")
+    with pytest.raises(ValueError, match="API_POINTER_CACHE_S"):
+        Settings.from_env({"API_POINTER_CACHE_S": "soon"})
+    with pytest.raises(ValueError, match="between 0 and 5"):
+        Settings.from_env({"API_POINTER_CACHE_S": "60"})
+    with pytest.raises(ValueError, match="mongodb_url"):
+        create_app(Settings())  # neither a URL nor a db_factory
+
+
+def test_without_mongodb_url_the_embedded_store_is_started_and_used(tmp_path):
+    config = EmbeddedConfig(storage_path=str(tmp_path / "mongo"), port=0)
+    try:
+        settings = resolve_settings({}, config)
+        assert settings.mongodb_url == json.loads(config.state_file().read_text())["url"]
+        app = webtest.TestApp(create_app(settings))
+        health = app.get("/health", expect_errors=True)  # a fresh store: up, but nothing published
+        assert health.status_int == 503 and health.json["store"] == "empty"
+    finally:
+        stop(config)
