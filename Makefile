@@ -19,9 +19,10 @@ $(STAMP): requirements.txt
 
 setup: $(STAMP)
 
-# The main job: the pipeline on the bundled data into the embedded store.
+# The main job: the pipeline on the bundled data into the embedded store, then the API on :8080.
 run: setup
 	$(BIN)/python -m pipeline run
+	$(BIN)/python -m api --host 127.0.0.1 --port 8080
 
 # The tests: unit, integration (real SecantusDB server), notebook and end-to-end.
 test: setup

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pymongo
@@ -23,7 +26,8 @@ def test_readme_gives_exactly_two_commands_and_make_runs_them():
     commands = re.findall(r"^\s{4}(\S.*)$", quick, flags=re.M)
     assert commands == ["make run", "make test"]
     makefile = (REPO / "Makefile").read_text()
-    assert re.search(r"^run: setup\n\t\$\(BIN\)/python -m pipeline run", makefile, flags=re.M)
+    assert re.search(r"^run: setup\n\t\$\(BIN\)/python -m pipeline run\n"
+                     r"\t\$\(BIN\)/python -m api --host 127\.0\.0\.1 --port 8080\n", makefile, flags=re.M)
     assert "make test" in (REPO / ".ci" / "run").read_text()
 
 
@@ -44,5 +48,31 @@ def test_main_job_into_the_embedded_store(tmp_path):
         client.close()
         assert "held-out RMSE" in out.stdout and "NDCG" in out.stdout
         assert list((tmp_path / "runs").glob("*/report.md"))
+        _api_serves_the_loaded_data(tmp_path, env)
     finally:
         subprocess.run([sys.executable, "-m", "pipeline", "store", "stop"], cwd=tmp_path, env=env, timeout=60)
+
+
+def _api_serves_the_loaded_data(cwd: Path, env: dict) -> None:
+    """The second half of `make run`: the API on loopback, over the same embedded store."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    api = subprocess.Popen([sys.executable, "-m", "api", "--host", "127.0.0.1", "--port", str(port)],
+                           cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/user/1/recommendation", timeout=5) as r:
+                    body = json.loads(r.read())
+                break
+            except OSError:
+                assert api.poll() is None and time.monotonic() < deadline, "API did not come up"
+                time.sleep(0.3)
+        assert body["source"] == "precomputed" and len(body["recommendations"]) == 10
+        assert all(rec["title"] for rec in body["recommendations"])
+    finally:
+        os.killpg(api.pid, 15)
+        api.wait(30)
