@@ -10,9 +10,8 @@ import pandas as pd
 
 from pipeline.progress import Counter
 from pipeline.text import display_name, search_key
+from pipeline.tmdb import poster_url
 from pipeline.train import FittedModels, recommend_blocks
-
-POSTER_BASE = "https://image.tmdb.org/t/p/w342"
 
 
 def _int_or_none(v):
@@ -48,8 +47,7 @@ def display_title(row) -> str:
 
 
 def _poster(row) -> str | None:
-    path = _str_or_none(row.get("tmdb_poster_path"))
-    return POSTER_BASE + path if path else None
+    return poster_url(_str_or_none(row.get("tmdb_poster_path")))
 
 
 def movie_docs(cat: pd.DataFrame, models: FittedModels, similar: dict[int, list]) -> Iterator[dict]:
