@@ -2,17 +2,28 @@
 seed project's design (``benchmarks.seed_design``), both served by gunicorn, in one run.
 
     python -m benchmarks.api_load [--clients 16] [--seconds 20] [--workers 2]
-    python -m benchmarks.api_load --mongodb-url mongodb://127.0.0.1:27018/movietime?directConnection=true
-    python -m benchmarks.api_load --sweep sync:2,gthread:2x4,gthread:1x8 --no-seed-design
+    python -m benchmarks.api_load --mongodb-url "mongodb://127.0.0.1:27018/movietime?directConnection=true"
+    python -m benchmarks.api_load --no-seed-design --sweep sync:2,gthread:2x2,gthread:2x4,gthread:2x8
 
-Steps: a fresh SecantusDB server (durable mode, as the embedded default) loaded by the real pipeline
-on the bundled ml-latest-small (or ``--mongodb-url``, already loaded); the seed design's rating model
-fitted once; then for each design gunicorn on a free loopback port and a closed-loop load: ``--clients``
-keep-alive connections, spread over ``--client-procs`` processes, each asking for a random user (seeded)
-as soon as its previous answer arrived. Requests of the first ``--warmup`` seconds are not counted.
-Every answer is checked (status 200, JSON, the user asked for, 1..n recommendations); anything else is
-an error. CPU seconds of the load generator, gunicorn (master + workers) and the store server over the
-measured window are read with psutil, so the table shows how the cores were shared.
+Steps:
+
+1. The store: a fresh SecantusDB server on a free loopback port (durable, as the embedded default),
+   loaded by the real pipeline (``python -m pipeline -q run --no-evaluate``) with the bundled
+   ml-latest-small; or ``--mongodb-url``, already loaded. The seed design's rating model is fitted
+   once (``python -m benchmarks.seed_design fit``).
+2. Each design is served by gunicorn on a free loopback port, with the same worker set-up
+   (default gthread, 2 workers x 2 threads: the fastest measured here; ``--sweep`` compares others).
+3. Load: ``--clients`` keep-alive connections over ``--client-procs`` processes (a small raw-socket
+   HTTP/1.1 client, cheaper than ``http.client``), each asking for random users (seeded). Closed loop
+   (next request when the answer is in: the most a design serves at that concurrency) for both
+   designs; and for the API also open loop at ``--rate`` requests/s (latency measured from when each
+   request was due, so queueing counts). The first ``--warmup`` seconds are not counted; a run stops
+   after ``--seconds`` or ``--max-requests`` answers. Every answer is checked (200, JSON, the user
+   asked for, 1..n recommendations); anything else is an error.
+4. psutil reads the CPU seconds of the load generator, gunicorn (master + workers), the store server
+   and everything else on the machine over the measured window: how the cores were shared.
+5. ``--profile N``: N requests of each design called in-process, one at a time, timed and profiled
+   (cProfile), to show where a request's time goes without HTTP or concurrency.
 """
 
 from __future__ import annotations
@@ -54,7 +65,7 @@ class ServerConfig:
     app: str = API_APP
     workers: int = 2
     worker_class: str = "gthread"
-    threads: int = 4
+    threads: int = 2
     config_file: str | None = None  # gunicorn --config (flags given here override it)
     env: tuple[tuple[str, str], ...] = ()
 
@@ -631,7 +642,7 @@ def main(argv=None) -> int:
     p.add_argument("--max-requests", type=int, default=1_000_000, help="cap on requests per run")
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers (default: 2)")
     p.add_argument("--worker-class", default="gthread", choices=["sync", "gthread"])
-    p.add_argument("--threads", type=int, default=4, help="threads per gthread worker (default: 4)")
+    p.add_argument("--threads", type=int, default=2, help="threads per gthread worker (default: 2)")
     p.add_argument("--rate", type=float, default=1000.0,
                    help="also measure the API at this offered rate, open loop (0: skip; default: 1000)")
     p.add_argument("--gunicorn-config", default=None,
