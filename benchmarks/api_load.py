@@ -643,8 +643,9 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers (default: 2)")
     p.add_argument("--worker-class", default="gthread", choices=["sync", "gthread"])
     p.add_argument("--threads", type=int, default=2, help="threads per gthread worker (default: 2)")
-    p.add_argument("--rate", type=float, default=1000.0,
-                   help="also measure the API at this offered rate, open loop (0: skip; default: 1000)")
+    p.add_argument("--rate", default="500,1000",
+                   help="also measure the API open loop at these offered rates, requests/s, comma-separated "
+                        "(0: skip; default: 500,1000)")
     p.add_argument("--gunicorn-config", default=None,
                    help="gunicorn --config file for the API, e.g. api/gunicorn_conf.py (flags above override it)")
     p.add_argument("--n", type=int, default=10, help="recommendations per request (default: 10)")
@@ -692,8 +693,8 @@ def main(argv=None) -> int:
             print_results(f"API under several gunicorn set-ups ({load.clients} clients)", sweep)
 
         results = [measure("ours", ours, url, user_ids, load, store_pid, log_path)]
-        if args.rate > 0:
-            results.append(measure("ours", ours, url, user_ids, replace(load, rate=args.rate), store_pid, log_path))
+        for rate in (float(r) for r in args.rate.split(",") if r.strip() and float(r) > 0):
+            results.append(measure("ours", ours, url, user_ids, replace(load, rate=rate), store_pid, log_path))
         if not args.no_seed_design:
             seed_server = replace(ours, app=SEED_APP, config_file=None, env=(("SEED_MODEL_PATH", str(model_path)),))
             seed_load = replace(load, seconds=args.seed_seconds or load.seconds, warmup_s=max(load.warmup_s, 3.0))
