@@ -13,16 +13,14 @@ from api.errors import BadRequest, NotFound, NotReady, StoreUnavailable
 from api.metrics import CONTENT_TYPE as METRICS_TYPE
 from api.params import ChoiceParam, IntParam, TextParam, cluster_id, movie_id, page_params, user_id
 from api.recommendations import recommend
-from api.search import EXACT, PREFIX, WORD_PREFIX, search_movies
-from api.views import iso_time, movie_stats, movie_summary, page_slice, paged
-from pipeline.text import fold
+from api.search import SEARCH_ENDPOINT
+from api.views import iso_time, movie_summary, page_slice, paged
 
 RATED_SORT_KEYS = {
     "timestamp": lambda r: (r.get("timestamp", 0), r["movieId"]),
     "rating": lambda r: (r.get("rating", 0.0), r.get("timestamp", 0), r["movieId"]),
     "movieId": lambda r: (r["movieId"],),
 }
-MATCH_NAMES = {EXACT: "exact", WORD_PREFIX: "word_prefix", PREFIX: "prefix"}
 
 
 # --- users -----------------------------------------------------------------------------------
@@ -139,19 +137,6 @@ def movie_similar(ctx: Context, id: int, n: int) -> dict:
         "model_version": pointer["version"],
         "similar": _scored_movies(ctx, similar),
     }
-
-
-def movie_search(ctx: Context, q: str, limit: int) -> dict:
-    if not fold(q):
-        raise BadRequest("query parameter 'q' must contain a letter or a digit")
-    pointer = ctx.pointer
-    year, found = search_movies(ctx.store, pointer, q, limit)
-    ctx.store.remember_movies(pointer, (doc for _, doc in found))
-    results = [
-        {**movie_summary(doc["_id"], doc), "match": MATCH_NAMES.get(rel, "prefix"), **movie_stats(doc)}
-        for rel, doc in found
-    ]
-    return {"query": q, "year": year, "model_version": pointer["version"], "results": results}
 
 
 # --- clusters --------------------------------------------------------------------------------
@@ -343,32 +328,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         errors=(400, 404, 503),
         tag="movies",
     ),
-    Endpoint(
-        "/movies/search",
-        movie_search,
-        "Search movies by title",
-        description=(
-            "Case- and accent-insensitive title prefix search; 'matrix' also finds 'The Matrix'. "
-            "A four-digit year in the query narrows the results to that year. Ordered by "
-            "relevance (exact title, whole-word prefix, prefix), then popularity. Queries of one "
-            "or two characters match whole words only."
-        ),
-        params=(
-            TextParam(
-                name="q",
-                required=True,
-                min_length=1,
-                max_length=100,
-                description="title words, optionally with a year: 'matrix 1999'",
-            ),
-            IntParam(
-                name="limit", minimum=1, maximum=50, default=10, description="at most this many (1 to 50)"
-            ),
-        ),
-        response="SearchResults",
-        errors=(400, 503),
-        tag="movies",
-    ),
+    SEARCH_ENDPOINT,
     Endpoint(
         "/clusters",
         clusters_list,

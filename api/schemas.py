@@ -124,7 +124,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "SimilarMovies": obj(**_MOVIE, model_version=VERSION, similar=array(ref("ScoredMovie"))),
     "SearchResult": obj(
         **_MOVIE,
-        match={"type": "string", "enum": ["exact", "word_prefix", "prefix"]},
+        match={"type": "string", "enum": ["exact", "word_prefix", "prefix", "fuzzy"]},
+        score=NUM
+        | {"minimum": 0, "maximum": 100, "description": "how closely the query's words match (100: exact or prefix)"},
         n_ratings=nullable(INT),
         mean_rating=nullable(NUM),
         popularity=nullable(NUM),
@@ -132,6 +134,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "SearchResults": obj(
         query=STR,
         year=nullable(INT) | {"description": "a year taken from the query, that narrowed the results"},
+        genre=nullable(STR) | {"description": "the genre the results were filtered by"},
         model_version=VERSION,
         results=array(ref("SearchResult")),
     ),

@@ -419,14 +419,6 @@ def test_search_year_narrows_or_is_a_title_word(app):
     assert spaced["year"] is None and spaced["results"][0]["movieId"] == 924
 
 
-def test_search_orders_by_relevance_then_popularity(app):
-    results = search(app, "star", limit=50)["results"]
-    rank = {"exact": 3, "word_prefix": 2, "prefix": 1}
-    keys = [(rank[r["match"]], r["popularity"]) for r in results]
-    assert keys == sorted(keys, reverse=True) and len(results) > 3
-    assert len(search(app, "star", limit=2)["results"]) == 2
-
-
 def test_short_queries_match_whole_words(app):
     results = search(app, "up", limit=50)["results"]
     assert results and results[0]["name"] == "Up"
