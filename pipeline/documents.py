@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.progress import Counter
+from pipeline.similarity import neighbour_matrix, similar_seeds
 from pipeline.text import display_name, search_key
 from pipeline.tmdb import poster_url
 from pipeline.train import FittedModels, recommend_blocks
@@ -102,13 +103,30 @@ def cluster_docs(clusters: pd.DataFrame) -> Iterator[dict]:
 
 
 def user_docs(models: FittedModels, labels: pd.Series, clusters: pd.DataFrame, titles: dict[int, str],
-              version: str, n: int, block: int = 2048) -> Iterator[dict]:
-    """Users with their activity, cluster and precomputed top-``n`` (scores, predicted ratings, reasons)."""
+              version: str, n: int, block: int = 2048, similar: dict[int, list] | None = None,
+              min_rating: float | None = None) -> Iterator[dict]:
+    """Users with their activity, cluster and precomputed top-``n`` (scores, predicted ratings, reasons).
+
+    The reason of a recommended movie ``j`` is, in this order: "because you liked ``i``"
+    where ``i`` is a movie the user rated at least ``min_rating`` (default: the top-N
+    model's ``because_min_rating``) whose ``similar`` list (movieId -> ``[(movieId,
+    score), ...]``, as stored in the movie documents) holds ``j`` with the highest score
+    (ties: higher rating, then more recent); else "because you liked" the top-N model's
+    seed (the liked movie contributing most to ``j``'s score); else a favourite of the
+    user's cluster; else a taste match.
+    """
     matrix, users_stats = models.matrix, models.features.users
     favourites = {c: {m["movieId"] for m in row["top_movies"]} for c, row in clusters.iterrows()}
+    neighbours = neighbour_matrix(similar, matrix.item_ids) if similar else None
+    if min_rating is None:
+        min_rating = models.topn.config.because_min_rating
     counter = Counter("user documents", len(matrix.user_ids))
     for u, items, scores, because in recommend_blocks(models, matrix.user_ids, n, block=block):
         valid = items >= 0
+        if neighbours is not None:
+            seeds = similar_seeds(neighbours, matrix.csr, matrix.timestamps, matrix.user_index(u),
+                                  np.where(valid, matrix.item_index(items), -1), min_rating)
+            because = np.where(seeds >= 0, matrix.item_ids[np.maximum(seeds, 0)], because)
         pairs = pd.DataFrame({"userId": np.repeat(u, items.shape[1])[valid.ravel()], "movieId": items[valid]})
         predicted = np.zeros(items.shape, np.float32)
         predicted[valid] = models.rating.predict(pairs)

@@ -18,12 +18,20 @@ Blend
 Neighbours are computed block by block (``block`` movies x all movies as dense
 float32), keeping only the top ``n_neighbors`` of each row, so memory stays bounded
 at any catalogue size.
+
+"Because you liked" seeds
+    :func:`neighbour_matrix` turns the similar lists into one sparse matrix (entry
+    ``(i, j)`` = score of ``j`` in ``i``'s list) and :func:`similar_seeds` finds, for
+    each recommended movie ``j`` of a block of users, the movie ``i`` the user liked
+    whose similar list holds ``j`` (highest score; ties: higher rating, then more
+    recent, then lower column). Both are vectorised: a block costs one pass over the
+    block's liked ratings times ``n_neighbors``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -154,3 +162,106 @@ class SimilarMovies:
             keep = v > 0
             result.append([(int(m), float(s)) for m, s in zip(self.movie_ids_[p[keep]], v[keep])])
         return result
+
+
+# ------------------------------------------------------------------ "because" seeds
+def neighbour_matrix(similar: Mapping[int, Sequence[tuple[int, float]]], item_ids: np.ndarray) -> sp.csr_matrix:
+    """The similar lists as a ``len(item_ids) x len(item_ids)`` float32 CSR matrix.
+
+    ``similar`` maps a movie id to its ``[(movieId, score), ...]`` list (as
+    :meth:`SimilarMovies.iter_all` yields); ``item_ids`` are the sorted external ids of
+    the matrix columns. Entry ``(i, j)`` is the score of ``item_ids[j]`` in the list of
+    ``item_ids[i]``; movies that are not columns (e.g. never rated) are left out.
+    """
+    item_ids = np.asarray(item_ids, dtype=np.int64)
+    n = len(item_ids)
+    owners = np.fromiter(similar.keys(), dtype=np.int64, count=len(similar))
+    lengths = np.fromiter((len(v) for v in similar.values()), dtype=np.int64, count=len(similar))
+    total = int(lengths.sum())
+    targets = np.fromiter((m for v in similar.values() for m, _ in v), dtype=np.int64, count=total)
+    scores = np.fromiter((s for v in similar.values() for _, s in v), dtype=np.float32, count=total)
+    rows = _positions(item_ids, np.repeat(owners, lengths))
+    cols = _positions(item_ids, targets)
+    keep = (rows >= 0) & (cols >= 0) & (scores > 0)
+    out = sp.csr_matrix((scores[keep], (rows[keep], cols[keep])), shape=(n, n), dtype=np.float32)
+    out.sum_duplicates()
+    out.sort_indices()
+    return out
+
+
+def similar_seeds(neighbours: sp.csr_matrix, ratings: sp.csr_matrix, timestamps: np.ndarray | None,
+                  rows: np.ndarray, items: np.ndarray, min_rating: float) -> np.ndarray:
+    """The "because you liked" seed of each recommended item, from the similar lists.
+
+    ``neighbours``: :func:`neighbour_matrix` over the columns of ``ratings`` (users x
+    movies, raw ratings, CSR with sorted rows); ``timestamps`` aligned with
+    ``ratings.data`` (or None); ``rows``: the users' rows in ``ratings``; ``items``:
+    ``(len(rows), n)`` recommended columns, -1 for an empty slot.
+
+    Returns ``(len(rows), n)`` columns: for ``items[u, k] = j``, the column ``i`` rated
+    by user ``rows[u]`` at least ``min_rating`` with ``j`` in ``i``'s similar list and
+    the highest score there (ties: higher rating, then more recent, then lower column);
+    -1 when there is none.
+    """
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    items = np.asarray(items, dtype=np.int64).reshape(len(rows), -1)
+    out = np.full(items.shape, -1, dtype=np.int64)
+    n_cols = np.int64(neighbours.shape[1])
+    slot = np.flatnonzero(items.ravel() >= 0)
+    if len(slot) == 0 or neighbours.nnz == 0:
+        return out
+
+    # the block's liked ratings: (user of the block, seed column, rating, timestamp)
+    known = rows >= 0
+    lengths = np.where(known, ratings.indptr[np.maximum(rows, 0) + 1] - ratings.indptr[np.maximum(rows, 0)], 0)
+    entry = _ranges(ratings.indptr[np.maximum(rows, 0)], lengths)
+    user = np.repeat(np.arange(len(rows), dtype=np.int64), lengths)
+    liked = ratings.data[entry] >= min_rating
+    entry, user = entry[liked], user[liked]
+    seed = ratings.indices[entry].astype(np.int64)
+
+    # every (user, seed, neighbour j, score) of those seeds' similar lists
+    degree = np.diff(neighbours.indptr)[seed]
+    nb = _ranges(neighbours.indptr[seed], degree)
+    pick = np.repeat(np.arange(len(seed)), degree)
+    key = user[pick] * n_cols + neighbours.indices[nb]
+
+    # keep those whose neighbour j is recommended to that user
+    slot_key = (slot // items.shape[1]) * n_cols + items.ravel()[slot]
+    wanted = np.unique(slot_key)
+    at = np.minimum(np.searchsorted(wanted, key), len(wanted) - 1)
+    hit = wanted[at] == key
+    key, nb, pick = key[hit], nb[hit], pick[hit]
+    if len(key) == 0:
+        return out
+
+    # best seed per (user, j): highest score, then rating, then timestamp, then lower column
+    ts = timestamps[entry[pick]] if timestamps is not None else np.zeros(len(pick), np.int64)
+    order = np.lexsort((seed[pick], -ts, -ratings.data[entry[pick]], -neighbours.data[nb], key))
+    key, best = key[order], seed[pick[order]]
+    first = np.ones(len(key), dtype=bool)
+    first[1:] = key[1:] != key[:-1]
+    key, best = key[first], best[first]
+    at = np.minimum(np.searchsorted(key, slot_key), len(key) - 1)
+    found = key[at] == slot_key
+    out.ravel()[slot[found]] = best[at[found]]
+    return out
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(s, s + l)`` for each start ``s`` and length ``l``."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    total = int(lengths.sum())
+    if total == 0:
+        return np.empty(0, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    offset = np.repeat(np.asarray(starts, dtype=np.int64) - (ends - lengths), lengths)
+    return np.arange(total, dtype=np.int64) + offset
+
+
+def _positions(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Position of each id in ``sorted_ids``, -1 where absent."""
+    if len(sorted_ids) == 0:
+        return np.full(len(ids), -1, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+    return np.where(sorted_ids[pos] == ids, pos, -1).astype(np.int64)

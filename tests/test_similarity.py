@@ -9,10 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.features import movie_text
 from pipeline.matrix import RatingMatrix
 from pipeline.similarity import SimilarityConfig, SimilarMovies
+from pipeline.tmdb import load_metadata
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "ml-latest-small"
+TMDB = Path(__file__).resolve().parents[1] / "resources" / "tmdb"
 
 
 def _content(movies: pd.DataFrame, tags: pd.DataFrame) -> pd.Series:
@@ -38,8 +41,42 @@ def fitted(bundled):
     return SimilarMovies().fit(matrix, text)
 
 
+@pytest.fixture(scope="module")
+def pipeline_fitted(bundled):
+    """Fitted as the pipeline fits it: the full ml-latest-small ratings and ``movie_text`` of
+    genres, user tags and the bundled TMDB keywords, default config."""
+    matrix, _ = bundled
+    movies = pd.read_csv(RESOURCES / "movies.csv")
+    tags = pd.read_csv(RESOURCES / "tags.csv")
+    links = pd.read_csv(RESOURCES / "links.csv")
+    return SimilarMovies().fit(matrix, movie_text(movies, tags, links, load_metadata(TMDB)))
+
+
 def _ids(neighbours):
     return [m for m, _ in neighbours]
+
+
+TOY_STORY, TOY_STORY_2, TOY_STORY_3 = 1, 3114, 78499
+A_NEW_HOPE, EMPIRE, JEDI = 260, 1196, 1210
+PREQUELS = {2628, 5378, 33493}  # Episodes I, II, III
+
+
+def test_real_titles_toy_story(pipeline_fitted):
+    (toy,) = pipeline_fitted.neighbors(np.array([TOY_STORY]))
+    ids = _ids(toy)
+    assert len(ids) == pipeline_fitted.config.n_neighbors
+    assert ids[0] == TOY_STORY_2, ids            # the closest neighbour is the sequel
+    assert TOY_STORY_3 in ids[:10], ids
+    (toy2,) = pipeline_fitted.neighbors(np.array([TOY_STORY_2]))
+    assert TOY_STORY in _ids(toy2)[:5]
+
+
+def test_real_titles_star_wars(pipeline_fitted):
+    hope, empire = pipeline_fitted.neighbors(np.array([A_NEW_HOPE, EMPIRE]))
+    assert _ids(hope)[:2] == [EMPIRE, JEDI] or _ids(hope)[:2] == [JEDI, EMPIRE], _ids(hope)
+    assert PREQUELS & set(_ids(hope)[:10]), _ids(hope)   # at least one prequel near the top
+    assert len(PREQUELS & set(_ids(hope))) >= 2, _ids(hope)
+    assert {A_NEW_HOPE, JEDI} <= set(_ids(empire)[:3]), _ids(empire)
 
 
 def test_toy_story_neighbours_include_toy_story_2(fitted):
