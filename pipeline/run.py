@@ -143,7 +143,8 @@ def load_store(store, version, config, data, metadata, models, clusters, report,
             result.counts[schema.CLUSTERS] = staging.insert(schema.CLUSTERS, D.cluster_docs(clusters))
         with steps.step("precompute top-N + store users"):
             result.counts[schema.USERS] = staging.insert(
-                schema.USERS, D.user_docs(models, models.clustering.labels_, clusters, titles, version, config.top_n))
+                schema.USERS, D.user_docs(models, models.clustering.labels_, clusters, titles, version, config.top_n,
+                                          similar=similar))
         with steps.step("store: indexes + publish"):
             staging.ensure_indexes()
             metrics = {k: report[k] for k in ("rating", "topn", "clusters") if k in report}
