@@ -22,6 +22,8 @@ import bottle
 from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, PyMongoError
 
+from api.auth import FailureLimiter, authenticate
+from api.body import read_json
 from api.endpoint import JSON_TYPE, Context, Endpoint, Reply
 from api.errors import ApiError, NotFound, StoreUnavailable, error_body
 from api.metrics import Metrics
@@ -46,7 +48,8 @@ def create_app(settings: Settings, db_factory: Callable[[], Database] | None = N
     store = ServingStore(settings, db_factory)
     metrics = Metrics()
     spec = functools.cache(lambda: build_spec(ENDPOINTS))
-    app_info = {"settings": settings, "metrics": metrics, "spec": spec, "store": store}
+    app_info = {"settings": settings, "metrics": metrics, "spec": spec, "store": store,
+                "auth_limiter": FailureLimiter(settings.auth_max_failures, settings.auth_window_s)}
     app.config["movietime.store"] = store  # e.g. to close its client when done (tests)
 
     for endpoint in ENDPOINTS:
@@ -96,10 +99,18 @@ def create_app(settings: Settings, db_factory: Callable[[], Database] | None = N
 
 
 def _callback(endpoint: Endpoint, store: ServingStore, app_info: dict) -> Callable[..., bytes]:
+    settings: Settings = app_info["settings"]
+
     def callback(**path_args: str) -> bytes:
         request, response = bottle.request, bottle.response
         try:
-            params = parse_request(endpoint.params, path_args, request.environ.get("QUERY_STRING", ""))
+            environ = request.environ
+            params = parse_request(endpoint.params, path_args, environ.get("QUERY_STRING", ""))
+            if endpoint.body is not None:  # size and syntax first: a 413 needs no store read
+                params["body"] = endpoint.body.parse(read_json(environ, settings.max_body_bytes))
+            if endpoint.auth != "none":
+                owner = params.get("id") if endpoint.auth == "user" else None
+                params["caller"] = authenticate(store.db(), environ, app_info["auth_limiter"], owner)
             result = _run(endpoint, store, app_info, params)
         except ApiError as exc:
             result = Reply(exc.body(), status=exc.status, headers=exc.headers)
@@ -115,7 +126,7 @@ def _callback(endpoint: Endpoint, store: ServingStore, app_info: dict) -> Callab
             log.exception("unexpected error in %s", endpoint.path)
             result = Reply(error_body("internal_error", "internal error; it has been logged"), status=500)
         if not isinstance(result, Reply):
-            result = Reply(result)
+            result = Reply(result, status=endpoint.status)
         response.status = result.status
         response.content_type = result.content_type
         for name, value in result.headers.items():

@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from api.body import Body
+from api.errors import BadRequest
 from api.params import Param
 from api.store import ServingStore
 
@@ -46,6 +48,17 @@ class Context:
     def resolved(self) -> bool:
         return self._pointer is not None
 
+    def genre(self, raw: str) -> str:
+        """The ``genre`` query parameter as the data set names it; 400 when it names none."""
+        genres = self.store.model(self.pointer).genres
+        name = self.store.model(self.pointer).genre(raw)
+        if name is None:
+            raise BadRequest(
+                f"query parameter 'genre' must be one of the data set's genres ({', '.join(genres)}); "
+                f"got {raw[:40]!r}"
+            )
+        return name
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -59,12 +72,23 @@ class Endpoint:
     errors: tuple[int, ...] = (400, 503)  # documented error statuses besides 404/405/500
     tag: str = "general"
     method: str = "GET"
+    body: Body | None = None  # a JSON request body, passed to the handler as ``body``
+    auth: str = "none"  # "none"; "user": the token of the path's user; "token": any user's
+    status: int = 200  # status of a success
+
+    @property
+    def writes(self) -> bool:
+        return self.method in ("POST", "PUT", "PATCH", "DELETE")
 
     def __post_init__(self) -> None:
         path_names = set(re.findall(r"<([^>:]+)>", self.path))
         declared = {p.name for p in self.params if p.where == "path"}
         if path_names != declared:
             raise ValueError(f"{self.path}: path parameters {path_names} != declared {declared}")
+        if self.auth not in ("none", "user", "token"):
+            raise ValueError(f"{self.path}: auth must be none, user or token")
+        if self.auth == "user" and "id" not in path_names:
+            raise ValueError(f"{self.path}: auth 'user' needs an <id> path parameter")
 
     @property
     def openapi_path(self) -> str:

@@ -7,8 +7,13 @@ from typing import Any
 #: Every error code the API answers with, and its HTTP status (also listed in the OpenAPI spec).
 ERROR_CODES: dict[str, int] = {
     "bad_request": 400,
+    "unauthorized": 401,
+    "forbidden": 403,
     "not_found": 404,
     "method_not_allowed": 405,
+    "payload_too_large": 413,
+    "unsupported_media_type": 415,
+    "too_many_requests": 429,
     "internal_error": 500,
     "store_unavailable": 503,
     "not_ready": 503,
@@ -33,6 +38,41 @@ class ApiError(Exception):
 class BadRequest(ApiError):
     status = 400
     code = "bad_request"
+
+
+class Unauthorized(ApiError):
+    """No usable credentials: missing, malformed or wrong bearer token."""
+
+    status = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="movietime"'})
+
+
+class Forbidden(ApiError):
+    """Valid credentials that do not allow this (another user's data)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class TooManyRequests(ApiError):
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, int(retry_after_s)))})
 
 
 class NotFound(ApiError):

@@ -12,9 +12,14 @@ from api.schemas import SCHEMAS, ref
 OPENAPI_VERSION = "3.1.0"
 
 _STATUS_TEXT = {
-    400: "Malformed, out-of-range, repeated or unknown parameter",
+    400: "Malformed, out-of-range, repeated or unknown parameter or body field; malformed JSON",
+    401: "Missing, malformed or invalid bearer token",
+    403: "The token belongs to another user than the one whose data this changes",
     404: "No such resource (unknown id, or no route at this path)",
-    405: "Method not allowed (the API is read-only: GET and HEAD)",
+    405: "Method not allowed on this path",
+    413: "Request body over the size limit",
+    415: "Request body is not application/json",
+    429: "Too many failed authentications from this address (see Retry-After)",
     500: "Unexpected server error (never expected; the body has no details)",
     503: "The data store is unavailable, or no model is published yet",
 }
@@ -31,21 +36,30 @@ def build_spec(endpoints: Sequence[Endpoint], version: str = "1.0.0") -> dict[st
             "version": version,
             "description": (
                 "Movie recommendations precomputed by the Movie Time pipeline (MovieLens + TMDB), "
-                "served read-only from MongoDB. Every error has the body "
+                "served from MongoDB, with onboarding and live feedback. Every error has the body "
                 '{"error": {"code": ..., "message": ...}}; error codes: '
                 + ", ".join(f"{code} ({status})" for code, status in ERROR_CODES.items())
                 + ". Responses name the model_version they were read from."
             ),
         },
         "tags": [
-            {"name": "users", "description": "Recommendations and activity of a user"},
+            {"name": "users", "description": "Recommendations, activity, onboarding and feedback of a user"},
             {"name": "movies", "description": "Movie details, similar movies and search"},
             {"name": "clusters", "description": "User clusters (taste groups)"},
+            {"name": "lists", "description": "Shareable movie lists: anyone with the link reads, the owner edits"},
             {"name": "service", "description": "Health, metrics and documentation"},
         ],
         "paths": paths,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **{ep.body.name: ep.body.json_schema() for ep in endpoints if ep.body}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a user's token, mt_<userId>_<secret>: from POST /users, or issued "
+                    "by an operator with `python -m pipeline token <userId>`",
+                }
+            },
             "responses": {
                 str(status): {"description": text, "content": _json(ref("Error"))}
                 for status, text in _STATUS_TEXT.items()
@@ -55,8 +69,13 @@ def build_spec(endpoints: Sequence[Endpoint], version: str = "1.0.0") -> dict[st
 
 
 def _operation(ep: Endpoint) -> dict[str, Any]:
-    responses: dict[str, Any] = {"200": _ok(ep)}
-    for status in sorted({*ep.errors, 404, 405, 500}):
+    responses: dict[str, Any] = {str(ep.status): _ok(ep)}
+    implied = set()
+    if ep.body is not None:
+        implied |= {400, 413, 415}
+    if ep.auth != "none":
+        implied |= {401, 429} | ({403} if ep.auth == "user" else set())
+    for status in sorted({*ep.errors, *implied, 404, 405, 500}):
         if status == 503 and ep.response == "Health":
             responses["503"] = {"description": _STATUS_TEXT[503], "content": _json(ref("HealthDown"))}
         else:
@@ -70,6 +89,10 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
     }
     if ep.description:
         op["description"] = ep.description
+    if ep.body is not None:
+        op["requestBody"] = {"required": True, "content": _json(ref(ep.body.name))}
+    if ep.auth != "none":
+        op["security"] = [{"bearer": []}]
     return op
 
 

@@ -1,4 +1,8 @@
-"""A user's recommendations: the precomputed list, or a labelled fallback when there is none.
+"""A user's recommendations: the re-scored list of a user with live feedback, the precomputed
+list, or a labelled fallback when there is none.
+
+* ``live``: the user has a ``profiles`` document (onboarded, or sent ratings or feedback): their
+  list re-scored at request time from training ratings plus live events (``api.live``).
 
 * ``precomputed``: the user document's ``top`` (the pipeline's ranked top 50, in rank order),
   filtered by genre, then cut to ``n``.
@@ -16,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from api.errors import NotFound
+from api.live import live_list
 from api.store import ServingStore
 from api.views import has_genre, movie_summary
 
@@ -28,7 +33,12 @@ POPULAR_REASON = "Popular with everyone"
 def recommend(
     store: ServingStore, pointer: Mapping, user_id: int, n: int, genre: str | None
 ) -> dict[str, Any]:
-    user = store.user(pointer, user_id, USER_FIELDS)
+    profile = store.profile(user_id)
+    if profile is not None:
+        return {"userId": user_id, "model_version": pointer["version"], "source": "live", "genre": genre,
+                "recommendations": live_items(store, pointer, user_id, profile, n, genre)}
+    # served documents never change: a user's list is read once per version and process
+    user = store.cached(pointer, ("user", user_id), lambda: store.user(pointer, user_id, USER_FIELDS))
     if user is None:
         raise NotFound(f"user {user_id} not found")
     top = [entry for entry in user.get("top") or () if isinstance(entry, Mapping) and "movieId" in entry]
@@ -44,6 +54,22 @@ def recommend(
         "genre": genre,
         "recommendations": items,
     }
+
+
+def live_items(store: ServingStore, pointer: Mapping, user_id: int, profile: Mapping, n: int,
+               genre: str | None) -> list[dict]:
+    """The re-scored list of a user with live feedback (see ``api.live``)."""
+    result, reasons = live_list(store, pointer, user_id, profile)
+    details = store.movie_details(pointer, (int(m) for m in result.movie_ids))
+    items = []
+    for mid, score, predicted, reason in zip(result.movie_ids, result.scores, result.predicted, reasons):
+        d = details.get(int(mid))
+        if d is None or not has_genre(d, genre):
+            continue
+        items.append(_item(int(mid), d, round(float(predicted), 3), round(float(score), 5), reason))
+        if len(items) == n:
+            break
+    return items
 
 
 def _precomputed(store, pointer, top, n, genre) -> list[dict]:

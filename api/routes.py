@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC
 from typing import Any
 
 from pymongo.errors import PyMongoError
@@ -10,9 +11,11 @@ from pymongo.errors import PyMongoError
 from api import docs_page
 from api.endpoint import Context, Endpoint, Reply
 from api.errors import BadRequest, NotFound, NotReady, StoreUnavailable
+from api.lists import ENDPOINTS as LIST_ENDPOINTS
 from api.metrics import CONTENT_TYPE as METRICS_TYPE
 from api.params import ChoiceParam, IntParam, TextParam, cluster_id, movie_id, page_params, user_id
 from api.recommendations import recommend
+from api.user_routes import ENDPOINTS as USER_WRITES
 from api.search import SEARCH_ENDPOINT
 from api.views import iso_time, movie_summary, page_slice, paged
 
@@ -29,27 +32,20 @@ RATED_SORT_KEYS = {
 def user_recommendations(ctx: Context, id: int, n: int, genre: str | None) -> dict:
     pointer = ctx.pointer
     if genre is not None:
-        genre = _genre(ctx, genre)
+        genre = ctx.genre(genre)
     return recommend(ctx.store, pointer, id, n, genre)
 
-
-def _genre(ctx: Context, raw: str) -> str:
-    genres = ctx.store.model(ctx.pointer).genres
-    for name in genres:
-        if name.lower() == raw.lower():
-            return name
-    raise BadRequest(
-        f"query parameter 'genre' must be one of the data set's genres ({', '.join(genres)}); "
-        f"got {raw[:40]!r}"
-    )
 
 
 def user_rated(ctx: Context, id: int, page: int, per_page: int, sort: str, order: str) -> dict:
     pointer = ctx.pointer
     user = ctx.store.user(pointer, id, ("ratings",))
-    if user is None:
+    live = ctx.store.profile(id, with_events=True)
+    if user is None and live is None:
         raise NotFound(f"user {id} not found")
-    ratings = [r for r in user.get("ratings") or () if isinstance(r, dict) and "movieId" in r]
+    ratings = [r for r in (user or {}).get("ratings") or () if isinstance(r, dict) and "movieId" in r]
+    if live and live.get("ratings"):
+        ratings = _with_live_ratings(ratings, live)
     ratings.sort(key=RATED_SORT_KEYS[sort], reverse=order == "desc")
     window = ratings[page_slice(len(ratings), page, per_page)]
     details = ctx.store.movie_details(pointer, (r["movieId"] for r in window))
@@ -64,6 +60,20 @@ def user_rated(ctx: Context, id: int, page: int, per_page: int, sort: str, order
     ]
     extra = {"userId": id, "model_version": pointer["version"], "sort": sort, "order": order}
     return paged(items, len(ratings), page, per_page, **extra)
+
+
+def _with_live_ratings(ratings: list[dict], profile: dict) -> list[dict]:
+    """Training ratings overlaid with the profile's live ratings (the last event of a movie
+    gives its rating and time)."""
+    when = {}
+    for ev in profile.get("events") or ():
+        if ev.get("type") == "rating" and isinstance(ev.get("movieId"), int):
+            at = ev.get("at")
+            when[ev["movieId"]] = int(at.replace(tzinfo=at.tzinfo or UTC).timestamp()) if at else 0
+    live = {int(k): float(v) for k, v in profile["ratings"].items() if k.isdigit()}
+    out = [r for r in ratings if int(r["movieId"]) not in live]
+    out += [{"movieId": m, "rating": v, "timestamp": when.get(m, 0)} for m, v in live.items()]
+    return out
 
 
 def cluster_users(ctx: Context, cluster: int, page: int, per_page: int) -> dict:
@@ -280,6 +290,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         errors=(400, 404, 503),
         tag="users",
     ),
+    *USER_WRITES,
+    *LIST_ENDPOINTS,
     Endpoint(
         "/user/list/<cluster>",
         cluster_users,

@@ -66,7 +66,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Movie": obj(**_MOVIE),
     "Reason": obj(
         required=["kind", "text"],
-        kind={"type": "string", "enum": ["because_you_liked", "cluster_favourite", "taste_match", "popular"]},
+        kind={
+            "type": "string",
+            "enum": ["because_you_liked", "cluster_favourite", "taste_match", "genre_match", "popular"],
+        },
         text=STR,
         movieId=INT | {"description": "the liked movie (kind because_you_liked)"},
     ),
@@ -80,7 +83,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Recommendations": obj(
         userId=INT,
         model_version=VERSION,
-        source={"type": "string", "enum": ["precomputed", "fallback_cluster", "fallback_popular"]},
+        source={
+            "type": "string",
+            "enum": ["precomputed", "live", "fallback_cluster", "fallback_popular"],
+            "description": "live: re-scored at request time from the user's feedback",
+        },
         genre=nullable(STR),
         recommendations=array(ref("Recommendation")),
     ),
@@ -163,6 +170,39 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         model_version=VERSION,
         published_at=nullable(STR) | {"format": "date-time"},
     ),
+    "NewUser": obj(
+        userId=INT | {"description": "the new user's id (from 1,000,000,001 up)"},
+        token={"type": "string", "description": "bearer token for this user's writes; shown only once"},
+        cluster=nullable(INT),
+        model_version=VERSION,
+        recommendations=array(ref("Recommendation")),
+    ),
+    "FeedbackAck": obj(
+        required=["userId", "movieId", "event", "rev"],
+        userId=INT,
+        movieId=INT,
+        rating=NUM,
+        action={"type": "string", "enum": ["like", "dislike", "not_interested"]},
+        event=obj(id=STR, type=STR, at=STR | {"format": "date-time"}),
+        rev=INT | {"description": "the user's profile revision after this event"},
+    ),
+    "ListCreated": obj(
+        slug=STR | {"pattern": "^[A-Za-z0-9_-]{22}$", "description": "128 random bits, URL-safe"},
+        url=STR | {"description": "the list's path, /lists/{slug} (also the Location header)"},
+    ),
+    "MovieList": obj(
+        slug=STR | {"pattern": "^[A-Za-z0-9_-]{22}$"},
+        url=STR,
+        title=STR,
+        description=nullable(STR),
+        userId=INT | {"description": "the list's owner"},
+        created_at=STR | {"format": "date-time"},
+        updated_at=STR | {"format": "date-time"},
+        model_version=VERSION,
+        movies=array(ref("Movie")) | {"description": "in the list's order; a movie the served version "
+                                      "no longer has keeps its movieId with null details"},
+    ),
+    "ListDeleted": obj(deleted=STR | {"description": "the deleted list's slug"}),
     "HealthDown": obj(
         status={"const": "unavailable"},
         store={

@@ -519,7 +519,7 @@ def movie_search(ctx: Context, q: str, limit: int, genre: str | None) -> dict:
         raise BadRequest("query parameter 'q' must contain a letter or a digit")
     pointer = ctx.pointer
     if genre is not None:
-        genre = _genre(ctx, genre)
+        genre = ctx.genre(genre)
     index = TITLE_INDEXES.peek(ctx.store, pointer)
     if index is None and len(fold(q)) < DEFAULT_CONFIG.min_prefix:
         # one or two characters: a few index reads instead of loading every title first
@@ -537,17 +537,6 @@ def movie_search(ctx: Context, q: str, limit: int, genre: str | None) -> dict:
 def _result(movie_id: int, doc: Mapping | None, match: int, score: float) -> dict:
     return {**movie_summary(movie_id, doc), "match": MATCH_NAMES[match], "score": score, **movie_stats(doc)}
 
-
-def _genre(ctx: Context, raw: str) -> str:
-    """The data set's genre named ``raw`` (any case); 400 otherwise (as for recommendations)."""
-    genres = ctx.store.model(ctx.pointer).genres
-    for name in genres:
-        if name.lower() == raw.lower():
-            return name
-    raise BadRequest(
-        f"query parameter 'genre' must be one of the data set's genres ({', '.join(genres)}); "
-        f"got {raw[:40]!r}"
-    )
 
 
 SEARCH_ENDPOINT = Endpoint(

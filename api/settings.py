@@ -28,6 +28,10 @@ class Settings:
     movie_cache_size: int = 50_000  # movie details kept per process (per model version)
     cors_origins: tuple[str, ...] = ()  # allowed browser origins; ("*",) allows any
     app_name: str = "movietime-api"  # shown in the server's connection log
+    max_body_bytes: int = 64 * 1024  # larger request bodies get 413
+    auth_max_failures: int = 10  # failed authentications per client address and window -> 429
+    auth_window_s: float = 60.0
+    response_cache_size: int = 20_000  # rendered recommendation lists kept per process
 
     def __post_init__(self) -> None:
         if self.server_selection_timeout_ms < 1 or self.connect_timeout_ms < 1:

@@ -50,6 +50,12 @@ class ModelInfo:
     popular: tuple[int, ...]  # movieIds, most popular first (the last-resort fallback)
     published_at: Any = None
     dataset: Mapping[str, Any] | None = None
+    cluster_assigner: Mapping[str, Any] | None = None  # pipeline.clustering.ClusterAssigner.to_dict()
+    genre_prior: tuple[float, ...] = ()  # population genre shares, in ``genres`` order
+
+    def genre(self, raw: str) -> str | None:
+        """The data set's genre named ``raw`` in any case, or None."""
+        return next((g for g in self.genres if g.lower() == raw.lower()), None)
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,9 @@ class VersionCache:
     model: ModelInfo | None = None
     clusters: dict[int, dict] | None = None  # _id -> cluster doc
     members: dict[int, ClusterMembers] = field(default_factory=dict)
+    similar: OrderedDict = field(default_factory=OrderedDict)  # movieId -> ((movieId, score), ...)
+    live_model: Any = None  # pipeline.live_model.LiveModel, loaded on first use
+    responses: OrderedDict = field(default_factory=OrderedDict)  # see ServingStore.cached
 
     def get_movies(self, ids: Iterable[int]) -> tuple[dict[int, dict | None], list[int]]:
         found: dict[int, dict | None] = {}
@@ -220,7 +229,8 @@ class ServingStore:
             doc = (
                 self.db()[schema.MODELS].find_one(
                     {"_id": pointer["version"]},
-                    {"artifacts.genres": 1, "artifacts.popular": 1, "published_at": 1, "dataset": 1},
+                    {"artifacts.genres": 1, "artifacts.popular": 1, "artifacts.cluster_assigner": 1,
+                     "artifacts.genre_prior": 1, "published_at": 1, "dataset": 1},
                 )
                 or {}
             )
@@ -231,6 +241,8 @@ class ServingStore:
                 popular=tuple(int(m) for m in artifacts.get("popular") or ()),
                 published_at=doc.get("published_at", pointer.get("published_at")),
                 dataset=doc.get("dataset"),
+                cluster_assigner=artifacts.get("cluster_assigner"),
+                genre_prior=tuple(float(v) for v in artifacts.get("genre_prior") or ()),
             )
         return cache.model
 
@@ -319,6 +331,69 @@ class ServingStore:
         projection = {name: 1 for name in fields}
         query = {"search.key": {"$gte": str(low), "$lt": str(high)}}
         return list(self.collection(pointer, schema.MOVIES).find(query, projection))
+
+    def similar_lists(self, pointer: Mapping, ids: Iterable[int]) -> dict[int, tuple]:
+        """Each movie's precomputed similar movies as ``((movieId, score), ...)`` (cached per version)."""
+        ids = list(dict.fromkeys(int(i) for i in ids))
+        cache = self.cache(pointer)
+        with cache.lock:
+            found = {m: cache.similar[m] for m in ids if m in cache.similar}
+        missing = [m for m in ids if m not in found]
+        if missing:
+            fetched = dict.fromkeys(missing, ())
+            for doc in self.collection(pointer, schema.MOVIES).find({"_id": {"$in": missing}}, {"similar": 1}):
+                fetched[int(doc["_id"])] = tuple(
+                    (int(e["movieId"]), float(e.get("score") or 0.0))
+                    for e in doc.get("similar") or () if isinstance(e, dict) and "movieId" in e
+                )
+            with cache.lock:
+                cache.similar.update(fetched)
+                while len(cache.similar) > max(self.settings.movie_cache_size, 1):
+                    cache.similar.popitem(last=False)
+            found.update(fetched)
+        return found
+
+    def live_model(self, pointer: Mapping):
+        """The served version's :class:`pipeline.live_model.LiveModel` (read once per process)."""
+        from pipeline.live_model import LiveModel
+
+        cache = self.cache(pointer)
+        if cache.live_model is None:
+            docs = list(self.collection(pointer, schema.LIVE_MODEL).find({}))
+            if not docs:
+                raise NotReady(f"the served version {pointer['version']!r} has no live model; re-run the pipeline")
+            model = LiveModel.from_docs(docs)
+            with cache.lock:
+                if cache.live_model is None:
+                    cache.live_model = model
+        return cache.live_model
+
+    def cached(self, pointer: Mapping, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()`` memoised per version under ``key`` (LRU, ``response_cache_size``)."""
+        cache = self.cache(pointer)
+        with cache.lock:
+            if key in cache.responses:
+                cache.responses.move_to_end(key)
+                return cache.responses[key]
+        value = compute()
+        if self.settings.response_cache_size > 0:
+            with cache.lock:
+                cache.responses[key] = value
+                while len(cache.responses) > self.settings.response_cache_size:
+                    cache.responses.popitem(last=False)
+        return value
+
+    # --- online data (not versioned: written by the API, kept across pipeline runs) -----------
+
+    def online(self, name: str):
+        if name not in schema.ONLINE:
+            raise ValueError(f"{name!r} is not an online collection")
+        return self.db()[name]
+
+    def profile(self, user_id: int, with_events: bool = False) -> dict | None:
+        """The user's live state (``profiles``), always read fresh: feedback shows at once."""
+        projection = None if with_events else {"events": 0}
+        return self.online(schema.PROFILES).find_one({"_id": int(user_id)}, projection)
 
     def metadata(self, pointer: Mapping, movie_id: int) -> dict | None:
         return self.collection(pointer, schema.METADATA).find_one({"_id": movie_id})

@@ -68,6 +68,14 @@ def _parser() -> argparse.ArgumentParser:
                         description="The embedded default store: a SecantusDB server on 127.0.0.1 with "
                                     "durable files under ./var/mongo.")
     st.add_argument("action", choices=["start", "stop", "status"])
+
+    tk = sub.add_parser("token", help="issue a user's API token (replaces their previous one)",
+                        description="Prints a new bearer token for a user of the served version (or an "
+                                    "onboarded user), for POST /user/<id>/ratings, /feedback and /lists. "
+                                    "Only its hash is stored; the token is shown once.")
+    tk.add_argument("user_id", type=int)
+    tk.add_argument("--mongodb-url", default=None, help="store URL (default: $MONGODB_URL, else the embedded store)")
+    tk.add_argument("--database", default=None)
     return p
 
 
@@ -192,6 +200,32 @@ def cmd_store(args) -> int:
     return 0
 
 
+def cmd_token(args) -> int:
+    import pymongo
+
+    from pipeline import schema
+    from pipeline.accounts import issue_token
+    from pipeline.embedded import EmbeddedConfig, resolve_url
+
+    url = args.mongodb_url or os.environ.get("MONGODB_URL") or ""
+    mongo_url, _ = resolve_url({"MONGODB_URL": url}, EmbeddedConfig())
+    client = pymongo.MongoClient(mongo_url, serverSelectionTimeoutMS=5_000)
+    try:
+        db = client.get_default_database(default="movietime") if args.database is None else client[args.database]
+        pointer = db[schema.SERVING].find_one({"_id": schema.POINTER_ID}) or {}
+        users = (pointer.get("collections") or {}).get(schema.USERS)
+        known = (users is not None and db[users].find_one({"_id": args.user_id}, {"_id": 1}) is not None) or \
+            db[schema.PROFILES].find_one({"_id": args.user_id}, {"_id": 1}) is not None
+        if not known:
+            print(f"error: user {args.user_id} is not in the served version (run the pipeline first?)",
+                  file=sys.stderr)
+            return 2
+        print(issue_token(db, args.user_id))
+    finally:
+        client.close()
+    return 0
+
+
 def quiet_dask_logs() -> None:
     """Dask's own INFO lines (workers starting, shuffles) drown the pipeline's progress lines."""
     import dask
@@ -208,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     quiet_dask_logs()
-    handlers = {"run": cmd_run, "evaluate": cmd_evaluate, "synth": cmd_synth, "fetch": cmd_fetch, "store": cmd_store}
+    handlers = {"run": cmd_run, "evaluate": cmd_evaluate, "synth": cmd_synth, "fetch": cmd_fetch, "store": cmd_store,
+                "token": cmd_token}
     from pipeline.datasets import DatasetError
 
     try:

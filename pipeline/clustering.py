@@ -53,9 +53,9 @@ class ClusterAssigner:
     centers: np.ndarray          # (k, k) k-means centres in the embedding
 
     def embed(self, profiles: np.ndarray) -> np.ndarray:
-        from sklearn.metrics.pairwise import rbf_kernel
-
-        kx = rbf_kernel(np.atleast_2d(profiles), self.landmarks, gamma=self.gamma)
+        x = np.atleast_2d(np.asarray(profiles, float))
+        sq = (x * x).sum(1)[:, None] + (self.landmarks * self.landmarks).sum(1)[None, :] - 2 * x @ self.landmarks.T
+        kx = np.exp(-self.gamma * np.maximum(sq, 0.0))  # the RBF kernel (as sklearn's rbf_kernel), numpy only
         degree = np.maximum(kx @ self.degree_weights, 1e-12)
         u = (kx @ self.projection) / np.sqrt(degree)[:, None]
         return u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)

@@ -232,11 +232,15 @@ class TopNRecommender:
         return out_items, out_scores, out_because
 
     def recommend_for_ratings(self, item_cols: np.ndarray, ratings: np.ndarray, n: int = 50,
-                              exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                              exclude: np.ndarray | None = None, adjust=None,
+                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Top-``n`` list for one user known only by ratings on matrix columns (a new
         user, or live feedback folded in at request time; use
         ``matrix.item_index(movie_ids)`` to get columns). Unknown columns (-1) are
         ignored. The rated columns are excluded, and so are those in ``exclude``.
+        ``adjust(affinity)`` (optional) may change the user's blended affinity over the
+        model items (``items_`` order, about 1 for the user's strongest items) in place
+        before the list is ranked: live feedback boosts and genre preferences.
         Returns the triple of :meth:`recommend`, each of shape ``(1, n)``.
         """
         cols = np.asarray(item_cols, dtype=np.int64).reshape(-1)
@@ -256,7 +260,7 @@ class TopNRecommender:
             ex = ex[(ex >= 0) & (ex < len(self.col_to_model_))]
             extra = self.col_to_model_[ex]
             extra = extra[extra >= 0]
-        return self._lists(x, n, True, extra)
+        return self._lists(x, n, True, extra, adjust)
 
     # ------------------------------------------------------------ internals
     def _affinity(self, ratings: sp.csr_matrix):
@@ -264,7 +268,7 @@ class TopNRecommender:
         items, float32), and per model ``(input rows, B, weight / user scale)``."""
         total, parts = None, []
         for x, b, w in zip(self._inputs(ratings), self.weights_, self.blend_):
-            raw = np.asarray(x @ b, dtype=np.float32)
+            raw = _dense(x @ b)
             if raw.ndim == 1:
                 raw = raw[None, :]
             k = min(_NORM_TOP, raw.shape[1])
@@ -280,10 +284,12 @@ class TopNRecommender:
             total[empty] = self.fallback_
         return total, parts
 
-    def _lists(self, ratings: sp.csr_matrix, n: int, exclude_seen: bool, extra_exclude):
+    def _lists(self, ratings: sp.csr_matrix, n: int, exclude_seen: bool, extra_exclude, adjust=None):
         cfg = self.config
         m = len(self.items_)
         ranked, parts = self._affinity(ratings)  # modified in place: excluded items become -inf
+        if adjust is not None:
+            adjust(ranked[0] if ranked.shape[0] == 1 else ranked)
         if exclude_seen:
             ranked[np.repeat(np.arange(ratings.shape[0]), np.diff(ratings.indptr)), ratings.indices] = -np.inf
         if extra_exclude is not None and len(extra_exclude):
@@ -324,7 +330,7 @@ class TopNRecommender:
             contrib = np.zeros((len(seeds), pos.shape[1]), dtype=np.float32)
             for x, b, factor in parts:
                 xv = x.data[lo:hi][liked]
-                contrib += (factor[r] * xv)[:, None] * b[np.ix_(seeds, pos[r])]
+                contrib += (factor[r] * xv)[:, None] * _dense(b[np.ix_(seeds, pos[r])])
             best = np.argmax(contrib, axis=0)
             ok = (contrib[best, np.arange(pos.shape[1])] > 0) & valid[r]
             out[r] = np.where(ok, self.items_[seeds[best]], -1)
@@ -369,6 +375,28 @@ def _ease(x: sp.csr_matrix, l2: float, user_weight_power: float, cfg: TopNConfig
     b[np.diag_indices(k)] = 0.0
     log.info("top-N: EASE %d items (l2=%g): Gram %.1f s, inverse %.1f s", k, l2, t1 - t0, time.perf_counter() - t1)
     return b
+
+
+def _dense(m) -> np.ndarray:
+    """A float32 ndarray of a product or slice (``B`` is dense when fitted, sparse once
+    :func:`sparsify_weights` has kept the largest entries of each row)."""
+    if sp.issparse(m):
+        m = m.toarray()
+    return np.asarray(m, dtype=np.float32)
+
+
+def sparsify_weights(b: np.ndarray, keep: int) -> sp.csr_matrix:
+    """``B`` with only the ``keep`` largest-magnitude entries of each row (input item ->
+    candidates), as float32 CSR: the form the API loads to re-score users at request time."""
+    k = min(keep, b.shape[1])
+    cols = np.argpartition(-np.abs(b), k - 1, axis=1)[:, :k] if k < b.shape[1] else \
+        np.broadcast_to(np.arange(b.shape[1]), b.shape)
+    vals = np.take_along_axis(b, cols, axis=1).astype(np.float32)
+    rows = np.repeat(np.arange(b.shape[0]), cols.shape[1])
+    out = sp.csr_matrix((vals.ravel(), (rows, cols.ravel())), shape=b.shape, dtype=np.float32)
+    out.eliminate_zeros()
+    out.sort_indices()
+    return out
 
 
 def _discount(scores: np.ndarray, discount: np.ndarray) -> np.ndarray:

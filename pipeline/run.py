@@ -17,6 +17,8 @@ from pipeline import schema
 from pipeline.clustering import describe_clusters
 from pipeline.config import PipelineConfig
 from pipeline.datasets import MovieLensData, load_movielens
+from pipeline.feedback import read_feedback, with_feedback
+from pipeline.live_model import LiveModel
 from pipeline.evaluation import evaluate_ratings, evaluate_topn, write_report
 from pipeline.progress import Steps
 from pipeline.splitting import split_ratings
@@ -104,6 +106,11 @@ def run(config: PipelineConfig, store, version: str, steps: Steps | None = None)
         holdout, rows = evaluate_holdout(data, config, steps)
         report.update(holdout)
 
+    if store is not None and config.use_feedback:
+        with steps.step("feedback events"):
+            events = read_feedback(store.db)
+            data.ratings, report["feedback"] = with_feedback(data.ratings, events, data.movies["movieId"])
+
     steps.phase = "refit"
     log.info("refit on all %s ratings", f"{len(data.ratings):,}")
     models = fit_models(data.ratings, data.movies, config, steps, tags=data.tags, links=data.links,
@@ -145,9 +152,13 @@ def load_store(store, version, config, data, metadata, models, clusters, report,
             result.counts[schema.USERS] = staging.insert(
                 schema.USERS, D.user_docs(models, models.clustering.labels_, clusters, titles, version, config.top_n,
                                           similar=similar))
+        with steps.step("store: live model"):
+            live = LiveModel.build(models.topn, models.rating.mf_, models.matrix.item_ids, models.features.genres,
+                                   dict(zip(cat.index.astype(int), cat["genres"])), keep=config.live_neighbors)
+            result.counts[schema.LIVE_MODEL] = staging.insert(schema.LIVE_MODEL, live.to_docs())
         with steps.step("store: indexes + publish"):
             staging.ensure_indexes()
-            metrics = {k: report[k] for k in ("rating", "topn", "clusters") if k in report}
+            metrics = {k: report[k] for k in ("rating", "topn", "clusters", "feedback") if k in report}
             staging.publish({
                 "created_at": datetime.now(UTC), "dataset": {
                     "name": config.dataset, "n_ratings": int(models.matrix.nnz),

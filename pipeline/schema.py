@@ -6,8 +6,10 @@ Two kinds of collections:
   complete new set named ``<name>__<version>`` (for example ``users__v20261121T111313-ab12cd``).
   The set is served once the pointer document ``serving/{_id: "current"}`` names it
   (see :mod:`pipeline.store`), so readers never see half a run.
-* **Non-versioned** (``models``, ``serving``; ``feedback`` and ``lists`` are reserved for the
-  API's online data): one collection each, written in place.
+* **Non-versioned** (``models``, ``serving``, and the API's online data ``accounts``,
+  ``profiles``, ``counters`` and ``lists``): one collection each, written in place. Pipeline
+  runs never drop or rewrite the online data; they read ``profiles`` (the feedback events) to
+  train on.
 
 The TypedDicts below document what the pipeline writes and what the API may read. They are
 not enforced by the server; :mod:`pipeline.store` only checks counts and indexes.
@@ -32,15 +34,20 @@ METADATA = "metadata"
 CLUSTERS = "clusters"
 MODELS = "models"
 SERVING = "serving"
-FEEDBACK = "feedback"  # reserved: append-only rating/click events (API issue)
-LISTS = "lists"  # reserved: shareable user lists (API issue)
+LIVE_MODEL = "livemodel"  # versioned: the model the API re-scores users with (pipeline.live_model)
+ACCOUNTS = "accounts"  # userId -> hashed token (API writes; pipeline token command)
+PROFILES = "profiles"  # userId -> live state and the append-only feedback events
+COUNTERS = "counters"  # id allocation for new users
+LISTS = "lists"  # shareable user lists
 
 #: Collections written as a whole per run and swapped in together.
-VERSIONED: tuple[str, ...] = (USERS, MOVIES, METADATA, CLUSTERS)
+VERSIONED: tuple[str, ...] = (USERS, MOVIES, METADATA, CLUSTERS, LIVE_MODEL)
 #: Versioned collections that must not be empty when a version is published.
 REQUIRED_NONEMPTY: tuple[str, ...] = (USERS, MOVIES)
 #: Collections updated in place (history, pointer, online data).
-NON_VERSIONED: tuple[str, ...] = (MODELS, SERVING, FEEDBACK, LISTS)
+NON_VERSIONED: tuple[str, ...] = (MODELS, SERVING, ACCOUNTS, PROFILES, COUNTERS, LISTS)
+#: Online data written by the API: never touched by pipeline runs, rollbacks or cleanups.
+ONLINE: tuple[str, ...] = (ACCOUNTS, PROFILES, COUNTERS, LISTS)
 
 #: ``_id`` of the pointer document in ``serving``.
 POINTER_ID = "current"
@@ -240,6 +247,47 @@ class LockDoc(TypedDict):
     expires_at: datetime
 
 
+# --- online data (written by the API) --------------------------------------------------------
+
+
+class AccountDoc(TypedDict):
+    """``accounts``: who may write as a user. The token itself is never stored."""
+
+    _id: int  # userId
+    token_sha256: str  # hex SHA-256 of the bearer token (tokens are 256-bit random)
+    origin: Literal["onboarding", "issued"]
+    created_at: datetime
+
+
+EventType = Literal["rating", "like", "dislike", "not_interested"]
+
+
+class FeedbackEvent(TypedDict):
+    id: str  # unique per event (uuid4 hex)
+    type: EventType
+    movieId: int
+    rating: NotRequired[float]  # type "rating" only
+    at: datetime
+
+
+class ProfileDoc(TypedDict):
+    """``profiles``: a user's live state, and the events it was built from, in one document so
+    one atomic update appends an event and applies it (no event without its effect, or the
+    reverse). ``ratings`` and ``feedback`` are keyed by str(movieId); the last event wins."""
+
+    _id: int  # userId
+    rev: int  # incremented by every event: caches of re-scored lists key on it
+    ratings: dict[str, float]
+    feedback: dict[str, Literal["like", "dislike", "not_interested"]]
+    events: list[FeedbackEvent]  # append-only, in the order they were applied
+    genres: NotRequired[list[str]]  # onboarding answers
+    age: NotRequired[str]
+    occupation: NotRequired[str]
+    cluster: NotRequired[int]  # assigned at onboarding (dataset users: the served version's)
+    created_at: datetime
+    updated_at: datetime
+
+
 # --- indexes ---------------------------------------------------------------------------------
 
 
@@ -264,6 +312,7 @@ INDEXES: dict[str, tuple[IndexSpec, ...]] = {
     MOVIES: (IndexSpec("search_key_1", (("search.key", ASCENDING),)),),
     METADATA: (),  # read by _id only
     CLUSTERS: (),
+    LIVE_MODEL: (),  # read whole, once per version and API worker
     MODELS: (
         IndexSpec("status_1", (("status", ASCENDING),)),
         IndexSpec("created_at_-1", (("created_at", DESCENDING),)),

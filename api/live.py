@@ -1,0 +1,212 @@
+"""Live users: onboarding, feedback events, and lists re-scored at request time.
+
+A user has a ``profiles`` document once they onboard or send feedback (``pipeline.schema.
+ProfileDoc``). Every write is ONE atomic update of that document that appends the event to
+``events`` and applies it (``ratings.<movieId>``, ``feedback.<movieId>``, ``rev`` + 1), so an
+acknowledged event is stored exactly once and concurrent ratings of one movie end with one
+rating: the last applied, which is also the last event.
+
+``GET /user/<id>/recommendation`` reads the profile fresh on every request. A user without one
+gets the precomputed list. A user with one is re-scored (``pipeline.live_model.recommend_live``)
+from their training ratings (the served ``users`` document) overlaid with their live ratings,
+likes, dislikes and hidden movies; the result is cached per (version, user, rev), so only the
+first request after a change pays for it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from pymongo import ReturnDocument
+
+from api.errors import BadRequest, NotFound
+from api.store import ServingStore
+from pipeline import schema
+from pipeline.clustering import ClusterAssigner
+from pipeline.features import genre_share_profile
+from pipeline.live_model import LiveList, UserSignals, recommend_live
+
+#: Users created by ``POST /users`` get ids from here up (MovieLens ids are far below).
+NEW_USER_BASE = 1_000_000_000
+LIST_LENGTH = 50  # re-scored lists are as long as precomputed ones
+REASON_MIN_RATING = 3.5  # a movie rated this high can be the "because you liked" seed
+RECENT_SEEDS = 50  # training ratings considered as reason seeds (most recent first)
+GENRE_MASS = 5.0  # a stated genre counts like a 5-star rating of a movie of that genre alone
+
+ACTIONS = ("like", "dislike", "not_interested")
+
+
+# --- writes ----------------------------------------------------------------------------------
+
+
+def new_event(kind: str, movie_id: int, rating: float | None = None, at: datetime | None = None) -> dict:
+    event: dict[str, Any] = {"id": uuid.uuid4().hex, "type": kind, "movieId": int(movie_id),
+                             "at": at or datetime.now(UTC)}
+    if rating is not None:
+        event["rating"] = float(rating)
+    return event
+
+
+def record(store: ServingStore, user_id: int, event: Mapping[str, Any]) -> int:
+    """Append ``event`` to the user's profile and apply it, atomically. Returns the new rev."""
+    mid = int(event["movieId"])
+    if event["type"] == "rating":
+        field, value = f"ratings.{mid}", float(event["rating"])
+    elif event["type"] in ACTIONS:
+        field, value = f"feedback.{mid}", event["type"]
+    else:
+        raise ValueError(f"unknown event type {event['type']!r}")
+    doc = store.online(schema.PROFILES).find_one_and_update(
+        {"_id": int(user_id)},
+        {"$push": {"events": dict(event)}, "$inc": {"rev": 1},
+         "$set": {field: value, "updated_at": event["at"]}, "$setOnInsert": {"created_at": event["at"]}},
+        projection={"rev": 1}, upsert=True, return_document=ReturnDocument.AFTER,
+    )
+    return int(doc["rev"])
+
+
+def allocate_user_id(store: ServingStore) -> int:
+    doc = store.online(schema.COUNTERS).find_one_and_update(
+        {"_id": "userId"}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER)
+    return NEW_USER_BASE + int(doc["seq"])
+
+
+# --- signals ---------------------------------------------------------------------------------
+
+
+def genre_names(store: ServingStore, pointer: Mapping, raw: list[str]) -> list[str]:
+    """Canonical genre names, or 400 naming the allowed ones."""
+    info = store.model(pointer)
+    out = []
+    for name in raw:
+        canonical = info.genre(name)
+        if canonical is None:
+            raise BadRequest(f"unknown genre {name[:40]!r}; the genres are: {', '.join(info.genres)}")
+        out.append(canonical)
+    if len(set(out)) != len(out):
+        raise BadRequest("genres must not repeat")
+    return out
+
+
+def require_movies(store: ServingStore, pointer: Mapping, ids: list[int]) -> dict[int, dict]:
+    details = store.movie_details(pointer, ids)
+    for mid in ids:
+        if details.get(mid) is None:
+            raise NotFound(f"movie {mid} not found")
+    return details
+
+
+def assign_cluster(store: ServingStore, pointer: Mapping, ratings: Mapping[int, float],
+                   genres: list[str]) -> int | None:
+    """A new user's cluster: their genre profile (the pipeline's definition, with each stated
+    genre counted as ``GENRE_MASS``) put into the served clustering with its out-of-sample
+    extension."""
+    info = store.model(pointer)
+    assigner, prior, names = info.cluster_assigner, info.genre_prior, list(info.genres)
+    if not assigner or prior is None or len(prior) != len(names):
+        return None
+    model = store.live_model(pointer)
+    mass = np.zeros(len(names))
+    total = 0.0
+    if ratings:
+        ids = np.fromiter(ratings, np.int64, len(ratings))
+        masks = model.genre_masks(ids)
+        for mid, mask in zip(ids, masks):
+            r = float(ratings[int(mid)])
+            hit = [k for k, g in enumerate(model.genres) if mask >> k & 1]
+            for k in hit:
+                mass[names.index(model.genres[k])] += r
+            total += r * len(hit)
+    for g in genres:
+        mass[names.index(g)] += GENRE_MASS
+        total += GENRE_MASS
+    profile = genre_share_profile(mass[None, :], np.array([total]), np.asarray(prior, float))
+    return int(ClusterAssigner.from_dict(assigner).assign(profile)[0])
+
+
+def signals(base: Mapping | None, profile: Mapping | None) -> UserSignals:
+    ratings = {int(r["movieId"]): float(r["rating"]) for r in (base or {}).get("ratings") or ()
+               if isinstance(r, Mapping) and "movieId" in r and "rating" in r}
+    liked, disliked, hidden = set(), set(), set()
+    genres: tuple[str, ...] = ()
+    boost: dict[int, float] = {}
+    if profile:
+        for key, value in (profile.get("ratings") or {}).items():
+            if key.isdigit() and isinstance(value, (int, float)):
+                ratings[int(key)] = float(value)
+                if value >= 4.0:
+                    boost[int(key)] = 1.0
+        for key, action in (profile.get("feedback") or {}).items():
+            if not key.isdigit():
+                continue
+            mid = int(key)
+            if action == "like":
+                liked.add(mid)
+                boost[mid] = 1.0
+            elif action == "dislike":
+                disliked.add(mid)
+                boost[mid] = -1.0
+            elif action == "not_interested":
+                hidden.add(mid)
+        genres = tuple(str(g) for g in profile.get("genres") or ())
+    return UserSignals(ratings, liked, disliked, hidden, genres, boost)
+
+
+def _reason_seeds(base: Mapping | None, sig: UserSignals, profile: Mapping | None) -> list[int]:
+    """Movies that can be "because you liked" seeds: live likes and high ratings first, then the
+    most recent high training ratings."""
+    live_keys = set((profile or {}).get("ratings") or {})
+    seeds = [m for m, s in (sig.boost_sources or {}).items() if s > 0]
+    seeds += [int(r["movieId"]) for r in (base or {}).get("ratings") or ()
+              if str(r.get("movieId")) not in live_keys and float(r.get("rating") or 0) >= REASON_MIN_RATING
+              ][:RECENT_SEEDS]  # stored newest first
+    return list(dict.fromkeys(seeds))
+
+
+# --- the re-scored list ----------------------------------------------------------------------
+
+
+def live_list(store: ServingStore, pointer: Mapping, user_id: int, profile: Mapping) -> tuple[LiveList, list]:
+    """The user's re-scored top ``LIST_LENGTH`` and a reason per item (cached per rev)."""
+
+    def compute():
+        base = store.user(pointer, user_id, ("ratings",))
+        sig = signals(base, profile)
+        model = store.live_model(pointer)
+        seeds = _reason_seeds(base, sig, profile)
+        sources = [m for m in sig.boost_sources or {}]
+        neighbors = store.similar_lists(pointer, list(dict.fromkeys(sources + seeds)))
+        result = recommend_live(model, sig, LIST_LENGTH, neighbors)
+        return result, _reasons(store, pointer, result, seeds, neighbors, sig, model)
+
+    return store.cached(pointer, ("live", user_id, int(profile.get("rev") or 0)), compute)
+
+
+def _reasons(store, pointer, result: LiveList, seeds, neighbors, sig: UserSignals, model) -> list[dict]:
+    best: dict[int, tuple[float, int]] = {}
+    for rank, seed in enumerate(seeds):
+        for mid, sim in neighbors.get(seed, ()):
+            if mid not in best or sim > best[mid][0]:
+                best[mid] = (sim, seed)
+    wanted = model.genre_mask(sig.genres) if sig.genres else 0
+    masks = model.genre_masks(result.movie_ids) if wanted else np.zeros(len(result.movie_ids), np.uint32)
+    seed_ids = {best[int(m)][1] for m in result.movie_ids if int(m) in best}
+    seed_ids |= {int(b) for b in result.because if b >= 0}
+    titles = store.movie_details(pointer, seed_ids)
+    out = []
+    for mid, because, mask in zip(result.movie_ids, result.because, masks):
+        seed = best[int(mid)][1] if int(mid) in best else (int(because) if because >= 0 else None)
+        if seed is not None:
+            d = titles.get(seed) or {}
+            name = d.get("name") or d.get("title") or f"movie {seed}"
+            year = f" ({d['year']})" if d.get("year") else ""
+            out.append({"kind": "because_you_liked", "movieId": seed, "text": f"Because you liked {name}{year}"})
+        elif int(mask) & wanted:
+            out.append({"kind": "genre_match", "text": "Matches the genres you picked"})
+        else:
+            out.append({"kind": "popular", "text": "Popular with everyone"})
+    return out
