@@ -62,6 +62,8 @@ def create_app(settings: Settings, db_factory: Callable[[], Database] | None = N
 
     def before_request() -> None:
         bottle.request.environ[_T0] = time.perf_counter()
+        if bottle.request.method == "OPTIONS" and bottle.request.headers.get("Access-Control-Request-Method"):
+            raise _preflight(app, settings, bottle.request)
 
     def after_request() -> None:
         environ = bottle.request.environ
@@ -70,6 +72,7 @@ def create_app(settings: Settings, db_factory: Callable[[], Database] | None = N
         elapsed = time.perf_counter() - environ.get(_T0, time.perf_counter())
         metrics.observe(rule, environ.get("REQUEST_METHOD", "?"), bottle.response.status_code, elapsed)
         _cors(settings, bottle.request, bottle.response)
+        bottle.response.set_header("X-Content-Type-Options", "nosniff")
 
     app.add_hook("before_request", before_request)
     app.add_hook("after_request", after_request)
@@ -115,6 +118,7 @@ def _callback(endpoint: Endpoint, store: ServingStore, app_info: dict) -> Callab
         except ApiError as exc:
             result = Reply(exc.body(), status=exc.status, headers=exc.headers)
         except ConnectionFailure as exc:
+            store.mark_down()
             log.warning("%s: store unavailable: %s", endpoint.path, str(exc)[:200])
             err = StoreUnavailable()
             result = Reply(err.body(), status=err.status, headers=err.headers)
@@ -155,6 +159,33 @@ def _run(endpoint: Endpoint, store: ServingStore, app_info: dict, params: dict) 
         if fresh["version"] == ctx.pointer["version"]:
             raise
         return endpoint.handler(Context(store, app_info, fresh), **params)
+
+
+def _preflight(app: bottle.Bottle, settings: Settings, request: bottle.LocalRequest) -> bottle.HTTPResponse:
+    """A CORS preflight (OPTIONS with Access-Control-Request-Method): 204 with the CORS headers
+    when the origin is allowed and the path serves that method; a JSON 403 otherwise. Only the
+    configured origins (``API_CORS_ORIGINS``) are ever allowed, and credentials (cookies) never:
+    the API authenticates with bearer tokens, which the page sends itself."""
+    origin = request.headers.get("Origin") or ""
+    method = request.headers.get("Access-Control-Request-Method", "").upper()[:10]
+    allowed = "*" in settings.cors_origins or origin in settings.cors_origins
+    try:
+        app.router.match({**request.environ, "REQUEST_METHOD": method})
+        serves = True
+    except bottle.HTTPError:
+        serves = False
+    if not (origin and allowed and serves):
+        why = "this origin is not allowed" if not (origin and allowed) else f"{method} is not served here"
+        body = encode_json(error_body("forbidden", f"CORS preflight refused: {why}"))
+        return bottle.HTTPResponse(body, status=403, headers={"Content-Type": JSON_TYPE, "Vary": "Origin"})
+    headers = {
+        "Access-Control-Allow-Origin": "*" if "*" in settings.cors_origins else origin,
+        "Access-Control-Allow-Methods": method,
+        "Access-Control-Allow-Headers": "Authorization, Content-Type",
+        "Access-Control-Max-Age": "600",
+        "Vary": "Origin",
+    }
+    return bottle.HTTPResponse(b"", status=204, headers=headers)
 
 
 def _cors(settings: Settings, request: bottle.LocalRequest, response: bottle.LocalResponse) -> None:

@@ -210,7 +210,7 @@ def health(ctx: Context) -> dict | Reply:
         pointer = ctx.store.pointer(fresh=True)
     except NotReady as exc:
         return _health_down("empty", exc)
-    except PyMongoError:
+    except (PyMongoError, StoreUnavailable):
         return _health_down("unavailable", StoreUnavailable())
     return {
         "status": "ok",

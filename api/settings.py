@@ -20,6 +20,7 @@ class Settings:
     mongodb_url: str | None = None
     database: str | None = None  # None: the database of the URL's path, else "movietime"
     server_selection_timeout_ms: int = 1000  # store down -> 503 after about this long
+    store_down_s: float = 0.5  # after a failed store call, answer 503 at once for this long
     connect_timeout_ms: int = 1000
     socket_timeout_ms: int = 5000  # a single read that hangs longer than this fails (503)
     scan_timeout_s: float = 25.0  # deadline of the one-off read of a cluster's members (< gunicorn's 30 s)

@@ -29,7 +29,7 @@ from typing import Any
 import pymongo
 from pymongo.database import Database
 
-from api.errors import NotReady
+from api.errors import NotReady, StoreUnavailable
 from api.settings import DEFAULT_DATABASE, Settings
 from pipeline import schema
 
@@ -135,11 +135,19 @@ class ServingStore:
         self._pointer: dict | None = None
         self._pointer_at = float("-inf")
         self._caches: OrderedDict[str, VersionCache] = OrderedDict()
+        self._down_until = float("-inf")
 
     # --- connection ----------------------------------------------------------------------------
 
+    def mark_down(self) -> None:
+        """The store just failed to answer: for ``Settings.store_down_s`` requests fail at once
+        (503) instead of each waiting out the server-selection timeout; then one tries again."""
+        self._down_until = self._clock() + self.settings.store_down_s
+
     def db(self) -> Database:
         """The database, connecting lazily (again after a fork)."""
+        if self._down_until > self._clock():
+            raise StoreUnavailable()
         pid = os.getpid()
         if self._db is not None and self._pid == pid:
             return self._db
