@@ -43,6 +43,8 @@ class Settings:
             # the store keeps a superseded version 10 s after the flip: a longer cache could
             # read collections that are being dropped
             raise ValueError("pointer_cache_s must be between 0 and 5 seconds")
+        if not 0 <= self.store_down_s <= 5:
+            raise ValueError("store_down_s must be between 0 and 5 seconds")
         if self.movie_cache_size < 0:
             raise ValueError("movie_cache_size must be >= 0")
 
@@ -51,7 +53,7 @@ class Settings:
         """Settings from environment variables (the only place the API reads them).
 
         ``MONGODB_URL``, ``MOVIETIME_DATABASE``, ``API_STORE_TIMEOUT_MS`` (selection and connect),
-        ``API_SOCKET_TIMEOUT_MS``, ``API_POOL_SIZE``, ``API_POINTER_CACHE_S``,
+        ``API_SOCKET_TIMEOUT_MS``, ``API_POOL_SIZE``, ``API_POINTER_CACHE_S``, ``API_STORE_DOWN_S``,
         ``API_MOVIE_CACHE_SIZE``, ``API_CORS_ORIGINS`` (comma-separated).
         """
         kw: dict = {}
@@ -72,9 +74,10 @@ class Settings:
             if raw:
                 value = _parse(var, raw, int)
                 kw.update(dict.fromkeys(names, value))
-        raw = env.get("API_POINTER_CACHE_S", "").strip()
-        if raw:
-            kw["pointer_cache_s"] = _parse("API_POINTER_CACHE_S", raw, float)
+        for var, name in (("API_POINTER_CACHE_S", "pointer_cache_s"), ("API_STORE_DOWN_S", "store_down_s")):
+            raw = env.get(var, "").strip()
+            if raw:
+                kw[name] = _parse(var, raw, float)
         raw = env.get("API_CORS_ORIGINS", "").strip()
         if raw:
             kw["cors_origins"] = tuple(o.strip() for o in raw.split(",") if o.strip())
