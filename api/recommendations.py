@@ -38,10 +38,10 @@ def recommend(
         return {"userId": user_id, "model_version": pointer["version"], "source": "live", "genre": genre,
                 "recommendations": live_items(store, pointer, user_id, profile, n, genre)}
     # served documents never change: a user's list is read once per version and process
-    user = store.cached(pointer, ("user", user_id), lambda: store.user(pointer, user_id, USER_FIELDS))
+    user = store.cached(pointer, ("user", user_id), lambda: _compact(store.user(pointer, user_id, USER_FIELDS)))
     if user is None:
         raise NotFound(f"user {user_id} not found")
-    top = [entry for entry in user.get("top") or () if isinstance(entry, Mapping) and "movieId" in entry]
+    top = user["top"]
     if top:
         source = "precomputed"
         items = _precomputed(store, pointer, top, n, genre)
@@ -54,6 +54,24 @@ def recommend(
         "genre": genre,
         "recommendations": items,
     }
+
+
+_SHARED: dict = {}  # equal reasons of all cached lists share one object
+
+
+def _compact(user: Mapping | None) -> dict | None:
+    """What a cached user keeps: the cluster and the list as tuples, reasons shared (about a
+    tenth of the decoded document's memory)."""
+    if user is None:
+        return None
+    top = []
+    for entry in user.get("top") or ():
+        if isinstance(entry, Mapping) and "movieId" in entry:
+            reason = _reason(entry.get("reason"))
+            key = None if reason is None else (reason["kind"], reason.get("movieId"), reason["text"])
+            reason = _SHARED.setdefault(key, reason) if key is not None and len(_SHARED) < 200_000 else reason
+            top.append((int(entry["movieId"]), entry.get("score"), entry.get("predicted_rating"), reason))
+    return {"cluster": user.get("cluster"), "top": tuple(top)}
 
 
 def live_items(store: ServingStore, pointer: Mapping, user_id: int, profile: Mapping, n: int,
@@ -74,21 +92,12 @@ def live_items(store: ServingStore, pointer: Mapping, user_id: int, profile: Map
 
 def _precomputed(store, pointer, top, n, genre) -> list[dict]:
     wanted = top if genre is not None else top[:n]  # a genre filter may need the whole list
-    details = store.movie_details(pointer, (int(e["movieId"]) for e in wanted))
+    details = store.movie_details(pointer, (e[0] for e in wanted))
     items = []
-    for entry in wanted:
-        mid = int(entry["movieId"])
+    for mid, score, predicted, reason in wanted:
         if not has_genre(details.get(mid), genre):
             continue
-        items.append(
-            _item(
-                mid,
-                details.get(mid),
-                entry.get("predicted_rating"),
-                entry.get("score"),
-                _reason(entry.get("reason")),
-            )
-        )
+        items.append(_item(mid, details.get(mid), predicted, score, dict(reason) if reason else None))
         if len(items) == n:
             break
     return items

@@ -32,7 +32,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024  # larger request bodies get 413
     auth_max_failures: int = 10  # failed authentications per client address and window -> 429
     auth_window_s: float = 60.0
-    response_cache_size: int = 20_000  # rendered recommendation lists kept per process
+    response_cache_size: int = 4096  # users' lists (precomputed or re-scored) kept per process and version
 
     def __post_init__(self) -> None:
         if self.server_selection_timeout_ms < 1 or self.connect_timeout_ms < 1:
