@@ -18,6 +18,8 @@ from api.recommendations import recommend
 from api.user_routes import ENDPOINTS as USER_WRITES
 from api.search import SEARCH_ENDPOINT
 from api.views import iso_time, movie_summary, page_slice, paged
+from api.web import page as web_page
+from api.web import static_asset
 
 RATED_SORT_KEYS = {
     "timestamp": lambda r: (r.get("timestamp", 0), r["movieId"]),
@@ -392,6 +394,42 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Human-readable API documentation (HTML)",
         content="text/html",
         errors=(),
+        tag="service",
+    ),
+    Endpoint(
+        "/",
+        web_page,
+        "The Movie Time web page (HTML)",
+        description=(
+            "The page people use: onboarding, recommendations with like, dislike and rating, "
+            "movie details with similar movies, title search and shareable lists. Plain HTML, CSS "
+            "and JavaScript (api/web) that talk to this API only; sent with a strict "
+            "Content-Security-Policy and revalidated on each visit (ETag)."
+        ),
+        content="text/html",
+        errors=(),
+        tag="service",
+    ),
+    Endpoint(
+        "/static/<name>",
+        static_asset,
+        "A file of the web page (script, style sheet, icon)",
+        description=(
+            "Only the files of api/web with a known type, by exact name (no other path is "
+            "reachable): text/css, text/javascript, image/svg+xml or image/png. With the content "
+            "version the page links to (v) the file may be cached for a year; without it, it is "
+            "revalidated (ETag, 304)."
+        ),
+        params=(
+            TextParam(name="name", where="path", max_length=64, description="the file's name, e.g. app.js"),
+            TextParam(
+                name="v",
+                max_length=64,
+                description="the file's content version, as the page links to it (cache busting)",
+            ),
+        ),
+        content="*/*",
+        errors=(400, 404),
         tag="service",
     ),
 )
