@@ -190,6 +190,10 @@ class ScoringConfig:
     5-star rating of a movie of that genre alone, each rating ``r`` adds ``r`` to its movie's
     genres, and the masses are normalised to sum to 1."""
     stated_genre_mass: float = 5.0
+    fold_in_min_weight: int = 20
+    """The fold-in's ridge penalty counts at least this many ratings (``BiasedMF.fold_in``): one
+    rating or a dislike must not swing every prediction (unregularised, one like of Star Wars
+    and one dislike of Return of the Jedi predicted 0.5 for The Matrix)."""
     cold_off_genre: float = 0.25
     """A user with stated genres and no rating or like yet ranks popular movies; those with none
     of the stated genres count this much."""
@@ -271,7 +275,7 @@ def recommend_live(model: LiveModel, signals: UserSignals, n: int,
     movie_ids = np.where(ok, model.movie_ids[np.maximum(items[0], 0)], -1)[ok]
     because_ids = np.where(because[0] >= 0, model.movie_ids[np.maximum(because[0], 0)], -1)[ok]
     f_ids, f_vals = signals.fold_in_rows()
-    vector, bias = model.mf.fold_in(pd.DataFrame({"movieId": f_ids, "rating": f_vals}))
+    vector, bias = model.mf.fold_in(pd.DataFrame({"movieId": f_ids, "rating": f_vals}), config.fold_in_min_weight)
     predicted = np.clip(model.mf.predict_folded(vector, bias, movie_ids), 0.5, 5.0)
     return LiveList(movie_ids.astype(np.int64), scores[0][ok], because_ids.astype(np.int64), predicted)
 

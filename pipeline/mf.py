@@ -197,11 +197,14 @@ class BiasedMF:
         """Unclipped predictions for external ids (unknown users/items fall back to biases)."""
         return self.estimate(_lookup(self.user_ids_, user_ids), _lookup(self.item_ids_, item_ids))
 
-    def fold_in(self, ratings: pd.DataFrame) -> tuple[np.ndarray, float]:
+    def fold_in(self, ratings: pd.DataFrame, min_weight: int = 0) -> tuple[np.ndarray, float]:
         """A new user's ``(factors, bias)`` from ``movieId, rating`` rows, items held fixed.
 
-        Solves the same weighted-lambda ridge system as a user half-step, exactly. Movies unknown
-        to the model are ignored; no known movie gives the zero vector and zero bias.
+        Solves the same weighted-lambda ridge system as a user half-step, exactly, with the
+        penalty weighted by ``max(n, min_weight)`` ratings: ``min_weight`` > 0 keeps a user with
+        only a handful of ratings near the average (at ``n`` = 1 or 2 the exact half-step fits
+        them almost perfectly and predicts extremes for everything else). Movies unknown to the
+        model are ignored; no known movie gives the zero vector and zero bias.
         """
         k = self.config.factors
         idx = _lookup(self.item_ids_, ratings["movieId"].to_numpy(np.int64))
@@ -210,7 +213,7 @@ class BiasedMF:
             return np.zeros(k, np.float32), 0.0
         d = np.hstack([self.item_factors_[idx[known]], np.ones((known.sum(), 1), np.float32)]).astype(np.float64)
         y = ratings["rating"].to_numpy(np.float64)[known] - self.global_mean_ - self.item_bias_[idx[known]]
-        a = d.T @ d + self.config.regularization * known.sum() * np.eye(k + 1)
+        a = d.T @ d + self.config.regularization * max(int(known.sum()), min_weight) * np.eye(k + 1)
         x = np.linalg.solve(a, d.T @ y)
         return x[:k].astype(np.float32), float(x[k])
 
