@@ -1,0 +1,107 @@
+"""``benchmarks.live_latency`` on a tiny store, to keep the script from rotting: the sessions
+in-process (WSGI) and over HTTP (gunicorn, server times from the access log), the in-process
+re-score timings and the cold start, and the printed tables. No assertion on timings."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from pipeline_sample import write_sample
+
+from api.settings import Settings
+from benchmarks import live_latency as L
+from benchmarks.api_load import gunicorn
+from pipeline.config import PipelineConfig
+from pipeline.run import run
+from pipeline.runtime import DaskConfig, dask_client
+from pipeline.store import Store, new_version
+
+
+@pytest.fixture(scope="module")
+def served(mongo_client, mongo_url, tmp_path_factory):
+    name = f"test_bench_live_{uuid.uuid4().hex[:8]}"
+    db = mongo_client.get_database(name)
+    tmp = tmp_path_factory.mktemp("bench-live")
+    config = PipelineConfig(dataset=str(write_sample(tmp / "ml-sample", max_user=40)), run_dir=str(tmp / "runs"),
+                            evaluate=False, dask=DaskConfig(n_workers=1))
+    with dask_client(config.dask):
+        run(config, Store(db), new_version())
+    settings = Settings(mongodb_url=mongo_url, database=name)
+    facts = L.read_facts(settings)
+    yield {"settings": settings, "facts": facts, "tmp": tmp, "url": mongo_url, "name": name}
+    mongo_client.drop_database(name)
+
+
+def _steps(rec: L.Recorder) -> dict[tuple[str, str], int]:
+    out: dict[tuple[str, str], int] = {}
+    for s in rec.samples:
+        out[(s.group, s.step)] = out.get((s.group, s.step), 0) + 1
+    return out
+
+
+def test_sessions_in_process_rescore_and_cold_start(served, capsys):
+    settings, facts = served["settings"], served["facts"]
+    assert facts.genres and facts.popular and len(facts.users) == 40
+    assert not any(g.startswith("(") for g in facts.genres)
+    plan = L.Plan(facts.genres, facts.popular, n=5, events=2)
+    sized = L.pick_sized(facts.users, [20, 200], per_size=1)
+    assert len(sized) == 2 and all(len(us) == 1 for us in sized.values())
+    dataset = [u for u in facts.users if all(u not in us for us in sized.values())][:2]
+    tokens = L.issue_tokens(settings, dataset)
+    app = L.wsgi_app(settings)
+    try:
+        rec = L.run_sessions(lambda: L.WSGICaller(app), plan, 2,
+                             [(L.size_group(facts.users[u]), u, tokens[u]) for u in dataset], seed=0)
+    finally:
+        app.config["movietime.store"].close()
+    assert not rec.errors, rec.errors
+    assert not rec.violations, rec.violations
+    steps = _steps(rec)
+    assert steps[(L.NEW_USERS, L.ONBOARD)] == 2 and steps[(L.NEW_USERS, L.FIRST_GET)] == 2
+    assert steps[(L.NEW_USERS, L.RESCORE_GET)] == 4 and steps[(L.NEW_USERS, L.REPEAT_GET)] == 4
+    dataset_rescores = sum(n for (g, step), n in steps.items() if g != L.NEW_USERS and step == L.RESCORE_GET)
+    assert dataset_rescores == 4
+    assert rec.checks["every movie rated or reacted to is gone from the next list"] == [8, 0]
+    assert all(s.server_ms is not None for s in rec.samples)  # in-process: server = wall
+    assert set(dataset) <= rec.touched and len(rec.touched) == 4
+
+    inproc = L.rescore_in_process(settings, plan, sized, new_users=1, repeats=3, seed=0)
+    steps = _steps(inproc)
+    for group in [*sized, L.NEW_USERS]:
+        for step in (L.READ_USER, L.COMPUTE, L.LIVE_ITEMS):
+            assert steps[(group, step)] == 3
+    assert not inproc.violations
+
+    cold = L.cold_start(settings, dataset[0], repeats=1)
+    assert all(len(v) == 1 for v in cold.values())
+
+    L.print_table("sessions", rec)
+    L.print_table("in-process", inproc, server=False, steps=(L.READ_USER, L.COMPUTE, L.LIVE_ITEMS))
+    L.print_checks(rec)
+    lines = L.target_lines("in-process WSGI", rec)
+    out = capsys.readouterr().out
+    assert f"| {L.NEW_USERS} | {L.ONBOARD} | 2 |" in out
+    assert f"| {L.NEW_USERS} | {L.LIVE_ITEMS} | 3 |" in out
+    assert any(L.NEW_USERS in line for line in lines)
+
+
+def test_http_sessions_get_server_times_from_the_access_log(served):
+    settings, facts, tmp = served["settings"], served["facts"], served["tmp"]
+    plan = L.Plan(facts.genres, facts.popular, n=5, events=1)
+    user = sorted(facts.users)[-1]
+    tokens = L.issue_tokens(settings, [user])
+    access_log = tmp / "access.log"
+    srv = L.server_config(1, "gthread", 2, access_log, env={"MOVIETIME_DATABASE": served["name"]})
+    with gunicorn(srv, served["url"], f"/user/{user}/recommendation?n=5", tmp / "gunicorn.log") as (port, _):
+        warm, firsts = L.warm_workers(port, plan, 1, access_log, seed=0)
+        assert not warm.errors and len(firsts) == 1
+        seq = iter(range(100))
+        rec = L.run_sessions(lambda: L.HTTPCaller(port, f"t.{next(seq)}"), plan, 1,
+                             [(L.size_group(facts.users[user]), user, tokens[user])], seed=0)
+    times, lines = L.read_access_log(access_log)
+    rec.fill_server_times(times)
+    assert not rec.errors and not rec.violations
+    assert rec.requests == (2 + 3) + (1 + 3)  # onboard, first GET, a cycle (write, 2 GETs); precomputed GET, a cycle
+    assert all(s.server_ms is not None and s.server_ms <= s.wall_ms for s in rec.samples)
+    assert any(rid == "-" for rid, *_ in lines)  # the probe, without X-Bench-Id
