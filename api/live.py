@@ -60,13 +60,17 @@ def record(store: ServingStore, user_id: int, event: Mapping[str, Any]) -> int:
         field, value = f"feedback.{mid}", event["type"]
     else:
         raise ValueError(f"unknown event type {event['type']!r}")
-    doc = store.online(schema.PROFILES).find_one_and_update(
+    profiles = store.online(schema.PROFILES)
+    profiles.update_one(
         {"_id": int(user_id)},
         {"$push": {"events": dict(event)}, "$inc": {"rev": 1},
          "$set": {field: value, "updated_at": event["at"]}, "$setOnInsert": {"created_at": event["at"]}},
-        projection={"rev": 1}, upsert=True, return_document=ReturnDocument.AFTER,
+        upsert=True,
     )
-    return int(doc["rev"])
+    # update_one then a read, not find_one_and_update: SecantusDB's findAndModify slows with the
+    # collection's size (18 ms at 3,000 profiles, 106 ms at 10,000; update_one stays at ~3 ms).
+    # The rev read back is this event's or a later one's.
+    return int((profiles.find_one({"_id": int(user_id)}, {"rev": 1}) or {}).get("rev") or 0)
 
 
 def allocate_user_id(store: ServingStore) -> int:
@@ -128,9 +132,16 @@ def assign_cluster(store: ServingStore, pointer: Mapping, ratings: Mapping[int, 
     return int(ClusterAssigner.from_dict(assigner).assign(profile)[0])
 
 
-def signals(base: Mapping | None, profile: Mapping | None) -> UserSignals:
-    ratings = {int(r["movieId"]): float(r["rating"]) for r in (base or {}).get("ratings") or ()
-               if isinstance(r, Mapping) and "movieId" in r and "rating" in r}
+def training_ratings(user: Mapping | None) -> tuple[np.ndarray, np.ndarray]:
+    """A served user document's ratings as (movieIds, ratings) arrays, newest first (compact:
+    what the cache keeps)."""
+    rows = [(int(r["movieId"]), float(r["rating"])) for r in (user or {}).get("ratings") or ()
+            if isinstance(r, Mapping) and "movieId" in r and "rating" in r]
+    return np.array([m for m, _ in rows], np.int64), np.array([v for _, v in rows], np.float32)
+
+
+def signals(base: tuple[np.ndarray, np.ndarray], profile: Mapping | None) -> UserSignals:
+    ratings = dict(zip(base[0].tolist(), base[1].tolist()))
     liked, disliked, hidden = set(), set(), set()
     genres: tuple[str, ...] = ()
     boost: dict[int, float] = {}
@@ -156,14 +167,13 @@ def signals(base: Mapping | None, profile: Mapping | None) -> UserSignals:
     return UserSignals(ratings, liked, disliked, hidden, genres, boost)
 
 
-def _reason_seeds(base: Mapping | None, sig: UserSignals, profile: Mapping | None) -> list[int]:
+def _reason_seeds(base: tuple[np.ndarray, np.ndarray], sig: UserSignals, profile: Mapping | None) -> list[int]:
     """Movies that can be "because you liked" seeds: live likes and high ratings first, then the
     most recent high training ratings."""
     live_keys = set((profile or {}).get("ratings") or {})
     seeds = [m for m, s in (sig.boost_sources or {}).items() if s > 0]
-    seeds += [int(r["movieId"]) for r in (base or {}).get("ratings") or ()
-              if str(r.get("movieId")) not in live_keys and float(r.get("rating") or 0) >= REASON_MIN_RATING
-              ][:RECENT_SEEDS]  # stored newest first
+    seeds += [m for m, r in zip(base[0].tolist(), base[1].tolist())
+              if str(m) not in live_keys and r >= REASON_MIN_RATING][:RECENT_SEEDS]  # newest first
     return list(dict.fromkeys(seeds))
 
 
@@ -174,7 +184,9 @@ def live_list(store: ServingStore, pointer: Mapping, user_id: int, profile: Mapp
     """The user's re-scored top ``LIST_LENGTH`` and a reason per item (cached per rev)."""
 
     def compute():
-        base = store.user(pointer, user_id, ("ratings",))
+        # training ratings never change within a version: read once per user, version and process
+        base = store.cached(pointer, ("ratings", user_id),
+                            lambda: training_ratings(store.user(pointer, user_id, ("ratings",))))
         sig = signals(base, profile)
         model = store.live_model(pointer)
         seeds = _reason_seeds(base, sig, profile)
