@@ -62,6 +62,7 @@ def create_app(settings: Settings, db_factory: Callable[[], Database] | None = N
 
     def before_request() -> None:
         bottle.request.environ[_T0] = time.perf_counter()
+        _require_utf8_path(bottle.request.environ)
         if bottle.request.method == "OPTIONS" and bottle.request.headers.get("Access-Control-Request-Method"):
             raise _preflight(app, settings, bottle.request)
 
@@ -159,6 +160,17 @@ def _run(endpoint: Endpoint, store: ServingStore, app_info: dict, params: dict) 
         if fresh["version"] == ctx.pointer["version"]:
             raise
         return endpoint.handler(Context(store, app_info, fresh), **params)
+
+
+def _require_utf8_path(environ: dict) -> None:
+    """A 400 for a path that is not UTF-8 (Bottle drops the bad bytes: /user/1%FF/rated would
+    be user 1's)."""
+    raw = environ.get("bottle.raw_path", "")
+    try:
+        raw.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        body = encode_json(error_body("bad_request", "the path is not valid UTF-8"))
+        raise bottle.HTTPResponse(body, status=400, headers={"Content-Type": JSON_TYPE}) from None
 
 
 def _preflight(app: bottle.Bottle, settings: Settings, request: bottle.LocalRequest) -> bottle.HTTPResponse:

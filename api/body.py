@@ -8,20 +8,26 @@ declaration that also produces the OpenAPI ``requestBody`` schema.
   store as an operator or a field path.
 * Every field is typed: an object or array where a number or string is expected is a 400 (so
   ``{"movieId": {"$gt": 0}}`` fails as "must be an integer"); unknown fields are a 400; values
-  out of range are rejected, not clamped.
+  out of range are rejected, not clamped. An integral number (``5.0``) is an integer, as in JSON
+  Schema. Strings with an unpaired surrogate escape (``"\\ud800"``: no UTF-8 form) and integers
+  of more than ``MAX_INT_DIGITS`` digits are a 400.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from api.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from api.params import text_pattern
 
 DEFAULT_MAX_BYTES = 64 * 1024
+_SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_INT_DIGITS = 100  # longer integers in a body are a 400 (int64 needs 19 digits)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +55,8 @@ class IntField(Field):
     maximum: int = 2**63 - 1
 
     def check(self, value: Any, where: str) -> int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # JSON Schema's integer: 5.0 is the integer 5
         if isinstance(value, bool) or not isinstance(value, int):
             raise BadRequest(f"{where} must be an integer, got {_kind(value)}")
         if not self.minimum <= value <= self.maximum:
@@ -90,6 +98,8 @@ class StringField(Field):
     def check(self, value: Any, where: str) -> str:
         if not isinstance(value, str):
             raise BadRequest(f"{where} must be a string, got {_kind(value)}")
+        if _SURROGATE.search(value):  # a lone "\ud800" escape: no UTF-8 form, so unstorable
+            raise BadRequest(f"{where} must be Unicode text; it has an unpaired surrogate escape")
         text = value.strip()
         if self.choices:
             for choice in self.choices:
@@ -105,7 +115,8 @@ class StringField(Field):
     def json_schema(self) -> dict[str, Any]:
         if self.choices:
             return {"type": "string", "enum": list(self.choices)}
-        return {"type": "string", "minLength": self.min_length, "maxLength": self.max_length}
+        return {"type": "string", "minLength": self.min_length, "maxLength": self.max_length,
+                "pattern": text_pattern(self.min_length)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -187,26 +198,35 @@ def read_json(environ: Mapping[str, Any], max_bytes: int = DEFAULT_MAX_BYTES) ->
         raise UnsupportedMediaType(f"the body must be JSON (Content-Type: application/json), got {_show(ctype)}")
     raw_length = str(environ.get("CONTENT_LENGTH") or "").strip()
     if raw_length:
-        if not raw_length.isdigit():
+        if not (raw_length.isascii() and raw_length.isdigit()):  # (isdigit alone takes "²")
             raise BadRequest("the Content-Length header is not a number")
-        if int(raw_length) > max_bytes:
-            raise PayloadTooLarge(f"the body is {int(raw_length)} bytes; the limit is {max_bytes}")
-        data = environ["wsgi.input"].read(int(raw_length))
+        digits = raw_length.lstrip("0") or "0"
+        if len(digits) > 18 or int(digits) > max_bytes:  # (int() refuses over 4,300 digits)
+            size = digits if len(digits) <= 18 else "over 10^18"
+            raise PayloadTooLarge(f"the body is {size} bytes; the limit is {max_bytes}")
+        data = _read(environ, int(digits))
     else:  # chunked or unknown length: read at most one byte past the limit
-        data = environ["wsgi.input"].read(max_bytes + 1)
+        data = _read(environ, max_bytes + 1)
         if len(data) > max_bytes:
             raise PayloadTooLarge(f"the body is larger than the limit of {max_bytes} bytes")
     if not data.strip():
         raise BadRequest("the request body is empty; send a JSON object")
     try:
         text = data.decode("utf-8")
-        return json.loads(text, object_pairs_hook=_object, parse_constant=_constant)
+        return json.loads(text, object_pairs_hook=_object, parse_constant=_constant, parse_int=_integer)
     except UnicodeDecodeError:
         raise BadRequest("the body is not valid UTF-8") from None
     except RecursionError:
         raise BadRequest("the JSON body is nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+def _read(environ: Mapping[str, Any], size: int) -> bytes:
+    try:
+        return environ["wsgi.input"].read(size)
+    except Exception as exc:  # the server could not read it (bad chunked framing, a client gone)
+        raise BadRequest(f"the request body could not be read ({type(exc).__name__})") from None
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -222,6 +242,13 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _constant(name: str) -> Any:
     raise BadRequest(f"{name} is not a JSON number")
+
+
+def _integer(digits: str) -> int:
+    # int() refuses more than 4,300 digits with a ValueError (a 500 if it got through)
+    if len(digits) > MAX_INT_DIGITS:
+        raise BadRequest(f"a number in the body has {len(digits)} digits; the limit is {MAX_INT_DIGITS}")
+    return int(digits)
 
 
 def _kind(value: Any) -> str:

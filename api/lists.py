@@ -67,6 +67,9 @@ class ProseField(StringField):
         super().check(text.replace("\n", " ").replace("\t", " "), where)  # same length, same strip
         return text.strip()
 
+    def json_schema(self) -> dict[str, Any]:  # no control characters but tabs and line breaks
+        return {**super().json_schema(), "pattern": r"^(?:[^\x00-\x08\x0b-\x1f]|\r\n)*$"}
+
 
 SLUG = SlugParam(name="slug", where="path", description="the list's slug, from POST /lists")
 

@@ -70,7 +70,7 @@ def build_spec(endpoints: Sequence[Endpoint], version: str = "1.0.0") -> dict[st
 
 def _operation(ep: Endpoint) -> dict[str, Any]:
     responses: dict[str, Any] = {str(ep.status): _ok(ep)}
-    implied = set()
+    implied = {400}  # every operation rejects unknown, repeated or malformed query parameters
     if ep.body is not None:
         implied |= {400, 413, 415}
     if ep.auth != "none":

@@ -18,6 +18,17 @@ from api.errors import BadRequest
 INT64_MAX = 2**63 - 1
 _DIGITS = re.compile(r"[0-9]{1,19}")
 MAX_QUERY_FIELDS = 20
+#: What ``str.strip()`` removes (the characters of ``str.isspace``), as a regex class body.
+_BLANK = r"\x09-\x0d\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+def text_pattern(min_length: int) -> str:
+    """The JSON Schema ``pattern`` of one line of text as ``TextParam`` and the body's string
+    fields accept it: no control character (below U+0020) anywhere and, when it may not be
+    empty, a character that trimming keeps (so "   " is not a valid value)."""
+    if min_length < 1:
+        return r"^[^\x00-\x1f]*$"
+    return rf"^[^\x00-\x1f]*[^\x00-\x1f{_BLANK}][^\x00-\x1f]*$"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,7 +114,8 @@ class TextParam(Param):
         return value
 
     def json_schema(self) -> dict[str, Any]:
-        return {"type": "string", "minLength": self.min_length, "maxLength": self.max_length}
+        return {"type": "string", "minLength": self.min_length, "maxLength": self.max_length,
+                "pattern": text_pattern(self.min_length)}
 
 
 def user_id(description: str = "MovieLens userId (a positive integer)") -> IntParam:
