@@ -248,8 +248,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return handlers[args.command](args)
-    except DatasetError as exc:
+    except DatasetError as exc:  # input refused (unreadable, no valid rows) or not found: before any load
         print(f"error: {exc}", file=sys.stderr)
+        if args.command == "run":
+            print("error: the input was refused before loading: the store was not changed and keeps serving "
+                  "its current version", file=sys.stderr)
         return 2
 
 

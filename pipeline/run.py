@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from pipeline import documents as D
@@ -100,7 +99,7 @@ def run(config: PipelineConfig, store, version: str, steps: Steps | None = None)
         config = config.for_size(n_ratings)
         log.info("%s ratings: large-data profile (%d stacking folds, top-N over <= %d movies)",
                  f"{n_ratings:,}", config.rating.stack_folds, config.topn.max_items)
-    report: dict = {"dataset": config.dataset, "split": vars(config.split)}
+    report: dict = {"dataset": config.dataset, "split": vars(config.split), "data_quality": data.quality}
     rows = None
     if config.evaluate:
         holdout, rows = evaluate_holdout(data, config, steps)
@@ -162,7 +161,8 @@ def load_store(store, version, config, data, metadata, models, clusters, report,
             staging.publish({
                 "created_at": datetime.now(UTC), "dataset": {
                     "name": config.dataset, "n_ratings": int(models.matrix.nnz),
-                    "n_users": int(len(models.matrix.user_ids)), "n_movies": int(len(cat))},
+                    "n_users": int(len(models.matrix.user_ids)), "n_movies": int(len(cat)),
+                    "quality": report.get("data_quality")},
                 "data_fingerprint": fingerprint(data), "params": config.params(), "metrics": metrics,
                 "artifacts": model_artifacts(models, clusters), "timings": dict(steps.timings),
             })
