@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pymongo
-import pytest
 import webtest
 from conftest import free_port
 from test_api_faults import publish, restart
@@ -116,6 +115,7 @@ def test_store_killed_under_traffic_503_then_recovers_and_loses_nothing(secantus
         killed_at = time.monotonic()
         server.kill()  # SIGKILL, mid-traffic
         time.sleep(3.0)
+        restarting_at = time.monotonic()  # from here a waiting request may reach the new server
         restarted = restart(server)
         back_at = time.monotonic()
         time.sleep(7.0)
@@ -136,8 +136,9 @@ def test_store_killed_under_traffic_503_then_recovers_and_loses_nothing(secantus
         statuses = {r[2] for r in records}
         assert statuses <= {200, 503}, (statuses, log_path.read_text()[-2000:])  # never a 500, never a reset
         assert all(r[3] == JSON for r in records)
-        down = [r for r in records if killed_at + 0.2 < r[0] and r[0] + r[1] < back_at]  # started and ended down
-        assert down and all(r[2] == 503 and json.loads(r[4])["error"]["code"] == "store_unavailable" for r in down)
+        down = [r for r in records if killed_at + 0.2 < r[0] and r[0] + r[1] < restarting_at]  # started and ended down
+        odd = [r for r in down if r[2] != 503 or json.loads(r[4])["error"]["code"] != "store_unavailable"]
+        assert down and not odd, odd[:5]
         waits = sorted(r[1] for r in down)
         assert waits[len(waits) // 2] < 0.1, f"503s must come at once: median {waits[len(waits) // 2]:.2f} s"
         assert waits[-1] < 2.0, f"the slowest 503 took {waits[-1]:.2f} s"
