@@ -10,7 +10,7 @@ from pymongo.errors import PyMongoError
 
 from api import docs_page
 from api.endpoint import Context, Endpoint, Reply
-from api.errors import BadRequest, NotFound, NotReady, StoreUnavailable
+from api.errors import NotFound, NotReady, StoreUnavailable
 from api.lists import ENDPOINTS as LIST_ENDPOINTS
 from api.metrics import CONTENT_TYPE as METRICS_TYPE
 from api.params import ChoiceParam, IntParam, TextParam, cluster_id, movie_id, page_params, user_id

@@ -25,3 +25,17 @@ def write_sample(out: Path, max_user: int = 80, extra_movies: int = 40) -> Path:
     tags[tags.movieId.isin(keep)].to_csv(out / "tags.csv", index=False)
     (out / "README.txt").write_text("Sample of ml-latest-small for tests; see resources/ml-latest-small/README.txt\n")
     return out
+
+
+def load_sample(db, tmp: Path, max_user: int = 80):
+    """Run the real pipeline (no evaluation, one Dask worker) on a sample into ``db``; returns its
+    ``PipelineConfig`` and the published version."""
+    from pipeline.config import PipelineConfig
+    from pipeline.run import run
+    from pipeline.runtime import DaskConfig, dask_client
+    from pipeline.store import Store, new_version
+
+    config = PipelineConfig(dataset=str(write_sample(tmp / "ml-sample", max_user=max_user)), run_dir=str(tmp / "runs"),
+                            evaluate=False, dask=DaskConfig(n_workers=1))
+    with dask_client(config.dask):
+        return config, run(config, Store(db), new_version()).version

@@ -7,15 +7,11 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from pipeline_sample import write_sample
+from pipeline_sample import load_sample
 
 from api.settings import Settings
 from benchmarks import live_latency as L
 from benchmarks.api_load import gunicorn
-from pipeline.config import PipelineConfig
-from pipeline.run import run
-from pipeline.runtime import DaskConfig, dask_client
-from pipeline.store import Store, new_version
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +19,7 @@ def served(mongo_client, mongo_url, tmp_path_factory):
     name = f"test_bench_live_{uuid.uuid4().hex[:8]}"
     db = mongo_client.get_database(name)
     tmp = tmp_path_factory.mktemp("bench-live")
-    config = PipelineConfig(dataset=str(write_sample(tmp / "ml-sample", max_user=40)), run_dir=str(tmp / "runs"),
-                            evaluate=False, dask=DaskConfig(n_workers=1))
-    with dask_client(config.dask):
-        run(config, Store(db), new_version())
+    load_sample(db, tmp, max_user=40)
     settings = Settings(mongodb_url=mongo_url, database=name)
     facts = L.read_facts(settings)
     yield {"settings": settings, "facts": facts, "tmp": tmp, "url": mongo_url, "name": name}

@@ -10,19 +10,17 @@ import threading
 import uuid
 from pathlib import Path
 
-import pymongo
 import pytest
 import webtest
-from pipeline_sample import write_sample
+from pipeline_sample import load_sample
 
 from api.app import create_app
 from api.auth import issue_token
 from api.live import NEW_USER_BASE
 from api.settings import Settings
 from pipeline import schema
-from pipeline.config import PipelineConfig
 from pipeline.run import run
-from pipeline.runtime import DaskConfig, dask_client
+from pipeline.runtime import dask_client
 from pipeline.store import Store, new_version
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,10 +37,7 @@ def served(mongo_client, mongo_url, tmp_path_factory):
     name = f"test_live_{uuid.uuid4().hex[:8]}"
     db = mongo_client.get_database(name)
     tmp = tmp_path_factory.mktemp("live")
-    config = PipelineConfig(dataset=str(write_sample(tmp / "ml-sample")), run_dir=str(tmp / "runs"),
-                            evaluate=False, dask=DaskConfig(n_workers=1))
-    with dask_client(config.dask):
-        version = run(config, Store(db), new_version()).version
+    config, version = load_sample(db, tmp)
     yield {"db": db, "url": mongo_url, "version": version, "config": config}
     mongo_client.drop_database(name)
 

@@ -11,12 +11,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
-import pymongo
 import pytest
 
 from pipeline import schema
 from pipeline.config import PipelineConfig
-from pipeline.progress import Steps
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
 from pipeline.store import Store, new_version

@@ -30,12 +30,8 @@ from pathlib import Path
 
 import pytest
 from conftest import free_port
-from pipeline_sample import write_sample
+from pipeline_sample import load_sample
 
-from pipeline.config import PipelineConfig
-from pipeline.run import run
-from pipeline.runtime import DaskConfig, dask_client
-from pipeline.store import Store, new_version
 
 REPO = Path(__file__).resolve().parents[1]
 WEB = REPO / "api" / "web"
@@ -105,10 +101,7 @@ def served(mongo_client, mongo_url, tmp_path_factory):
     name = f"test_web_{uuid.uuid4().hex[:8]}"
     db = mongo_client.get_database(name)
     tmp = tmp_path_factory.mktemp("web")
-    config = PipelineConfig(dataset=str(write_sample(tmp / "ml-sample")), run_dir=str(tmp / "runs"),
-                            evaluate=False, dask=DaskConfig(n_workers=1))
-    with dask_client(config.dask):
-        run(config, Store(db), new_version())
+    load_sample(db, tmp)
     yield {"url": mongo_url, "db": name, "tmp": tmp}
     mongo_client.drop_database(name)
 
