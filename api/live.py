@@ -144,10 +144,24 @@ def assign_cluster(store: ServingStore, pointer: Mapping, ratings: Mapping[int, 
 
 def training_ratings(user: Mapping | None) -> tuple[np.ndarray, np.ndarray]:
     """A served user document's ratings as (movieIds, ratings) arrays, newest first (compact:
-    what the cache keeps)."""
+    what the cache keeps). Read from ``ratings_packed`` (two binaries) when the version has it,
+    else from the ``ratings`` subdocuments."""
+    packed = (user or {}).get("ratings_packed")
+    if isinstance(packed, Mapping):
+        return (np.frombuffer(packed["movieId"], "<i4").astype(np.int64),
+                np.frombuffer(packed["rating"], "<f4").astype(np.float32))
     rows = [(int(r["movieId"]), float(r["rating"])) for r in (user or {}).get("ratings") or ()
             if isinstance(r, Mapping) and "movieId" in r and "rating" in r]
     return np.array([m for m, _ in rows], np.int64), np.array([v for _, v in rows], np.float32)
+
+
+def read_training_ratings(store: ServingStore, pointer: Mapping, user_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """The user's training ratings from the served version: the packed arrays alone, or, for a
+    version published before they existed, the ``ratings`` subdocuments."""
+    user = store.user(pointer, user_id, ("ratings_packed",))
+    if user is not None and "ratings_packed" not in user:
+        user = store.user(pointer, user_id, ("ratings.movieId", "ratings.rating"))
+    return training_ratings(user)
 
 
 def signals(base: tuple[np.ndarray, np.ndarray], profile: Mapping | None) -> UserSignals:
@@ -195,8 +209,7 @@ def live_list(store: ServingStore, pointer: Mapping, user_id: int, profile: Mapp
 
     def compute():
         # training ratings never change within a version: read once per user, version and process
-        base = store.cached(pointer, ("ratings", user_id),
-                            lambda: training_ratings(store.user(pointer, user_id, ("ratings",))))
+        base = store.cached(pointer, ("ratings", user_id), lambda: read_training_ratings(store, pointer, user_id))
         sig = signals(base, profile)
         model = store.live_model(pointer)
         seeds = _reason_seeds(base, sig, profile)

@@ -474,7 +474,7 @@ def rescore_in_process(settings, plan: Plan, sized: Mapping[str, list[int]], new
     """``recommend_live`` alone and the API's whole re-score path ``live_items`` (a fresh rev
     each time: always a cache miss), ``repeats`` times per group, in this process. A data-set
     user's profile likes one movie of their precomputed list; a new user's is a questionnaire."""
-    from api.live import NEW_USER_BASE, signals, training_ratings
+    from api.live import NEW_USER_BASE, read_training_ratings, signals
     from api.recommendations import live_items
     from api.store import ServingStore
     from pipeline.live_model import recommend_live
@@ -514,7 +514,7 @@ def rescore_in_process(settings, plan: Plan, sized: Mapping[str, list[int]], new
                 uid, make_profile = users[i % len(users)]
                 profile = make_profile()
                 t0 = time.perf_counter_ns()
-                base = training_ratings(store.user(pointer, uid, ("ratings",)))
+                base = read_training_ratings(store, pointer, uid)
                 ms = (time.perf_counter_ns() - t0) / 1e6
                 rec.add(group, READ_USER, Answer(200, b"", ms, None, ms))
                 sig = signals(base, profile)

@@ -152,6 +152,8 @@ def user_docs(models: FittedModels, labels: pd.Series, clusters: pd.DataFrame, t
                 "stats": {"n_ratings": int(s["n_ratings"]), "mean": round(float(s["mean"]), 4)},
                 "ratings": [{"movieId": int(matrix.item_ids[cols[k]]), "rating": float(vals[k]),
                              "timestamp": int(ts[k]) if ts is not None else 0} for k in order],
+                "ratings_packed": {"movieId": matrix.item_ids[cols[order]].astype("<i4").tobytes(),
+                                   "rating": np.asarray(vals[order], "<f4").tobytes()},
                 "top": top, "model_version": version,
             }
         counter.add(len(u))

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from api.live import training_ratings
 from pipeline import schema
 from pipeline.config import PipelineConfig
 from pipeline.run import run
@@ -95,6 +96,11 @@ def test_user_documents(published, sample):
                 assert t["reason"]["movieId"] in rated and t["reason"]["text"].startswith("Because you liked")
         ts = [r["timestamp"] for r in doc["ratings"]]
         assert ts == sorted(ts, reverse=True)                          # activity, newest first
+        ids, values = training_ratings(doc)                            # the packed copy: same, same order
+        assert ids.tolist() == [r["movieId"] for r in doc["ratings"]]
+        assert values.tolist() == [r["rating"] for r in doc["ratings"]]
+        expected = ratings[ratings.userId == uid].set_index("movieId").rating
+        assert all(expected[m] == v for m, v in zip(ids.tolist(), values.tolist()))
 
 
 def test_movie_and_metadata_documents(published):

@@ -149,6 +149,8 @@ def test_store_killed_under_traffic_503_then_recovers_and_loses_nothing(secantus
         assert recovered[0][0] - back_at < 5.0, f"first success {recovered[0][0] - back_at:.1f} s after the store's return"
         settled = [r for r in records if r[0] > recovered[0][0] + 1.0]
         assert settled and all(r[2] == 200 for r in settled)
+        print(f"\nstore down: {len(down)} answers, all 503 JSON, median {waits[len(waits) // 2] * 1000:.1f} ms, "
+              f"slowest {waits[-1] * 1000:.0f} ms; first 200 {recovered[0][0] - back_at:.2f} s after the store answered")
 
         # every acknowledged feedback event is stored exactly once; nothing unacknowledged is half-applied
         check = pymongo.MongoClient(server.url)
@@ -158,6 +160,7 @@ def test_store_killed_under_traffic_503_then_recovers_and_loses_nothing(secantus
         assert set(traffic.acked) <= set(stored)
         assert profile["rev"] == len(stored)
         assert len(traffic.acked) >= 10
+        print(f"feedback writes acknowledged: {len(traffic.acked)}, stored once each: {len(stored)} events")
         check.close()
         assert token not in log_path.read_text()  # the access log never shows a token
     finally:
