@@ -184,7 +184,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         rating=NUM,
         action={"type": "string", "enum": ["like", "dislike", "not_interested"]},
         event=obj(id=STR, type=STR, at=STR | {"format": "date-time"}),
-        rev=INT | {"description": "the user's profile revision after this event"},
+        rev=INT | {"description": "the user's profile revision after this event: its position in the profile's events (1 = the first)"},
     ),
     "ListCreated": obj(
         slug=STR | {"pattern": "^[A-Za-z0-9_-]{22}$", "description": "128 random bits, URL-safe"},
