@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from api.errors import NotFound
-from api.live import live_list
+from api.live import live_list, read_training_ratings
 from api.store import ServingStore
 from api.views import has_genre, movie_summary
 
@@ -104,8 +104,7 @@ def _precomputed(store, pointer, top, n, genre) -> list[dict]:
 
 
 def _fallback(store, pointer, user_id, cluster_id, n, genre) -> tuple[str, list[dict]]:
-    doc = store.user(pointer, user_id, ("ratings.movieId",)) or {}
-    rated = {int(r["movieId"]) for r in doc.get("ratings") or () if "movieId" in r}
+    rated = set(read_training_ratings(store, pointer, user_id)[0].tolist())
     candidates: list[tuple[int, float | None, dict]] = []  # movieId, score, reason
     from_cluster = 0
     if isinstance(cluster_id, int):
