@@ -214,7 +214,10 @@ def live_list(store: ServingStore, pointer: Mapping, user_id: int, profile: Mapp
         model = store.live_model(pointer)
         seeds = _reason_seeds(base, sig, profile)
         sources = [m for m in sig.boost_sources or {}]
-        neighbors = store.similar_lists(pointer, list(dict.fromkeys(sources + seeds)))
+        wanted = list(dict.fromkeys(sources + seeds))
+        neighbors = model.similar_lists(wanted)  # in memory; versions published before: the store
+        if neighbors is None:
+            neighbors = store.similar_lists(pointer, wanted)
         result = recommend_live(model, sig, LIST_LENGTH, neighbors)
         return result, _reasons(store, pointer, result, seeds, neighbors, sig, model)
 

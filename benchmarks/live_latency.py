@@ -518,7 +518,7 @@ def rescore_in_process(settings, plan: Plan, sized: Mapping[str, list[int]], new
                 ms = (time.perf_counter_ns() - t0) / 1e6
                 rec.add(group, READ_USER, Answer(200, b"", ms, None, ms))
                 sig = signals(base, profile)
-                neighbors = store.similar_lists(pointer, list(sig.boost_sources or {}))
+                neighbors = model.similar_lists(list(sig.boost_sources or {}))
                 t0 = time.perf_counter_ns()
                 recommend_live(model, sig, 50, neighbors)
                 ms = (time.perf_counter_ns() - t0) / 1e6

@@ -46,13 +46,20 @@ class LiveModel:
     genres: tuple[str, ...]  # the genre vocabulary (bit k of a mask is genres[k])
     catalogue_ids: np.ndarray  # int64, sorted: every movie of the catalogue
     catalogue_genres: np.ndarray  # uint32 genre bit masks, per catalogue movie
+    # The stored similar-movie lists (the movie documents' ``similar``) as CSR rows over
+    # ``catalogue_ids``: the "because you liked" reasons of a re-score look them up in memory.
+    similar_indptr: np.ndarray | None = None  # int64, len(catalogue_ids) + 1
+    similar_ids: np.ndarray | None = None  # int64 movie ids
+    similar_scores: np.ndarray | None = None  # float32
 
     # --- building -------------------------------------------------------------------------------
 
     @classmethod
     def build(cls, topn: TopNRecommender, mf: BiasedMF, movie_ids: np.ndarray, genres: Iterable[str],
-              catalogue: Mapping[int, Iterable[str]], keep: int = 200) -> "LiveModel":
-        """From fitted models. ``catalogue`` maps every movieId to its genre names."""
+              catalogue: Mapping[int, Iterable[str]], keep: int = 200,
+              similar: Mapping[int, Iterable[tuple[int, float]]] | None = None) -> "LiveModel":
+        """From fitted models. ``catalogue`` maps every movieId to its genre names; ``similar``
+        maps movieIds to their stored similar lists ``[(movieId, score), ...]``."""
         genres = tuple(genres)
         if len(genres) > 32:
             raise ValueError("at most 32 genres fit the genre bit masks")
@@ -65,7 +72,13 @@ class LiveModel:
         ids = np.array(sorted(int(m) for m in catalogue), dtype=np.int64)
         bit = {g: 1 << k for k, g in enumerate(genres)}
         masks = np.array([sum(bit.get(g, 0) for g in set(catalogue[int(m)])) for m in ids], dtype=np.uint32)
-        return cls(np.asarray(movie_ids, np.int64), slim, item_side, genres, ids, masks)
+        indptr = sim_ids = sim_scores = None
+        if similar is not None:
+            rows = [list(similar.get(int(m)) or ()) for m in ids]
+            indptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
+            sim_ids = np.array([int(m) for r in rows for m, _ in r], np.int64)
+            sim_scores = np.array([round(float(sc), 4) for r in rows for _, sc in r], np.float32)  # as stored
+        return cls(np.asarray(movie_ids, np.int64), slim, item_side, genres, ids, masks, indptr, sim_ids, sim_scores)
 
     # --- use ------------------------------------------------------------------------------------
 
@@ -81,6 +94,22 @@ class LiveModel:
     def genre_mask(self, names: Iterable[str]) -> int:
         wanted = set(names)
         return sum(1 << k for k, g in enumerate(self.genres) if g in wanted)
+
+    def similar_lists(self, movie_ids: Iterable[int]) -> dict[int, tuple] | None:
+        """Each movie's stored similar movies as ``((movieId, score), ...)``, as
+        ``api.store.ServingStore.similar_lists`` reads them; None when this model has none."""
+        if self.similar_indptr is None:
+            return None
+        ids = list(dict.fromkeys(int(m) for m in movie_ids))
+        pos = _lookup(self.catalogue_ids, ids)
+        out = {}
+        for m, p in zip(ids, pos.tolist()):
+            if p < 0:
+                out[m] = ()
+                continue
+            lo, hi = int(self.similar_indptr[p]), int(self.similar_indptr[p + 1])
+            out[m] = tuple(zip(self.similar_ids[lo:hi].tolist(), self.similar_scores[lo:hi].tolist()))
+        return out
 
     def model_movie_ids(self) -> np.ndarray:
         """Movie ids of the top-N model's items, in the order of its affinity vectors."""
@@ -98,6 +127,9 @@ class LiveModel:
             "mf.item_ids": self.mf.item_ids_, "mf.item_factors": self.mf.item_factors_,
             "mf.item_bias": self.mf.item_bias_,
         }
+        if self.similar_indptr is not None:
+            out |= {"similar.indptr": self.similar_indptr, "similar.ids": self.similar_ids,
+                    "similar.scores": self.similar_scores}
         for k, b in enumerate(t.weights_):
             out[f"topn.w{k}.indptr"] = b.indptr
             out[f"topn.w{k}.indices"] = b.indices
@@ -164,7 +196,8 @@ class LiveModel:
         mf.item_factors_ = arrays["mf.item_factors"]
         mf.item_bias_ = arrays["mf.item_bias"]
         return cls(arrays["movie_ids"], topn, mf, tuple(meta["genres"]), arrays["catalogue_ids"],
-                   arrays["catalogue_genres"])
+                   arrays["catalogue_genres"], arrays.get("similar.indptr"), arrays.get("similar.ids"),
+                   arrays.get("similar.scores"))
 
 
 # --- request-time scoring ------------------------------------------------------------------------

@@ -153,7 +153,8 @@ def load_store(store, version, config, data, metadata, models, clusters, report,
                                           similar=similar))
         with steps.step("store: live model"):
             live = LiveModel.build(models.topn, models.rating.mf_, models.matrix.item_ids, models.features.genres,
-                                   dict(zip(cat.index.astype(int), cat["genres"])), keep=config.live_neighbors)
+                                   dict(zip(cat.index.astype(int), cat["genres"])), keep=config.live_neighbors,
+                                   similar=similar)
             result.counts[schema.LIVE_MODEL] = staging.insert(schema.LIVE_MODEL, live.to_docs())
         with steps.step("store: indexes + publish"):
             staging.ensure_indexes()

@@ -53,6 +53,20 @@ def test_store_round_trip_gives_the_same_lists(model):
     assert a.movie_ids.tolist() == b.movie_ids.tolist()
     np.testing.assert_allclose(a.predicted, b.predicted)
     assert again.genre_masks([41, 99]).tolist() == [4, 0]
+    assert model.similar_lists([1]) is None and again.similar_lists([1]) is None  # built without lists
+
+
+def test_similar_lists_are_kept_and_survive_the_store(model):
+    similar = {1: [(2, 0.91234), (3, 0.5)], 20: [(19, 0.25)], 41: []}
+    built = LiveModel.build(model.topn, model.mf, model.movie_ids, GENRES,
+                            dict(zip(model.catalogue_ids.tolist(), [["Drama"]] * len(model.catalogue_ids))),
+                            similar=similar)
+    again = LiveModel.from_docs(list(built.to_docs()))
+    for m in (built, again):
+        lists = m.similar_lists([1, 20, 41, 2, 99, 1])
+        assert list(lists) == [1, 20, 41, 2, 99]
+        assert [x for x, _ in lists[1]] == [2, 3] and lists[1][0][1] == pytest.approx(0.9123, abs=1e-6)
+        assert lists[20] == ((19, 0.25),) and lists[41] == lists[2] == lists[99] == ()
 
 
 def test_from_docs_refuses_incomplete_models(model):

@@ -15,6 +15,7 @@ import pytest
 
 from api.live import training_ratings
 from pipeline import schema
+from pipeline.live_model import LiveModel
 from pipeline.config import PipelineConfig
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
@@ -116,6 +117,13 @@ def test_movie_and_metadata_documents(published):
     assert "pixar" in " ".join(meta["tags"]).lower() or meta["keywords"]
     bare = store.collection(schema.METADATA).find_one({"source": "movielens"})
     assert bare is not None and bare["title"]                         # movies without TMDB rows still load
+    # the live model carries the same similar lists, for request-time reasons without store reads
+    live = LiveModel.from_docs(store.collection(schema.LIVE_MODEL).find({}))
+    docs = list(store.collection(schema.MOVIES).find({"_id": {"$in": [1, 2, 260, 2571]}}, {"similar": 1}))
+    lists = live.similar_lists([d["_id"] for d in docs])
+    for d in docs:
+        assert [m for m, _ in lists[d["_id"]]] == [e["movieId"] for e in d["similar"]]
+        assert [sc for _, sc in lists[d["_id"]]] == pytest.approx([e["score"] for e in d["similar"]], abs=1e-6)
 
 
 def test_served_collections_have_their_indexes(published):
