@@ -96,5 +96,8 @@ def test_http_sessions_get_server_times_from_the_access_log(served):
     rec.fill_server_times(times)
     assert not rec.errors and not rec.violations
     assert rec.requests == (2 + 3) + (1 + 3)  # onboard, first GET, a cycle (write, 2 GETs); precomputed GET, a cycle
-    assert all(s.server_ms is not None and s.server_ms <= s.wall_ms for s in rec.samples)
+    # gunicorn's %(D)s ends after the response is closed (wall clock), the client's timer at the last
+    # byte: the server's figure may run a little past the client's, never by much
+    assert all(s.server_ms is not None and s.server_ms <= s.wall_ms + 5.0 for s in rec.samples), \
+        [(s.server_ms, s.wall_ms) for s in rec.samples if s.server_ms is None or s.server_ms > s.wall_ms]
     assert any(rid == "-" for rid, *_ in lines)  # the probe, without X-Bench-Id
