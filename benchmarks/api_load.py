@@ -43,6 +43,7 @@ import tempfile
 import threading
 import time
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -394,27 +395,22 @@ def gunicorn(server: ServerConfig, mongodb_url: str, probe_path: str, log_path: 
                 proc.wait()
 
 
-def run_load(port: int, user_ids: np.ndarray, cfg: LoadConfig, watch: dict[str, list[int]]) -> tuple:
-    """Drive the server on ``port``; returns (latencies ms, errors, samples, connects, window s,
-    CPU seconds per component of ``watch`` plus "load generator")."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    procs_n = max(1, min(cfg.procs, cfg.clients))
-    per_proc = [cfg.clients // procs_n + (i < cfg.clients % procs_n) for i in range(procs_n)]
-    quota = max(1, -(-cfg.max_requests // cfg.clients))
-    spawn_allowance = 3.0  # spawn-started processes import numpy before they can send anything
-    begin_at = time.perf_counter() + spawn_allowance
-    start_at = begin_at + cfg.warmup_s
-    stop_at = start_at + cfg.seconds
-    window = Window(begin_at, start_at, stop_at)
-    procs, first = [], 0
-    for k in per_proc:
-        p = ctx.Process(target=client_process, daemon=True,
-                        args=("127.0.0.1", port, user_ids, cfg, first, k, window, quota, queue))
+def spawn_clients(ctx, target: Callable, clients: int, procs: int, args: Callable[[int, int], tuple]) -> list:
+    """Start ``target`` in ``procs`` processes (at most one per client) sharing ``clients``
+    connections; ``args(first, k)`` gives the arguments of the process with clients first..first+k-1."""
+    n = max(1, min(procs, clients))
+    started, first = [], 0
+    for k in (clients // n + (i < clients % n) for i in range(n)):
+        p = ctx.Process(target=target, daemon=True, args=args(first, k))
         p.start()
-        procs.append(p)
+        started.append(p)
         first += k
-    client_pids = [p.pid for p in procs]
+    return started
+
+
+def window_cpu(watch: dict[str, list[int]], client_pids: list[int], window: Window) -> dict[str, float]:
+    """Sleeps through the measured ``window``; CPU seconds of each ``watch`` component, of the load
+    generator (``client_pids``) and of every other process on the machine over it."""
 
     def sample() -> dict:
         out = {name: tree_cpu(pids) for name, pids in watch.items()}
@@ -423,13 +419,30 @@ def run_load(port: int, user_ids: np.ndarray, cfg: LoadConfig, watch: dict[str, 
         out["machine"] = sum(t) - t.idle - getattr(t, "iowait", 0.0)
         return out
 
-    time.sleep(max(0.0, start_at - time.perf_counter()))
+    time.sleep(max(0.0, window.start_at - time.perf_counter()))
     before = sample()
-    time.sleep(max(0.0, stop_at - time.perf_counter()))
+    time.sleep(max(0.0, window.stop_at - time.perf_counter()))
     after = sample()
     cpu = {name: after[name] - before[name] for name in before}
     machine = cpu.pop("machine")
     cpu["other processes"] = max(0.0, machine - sum(cpu.values()))
+    return cpu
+
+
+def run_load(port: int, user_ids: np.ndarray, cfg: LoadConfig, watch: dict[str, list[int]]) -> tuple:
+    """Drive the server on ``port``; returns (latencies ms, errors, samples, connects, window s,
+    CPU seconds per component of ``watch`` plus "load generator")."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    quota = max(1, -(-cfg.max_requests // cfg.clients))
+    spawn_allowance = 3.0  # spawn-started processes import numpy before they can send anything
+    begin_at = time.perf_counter() + spawn_allowance
+    start_at = begin_at + cfg.warmup_s
+    stop_at = start_at + cfg.seconds
+    window = Window(begin_at, start_at, stop_at)
+    procs = spawn_clients(ctx, client_process, cfg.clients, cfg.procs,
+                          lambda first, k: ("127.0.0.1", port, user_ids, cfg, first, k, window, quota, queue))
+    cpu = window_cpu(watch, [p.pid for p in procs], window)
     collected = []
     deadline = stop_at + cfg.timeout_s + 10
     while len(collected) < len(procs) and time.perf_counter() < deadline:

@@ -504,10 +504,8 @@ def rescore_in_process(settings, plan: Plan, sized: Mapping[str, list[int]], new
 
             # ids far above the ones POST /users gives: no users document, no stored profile
             cases.setdefault(NEW_USERS, []).append((NEW_USER_BASE + 900_000_000 + k, onboarded))
-        for users in cases.values():  # as in a warm worker: similar-movie lists cached
+        for users in cases.values():  # as in a warm worker: the live model loaded, movie details cached
             for uid, make_profile in users:
-                top = [int(e["movieId"]) for e in (store.user(pointer, uid, ("top",)) or {}).get("top") or ()]
-                store.similar_lists(pointer, top[:10])
                 live_items(store, pointer, uid, make_profile(), plan.n, None)
         for group, users in cases.items():
             for i in range(repeats):

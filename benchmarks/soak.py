@@ -74,8 +74,9 @@ from benchmarks.api_load import (
     check_answer,
     gunicorn,
     served_user_ids,
+    spawn_clients,
     store_pid_for,
-    tree_cpu,
+    window_cpu,
 )
 
 ACTIONS = ("like", "dislike", "not_interested")
@@ -294,33 +295,11 @@ def run_clients(port: int, targets: Targets, cfg: SoakConfig, watch: dict[str, l
     """Drive the server; returns the merged Outcome and CPU seconds per component over the window."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    procs_n = max(1, min(cfg.procs, cfg.clients))
-    per_proc = [cfg.clients // procs_n + (i < cfg.clients % procs_n) for i in range(procs_n)]
     begin_at = time.perf_counter() + cfg.spawn_allowance_s
     window = Window(begin_at, begin_at + cfg.warmup_s, begin_at + cfg.warmup_s + cfg.seconds)
-    procs, first = [], 0
-    for k in per_proc:
-        p = ctx.Process(target=client_process, daemon=True,
-                        args=("127.0.0.1", port, targets, cfg, first, k, window, queue))
-        p.start()
-        procs.append(p)
-        first += k
-    client_pids = [p.pid for p in procs]
-
-    def sample() -> dict:
-        out = {name: tree_cpu(pids) for name, pids in watch.items()}
-        out["load generator"] = tree_cpu(client_pids)
-        t = psutil.cpu_times()
-        out["machine"] = sum(t) - t.idle - getattr(t, "iowait", 0.0)
-        return out
-
-    time.sleep(max(0.0, window.start_at - time.perf_counter()))
-    before = sample()
-    time.sleep(max(0.0, window.stop_at - time.perf_counter()))
-    after = sample()
-    cpu = {name: after[name] - before[name] for name in before}
-    machine = cpu.pop("machine")
-    cpu["other processes"] = max(0.0, machine - sum(cpu.values()))
+    procs = spawn_clients(ctx, client_process, cfg.clients, cfg.procs,
+                          lambda first, k: ("127.0.0.1", port, targets, cfg, first, k, window, queue))
+    cpu = window_cpu(watch, [p.pid for p in procs], window)
     merged, reported = Outcome(), 0
     deadline = window.stop_at + cfg.timeout_s + 15
     while reported < len(procs) and time.perf_counter() < deadline:

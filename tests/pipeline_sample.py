@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -39,3 +41,15 @@ def load_sample(db, tmp: Path, max_user: int = 80):
                             evaluate=False, dask=DaskConfig(n_workers=1))
     with dask_client(config.dask):
         return config, run(config, Store(db), new_version()).version
+
+
+@contextlib.contextmanager
+def sample_database(client, tmp: Path, prefix: str, max_user: int = 80):
+    """A fresh database ``<prefix>_<random>`` loaded by :func:`load_sample`; yields ``(db, config,
+    version)`` and drops the database afterwards."""
+    db = client.get_database(f"{prefix}_{uuid.uuid4().hex[:8]}")
+    try:
+        config, version = load_sample(db, tmp, max_user=max_user)
+        yield db, config, version
+    finally:
+        client.drop_database(db.name)

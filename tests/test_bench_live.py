@@ -4,10 +4,9 @@ re-score timings and the cold start, and the printed tables. No assertion on tim
 
 from __future__ import annotations
 
-import uuid
 
 import pytest
-from pipeline_sample import load_sample
+from pipeline_sample import sample_database
 
 from api.settings import Settings
 from benchmarks import live_latency as L
@@ -16,14 +15,11 @@ from benchmarks.api_load import gunicorn
 
 @pytest.fixture(scope="module")
 def served(mongo_client, mongo_url, tmp_path_factory):
-    name = f"test_bench_live_{uuid.uuid4().hex[:8]}"
-    db = mongo_client.get_database(name)
     tmp = tmp_path_factory.mktemp("bench-live")
-    load_sample(db, tmp, max_user=40)
-    settings = Settings(mongodb_url=mongo_url, database=name)
-    facts = L.read_facts(settings)
-    yield {"settings": settings, "facts": facts, "tmp": tmp, "url": mongo_url, "name": name}
-    mongo_client.drop_database(name)
+    with sample_database(mongo_client, tmp, "test_bench_live", max_user=40) as (db, _, _):
+        settings = Settings(mongodb_url=mongo_url, database=db.name)
+        facts = L.read_facts(settings)
+        yield {"settings": settings, "facts": facts, "tmp": tmp, "url": mongo_url, "name": db.name}
 
 
 def _steps(rec: L.Recorder) -> dict[tuple[str, str], int]:

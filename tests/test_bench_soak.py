@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import time
 import urllib.parse
-import uuid
 
 import pytest
-from pipeline_sample import load_sample
+from pipeline_sample import sample_database
 
 from benchmarks.api_load import ServerConfig
 from benchmarks.soak import SoakConfig, check_store, soak
@@ -24,11 +23,8 @@ def with_database(url: str, name: str) -> str:
 
 @pytest.fixture(scope="module")
 def small_store(mongo_client, mongo_url, tmp_path_factory):
-    name = f"test_soak_{uuid.uuid4().hex[:8]}"
-    tmp = tmp_path_factory.mktemp("soak")
-    load_sample(mongo_client.get_database(name), tmp)
-    yield with_database(mongo_url, name), mongo_client.get_database(name)
-    mongo_client.drop_database(name)
+    with sample_database(mongo_client, tmp_path_factory.mktemp("soak"), "test_soak") as (db, _, _):
+        yield with_database(mongo_url, db.name), db
 
 
 def test_soak_stores_every_acknowledged_event_exactly_once(small_store, tmp_path):

@@ -30,7 +30,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck
 from hypothesis import strategies as st
-from pipeline_sample import load_sample
+from conftest import free_port
+from pipeline_sample import sample_database
 from requests.structures import CaseInsensitiveDict
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import is_unexpected_http_status_case
@@ -70,12 +70,8 @@ REQUIRED_CHECKS = ("not_a_server_error", "status_code_conformance", "content_typ
 
 @pytest.fixture(scope="module")
 def served(mongo_client, mongo_url, tmp_path_factory):
-    name = f"test_fuzz_{uuid.uuid4().hex[:8]}"
-    db = mongo_client.get_database(name)
-    tmp = tmp_path_factory.mktemp("fuzz")
-    config, version = load_sample(db, tmp)
-    yield {"db": db, "url": mongo_url, "version": version, "config": config}
-    mongo_client.drop_database(name)
+    with sample_database(mongo_client, tmp_path_factory.mktemp("fuzz"), "test_fuzz") as (db, config, version):
+        yield {"db": db, "url": mongo_url, "version": version, "config": config}
 
 
 # --- a WSGI client for requests no HTTP client library sends ---------------------------------
@@ -537,12 +533,6 @@ def test_content_length_lies_in_process(fuzz_app, body, content_length, status):
 
 
 # --- the same over HTTP, through gunicorn as the Procfile runs it ------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager

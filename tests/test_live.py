@@ -7,12 +7,11 @@ import os
 import subprocess
 import sys
 import threading
-import uuid
 from pathlib import Path
 
 import pytest
 import webtest
-from pipeline_sample import load_sample
+from pipeline_sample import sample_database
 
 from api.app import create_app
 from api.auth import issue_token
@@ -34,12 +33,8 @@ SCIFI_FANS = {"genres": ["Sci-Fi", "Action", "Adventure"],
 
 @pytest.fixture(scope="module")
 def served(mongo_client, mongo_url, tmp_path_factory):
-    name = f"test_live_{uuid.uuid4().hex[:8]}"
-    db = mongo_client.get_database(name)
-    tmp = tmp_path_factory.mktemp("live")
-    config, version = load_sample(db, tmp)
-    yield {"db": db, "url": mongo_url, "version": version, "config": config}
-    mongo_client.drop_database(name)
+    with sample_database(mongo_client, tmp_path_factory.mktemp("live"), "test_live") as (db, config, version):
+        yield {"db": db, "url": mongo_url, "version": version, "config": config}
 
 
 @pytest.fixture(scope="module")

@@ -23,14 +23,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
 
 import pytest
 from conftest import free_port
-from pipeline_sample import load_sample
+from pipeline_sample import sample_database
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,12 +97,9 @@ def start_site(mongodb_url: str, database: str, log: Path) -> Site:
 
 @pytest.fixture(scope="module")
 def served(mongo_client, mongo_url, tmp_path_factory):
-    name = f"test_web_{uuid.uuid4().hex[:8]}"
-    db = mongo_client.get_database(name)
     tmp = tmp_path_factory.mktemp("web")
-    load_sample(db, tmp)
-    yield {"url": mongo_url, "db": name, "tmp": tmp}
-    mongo_client.drop_database(name)
+    with sample_database(mongo_client, tmp, "test_web") as (db, _, _):
+        yield {"url": mongo_url, "db": db.name, "tmp": tmp}
 
 
 @pytest.fixture(scope="module")
