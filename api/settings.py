@@ -33,6 +33,11 @@ class Settings:
     auth_max_failures: int = 10  # failed authentications per client address and window -> 429
     auth_window_s: float = 60.0
     response_cache_size: int = 4096  # users' lists (precomputed or re-scored) kept per process and version
+    # which users have live state, shared by the API processes of this host (api.live_index);
+    # off: every recommendation request reads the user's profile from the store (several API hosts)
+    live_index: bool = True
+    live_index_dir: str | None = None  # None: api.live_index.default_directory()
+    live_index_capacity: int = 1 << 20  # slots (a power of two; at most half are used)
 
     def __post_init__(self) -> None:
         if self.server_selection_timeout_ms < 1 or self.connect_timeout_ms < 1:
@@ -47,6 +52,8 @@ class Settings:
             raise ValueError("store_down_s must be between 0 and 5 seconds")
         if self.movie_cache_size < 0:
             raise ValueError("movie_cache_size must be >= 0")
+        if self.live_index_capacity < 2 or self.live_index_capacity & (self.live_index_capacity - 1):
+            raise ValueError("live_index_capacity must be a power of two")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -54,7 +61,8 @@ class Settings:
 
         ``MONGODB_URL``, ``MOVIETIME_DATABASE``, ``API_STORE_TIMEOUT_MS`` (selection and connect),
         ``API_SOCKET_TIMEOUT_MS``, ``API_POOL_SIZE``, ``API_POINTER_CACHE_S``, ``API_STORE_DOWN_S``,
-        ``API_MOVIE_CACHE_SIZE``, ``API_CORS_ORIGINS`` (comma-separated).
+        ``API_MOVIE_CACHE_SIZE``, ``API_CORS_ORIGINS`` (comma-separated), ``API_LIVE_INDEX``
+        (``on``/``off``), ``API_LIVE_INDEX_DIR``, ``API_LIVE_INDEX_CAPACITY``.
         """
         kw: dict = {}
         url = env.get("MONGODB_URL", "").strip()
@@ -68,6 +76,7 @@ class Settings:
             "API_SOCKET_TIMEOUT_MS": ("socket_timeout_ms",),
             "API_POOL_SIZE": ("max_pool_size",),
             "API_MOVIE_CACHE_SIZE": ("movie_cache_size",),
+            "API_LIVE_INDEX_CAPACITY": ("live_index_capacity",),
         }
         for var, names in ints.items():
             raw = env.get(var, "").strip()
@@ -78,6 +87,14 @@ class Settings:
             raw = env.get(var, "").strip()
             if raw:
                 kw[name] = _parse(var, raw, float)
+        raw = env.get("API_LIVE_INDEX", "").strip().lower()
+        if raw:
+            if raw not in ("on", "off"):
+                raise ValueError(f"API_LIVE_INDEX={raw!r} must be on or off")
+            kw["live_index"] = raw == "on"
+        raw = env.get("API_LIVE_INDEX_DIR", "").strip()
+        if raw:
+            kw["live_index_dir"] = raw
         raw = env.get("API_CORS_ORIGINS", "").strip()
         if raw:
             kw["cors_origins"] = tuple(o.strip() for o in raw.split(",") if o.strip())

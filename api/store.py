@@ -24,12 +24,14 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pymongo
 from pymongo.database import Database
 
 from api.errors import NotReady, StoreUnavailable
+from api.live_index import UNKNOWN, LiveIndex, default_directory
 from api.settings import DEFAULT_DATABASE, Settings
 from pipeline import schema
 
@@ -136,6 +138,9 @@ class ServingStore:
         self._pointer_at = float("-inf")
         self._caches: OrderedDict[str, VersionCache] = OrderedDict()
         self._down_until = float("-inf")
+        self._live_index: LiveIndex | None = None
+        self._live_index_pid: int | None = None  # the process that opened it (None: not yet, or off)
+        self._profiles: OrderedDict[int, dict] = OrderedDict()  # userId -> profile (no events), see profile()
 
     # --- connection ----------------------------------------------------------------------------
 
@@ -155,6 +160,7 @@ class ServingStore:
             if self._db is None or self._pid != pid:
                 self._pointer, self._pointer_at = None, float("-inf")
                 self._caches.clear()
+                self._profiles.clear()
                 self._client = None
                 if self._db_factory is not None:
                     self._db = self._db_factory()
@@ -399,9 +405,76 @@ class ServingStore:
         return self.db()[name]
 
     def profile(self, user_id: int, with_events: bool = False) -> dict | None:
-        """The user's live state (``profiles``), always read fresh: feedback shows at once."""
-        projection = None if with_events else {"events": 0}
-        return self.online(schema.PROFILES).find_one({"_id": int(user_id)}, projection)
+        """The user's live state (``profiles``), as new as the last acknowledged write, from
+        whichever process it came (``api.live_index``): None without a store read when the user
+        has none, the cached document when it is at the user's rev, else read from the store.
+        Callers must not change the returned document."""
+        user_id = int(user_id)
+        index = self.live_index()
+        rev = index.rev(user_id) if index is not None else UNKNOWN
+        if rev is None:
+            return None
+        if with_events:
+            return self.online(schema.PROFILES).find_one({"_id": user_id})
+        if rev != UNKNOWN:
+            with self._lock:
+                cached = self._profiles.get(user_id)
+            if cached is not None and cached.get("rev") == rev:
+                return cached
+        doc = self.online(schema.PROFILES).find_one({"_id": user_id}, {"events": 0})
+        if doc is not None and rev != UNKNOWN and doc.get("rev") == rev:
+            with self._lock:
+                self._profiles[user_id] = doc
+                self._profiles.move_to_end(user_id)
+                while len(self._profiles) > max(self.settings.response_cache_size, 1):
+                    self._profiles.popitem(last=False)
+        return doc
+
+    def live_index(self) -> LiveIndex | None:
+        """This host's table of users with live state for this database, opened (and built from
+        the profiles, the first time on this host) on first use in each process; None when
+        ``Settings.live_index`` is off, the table is full, or it cannot be opened here."""
+        s = self.settings
+        pid = os.getpid()
+        if not s.live_index or self._live_index_pid == -pid:
+            return None
+        if self._live_index is None or self._live_index_pid != pid:
+            db = self.db()
+            with self._lock:
+                if self._live_index is None or self._live_index_pid != pid:
+                    self._live_index = None
+                    nodes = sorted(f"{h}:{p}" for h, p in db.client.topology_description.server_descriptions())
+                    directory = Path(s.live_index_dir) if s.live_index_dir else default_directory()
+                    profiles = db[schema.PROFILES]
+
+                    def scan():
+                        for d in profiles.find({}, {"rev": 1}):
+                            if isinstance(d["_id"], int) and d["_id"] > 0:
+                                yield d["_id"], int(d.get("rev") or 0)
+
+                    try:
+                        self._live_index = LiveIndex.open(directory, f"{','.join(nodes)}/{db.name}",
+                                                          s.live_index_capacity, scan)
+                        self._live_index_pid = pid
+                    except OSError as exc:
+                        log.warning("no live index in %s (%s): every recommendation request reads "
+                                    "the user's profile from the store", directory, exc)
+                        self._live_index_pid = -pid
+                        return None
+        index = self._live_index
+        return None if index.full else index
+
+    def begin_live_write(self, user_id: int) -> None:
+        """Before writing a user's profile (see ``api.live_index``)."""
+        index = self.live_index()
+        if index is not None:
+            index.begin_write(int(user_id))
+
+    def end_live_write(self, user_id: int, rev: int) -> None:
+        """After the store acknowledged the user's profile at ``rev``."""
+        index = self.live_index()
+        if index is not None:
+            index.end_write(int(user_id), int(rev))
 
     def metadata(self, pointer: Mapping, movie_id: int) -> dict | None:
         return self.collection(pointer, schema.METADATA).find_one({"_id": movie_id})

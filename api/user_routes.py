@@ -86,7 +86,9 @@ def create_user(ctx: Context, n: int, body: dict) -> Reply:
         "origin": "onboarding", "created_at": now, "updated_at": now,
         **{k: body[k] for k in ("age", "occupation") if k in body},
     }
+    store.begin_live_write(uid)
     store.online(schema.PROFILES).insert_one(profile)
+    store.end_live_write(uid, profile["rev"])
     token = new_token(uid)
     store.online(schema.ACCOUNTS).insert_one(account_doc(uid, token, "onboarding"))
     items = live_items(store, pointer, uid, profile, n, None)

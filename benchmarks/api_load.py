@@ -17,8 +17,10 @@ Steps:
    HTTP/1.1 client, cheaper than ``http.client``), each asking for random users (seeded). Closed loop
    (next request when the answer is in: the most a design serves at that concurrency) for both
    designs; and for the API also open loop at ``--rate`` requests/s (latency measured from when each
-   request was due, so queueing counts). The first ``--warmup`` seconds are not counted; a run stops
-   after ``--seconds`` or ``--max-requests`` answers. Every answer is checked (200, JSON, the user
+   request was due, so queueing counts). Before each run of the API, every served user is asked for
+   once on each of 16 connections, unmeasured, so that the workers' caches are warm (a server's
+   steady state; the seed design caches nothing per user). The first ``--warmup`` seconds are not
+   counted either; a run stops after ``--seconds`` or ``--max-requests`` answers. Every answer is checked (200, JSON, the user
    asked for, 1..n recommendations); anything else is an error.
 4. psutil reads the CPU seconds of the load generator, gunicorn (master + workers), the store server
    and everything else on the machine over the measured window: how the cores were shared.
@@ -369,7 +371,9 @@ def gunicorn(server: ServerConfig, mongodb_url: str, probe_path: str, log_path: 
     pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "MONGODB_URL": mongodb_url, "PYTHONPATH": pythonpath,
            # one thread per worker for numpy/OpenMP: the workers are the parallelism
-           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **dict(server.env)}
+           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           # this run's own live index (api.live_index), not the host's shared one
+           "API_LIVE_INDEX_DIR": str(log_path.parent / f"live-index-{port}"), **dict(server.env)}
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -471,10 +475,38 @@ def run_load(port: int, user_ids: np.ndarray, cfg: LoadConfig, watch: dict[str, 
 # --- the benchmark -------------------------------------------------------------------------------
 
 
+def warm(port: int, user_ids: np.ndarray, n: int, clients: int = 16) -> int:
+    """Ask for every user once on each of ``clients`` keep-alive connections (threads of this
+    process), unmeasured: every gunicorn worker has then very likely cached every user's list
+    (a connection stays with the worker that accepted it), as in a server's steady state.
+    Returns the number of answers that were not 200."""
+    failures = []
+
+    def one(index: int) -> None:
+        conn = HTTPConnection("127.0.0.1", port, 30.0)
+        order = [int(u) for u in user_ids]
+        random.Random(index).shuffle(order)
+        try:
+            bad = sum(conn.get(f"GET /user/{uid}/recommendation?n={n} HTTP/1.1\r\nHost: x\r\n\r\n".encode())[0]
+                      != 200 for uid in order)
+        finally:
+            conn.close()
+        failures.append(bad)
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(failures)
+
+
 def measure(design: str, server: ServerConfig, mongodb_url: str, user_ids: np.ndarray, cfg: LoadConfig,
-            store_pid: int | None, log_path: Path) -> RunResult:
+            store_pid: int | None, log_path: Path, warm_caches: bool = False) -> RunResult:
     probe = f"/user/{int(user_ids[0])}/recommendation?n={cfg.n}"
     with gunicorn(server, mongodb_url, probe, log_path) as (port, proc):
+        if warm_caches and (bad := warm(port, user_ids, cfg.n)):
+            raise RuntimeError(f"{bad} warm-up requests failed; see {log_path}")
         watch = {"gunicorn": [proc.pid]}
         if store_pid is not None:
             watch["store server"] = [store_pid]
@@ -698,7 +730,8 @@ def main(argv=None) -> int:
             notes.append(f"store: fresh SecantusDB (durable), loaded by `python -m pipeline run --no-evaluate` "
                          f"in {took:.0f} s")
         user_ids, version = served_user_ids(url)
-        notes.append(f"served version {version}, {len(user_ids):,} users; random users, seed {args.seed}")
+        notes.append(f"served version {version}, {len(user_ids):,} users; random users, seed {args.seed}; before "
+                     f"each run of ours, every user was asked for once on each of 16 connections (warm caches)")
         if not args.no_seed_design:
             model_path = tmp / "seed-model.pkl"
             took = _timed([sys.executable, "-m", "benchmarks.seed_design", "fit", "--out", str(model_path)],
@@ -706,13 +739,14 @@ def main(argv=None) -> int:
             notes.append(f"seed design: rating model fitted once in {took:.0f} s, unpickled by each worker")
 
         if args.sweep:
-            sweep = [measure("ours", s, url, user_ids, load, store_pid, log_path)
+            sweep = [measure("ours", s, url, user_ids, load, store_pid, log_path, warm_caches=True)
                      for s in parse_servers(args.sweep, args.app, args.gunicorn_config)]
             print_results(f"API under several gunicorn set-ups ({load.clients} clients)", sweep)
 
-        results = [measure("ours", ours, url, user_ids, load, store_pid, log_path)]
+        results = [measure("ours", ours, url, user_ids, load, store_pid, log_path, warm_caches=True)]
         for rate in (float(r) for r in args.rate.split(",") if r.strip() and float(r) > 0):
-            results.append(measure("ours", ours, url, user_ids, replace(load, rate=rate), store_pid, log_path))
+            results.append(measure("ours", ours, url, user_ids, replace(load, rate=rate), store_pid, log_path,
+                                   warm_caches=True))
         if not args.no_seed_design:
             seed_server = replace(ours, app=SEED_APP, config_file=None, env=(("SEED_MODEL_PATH", str(model_path)),))
             seed_load = replace(load, seconds=args.seed_seconds or load.seconds, warmup_s=max(load.warmup_s, 3.0))

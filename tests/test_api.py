@@ -4,14 +4,9 @@ against the pipeline's real output on a sample of the bundled data in a real Sec
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
-import signal
-import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -21,7 +16,9 @@ from urllib.parse import quote
 
 import pymongo
 import pytest
+import servers
 import webtest
+from conftest import free_port
 from jsonschema import Draft202012Validator
 from pipeline_sample import write_sample
 from pymongo import monitoring
@@ -521,31 +518,35 @@ class CommandLog(monitoring.CommandListener):
         pass
 
 
-def test_warm_recommendation_is_one_store_round_trip(served):
+def warm_commands(served, **settings) -> list[tuple[str, str]]:
+    """The store commands of a second, warm ``GET /user/1/recommendation``."""
     listener = CommandLog()
     client = pymongo.MongoClient(served.url, event_listeners=[listener])
     try:
         app = webtest.TestApp(
-            create_app(settings_for(served, pointer_cache_s=5), db_factory=lambda: client[served.db.name])
+            create_app(settings_for(served, pointer_cache_s=5, **settings),
+                       db_factory=lambda: client[served.db.name])
         )
-        app.get("/user/1/recommendation?n=20")  # cold: pointer, user, movie details
+        app.get("/user/1/recommendation?n=20")  # cold: pointer, live index, user, movie details
         assert len(listener.commands) >= 3
         listener.commands.clear()
         body = app.get("/user/1/recommendation?n=20").json
         assert len(body["recommendations"]) == 20
-        # the served list is cached per version; only the user's live state is read, fresh
-        assert listener.commands == [("find", schema.PROFILES)]
+        return list(listener.commands)
     finally:
         client.close()
 
 
+def test_warm_recommendation_makes_no_store_round_trip(served, tmp_path):
+    # the served list is cached per version, and the live index says the user has no live state
+    assert warm_commands(served, live_index_dir=str(tmp_path)) == []
+
+
+def test_warm_recommendation_without_the_live_index_reads_the_profile(served):
+    assert warm_commands(served, live_index=False) == [("find", schema.PROFILES)]
+
+
 # --- a real gunicorn process, started as the Procfile says -------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, str, bytes]:
@@ -562,24 +563,9 @@ def test_gunicorn_serves_the_procfile_command(served, app, tmp_path):
     argv = shlex.split(line.removeprefix("web:").replace("$PORT", str(port)).replace("0.0.0.0", "127.0.0.1"))
     assert argv[0] == "gunicorn"
     argv[0] = str(Path(sys.executable).parent / "gunicorn")
-    env = {**os.environ, "PORT": str(port), "MONGODB_URL": served.url, "MOVIETIME_DATABASE": served.db.name}
-    log = open(tmp_path / "gunicorn.log", "wb")
-    proc = subprocess.Popen(
-        argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    env = {"PORT": str(port), "MONGODB_URL": served.url, "MOVIETIME_DATABASE": served.db.name}
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                status, _, _ = http_get(base + "/health", timeout=1)
-                if status == 200:
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None, (tmp_path / "gunicorn.log").read_text()
-            assert time.monotonic() < deadline, "gunicorn did not answer /health within 30 s"
-            time.sleep(0.2)
+    with servers.serve(argv, port, env, tmp_path / "gunicorn.log"):
         status, ctype, body = http_get(base + "/user/1/recommendation?n=5")
         assert status == 200 and ctype == JSON
         assert json.loads(body) == app.get("/user/1/recommendation?n=5").json
@@ -589,11 +575,3 @@ def test_gunicorn_serves_the_procfile_command(served, app, tmp_path):
         assert status == 404 and ctype == JSON
         for _ in range(6):  # both workers answer (each with its own client, created after fork)
             assert http_get(base + "/movies/search?q=toy")[0] == 200
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        log.close()

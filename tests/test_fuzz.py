@@ -21,14 +21,9 @@ hand-written nasty requests, on the real app over a real SecantusDB loaded by th
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,9 +33,9 @@ from urllib.parse import quote, urlencode
 import hypothesis
 import pytest
 import schemathesis
+import servers
 from hypothesis import HealthCheck
 from hypothesis import strategies as st
-from conftest import free_port
 from pipeline_sample import sample_database
 from requests.structures import CaseInsensitiveDict
 from schemathesis.core.parameters import ParameterLocation
@@ -535,35 +530,10 @@ def test_content_length_lies_in_process(fuzz_app, body, content_length, status):
 # --- the same over HTTP, through gunicorn as the Procfile runs it ------------------------------
 
 
-@contextlib.contextmanager
 def run_gunicorn(served, log_path: Path, *extra: str):
     """gunicorn with api/gunicorn_conf.py (as the Procfile runs it), one worker, on a free port."""
-    port = free_port()
-    argv = [str(Path(sys.executable).parent / "gunicorn"), "--config", str(REPO / "api" / "gunicorn_conf.py"),
-            "--bind", f"127.0.0.1:{port}", "--workers", "1", *extra, "api.wsgi:create()"]
-    env = {**os.environ, "MONGODB_URL": served["url"], "MOVIETIME_DATABASE": served["db"].name}
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if http(port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "gunicorn did not answer /health within 30 s"
-            time.sleep(0.2)
-        yield port
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        log.close()
+    env = {"MONGODB_URL": served["url"], "MOVIETIME_DATABASE": served["db"].name}
+    return servers.gunicorn(["--config", servers.GUNICORN_CONF, "--workers", "1", *extra], env, log_path)
 
 
 @pytest.fixture(scope="module")
