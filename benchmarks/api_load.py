@@ -552,10 +552,11 @@ class Profile:
 
 
 def profile_app(factory: str, url: str, user_ids: np.ndarray, n: int, requests: int, seed: int,
-                env: dict[str, str] | None = None) -> Profile:
+                env: dict[str, str] | None = None, warm_all: bool = False) -> Profile:
     """Call ``factory``'s app in this process, one request at a time through WSGI (no HTTP, no
     concurrency): wall and CPU per request, then where a cProfile run of as many requests spends
-    its time (cProfile inflates Python-level code: read the shares, not the milliseconds)."""
+    its time (cProfile inflates Python-level code: read the shares, not the milliseconds). Before,
+    200 random users are asked for, or with ``warm_all`` every user (as ``warm`` does over HTTP)."""
     import cProfile
     import importlib
     import pstats
@@ -572,7 +573,7 @@ def profile_app(factory: str, url: str, user_ids: np.ndarray, n: int, requests: 
         if not status.startswith("200"):
             raise RuntimeError(f"{factory}: {status} {body[:200]!r}")
 
-    for uid in picks[:warm]:  # connect, fill the caches
+    for uid in [int(u) for u in user_ids] if warm_all else picks[:warm]:  # connect, fill the caches
         call_app(uid)
     wall, cpu = time.perf_counter(), time.process_time()
     for uid in picks[warm:warm + requests]:
@@ -692,9 +693,9 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers (default: 2)")
     p.add_argument("--worker-class", default="gthread", choices=["sync", "gthread"])
     p.add_argument("--threads", type=int, default=2, help="threads per gthread worker (default: 2)")
-    p.add_argument("--rate", default="500,1000",
+    p.add_argument("--rate", default="500,1100,1300",
                    help="also measure the API open loop at these offered rates, requests/s, comma-separated "
-                        "(0: skip; default: 500,1000)")
+                        "(0: skip; default: 500,1100,1300: the targets ask for >= 1,000 served per second)")
     p.add_argument("--gunicorn-config", default=None,
                    help="gunicorn --config file for the API, e.g. api/gunicorn_conf.py (flags above override it)")
     p.add_argument("--n", type=int, default=10, help="recommendations per request (default: 10)")
@@ -753,7 +754,9 @@ def main(argv=None) -> int:
             results.append(measure("seed design", seed_server, url, user_ids, seed_load, store_pid, log_path))
 
         if args.profile:
-            profiles = [("ours", profile_app(args.app, url, user_ids, load.n, args.profile, args.seed))]
+            profiles = [("ours", profile_app(args.app, url, user_ids, load.n, args.profile, args.seed,
+                                             env={"API_LIVE_INDEX_DIR": str(tmp / "live-index-profile")},
+                                             warm_all=True))]
             if not args.no_seed_design:
                 profiles.append(("seed design", profile_app(SEED_APP, url, user_ids, load.n,
                                                             max(10, args.profile // 50), args.seed,
