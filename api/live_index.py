@@ -85,8 +85,12 @@ class LiveIndex:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = directory / table_name(store_key)
         with _locked(path.with_suffix(".lock")):
-            if not _valid(path, capacity):
+            existing = _capacity(path)
+            if existing is None:
                 _build(path, capacity, scan)
+            elif existing != capacity:  # one table per database and host, whatever each process asks
+                log.warning("the live index %s has %d slots, not %d: using it as it is", path, existing, capacity)
+                capacity = existing
             fd = os.open(path, os.O_RDWR)
         return cls(path, fd, capacity)
 
@@ -176,15 +180,19 @@ def _locked(path: Path):
         os.close(fd)  # releases the lock
 
 
-def _valid(path: Path, capacity: int) -> bool:
+def _capacity(path: Path) -> int | None:
+    """The capacity of the built table at ``path``; None when there is none (or not a whole one)."""
     try:
         with open(path, "rb") as f:
             head = f.read(24)
             size = os.fstat(f.fileno()).st_size
     except FileNotFoundError:
-        return False
-    return (len(head) == 24 and head[:8] == MAGIC and struct.unpack("<q", head[8:16])[0] == capacity
-            and size == HEADER + 16 * capacity)
+        return None
+    if len(head) < 24 or head[:8] != MAGIC:
+        return None
+    capacity = struct.unpack("<q", head[8:16])[0]
+    valid = capacity >= 2 and not capacity & (capacity - 1) and size == HEADER + 16 * capacity
+    return capacity if valid else None
 
 
 def _build(path: Path, capacity: int, scan: Callable[[], Iterable[tuple[int, int]]]) -> None:

@@ -192,6 +192,9 @@ class ServingStore:
                 self._client.close()
             self._client = self._db = None
             self._pid = None
+            if self._live_index is not None and self._live_index_pid == os.getpid():
+                self._live_index.close()
+            self._live_index = self._live_index_pid = None
 
     def ping(self) -> None:
         """Raises a PyMongoError when the store does not answer."""

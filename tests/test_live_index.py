@@ -49,11 +49,14 @@ def test_the_recorded_rev_never_goes_back(tmp_path):
     assert index.rev(5) == 7
 
 
-def test_databases_and_capacities_get_their_own_tables(tmp_path):
+def test_each_database_has_its_own_table_and_one_per_host(tmp_path, caplog):
     a = open_index(tmp_path, [(5, 3)], key="store/one")
     b = open_index(tmp_path, [(6, 2)], key="store/two")
     assert (a.rev(5), a.rev(6), b.rev(5), b.rev(6)) == (3, None, None, 2)
-    assert open_index(tmp_path, [(8, 1)], capacity=128, key="store/one").rev(5) is None  # rebuilt
+    other = open_index(tmp_path, scan=None, capacity=128, key="store/one")  # asks for another size
+    assert other.capacity == 64 and other.rev(5) == 3 and "using it as it is" in caplog.text
+    other.end_write(8, 1)
+    assert a.rev(8) == 1  # still one table: no process writes where the others do not read
 
 
 def test_a_failed_build_leaves_nothing_half_built(tmp_path):
