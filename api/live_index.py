@@ -20,7 +20,10 @@ The protocol (``api.live`` writes, ``api.store.ServingStore.profile`` reads):
   stale) until the user's next write; its event, never acknowledged, shows from then.
 * the file is built once per database and host from the store's profiles (under a lock; the
   built file is renamed into place, so no process maps a half-built one) and then kept up to
-  date by every write.
+  date by every write. It records the store's ``epoch`` (a random id the first builder leaves in
+  the database's ``counters``): a process that finds another epoch in the store (a new store at the
+  same address, or a database brought from elsewhere) builds the table again. Replacing the store
+  under a running API needs a restart of the API.
 
 It is correct when every write of live state goes through an API process of this host. Several
 API hosts on one database must turn it off (``API_LIVE_INDEX=off``): every request then reads the
@@ -46,7 +49,8 @@ log = logging.getLogger("api")
 
 UNKNOWN = -1  # a write is (or was) in flight: read the store
 MAGIC = b"MTLIVE01"
-HEADER = 64  # magic, capacity, used slots, full flag; then keys[capacity], values[capacity] (int64)
+HEADER = 64  # magic, capacity, used slots, full flag, epoch (32 bytes); then keys[capacity], values[capacity]
+EPOCH_AT, EPOCH_SIZE = 32, 32
 DIRTY = 1  # a value is rev << 1 | DIRTY (set from a write's start to its record)
 _HASH = 0x9E3779B97F4A7C15  # Fibonacci hashing of the user id
 _MASK64 = (1 << 64) - 1
@@ -77,17 +81,20 @@ class LiveIndex:
 
     @classmethod
     def open(cls, directory: Path, store_key: str, capacity: int,
-             scan: Callable[[], Iterable[tuple[int, int]]]) -> LiveIndex:
+             scan: Callable[[], Iterable[tuple[int, int]]], epoch: str = "") -> LiveIndex:
         """Map the table of ``store_key``, building it first from ``scan()`` (the store's
-        ``(userId, rev)`` pairs) when this host has none."""
+        ``(userId, rev)`` pairs) when this host has none for the store's ``epoch``."""
+        tag = epoch.encode()
+        if len(tag) > EPOCH_SIZE:
+            raise ValueError(f"the epoch must be at most {EPOCH_SIZE} bytes")
         if capacity < 2 or capacity & (capacity - 1):
             raise ValueError("the live index capacity must be a power of two")
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = directory / table_name(store_key)
         with _locked(path.with_suffix(".lock")):
-            existing = _capacity(path)
+            existing = _capacity(path, tag)
             if existing is None:
-                _build(path, capacity, scan)
+                _build(path, capacity, scan, tag)
             elif existing != capacity:  # one table per database and host, whatever each process asks
                 log.warning("the live index %s has %d slots, not %d: using it as it is", path, existing, capacity)
                 capacity = existing
@@ -180,28 +187,30 @@ def _locked(path: Path):
         os.close(fd)  # releases the lock
 
 
-def _capacity(path: Path) -> int | None:
-    """The capacity of the built table at ``path``; None when there is none (or not a whole one)."""
+def _capacity(path: Path, epoch: bytes) -> int | None:
+    """The capacity of the built table at ``path``; None when there is none, not a whole one, or
+    one built for another epoch of the store."""
     try:
         with open(path, "rb") as f:
-            head = f.read(24)
+            head = f.read(HEADER)
             size = os.fstat(f.fileno()).st_size
     except FileNotFoundError:
         return None
-    if len(head) < 24 or head[:8] != MAGIC:
+    if len(head) < HEADER or head[:8] != MAGIC or head[EPOCH_AT:EPOCH_AT + EPOCH_SIZE].rstrip(b"\0") != epoch:
         return None
     capacity = struct.unpack("<q", head[8:16])[0]
     valid = capacity >= 2 and not capacity & (capacity - 1) and size == HEADER + 16 * capacity
     return capacity if valid else None
 
 
-def _build(path: Path, capacity: int, scan: Callable[[], Iterable[tuple[int, int]]]) -> None:
+def _build(path: Path, capacity: int, scan: Callable[[], Iterable[tuple[int, int]]], epoch: bytes) -> None:
     tmp = path.with_suffix(f".build-{os.getpid()}")
     fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.ftruncate(fd, HEADER + 16 * capacity)
         with mmap.mmap(fd, HEADER) as head:
             head[:24] = MAGIC + struct.pack("<qq", capacity, 0)
+            head[EPOCH_AT:EPOCH_AT + EPOCH_SIZE] = epoch.ljust(EPOCH_SIZE, b"\0")
         table = LiveIndex(tmp, os.dup(fd), capacity)
         try:
             n = 0

@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -29,6 +30,7 @@ from typing import Any
 
 import pymongo
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
 from api.errors import NotReady, StoreUnavailable
 from api.live_index import UNKNOWN, LiveIndex, default_directory
@@ -41,6 +43,7 @@ log = logging.getLogger("api.store")
 MOVIE_DETAIL_FIELDS = ("title", "name", "year", "genres", "poster_url", "stats")
 MOVIE_DETAIL_PROJECTION = {name: 1 for name in MOVIE_DETAIL_FIELDS}
 _MISSING = object()
+LIVE_EPOCH_ID = "live_index"  # counters document holding the store's epoch (api.live_index)
 
 
 @dataclass(frozen=True)
@@ -455,9 +458,17 @@ class ServingStore:
                             if isinstance(d["_id"], int) and d["_id"] > 0:
                                 yield d["_id"], int(d.get("rev") or 0)
 
+                    # the store's epoch: a table built for another store at this address is rebuilt
+                    counters = db[schema.COUNTERS]
+                    try:
+                        epoch = counters.find_one_and_update(
+                            {"_id": LIVE_EPOCH_ID}, {"$setOnInsert": {"epoch": uuid.uuid4().hex}},
+                            upsert=True, return_document=pymongo.ReturnDocument.AFTER)["epoch"]
+                    except DuplicateKeyError:  # another process made it first
+                        epoch = counters.find_one({"_id": LIVE_EPOCH_ID})["epoch"]
                     try:
                         self._live_index = LiveIndex.open(directory, f"{','.join(nodes)}/{db.name}",
-                                                          s.live_index_capacity, scan)
+                                                          s.live_index_capacity, scan, str(epoch))
                         self._live_index_pid = pid
                     except OSError as exc:
                         log.warning("no live index in %s (%s): every recommendation request reads "

@@ -18,6 +18,7 @@ from api.app import create_app
 from api.auth import issue_token
 from api.live_index import UNKNOWN, LiveIndex
 from api.settings import Settings
+from pipeline import schema
 
 # --- the table ---------------------------------------------------------------------------------
 
@@ -57,6 +58,14 @@ def test_each_database_has_its_own_table_and_one_per_host(tmp_path, caplog):
     assert other.capacity == 64 and other.rev(5) == 3 and "using it as it is" in caplog.text
     other.end_write(8, 1)
     assert a.rev(8) == 1  # still one table: no process writes where the others do not read
+
+
+def test_a_table_of_another_store_epoch_is_built_again(tmp_path):
+    old = LiveIndex.open(tmp_path, "k", 64, lambda: iter([(5, 3)]), epoch="a" * 32)
+    assert LiveIndex.open(tmp_path, "k", 64, None, epoch="a" * 32).rev(5) == 3  # same epoch: reused
+    new = LiveIndex.open(tmp_path, "k", 64, lambda: iter([(6, 1)]), epoch="b")
+    assert (new.rev(5), new.rev(6)) == (None, 1)
+    assert old.rev(5) == 3  # a process that mapped the old table keeps it until it restarts
 
 
 def test_a_failed_build_leaves_nothing_half_built(tmp_path):
@@ -149,6 +158,24 @@ def test_a_write_through_one_process_shows_at_once_in_another(served, tmp_path):
         assert not set(hidden[:k + 1]) & set(movie_ids(after))
     created = one.post_json("/users", {"genres": ["Comedy", "Drama", "Romance"]}).json
     assert two.get(f"/user/{created['userId']}/recommendation").json["source"] == "live"
+
+
+def test_a_database_from_elsewhere_at_the_same_address_gets_a_new_table(served, tmp_path):
+    """The table records the store's epoch (counters/live_index): when the database the address
+    serves is not the one the table was built from, the next process builds it again."""
+    db = served["db"]
+    first = webtest.TestApp(create_app(settings(served, tmp_path)))
+    assert first.get("/user/6/recommendation").json["source"] == "precomputed"  # builds the table
+    assert db[schema.COUNTERS].find_one({"_id": "live_index"})["epoch"]
+    # "restore" a database made elsewhere: its own epoch, and a profile this host never saw written
+    db[schema.COUNTERS].replace_one({"_id": "live_index"}, {"_id": "live_index", "epoch": "elsewhere"})
+    db[schema.PROFILES].insert_one({"_id": 6, "rev": 1, "ratings": {}, "feedback": {"1": "not_interested"},
+                                    "events": [], "genres": []})
+    try:
+        later = webtest.TestApp(create_app(settings(served, tmp_path)))
+        assert later.get("/user/6/recommendation").json["source"] == "live"
+    finally:
+        db[schema.PROFILES].delete_one({"_id": 6})
 
 
 def test_without_the_index_writes_still_show_at_once(served, tmp_path):
