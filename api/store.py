@@ -30,7 +30,7 @@ from typing import Any
 
 import pymongo
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from api.errors import NotReady, StoreUnavailable
 from api.live_index import UNKNOWN, LiveIndex, default_directory
@@ -458,25 +458,31 @@ class ServingStore:
                             if isinstance(d["_id"], int) and d["_id"] > 0:
                                 yield d["_id"], int(d.get("rev") or 0)
 
-                    # the store's epoch: a table built for another store at this address is rebuilt
-                    counters = db[schema.COUNTERS]
                     try:
-                        epoch = counters.find_one_and_update(
-                            {"_id": LIVE_EPOCH_ID}, {"$setOnInsert": {"epoch": uuid.uuid4().hex}},
-                            upsert=True, return_document=pymongo.ReturnDocument.AFTER)["epoch"]
-                    except DuplicateKeyError:  # another process made it first
-                        epoch = counters.find_one({"_id": LIVE_EPOCH_ID})["epoch"]
-                    try:
+                        epoch = self._store_epoch(db)
                         self._live_index = LiveIndex.open(directory, f"{','.join(nodes)}/{db.name}",
-                                                          s.live_index_capacity, scan, str(epoch))
+                                                          s.live_index_capacity, scan, epoch)
                         self._live_index_pid = pid
-                    except OSError as exc:
+                    except (OSError, OperationFailure) as exc:  # no folder here, or a read-only store user
                         log.warning("no live index in %s (%s): every recommendation request reads "
                                     "the user's profile from the store", directory, exc)
                         self._live_index_pid = -pid
                         return None
         index = self._live_index
         return None if index.full else index
+
+    @staticmethod
+    def _store_epoch(db: Database) -> str:
+        """The database's epoch for the live index (made by the first process that asks): a table
+        built for another store at this address is rebuilt."""
+        counters = db[schema.COUNTERS]
+        try:
+            doc = counters.find_one_and_update(
+                {"_id": LIVE_EPOCH_ID}, {"$setOnInsert": {"epoch": uuid.uuid4().hex}},
+                upsert=True, return_document=pymongo.ReturnDocument.AFTER)
+        except DuplicateKeyError:  # another process made it first
+            doc = counters.find_one({"_id": LIVE_EPOCH_ID})
+        return str(doc["epoch"])
 
     def begin_live_write(self, user_id: int) -> None:
         """Before writing a user's profile (see ``api.live_index``)."""

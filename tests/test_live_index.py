@@ -178,6 +178,18 @@ def test_a_database_from_elsewhere_at_the_same_address_gets_a_new_table(served, 
         db[schema.PROFILES].delete_one({"_id": 6})
 
 
+def test_no_table_possible_falls_back_to_reading_the_store(served, tmp_path, caplog):
+    (tmp_path / "a-file").write_text("")
+    app = webtest.TestApp(create_app(settings(served, tmp_path / "a-file" / "index")))
+    uid = 8
+    token = issue_token(served["db"], uid)
+    top = movie_ids(app.get(f"/user/{uid}/recommendation").json)
+    assert "no live index" in caplog.text
+    app.post_json(f"/user/{uid}/feedback", {"movieId": top[0], "action": "not_interested"},
+                  headers={"Authorization": f"Bearer {token}"})
+    assert top[0] not in movie_ids(app.get(f"/user/{uid}/recommendation").json)
+
+
 def test_without_the_index_writes_still_show_at_once(served, tmp_path):
     one, two = (webtest.TestApp(create_app(settings(served, tmp_path, live_index=False))) for _ in range(2))
     uid = 4
