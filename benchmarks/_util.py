@@ -9,6 +9,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import psutil
@@ -45,6 +46,16 @@ def secantus(sync_on_commit: bool = True, cache_size: str = "1G"):
         finally:
             proc.terminate()
             proc.wait(30)
+
+
+def run_threads(target: Callable[..., None], args: Iterable[tuple]) -> None:
+    """``target(*a)`` for each ``a`` of ``args``, each in a daemon thread of its own, all started
+    before any is joined; returns when every one is done."""
+    threads = [threading.Thread(target=target, args=a, daemon=True) for a in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 class PeakRSS:

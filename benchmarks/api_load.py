@@ -42,7 +42,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from array import array
 from collections.abc import Callable
@@ -52,7 +51,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from benchmarks._util import REPO, secantus
+from benchmarks._util import REPO, run_threads, secantus
 
 API_APP = "api.wsgi:create()"
 SEED_APP = "benchmarks.seed_design:create()"
@@ -297,15 +296,8 @@ def client_process(host: str, port: int, user_ids: np.ndarray, cfg: LoadConfig, 
     """One load-generator process: ``n_clients`` threads, one keep-alive connection each.
     Puts its merged ClientResult (latencies as bytes) on ``queue``."""
     results = [ClientResult() for _ in range(n_clients)]
-    threads = [threading.Thread(target=_client_thread, daemon=True,
-                                args=(host, port, user_ids, cfg, first_client + i, window, quota, results[i]))
-               for i in range(n_clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    # stay alive until the window closes, so the parent's CPU reading at its end includes this process
-    time.sleep(max(0.0, window.stop_at + 0.2 - time.perf_counter()))
+    run_client_threads(_client_thread, [(host, port, user_ids, cfg, first_client + i, window, quota, results[i])
+                                        for i in range(n_clients)], window)
     merged = ClientResult()
     for r in results:
         merged.latencies_ns.extend(r.latencies_ns)
@@ -317,6 +309,13 @@ def client_process(host: str, port: int, user_ids: np.ndarray, cfg: LoadConfig, 
         merged.exhausted = merged.exhausted or r.exhausted
     queue.put((merged.latencies_ns.tobytes(), merged.errors, merged.error_samples, merged.connects, merged.sent,
                merged.last_ns, merged.exhausted))
+
+
+def run_client_threads(target: Callable[..., None], args: list[tuple], window: Window) -> None:
+    """A load-generator process's clients, a thread each; then stays alive until the window closes,
+    so the parent's CPU reading at its end includes this process."""
+    run_threads(target, args)
+    time.sleep(max(0.0, window.stop_at + 0.2 - time.perf_counter()))
 
 
 # --- processes -----------------------------------------------------------------------------------
@@ -493,11 +492,7 @@ def warm(port: int, user_ids: np.ndarray, n: int, clients: int = 16) -> int:
             conn.close()
         failures.append(bad)
 
-    threads = [threading.Thread(target=one, args=(k,)) for k in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(one, [(k,) for k in range(clients)])
     return sum(failures)
 
 

@@ -66,7 +66,6 @@ import random
 import re
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -75,7 +74,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from benchmarks._util import REPO, secantus
+from benchmarks._util import REPO, run_threads, secantus
 from benchmarks.api_load import HTTPConnection, ServerConfig, _timed, gunicorn, store_pid_for, tree_cpu
 
 TARGET_MS = 20.0
@@ -622,13 +621,8 @@ def _client_process(port: int, plan: Plan, jobs: list[tuple[int, list]], begin_a
         out[k] = run_sessions(lambda: HTTPCaller(port, f"c{index}.{next(counter)}"), plan, new_users,
                               dataset_users, f"concurrent/{index}")
 
-    threads = [threading.Thread(target=client, args=(k, index, new, data), daemon=True)
-               for k, (index, (new, data)) in enumerate(jobs)]
     time.sleep(max(0.0, begin_at - time.perf_counter()))
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(client, [(k, index, new, data) for k, (index, (new, data)) in enumerate(jobs)])
     merged = Recorder()
     for r in out:
         merged.merge(r)

@@ -55,7 +55,6 @@ import queue as queue_mod
 import random
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 from array import array
@@ -73,6 +72,7 @@ from benchmarks.api_load import (
     _timed,
     check_answer,
     gunicorn,
+    run_client_threads,
     served_user_ids,
     spawn_clients,
     store_pid_for,
@@ -275,15 +275,8 @@ def client_process(host: str, port: int, targets: Targets, cfg: SoakConfig, firs
                    window: Window, queue) -> None:
     """``n_clients`` threads, one keep-alive connection each; puts the merged Outcome on ``queue``."""
     outs = [Outcome() for _ in range(n_clients)]
-    threads = [threading.Thread(target=_client_thread, daemon=True,
-                                args=(host, port, targets, cfg, first + i, window, outs[i]))
-               for i in range(n_clients)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    # alive until the window closes, so the parent's CPU reading at its end includes this process
-    time.sleep(max(0.0, window.stop_at + 0.2 - time.perf_counter()))
+    run_client_threads(_client_thread, [(host, port, targets, cfg, first + i, window, outs[i])
+                                        for i in range(n_clients)], window)
     merged = Outcome()
     for o in outs:
         merged.merge(o)
