@@ -116,16 +116,11 @@ class LiveIndex:
         """None: the user has no live state. ``UNKNOWN``: ask the store. Else the user's rev."""
         if self._header[3]:
             return UNKNOWN
-        keys, mask = self._keys, self.capacity - 1
-        i = ((user_id * _HASH) & _MASK64) >> self._shift
-        while True:
-            key = keys[i]
-            if key == user_id:
-                value = self._values[i]
-                return UNKNOWN if value & DIRTY else value >> 1
-            if key == 0:
-                return None
-            i = (i + 1) & mask
+        i, key = self._probe(user_id)
+        if key == 0:
+            return None
+        value = self._values[i]
+        return UNKNOWN if value & DIRTY else value >> 1
 
     def begin_write(self, user_id: int) -> None:
         """Before writing the user's live state: readers go to the store until ``end_write``."""
@@ -153,6 +148,16 @@ class LiveIndex:
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
 
+    def _probe(self, user_id: int) -> tuple[int, int]:
+        """``(slot, key)``: the slot that holds ``user_id``, or the empty one (key 0) that ends its
+        probe sequence. Linear probing, and slots are never freed, so a reader may probe without
+        the lock; the key is returned as read, since a writer may claim an empty slot meanwhile."""
+        keys, mask = self._keys, self.capacity - 1
+        i = ((user_id * _HASH) & _MASK64) >> self._shift
+        while (key := keys[i]) not in (0, user_id):
+            i = (i + 1) & mask
+        return i, key
+
     def _slot(self, user_id: int) -> int | None:
         """The user's slot, claimed (rev 0, dirty) if new; None once the table is full.
         Call with the write lock held."""
@@ -160,11 +165,8 @@ class LiveIndex:
             raise ValueError("user ids are positive")
         if self._header[3]:
             return None
-        keys, mask = self._keys, self.capacity - 1
-        i = ((user_id * _HASH) & _MASK64) >> self._shift
-        while keys[i] not in (0, user_id):
-            i = (i + 1) & mask
-        if keys[i] == 0:
+        i, key = self._probe(user_id)
+        if key == 0:
             if 2 * (self._header[2] + 1) > self.capacity:
                 self._header[3] = 1
                 log.warning("the live index %s is full (%d users): every recommendation request now "
@@ -172,7 +174,7 @@ class LiveIndex:
                             self.path, self._header[2])
                 return None
             self._values[i] = DIRTY  # the value before the key: a reader never sees a key without one
-            keys[i] = user_id
+            self._keys[i] = user_id
             self._header[2] += 1
         return i
 
