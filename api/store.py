@@ -46,6 +46,16 @@ _MISSING = object()
 LIVE_EPOCH_ID = "live_index"  # counters document holding the store's epoch (api.live_index)
 
 
+def put_bounded(cache: OrderedDict, items: Iterable[tuple[Any, Any]], limit: int) -> None:
+    """Store ``items`` as the newest entries of ``cache``, then drop the oldest ones beyond
+    ``limit`` (an LRU when readers ``move_to_end`` what they use). Call with the cache's lock held."""
+    for key, value in items:
+        cache[key] = value
+        cache.move_to_end(key)
+    while len(cache) > limit:
+        cache.popitem(last=False)
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """What the API needs from ``models/{_id: version}``."""
@@ -107,11 +117,7 @@ class VersionCache:
         if self.movie_limit <= 0:
             return
         with self.lock:
-            for mid, doc in docs.items():
-                self.movies[mid] = doc
-                self.movies.move_to_end(mid)
-            while len(self.movies) > self.movie_limit:
-                self.movies.popitem(last=False)
+            put_bounded(self.movies, docs.items(), self.movie_limit)
 
 
 class ServingStore:
@@ -234,9 +240,8 @@ class ServingStore:
             cache = self._caches.get(version)
             if cache is None:
                 cache = VersionCache(version, self.settings.movie_cache_size)
-                self._caches[version] = cache
-                while len(self._caches) > 2:  # current, and the one requests may still hold
-                    self._caches.popitem(last=False)
+                # the current version, and the one requests may still hold
+                put_bounded(self._caches, [(version, cache)], 2)
             else:
                 self._caches.move_to_end(version)
         return cache
@@ -367,9 +372,7 @@ class ServingStore:
                     for e in doc.get("similar") or () if isinstance(e, dict) and "movieId" in e
                 )
             with cache.lock:
-                cache.similar.update(fetched)
-                while len(cache.similar) > max(self.settings.movie_cache_size, 1):
-                    cache.similar.popitem(last=False)
+                put_bounded(cache.similar, fetched.items(), max(self.settings.movie_cache_size, 1))
             found.update(fetched)
         return found
 
@@ -398,9 +401,7 @@ class ServingStore:
         value = compute()
         if self.settings.response_cache_size > 0:
             with cache.lock:
-                cache.responses[key] = value
-                while len(cache.responses) > self.settings.response_cache_size:
-                    cache.responses.popitem(last=False)
+                put_bounded(cache.responses, [(key, value)], self.settings.response_cache_size)
         return value
 
     # --- online data (not versioned: written by the API, kept across pipeline runs) -----------
@@ -430,10 +431,7 @@ class ServingStore:
         doc = self.online(schema.PROFILES).find_one({"_id": user_id}, {"events": 0})
         if doc is not None and rev != UNKNOWN and doc.get("rev") == rev:
             with self._lock:
-                self._profiles[user_id] = doc
-                self._profiles.move_to_end(user_id)
-                while len(self._profiles) > max(self.settings.response_cache_size, 1):
-                    self._profiles.popitem(last=False)
+                put_bounded(self._profiles, [(user_id, doc)], max(self.settings.response_cache_size, 1))
         return doc
 
     def live_index(self) -> LiveIndex | None:
