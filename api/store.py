@@ -438,36 +438,37 @@ class ServingStore:
         """This host's table of users with live state for this database, opened (and built from
         the profiles, the first time on this host) on first use in each process; None when
         ``Settings.live_index`` is off, the table is full, or it cannot be opened here."""
-        s = self.settings
         pid = os.getpid()
-        if not s.live_index or self._live_index_pid == -pid:
+        if not self.settings.live_index or self._live_index_pid == -pid:
             return None
         if self._live_index is None or self._live_index_pid != pid:
             db = self.db()
             with self._lock:
                 if self._live_index is None or self._live_index_pid != pid:
-                    self._live_index = None
-                    nodes = sorted(f"{h}:{p}" for h, p in db.client.topology_description.server_descriptions())
-                    directory = Path(s.live_index_dir) if s.live_index_dir else default_directory()
-                    profiles = db[schema.PROFILES]
-
-                    def scan():
-                        for d in profiles.find({}, {"rev": 1}):
-                            if isinstance(d["_id"], int) and d["_id"] > 0:
-                                yield d["_id"], int(d.get("rev") or 0)
-
-                    try:
-                        epoch = self._store_epoch(db)
-                        self._live_index = LiveIndex.open(directory, f"{','.join(nodes)}/{db.name}",
-                                                          s.live_index_capacity, scan, epoch)
-                        self._live_index_pid = pid
-                    except (OSError, OperationFailure) as exc:  # no folder here, or a read-only store user
-                        log.warning("no live index in %s (%s): every recommendation request reads "
-                                    "the user's profile from the store", directory, exc)
-                        self._live_index_pid = -pid
-                        return None
+                    self._live_index = self._open_live_index(db)
+                    self._live_index_pid = pid if self._live_index is not None else -pid  # -pid: off here
         index = self._live_index
-        return None if index.full else index
+        return None if index is None or index.full else index
+
+    def _open_live_index(self, db: Database) -> LiveIndex | None:
+        """The table for ``db`` (see ``live_index``); None, with a warning, when it cannot be had."""
+        s = self.settings
+        nodes = sorted(f"{h}:{p}" for h, p in db.client.topology_description.server_descriptions())
+        directory = Path(s.live_index_dir) if s.live_index_dir else default_directory()
+        profiles = db[schema.PROFILES]
+
+        def scan():
+            for d in profiles.find({}, {"rev": 1}):
+                if isinstance(d["_id"], int) and d["_id"] > 0:
+                    yield d["_id"], int(d.get("rev") or 0)
+
+        try:
+            return LiveIndex.open(directory, f"{','.join(nodes)}/{db.name}", s.live_index_capacity, scan,
+                                  self._store_epoch(db))
+        except (OSError, OperationFailure) as exc:  # no folder here, or a read-only store user
+            log.warning("no live index in %s (%s): every recommendation request reads "
+                        "the user's profile from the store", directory, exc)
+            return None
 
     @staticmethod
     def _store_epoch(db: Database) -> str:
