@@ -56,6 +56,11 @@ _HASH = 0x9E3779B97F4A7C15  # Fibonacci hashing of the user id
 _MASK64 = (1 << 64) - 1
 
 
+def valid_capacity(capacity: int) -> bool:
+    """A table's slot count: a power of two, at least 2."""
+    return capacity >= 2 and not capacity & (capacity - 1)
+
+
 def default_directory() -> Path:
     return Path(tempfile.gettempdir()) / f"movietime-live-{os.getuid()}"
 
@@ -87,7 +92,7 @@ class LiveIndex:
         tag = epoch.encode()
         if len(tag) > EPOCH_SIZE:
             raise ValueError(f"the epoch must be at most {EPOCH_SIZE} bytes")
-        if capacity < 2 or capacity & (capacity - 1):
+        if not valid_capacity(capacity):
             raise ValueError("the live index capacity must be a power of two")
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = directory / table_name(store_key)
@@ -201,8 +206,7 @@ def _capacity(path: Path, epoch: bytes) -> int | None:
     if len(head) < HEADER or head[:8] != MAGIC or head[EPOCH_AT:EPOCH_AT + EPOCH_SIZE].rstrip(b"\0") != epoch:
         return None
     capacity = struct.unpack("<q", head[8:16])[0]
-    valid = capacity >= 2 and not capacity & (capacity - 1) and size == HEADER + 16 * capacity
-    return capacity if valid else None
+    return capacity if valid_capacity(capacity) and size == HEADER + 16 * capacity else None
 
 
 def _build(path: Path, capacity: int, scan: Callable[[], Iterable[tuple[int, int]]], epoch: bytes) -> None:

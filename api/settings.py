@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from api.live_index import valid_capacity
+
 DEFAULT_DATABASE = "movietime"
 
 
@@ -52,7 +54,7 @@ class Settings:
             raise ValueError("store_down_s must be between 0 and 5 seconds")
         if self.movie_cache_size < 0:
             raise ValueError("movie_cache_size must be >= 0")
-        if self.live_index_capacity < 2 or self.live_index_capacity & (self.live_index_capacity - 1):
+        if not valid_capacity(self.live_index_capacity):
             raise ValueError("live_index_capacity must be a power of two")
 
     @classmethod
