@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import metrics as M
-from pipeline.progress import Counter
+from pipeline.progress import progress
 from pipeline.train import FittedModels, recommend_blocks
 
 log = logging.getLogger("pipeline")
@@ -58,13 +58,13 @@ def evaluate_ratings(models: FittedModels, test) -> tuple[dict, pd.DataFrame]:
 def top_n_frame(models: FittedModels, user_ids, n: int) -> pd.DataFrame:
     """``userId, rank, movieId, score, because`` for every user, computed in blocks."""
     frames = []
-    counter = Counter("top-N lists", len(user_ids))
-    for u, items, scores, because in recommend_blocks(models, np.asarray(user_ids), n):
-        k = items.shape[1]
-        f = pd.DataFrame({"userId": np.repeat(u, k), "rank": np.tile(np.arange(1, k + 1), len(u)),
-                          "movieId": items.ravel(), "score": scores.ravel(), "because": because.ravel()})
-        frames.append(f[f.movieId >= 0])
-        counter.add(len(u))
+    with progress("top-N lists", len(user_ids), unit="users") as bar:
+        for u, items, scores, because in recommend_blocks(models, np.asarray(user_ids), n):
+            k = items.shape[1]
+            f = pd.DataFrame({"userId": np.repeat(u, k), "rank": np.tile(np.arange(1, k + 1), len(u)),
+                              "movieId": items.ravel(), "score": scores.ravel(), "because": because.ravel()})
+            frames.append(f[f.movieId >= 0])
+            bar.update(len(u))
     return pd.concat(frames, ignore_index=True)
 
 
