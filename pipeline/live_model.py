@@ -64,7 +64,7 @@ class LiveModel:
         if len(genres) > 32:
             raise ValueError("at most 32 genres fit the genre bit masks")
         slim = copy.copy(topn)
-        slim.weights_ = [sparsify_weights(b, keep) if not sp.issparse(b) else b for b in topn.weights_]
+        slim.weights_ = [sparsify_weights(b, keep) for b in topn.weights_]
         slim.user_ratings_ = None  # training users are not re-scored online
         item_side = BiasedMF(mf.config)
         for name in ("global_mean_", "item_ids_", "item_factors_", "item_bias_"):

@@ -101,8 +101,14 @@ class TopNConfig:
     """Training users (a seeded random sample when there are more) used for the calibration."""
     because_min_rating: float = 3.5
     """Only items the user rated at least this high can be the "because" seed."""
+    score_neighbors: int | None = None
+    """Keep only this many largest-magnitude weights of each item's ``B`` row (sparse, as the
+    live model does); None keeps every weight. Scoring then costs ``nnz x score_neighbors``
+    instead of ``nnz x n_items``, and the weights ``n_items x score_neighbors`` instead of
+    ``n_items^2`` (the large-data profile, ``PipelineConfig.for_size``)."""
     user_block: int = 2048
-    """Users scored per block (dense ``user_block x n_items`` float32 arrays)."""
+    """Users scored per block (a few dense ``user_block x n_items`` float32 arrays; the lists do
+    not depend on it)."""
     gram_block: int = 1024
     """Gram matrix rows per sparse product (bounds the temporary sparse result)."""
     solve_dtype: str = "float32"
@@ -147,10 +153,10 @@ class TopNRecommender:
         self.user_ratings_ = self._restrict(csr)
 
         rating_in, positive_in = self._inputs(self.user_ratings_)
-        self.weights_ = [_ease(rating_in, cfg.l2, cfg.user_weight_power, cfg)]
+        self.weights_ = [self._weights(rating_in, cfg.l2, cfg.user_weight_power)]
         self.blend_ = [1.0]
         if cfg.positive_weight > 0:
-            self.weights_.append(_ease(positive_in, cfg.positive_l2, 0.0, cfg))
+            self.weights_.append(self._weights(positive_in, cfg.positive_l2, 0.0))
             self.blend_.append(float(cfg.positive_weight))
 
         c = counts[self.items_].astype(np.float64)
@@ -159,6 +165,13 @@ class TopNRecommender:
         self.tail_discount_ = self._calibrate()
         log.info("top-N: fitted %d items in %.1f s", len(self.items_), time.perf_counter() - t0)
         return self
+
+    def _weights(self, x: sp.csr_matrix, l2: float, user_weight_power: float):
+        """One EASE model's ``B``: dense, or cut to ``score_neighbors`` weights per item."""
+        b = _ease(x, l2, user_weight_power, self.config)
+        if self.config.score_neighbors is None:
+            return b
+        return sparsify_weights(b, self.config.score_neighbors)
 
     def _restrict(self, csr: sp.csr_matrix) -> sp.csr_matrix:
         """Users x model items with the raw ratings (float32 CSR, sorted indices)."""
@@ -367,10 +380,11 @@ def _ease(x: sp.csr_matrix, l2: float, user_weight_power: float, cfg: TopNConfig
     del chol
     _symmetrize_upper(inv)  # potri fills the upper triangle only
     diag = np.diag(inv).copy()
-    b = np.empty((k, k), dtype=np.float32)
+    # B = -P diag(1/diag P), written over P when it is float32 already: one k x k matrix at most
+    b = inv if inv.dtype == np.float32 else np.empty((k, k), dtype=np.float32)
     step = 2048
     for start in range(0, k, step):
-        b[start:start + step] = inv[start:start + step] / -diag[None, :]
+        np.divide(inv[start:start + step], -diag[None, :], out=b[start:start + step], casting="unsafe")
     del inv
     b[np.diag_indices(k)] = 0.0
     log.info("top-N: EASE %d items (l2=%g): Gram %.1f s, inverse %.1f s", k, l2, t1 - t0, time.perf_counter() - t1)
@@ -385,16 +399,43 @@ def _dense(m) -> np.ndarray:
     return np.asarray(m, dtype=np.float32)
 
 
-def sparsify_weights(b: np.ndarray, keep: int) -> sp.csr_matrix:
-    """``B`` with only the ``keep`` largest-magnitude entries of each row (input item ->
-    candidates), as float32 CSR: the form the API loads to re-score users at request time."""
+def sparsify_weights(b, keep: int) -> sp.csr_matrix:
+    """``B`` (dense, or sparse) with only the ``keep`` largest-magnitude entries of each row
+    (input item -> candidates), as float32 CSR: the form the API loads to re-score users at
+    request time, and the top-N model's own with ``score_neighbors``."""
+    if sp.issparse(b):
+        return _sparse_top_per_row(b.tocsr(), keep)
     k = min(keep, b.shape[1])
-    cols = np.argpartition(-np.abs(b), k - 1, axis=1)[:, :k] if k < b.shape[1] else \
-        np.broadcast_to(np.arange(b.shape[1]), b.shape)
-    vals = np.take_along_axis(b, cols, axis=1).astype(np.float32)
-    rows = np.repeat(np.arange(b.shape[0]), cols.shape[1])
-    out = sp.csr_matrix((vals.ravel(), (rows, cols.ravel())), shape=b.shape, dtype=np.float32)
+    indptr = np.arange(b.shape[0] + 1, dtype=np.int64) * k
+    cols = np.empty(b.shape[0] * k, dtype=np.int32)
+    vals = np.empty(b.shape[0] * k, dtype=np.float32)
+    step = 1024  # rows per block: the temporary |B| block stays small
+    for start in range(0, b.shape[0], step):
+        blk = b[start:start + step]
+        top = np.argpartition(-np.abs(blk), k - 1, axis=1)[:, :k] if k < b.shape[1] else \
+            np.broadcast_to(np.arange(b.shape[1]), blk.shape)
+        at = slice(start * k, (start + blk.shape[0]) * k)
+        cols[at] = top.ravel()
+        vals[at] = np.take_along_axis(blk, top, axis=1).ravel()
+    out = sp.csr_matrix((vals, cols, indptr), shape=b.shape, dtype=np.float32)
     out.eliminate_zeros()
+    out.sort_indices()
+    return out
+
+
+def _sparse_top_per_row(m: sp.csr_matrix, keep: int) -> sp.csr_matrix:
+    """CSR ``m`` with each row cut to its ``keep`` largest-magnitude entries."""
+    counts = np.diff(m.indptr)
+    if counts.max(initial=0) <= keep:
+        out = m.astype(np.float32)
+    else:
+        rows = np.repeat(np.arange(m.shape[0]), counts)
+        order = np.lexsort((-np.abs(m.data), rows))
+        rank = np.empty(m.nnz, np.int64)
+        rank[order] = np.arange(m.nnz) - m.indptr[rows[order]]
+        kept = rank < keep
+        indptr = np.concatenate([[0], np.cumsum(np.minimum(counts, keep))])
+        out = sp.csr_matrix((m.data[kept].astype(np.float32), m.indices[kept], indptr), shape=m.shape)
     out.sort_indices()
     return out
 

@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 from pipeline.matrix import RatingMatrix
-from pipeline.retrieval import TopNConfig, TopNRecommender, _symmetrize_upper
+import copy
+
+from pipeline.retrieval import TopNConfig, TopNRecommender, _symmetrize_upper, sparsify_weights
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "ml-latest-small"
 
@@ -67,6 +69,34 @@ def test_float32_solve_close_to_float64():
     b32 = TopNRecommender(replace(TINY, solve_dtype="float32")).fit(m).weights_
     for a, b in zip(b32, b64):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_sparsify_keeps_the_largest_weights_of_each_row_from_dense_or_sparse():
+    b = np.random.default_rng(5).standard_normal((30, 30)).astype(np.float32)
+    np.fill_diagonal(b, 0.0)
+    cut = sparsify_weights(b, 7)
+    assert (np.diff(cut.indptr) == 7).all()
+    dense = cut.toarray()
+    for row, kept in zip(b, dense):
+        largest = np.sort(np.abs(row))[-7:]
+        np.testing.assert_array_equal(np.sort(np.abs(kept[kept != 0])), largest)
+        np.testing.assert_array_equal(kept[kept != 0], row[kept != 0])
+    # cutting a sparse B again gives what cutting the dense one gives; a looser cut keeps it as is
+    assert (sparsify_weights(sparsify_weights(b, 12), 7) != cut).nnz == 0
+    assert (sparsify_weights(cut, 20) != cut).nnz == 0
+
+
+def test_score_neighbors_scores_with_the_cut_weights():
+    m = _random_matrix(n_users=60, n_items=30, density=0.4)
+    full = TopNRecommender(TINY).fit(m)
+    cut = TopNRecommender(replace(TINY, score_neighbors=6)).fit(m)
+    by_hand = copy.copy(full)
+    by_hand.weights_ = [sparsify_weights(b, 6) for b in full.weights_]
+    by_hand.tail_discount_ = by_hand._calibrate()
+    rows = np.arange(m.shape[0])
+    for a, b in zip(cut.recommend(rows, n=8), by_hand.recommend(rows, n=8)):
+        np.testing.assert_array_equal(a, b)
+    assert all((np.diff(w.indptr) <= 6).all() for w in cut.weights_)
 
 
 def test_symmetrize_upper_blocks():
