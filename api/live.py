@@ -160,6 +160,20 @@ def training_ratings(user: Mapping | None) -> tuple[np.ndarray, np.ndarray]:
     return np.array([m for m, _ in rows], np.int64), np.array([v for _, v in rows], np.float32)
 
 
+def rated_entries(user: Mapping | None) -> list[dict]:
+    """A served user document's ratings as ``{movieId, rating, timestamp}`` dicts (newest
+    first): from ``ratings_packed`` (timestamps 0 when the version did not pack them), else
+    from the ``ratings`` subdocuments of versions published before."""
+    packed = (user or {}).get("ratings_packed")
+    if isinstance(packed, Mapping):
+        movies, ratings = training_ratings(user)
+        stamps = (np.frombuffer(packed["timestamp"], "<i8") if "timestamp" in packed
+                  else np.zeros(len(movies), np.int64))
+        return [{"movieId": m, "rating": r, "timestamp": t}
+                for m, r, t in zip(movies.tolist(), ratings.tolist(), stamps.tolist())]
+    return [r for r in (user or {}).get("ratings") or () if isinstance(r, Mapping) and "movieId" in r]
+
+
 def read_training_ratings(store: ServingStore, pointer: Mapping, user_id: int) -> tuple[np.ndarray, np.ndarray]:
     """The user's training ratings from the served version: the packed arrays alone, or, for a
     version published before they existed, the ``ratings`` subdocuments."""

@@ -12,6 +12,7 @@ from api import docs_page
 from api.endpoint import Context, Endpoint, Reply
 from api.errors import NotFound, NotReady, StoreUnavailable
 from api.lists import ENDPOINTS as LIST_ENDPOINTS
+from api.live import rated_entries
 from api.metrics import CONTENT_TYPE as METRICS_TYPE
 from api.params import ChoiceParam, IntParam, TextParam, cluster_id, movie_id, page_params, user_id
 from api.recommendations import recommend
@@ -41,11 +42,11 @@ def user_recommendations(ctx: Context, id: int, n: int, genre: str | None) -> di
 
 def user_rated(ctx: Context, id: int, page: int, per_page: int, sort: str, order: str) -> dict:
     pointer = ctx.pointer
-    user = ctx.store.user(pointer, id, ("ratings",))
+    user = ctx.store.user(pointer, id, ("ratings_packed", "ratings"))
     live = ctx.store.profile(id, with_events=True)
     if user is None and live is None:
         raise NotFound(f"user {id} not found")
-    ratings = [r for r in (user or {}).get("ratings") or () if isinstance(r, dict) and "movieId" in r]
+    ratings = rated_entries(user)
     if live and live.get("ratings"):
         ratings = _with_live_ratings(ratings, live)
     ratings.sort(key=RATED_SORT_KEYS[sort], reverse=order == "desc")

@@ -64,15 +64,26 @@ def fit_rating_model(dataset: str = "ml-latest-small"):
     return RatingModel(config.rating).fit(ratings, features)
 
 
+def _rated_ids(doc: dict) -> list[int]:
+    """The movie ids a user document holds: packed, or as ``ratings`` subdocuments (older versions)."""
+    packed = doc.get("ratings_packed")
+    if packed:
+        return np.frombuffer(packed["movieId"], "<i4").tolist()
+    return [r["movieId"] for r in doc.get("ratings", ())]
+
+
+_RATED_IDS = {"ratings_packed.movieId": 1, "ratings.movieId": 1}
+
+
 def cluster_candidates(users, user_id: int) -> tuple[dict | None, np.ndarray]:
     """The user's document and the movies rated in the user's cluster that the user has not rated."""
-    user = users.find_one({"_id": user_id}, {"cluster": 1, "ratings.movieId": 1})
+    user = users.find_one({"_id": user_id}, {"cluster": 1, **_RATED_IDS})
     if user is None:
         return None, np.empty(0, np.int64)
-    seen = {r["movieId"] for r in user.get("ratings", ())}
+    seen = set(_rated_ids(user))
     movies: set[int] = set()
-    for doc in users.find({"cluster": user["cluster"]}, {"ratings.movieId": 1}):
-        movies.update(r["movieId"] for r in doc.get("ratings", ()))
+    for doc in users.find({"cluster": user["cluster"]}, _RATED_IDS):
+        movies.update(_rated_ids(doc))
     return user, np.fromiter(sorted(movies - seen), np.int64)
 
 

@@ -83,6 +83,8 @@ def _common_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", default=None,
                    help="address of an existing Dask scheduler (default: start a local cluster)")
     p.add_argument("--workers", type=int, default=2, help="local cluster worker processes (default: %(default)s)")
+    p.add_argument("--threads-per-worker", type=int, default=1,
+                   help="threads of each local cluster worker (default: %(default)s)")
     p.add_argument("--clusters", type=int, default=None,
                    help="number of user clusters (default: chosen by the eigengap heuristic)")
     p.add_argument("--seed", type=int, default=42, help="random seed (default: %(default)s)")
@@ -95,7 +97,8 @@ def _config(args, **overrides):
 
     return PipelineConfig(
         clusters=ClusterConfig(n_clusters=args.clusters, seed=args.seed),
-        dask=DaskConfig(scheduler=args.scheduler, n_workers=args.workers),
+        dask=DaskConfig(scheduler=args.scheduler, n_workers=args.workers,
+                        threads_per_worker=args.threads_per_worker),
         **overrides,
     )
 
@@ -131,7 +134,7 @@ def cmd_run(args) -> int:
         client = pymongo.MongoClient(mongo_url, serverSelectionTimeoutMS=10_000, tz_aware=True)
         db = client.get_default_database(default=config.target.database) if args.database is None \
             else client[args.database]
-        store = Store(db, config=config.target.store)
+        store = Store(db, config=config.target.store, url=mongo_url)
     version = new_version()
     try:
         with dask_client(config.dask):

@@ -8,11 +8,10 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
-from pipeline.progress import Counter
-from pipeline.similarity import neighbour_matrix, similar_seeds
 from pipeline.text import display_name, search_key
 from pipeline.tmdb import poster_url
-from pipeline.train import FittedModels, recommend_blocks
+from pipeline.train import FittedModels
+from pipeline.user_lists import UserListInputs, iter_user_docs
 
 
 def _int_or_none(v):
@@ -105,55 +104,11 @@ def cluster_docs(clusters: pd.DataFrame) -> Iterator[dict]:
 def user_docs(models: FittedModels, labels: pd.Series, clusters: pd.DataFrame, titles: dict[int, str],
               version: str, n: int, block: int = 2048, similar: dict[int, list] | None = None,
               min_rating: float | None = None) -> Iterator[dict]:
-    """Users with their activity, cluster and precomputed top-``n`` (scores, predicted ratings, reasons).
-
-    The reason of a recommended movie ``j`` is, in this order: "because you liked ``i``"
-    where ``i`` is a movie the user rated at least ``min_rating`` (default: the top-N
-    model's ``because_min_rating``) whose ``similar`` list (movieId -> ``[(movieId,
-    score), ...]``, as stored in the movie documents) holds ``j`` with the highest score
-    (ties: higher rating, then more recent); else "because you liked" the top-N model's
-    seed (the liked movie contributing most to ``j``'s score); else a favourite of the
-    user's cluster; else a taste match.
-    """
-    matrix, users_stats = models.matrix, models.features.users
-    favourites = {c: {m["movieId"] for m in row["top_movies"]} for c, row in clusters.iterrows()}
-    neighbours = neighbour_matrix(similar, matrix.item_ids) if similar else None
-    if min_rating is None:
-        min_rating = models.topn.config.because_min_rating
-    counter = Counter("user documents", len(matrix.user_ids))
-    for u, items, scores, because in recommend_blocks(models, matrix.user_ids, n, block=block):
-        valid = items >= 0
-        if neighbours is not None:
-            seeds = similar_seeds(neighbours, matrix.csr, matrix.timestamps, matrix.user_index(u),
-                                  np.where(valid, matrix.item_index(items), -1), min_rating)
-            because = np.where(seeds >= 0, matrix.item_ids[np.maximum(seeds, 0)], because)
-        pairs = pd.DataFrame({"userId": np.repeat(u, items.shape[1])[valid.ravel()], "movieId": items[valid]})
-        predicted = np.zeros(items.shape, np.float32)
-        predicted[valid] = models.rating.predict(pairs)
-        rows = matrix.user_index(u)
-        for i, user in enumerate(u):
-            cluster = int(labels.get(user, -1))
-            cols, vals, ts = matrix.row(rows[i])
-            order = np.argsort(-ts, kind="stable") if ts is not None else np.arange(len(cols))
-            top = []
-            for j in np.flatnonzero(valid[i]):
-                m, b = int(items[i, j]), int(because[i, j])
-                if b >= 0:
-                    reason = {"kind": "because_you_liked", "movieId": b, "text": f"Because you liked {titles.get(b, b)}"}
-                elif m in favourites.get(cluster, ()):
-                    reason = {"kind": "cluster_favourite", "text": "A favourite of viewers with tastes like yours"}
-                else:
-                    reason = {"kind": "taste_match", "text": "Matches the movies you rated"}
-                top.append({"movieId": m, "score": round(float(scores[i, j]), 5),
-                            "predicted_rating": round(float(predicted[i, j]), 3), "reason": reason})
-            s = users_stats.loc[user]
-            yield {
-                "_id": int(user), "cluster": cluster,
-                "stats": {"n_ratings": int(s["n_ratings"]), "mean": round(float(s["mean"]), 4)},
-                "ratings": [{"movieId": int(matrix.item_ids[cols[k]]), "rating": float(vals[k]),
-                             "timestamp": int(ts[k]) if ts is not None else 0} for k in order],
-                "ratings_packed": {"movieId": matrix.item_ids[cols[order]].astype("<i4").tobytes(),
-                                   "rating": np.asarray(vals[order], "<f4").tobytes()},
-                "top": top, "model_version": version,
-            }
-        counter.add(len(u))
+    """Users with their activity, cluster and precomputed top-``n`` (scores, predicted ratings,
+    reasons), built in this process (``pipeline.user_lists.block_docs`` gives the reasons'
+    order; ``pipeline.user_lists.write_user_lists`` does the same on the Dask cluster).
+    ``similar``: movieId -> ``[(movieId, score), ...]`` as stored in the movie documents;
+    ``min_rating``: the lowest rating of a "because you liked" movie (default: the top-N
+    model's ``because_min_rating``)."""
+    inputs = UserListInputs.from_models(models, labels, clusters, titles, version, n, similar, min_rating)
+    return iter_user_docs(inputs, block)

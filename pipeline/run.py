@@ -20,8 +20,10 @@ from pipeline.feedback import read_feedback, with_feedback
 from pipeline.live_model import LiveModel
 from pipeline.evaluation import evaluate_ratings, evaluate_topn, write_report
 from pipeline.progress import Steps
+from pipeline.runtime import release_memory
 from pipeline.splitting import split_ratings
 from pipeline.train import FittedModels, fit_models
+from pipeline.user_lists import UserListInputs, iter_user_docs, write_user_lists
 
 log = logging.getLogger("pipeline")
 
@@ -115,6 +117,8 @@ def run(config: PipelineConfig, store, version: str, steps: Steps | None = None)
     models = fit_models(data.ratings, data.movies, config, steps, tags=data.tags, links=data.links,
                         metadata=metadata)
     steps.phase = ""
+    data.ratings = None  # every model is fitted: the workers drop the persisted ratings
+    release_memory()
     with steps.step("cluster personas"):
         labels = models.clustering.labels_
         clusters = describe_clusters(labels, models.features.genre_profile, models.features.genres, models.matrix)
@@ -147,15 +151,19 @@ def load_store(store, version, config, data, metadata, models, clusters, report,
             result.counts[schema.MOVIES] = staging.insert(schema.MOVIES, D.movie_docs(cat, models, similar))
             result.counts[schema.METADATA] = staging.insert(schema.METADATA, D.metadata_docs(cat, data.tags))
             result.counts[schema.CLUSTERS] = staging.insert(schema.CLUSTERS, D.cluster_docs(clusters))
-        with steps.step("precompute top-N + store users"):
-            result.counts[schema.USERS] = staging.insert(
-                schema.USERS, D.user_docs(models, models.clustering.labels_, clusters, titles, version, config.top_n,
-                                          similar=similar))
         with steps.step("store: live model"):
             live = LiveModel.build(models.topn, models.rating.mf_, models.matrix.item_ids, models.features.genres,
                                    dict(zip(cat.index.astype(int), cat["genres"])), keep=config.live_neighbors,
                                    similar=similar)
             result.counts[schema.LIVE_MODEL] = staging.insert(schema.LIVE_MODEL, live.to_docs())
+            del live
+        with steps.step("precompute top-N + store users"):
+            inputs = UserListInputs.from_models(models, models.clustering.labels_, clusters, titles, version,
+                                                config.top_n, similar=similar)
+            models.topn = models.rating = None  # their last use here: the workers get their own copies
+            result.counts[schema.USERS] = store_user_lists(store, staging, inputs)
+            del inputs
+            release_memory()
         with steps.step("store: indexes + publish"):
             staging.ensure_indexes()
             metrics = {k: report[k] for k in ("rating", "topn", "clusters", "feedback") if k in report}
@@ -170,3 +178,18 @@ def load_store(store, version, config, data, metadata, models, clusters, report,
     except BaseException as exc:  # interrupted or failed: the previous version keeps serving
         staging.abort(error=f"{type(exc).__name__}: {exc}")
         raise
+
+
+def store_user_lists(store, staging, inputs: UserListInputs) -> int:
+    """Every user's document into the staging ``users`` collection: written by Dask tasks on
+    the workers when the store has a URL they can reach (``Store.url``), else from here."""
+    if store.url is None:
+        log.info("user documents: written from this process (the store has no URL for the workers)")
+        return staging.insert(schema.USERS, iter_user_docs(inputs))
+    from distributed import default_client
+
+    out = write_user_lists(default_client(), inputs, store.url, store.db.name, staging.collections[schema.USERS],
+                           on_written=lambda n: staging.added(schema.USERS, n))
+    log.info("user documents: %d users written by %d worker process(es), %.1f s of task time",
+             out["users"], len(out["pids"]), out["task_seconds"])
+    return out["users"]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import gc
 import logging
 from dataclasses import dataclass
 from typing import Iterator
@@ -13,9 +16,12 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class DaskConfig:
     scheduler: str | None = None        # "tcp://host:8786" of an existing cluster; None starts a LocalCluster
-    n_workers: int = 2                  # LocalCluster only
-    threads_per_worker: int = 1         # LocalCluster only
-    memory_limit: str = "4GiB"          # per LocalCluster worker
+    # LocalCluster only. Each worker process gets its own copy of the fitted models for the
+    # per-user phase (two dense item x item matrices: 1.2 GB at 12,000 movies); one process with
+    # two threads holds one copy but was slower here (README, "Scale").
+    n_workers: int = 2
+    threads_per_worker: int = 1
+    memory_limit: str = "8GiB"          # per LocalCluster worker (Dask pauses it at 80%, restarts it at 95%)
     dashboard: bool = False             # LocalCluster only: serve the diagnostics dashboard on :8787
 
 
@@ -47,3 +53,14 @@ def dask_client(config: DaskConfig) -> Iterator["distributed.Client"]:
             yield client
     finally:
         cluster.close()
+
+
+def release_memory() -> None:
+    """Collect garbage and hand the freed heap back to the system (glibc ``malloc_trim``), so
+    that what one step freed does not stay in this process's RSS while the workers hold the
+    next step's data (Dask does the same for its workers). A no-op where there is no glibc."""
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if name:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(name).malloc_trim(0)

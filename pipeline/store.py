@@ -107,11 +107,15 @@ class Store:
     """Writer (:meth:`stage`) and reader (:meth:`current`, :meth:`collection`) of the store."""
 
     def __init__(
-        self, db: Database, keep_versions: int = 2, *, config: StoreConfig | None = None
+        self, db: Database, keep_versions: int = 2, *, config: StoreConfig | None = None,
+        url: str | None = None,
     ) -> None:
         if config is not None and keep_versions not in (2, config.keep_versions):
             raise ValueError("pass keep_versions either directly or in config, not both")
         self.db = db
+        # the connection string of ``db``'s server, for other processes (Dask workers) that
+        # write staged documents themselves; None: only this process writes
+        self.url = url
         self.config = config if config is not None else StoreConfig(keep_versions=keep_versions)
         codec = db.codec_options.with_options(
             type_registry=TypeRegistry(fallback_encoder=_encode_numpy)
@@ -426,6 +430,13 @@ class Staging:
         return self.store.db.get_collection(
             self.collections[name], codec_options=self.store._codec
         )
+
+    def added(self, name: str, n: int) -> None:
+        """Count ``n`` documents that another process inserted into ``name``'s staging
+        collection, and renew the lease when it is due (call it as their writes complete)."""
+        self._check_open()
+        self.counts[name] += n
+        self._maybe_heartbeat()
 
     def insert(self, name: str, docs: Iterable[dict], batch_size: int | None = None) -> int:
         """Insert ``docs`` in batches (unordered ``insert_many``); returns how many."""

@@ -64,22 +64,11 @@ def recommend_blocks(models: FittedModels, user_ids: np.ndarray, n: int, block: 
     Users the matrix does not know get the most popular movies (``because`` = -1, score 0).
     ``item_ids`` and ``because_ids`` are external movie ids; -1 marks an empty slot.
     """
+    from pipeline.user_lists import recommend_rows
+
     user_ids = np.asarray(user_ids, np.int64)
     rows = models.matrix.user_index(user_ids)
-    item_ids = models.matrix.item_ids
     popular = models.popular_items(n)
     for lo in range(0, len(user_ids), block):
-        u, r = user_ids[lo:lo + block], rows[lo:lo + block]
-        items = np.full((len(u), n), -1, np.int64)
-        scores = np.zeros((len(u), n), np.float32)
-        because = np.full((len(u), n), -1, np.int64)
-        known = r >= 0
-        if known.any():
-            cols, sc, bc = models.topn.recommend(r[known], n=n, exclude_seen=True)
-            k = cols.shape[1]
-            items[known, :k] = np.where(cols >= 0, item_ids[np.maximum(cols, 0)], -1)
-            scores[known, :k] = sc
-            because[known, :k] = np.where(bc >= 0, item_ids[np.maximum(bc, 0)], -1)
-        if (~known).any():
-            items[~known, : len(popular)] = popular
-        yield u, items, scores, because
+        yield (user_ids[lo:lo + block],
+               *recommend_rows(models.topn, models.matrix, popular, rows[lo:lo + block], n))

@@ -29,18 +29,27 @@ def write_sample(out: Path, max_user: int = 80, extra_movies: int = 40) -> Path:
     return out
 
 
+def pipeline_store(db):
+    """A ``Store`` over ``db`` with the URL that the Dask workers use to write the user
+    documents (the test servers are unauthenticated loopback ones: host and port name them)."""
+    from pipeline.store import Store
+
+    host, port = db.client.address
+    return Store(db, url=f"mongodb://{host}:{port}/?directConnection=true")
+
+
 def load_sample(db, tmp: Path, max_user: int = 80):
     """Run the real pipeline (no evaluation, one Dask worker) on a sample into ``db``; returns its
     ``PipelineConfig`` and the published version."""
     from pipeline.config import PipelineConfig
     from pipeline.run import run
     from pipeline.runtime import DaskConfig, dask_client
-    from pipeline.store import Store, new_version
+    from pipeline.store import new_version
 
     config = PipelineConfig(dataset=str(write_sample(tmp / "ml-sample", max_user=max_user)), run_dir=str(tmp / "runs"),
                             evaluate=False, dask=DaskConfig(n_workers=1))
     with dask_client(config.dask):
-        return config, run(config, Store(db), new_version()).version
+        return config, run(config, pipeline_store(db), new_version()).version
 
 
 @contextlib.contextmanager

@@ -20,12 +20,13 @@ import servers
 import webtest
 from conftest import free_port
 from jsonschema import Draft202012Validator
-from pipeline_sample import write_sample
+from pipeline_sample import pipeline_store, write_sample
 from pymongo import monitoring
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from api.app import create_app
+from api.live import rated_entries
 from api.routes import ENDPOINTS
 from api.settings import Settings
 from pipeline import schema
@@ -61,7 +62,7 @@ def served(mongo_client, mongo_url, tmp_path_factory) -> Served:
         dataset=str(sample), run_dir=str(tmp / "runs"), evaluate=False, dask=DaskConfig(n_workers=1)
     )
     with dask_client(config.dask):
-        version = run(config, Store(db), new_version()).version
+        version = run(config, pipeline_store(db), new_version()).version
     s = Served(db, version, mongo_url)
     cluster = s.coll(schema.CLUSTERS).find_one({"_id": 1})
     favourites = [m["movieId"] for m in cluster["top_movies"]]
@@ -283,8 +284,7 @@ def test_largest_id_is_a_valid_unknown_id(app):
 
 
 def test_rated_sorting_and_pagination(app, served, spec):
-    user = served.coll(schema.USERS).find_one({"_id": 1})
-    ratings = user["ratings"]
+    ratings = rated_entries(served.coll(schema.USERS).find_one({"_id": 1}))
     body = app.get("/user/1/rated?per_page=7&page=2").json
     validator(spec, "RatedPage").validate(body)
     assert body["total"] == len(ratings) and body["pages"] == -(-len(ratings) // 7)

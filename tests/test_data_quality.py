@@ -16,6 +16,7 @@ import pytest
 from pipeline import schema
 from pipeline.config import PipelineConfig
 from pipeline.datasets import DatasetConfig, DatasetError, load_movielens
+from api.live import rated_entries
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
 from pipeline.store import Store, new_version
@@ -327,7 +328,7 @@ def test_run_on_defective_data_publishes_only_valid_documents(mongo_client, mong
     expect = inject_defects(sample)
     db = mongo_client.get_database("test_data_quality_run")
     mongo_client.drop_database(db.name)
-    store = Store(db)
+    store = Store(db, url=mongo_url)
     config = PipelineConfig(dataset=str(sample), run_dir=str(tmp_path / "runs"), evaluate=False,
                             dask=DaskConfig(n_workers=1))
     try:
@@ -343,20 +344,20 @@ def test_run_on_defective_data_publishes_only_valid_documents(mongo_client, mong
 
         movies = {d["_id"] for d in store.collection(schema.MOVIES).find({}, {"_id": 1})}
         n_users = 0
-        for doc in store.collection(schema.USERS).find({}, {"ratings": 1}):
+        for doc in store.collection(schema.USERS).find({}, {"ratings_packed": 1}):
             n_users += 1
-            ids = [r["movieId"] for r in doc["ratings"]]
+            ids = [r["movieId"] for r in rated_entries(doc)]
             assert len(ids) == len(set(ids)), doc["_id"]                      # no movie twice
             assert set(ids) <= movies, doc["_id"]                             # no unknown movie
-            for r in doc["ratings"]:
+            for r in rated_entries(doc):
                 assert 0.5 <= r["rating"] <= 5.0 and r["rating"] * 2 == int(r["rating"] * 2), doc["_id"]
                 assert r["timestamp"] >= 0
         assert n_users == 40 and model["dataset"]["n_users"] == 40
-        one = {r["movieId"]: r for r in store.collection(schema.USERS).find_one({"_id": 1})["ratings"]}
+        one = {r["movieId"]: r for r in rated_entries(store.collection(schema.USERS).find_one({"_id": 1}))}
         assert (one[expect["movie"]]["rating"], one[expect["movie"]]["timestamp"]) == (expect["rating"],
                                                                                        expect["timestamp"])
         uid, mid, rating = expect["keep"]
-        two = {r["movieId"]: r["rating"] for r in store.collection(schema.USERS).find_one({"_id": uid})["ratings"]}
+        two = {r["movieId"]: r["rating"] for r in rated_entries(store.collection(schema.USERS).find_one({"_id": uid}))}
         assert two[mid] == rating
         assert store.collection(schema.MOVIES).find_one({"_id": expect["movie"]})["title"] != "A duplicate title (2000)"
 

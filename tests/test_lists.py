@@ -15,7 +15,7 @@ import pymongo
 import pytest
 import webtest
 from jsonschema import Draft202012Validator
-from pipeline_sample import write_sample
+from pipeline_sample import pipeline_store, write_sample
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -48,7 +48,7 @@ class Served:
 def run_pipeline(db, sample, run_dir) -> str:
     config = PipelineConfig(dataset=str(sample), run_dir=str(run_dir), evaluate=False, dask=DaskConfig(n_workers=1))
     with dask_client(config.dask):
-        return run(config, Store(db), new_version()).version
+        return run(config, pipeline_store(db), new_version()).version
 
 
 @pytest.fixture(scope="module")

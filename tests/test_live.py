@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import webtest
-from pipeline_sample import sample_database
+from pipeline_sample import pipeline_store, sample_database
 
 from api.app import create_app
 from api.auth import issue_token
-from api.live import NEW_USER_BASE
+from api.live import NEW_USER_BASE, rated_entries
 from api.settings import Settings
 from pipeline import schema
 from pipeline.run import run
@@ -339,7 +339,7 @@ def test_next_pipeline_run_trains_on_feedback(app, served):
     app.post_json(f"/user/{uid}/ratings", {"movieId": 2, "rating": 3.5}, headers=auth(token))
     db = served["db"]
     with dask_client(served["config"].dask):
-        result = run(served["config"], Store(db), new_version())
+        result = run(served["config"], pipeline_store(db), new_version())
     model = db[schema.MODELS].find_one({"_id": result.version})
     feedback = model["metrics"]["feedback"]
     n_profiles_rows = feedback["rows"]
@@ -348,7 +348,7 @@ def test_next_pipeline_run_trains_on_feedback(app, served):
     assert pointer["version"] == result.version
     new_user = db[pointer["collections"][schema.USERS]].find_one({"_id": uid})
     assert new_user is not None, "an onboarded user with ratings is a training user of the next run"
-    trained = {r["movieId"]: r["rating"] for r in new_user["ratings"]}
+    trained = {r["movieId"]: r["rating"] for r in rated_entries(new_user)}
     assert trained == {1: 1.0, 2: 3.5, 3: 4.5}  # last rating wins; a like trains as 4.5; not_interested: nothing
     assert len(new_user["top"]) > 0
     # online data survived the run, and the user is still served live

@@ -149,7 +149,7 @@ config = PipelineConfig(dataset=dataset, run_dir=run_dir, evaluate=False, data=D
 client = pymongo.MongoClient(url, serverSelectionTimeoutMS=10_000)
 version = new_version()
 with dask_client(config.dask):
-    run(config, Store(client[database]), version)
+    run(config, Store(client[database], url=url), version)
 print("published", version, flush=True)
 """
 

@@ -8,14 +8,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from api.live import training_ratings
+from api.live import rated_entries, training_ratings
 from pipeline import schema
 from pipeline.live_model import LiveModel
 from pipeline.config import PipelineConfig
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
 from pipeline.store import Store, new_version
-from pipeline_sample import write_sample
+from pipeline_sample import pipeline_store, write_sample
 
 
 
@@ -34,7 +34,7 @@ def config(sample, tmp_path_factory) -> PipelineConfig:
 def published(mongo_client, config):
     db = mongo_client.get_database("test_pipeline_run")
     mongo_client.drop_database(db.name)
-    store = Store(db)
+    store = pipeline_store(db)
     with dask_client(config.dask):
         first = run(config, store, new_version())
         second = run(config, store, new_version())   # a re-run: idempotent
@@ -78,7 +78,9 @@ def test_user_documents(published, sample):
     for uid in (1, 15, 42):
         doc = users.find_one({"_id": uid})
         rated = set(ratings.movieId[ratings.userId == uid])
-        assert {r["movieId"] for r in doc["ratings"]} == rated
+        assert "ratings" not in doc                                   # stored once: packed
+        entries = rated_entries(doc)
+        assert {r["movieId"] for r in entries} == rated
         assert doc["stats"]["n_ratings"] == len(rated)
         top = doc["top"]
         assert len(top) == 50
@@ -89,13 +91,14 @@ def test_user_documents(published, sample):
         for t in top:
             if t["reason"]["kind"] == "because_you_liked":
                 assert t["reason"]["movieId"] in rated and t["reason"]["text"].startswith("Because you liked")
-        ts = [r["timestamp"] for r in doc["ratings"]]
+        ts = [r["timestamp"] for r in entries]
         assert ts == sorted(ts, reverse=True)                          # activity, newest first
-        ids, values = training_ratings(doc)                            # the packed copy: same, same order
-        assert ids.tolist() == [r["movieId"] for r in doc["ratings"]]
-        assert values.tolist() == [r["rating"] for r in doc["ratings"]]
-        expected = ratings[ratings.userId == uid].set_index("movieId").rating
-        assert all(expected[m] == v for m, v in zip(ids.tolist(), values.tolist()))
+        ids, values = training_ratings(doc)                            # the re-score's view: same order
+        assert ids.tolist() == [r["movieId"] for r in entries]
+        assert values.tolist() == [r["rating"] for r in entries]
+        expected = ratings[ratings.userId == uid].set_index("movieId")
+        assert all(expected.rating[r["movieId"]] == r["rating"] and expected.timestamp[r["movieId"]] == r["timestamp"]
+                   for r in entries)
 
 
 def test_movie_and_metadata_documents(published):

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from api.live import rated_entries
 from pipeline import documents as D
 from pipeline import schema
 from pipeline.config import PipelineConfig
@@ -26,7 +27,7 @@ from pipeline.runtime import DaskConfig, dask_client
 from pipeline.similarity import neighbour_matrix, similar_seeds
 from pipeline.store import Store, new_version
 from pipeline.train import FittedModels, recommend_blocks
-from pipeline_sample import write_sample
+from pipeline_sample import pipeline_store, write_sample
 
 
 def _csr(rows: list[list[tuple[int, float]]], n_cols: int) -> sp.csr_matrix:
@@ -179,7 +180,7 @@ def published(mongo_client, tmp_path_factory):
                             dask=DaskConfig(n_workers=1))
     db = mongo_client.get_database("test_reasons_run")
     mongo_client.drop_database(db.name)
-    store = Store(db)
+    store = pipeline_store(db)
     with dask_client(config.dask):
         run(config, store, new_version())
     yield store, config
@@ -192,8 +193,8 @@ def test_pipeline_reasons_come_from_the_similar_lists(published):
     similar = {d["_id"]: {s["movieId"]: s["score"] for s in d["similar"]}
                for d in store.collection(schema.MOVIES).find({}, {"similar": 1})}
     shares, n_reasons, n_from_lists = [], 0, 0
-    for doc in store.collection(schema.USERS).find({}, {"top": 1, "ratings": 1}):
-        rated = {r["movieId"]: (r["rating"], r["timestamp"]) for r in doc["ratings"]}
+    for doc in store.collection(schema.USERS).find({}, {"top": 1, "ratings_packed": 1}):
+        rated = {r["movieId"]: (r["rating"], r["timestamp"]) for r in rated_entries(doc)}
         liked = {m: v for m, v in rated.items() if v[0] >= threshold}
         mine = 0
         reasons = [t for t in doc["top"] if t["reason"]["kind"] == "because_you_liked"]

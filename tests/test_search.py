@@ -11,7 +11,7 @@ import pymongo
 import pytest
 import webtest
 from jsonschema import Draft202012Validator
-from pipeline_sample import write_sample
+from pipeline_sample import pipeline_store, write_sample
 from pymongo import monitoring
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -192,7 +192,7 @@ def served(mongo_client, mongo_url, tmp_path_factory):
         dask=DaskConfig(n_workers=1),
     )
     with dask_client(config.dask):
-        version = run(config, Store(db), new_version()).version
+        version = run(config, pipeline_store(db), new_version()).version
     yield Settings(mongodb_url=mongo_url, database=name), db, version
     mongo_client.drop_database(name)
 

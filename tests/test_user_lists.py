@@ -1,0 +1,82 @@
+"""The per-user phase on a real ``distributed`` cluster (issue 11: past one machine).
+
+A ``LocalCluster`` with two worker processes, reached by its address as a remote cluster would
+be: the user documents are built and written by tasks on the workers (their process ids, never
+the driver's), they are the documents this process would build, and a block written twice (a
+retried task) neither fails nor doubles a user.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.features import build_features
+from pipeline.matrix import RatingMatrix
+from pipeline.rating import RatingModel, RatingModelConfig
+from pipeline.retrieval import TopNConfig, TopNRecommender
+from pipeline.train import FittedModels
+from pipeline.user_lists import UserListInputs, iter_user_docs, write_block, write_user_lists
+
+
+@pytest.fixture(scope="module")
+def inputs() -> UserListInputs:
+    rng = np.random.default_rng(3)
+    rows = []
+    for u in range(1, 61):
+        for m in rng.choice(np.arange(1, 41), 15, replace=False):
+            rows.append((u, int(m), float(rng.choice([1.0, 2.0, 3.0, 3.5, 4.0, 4.5, 5.0])), 10_000 + len(rows)))
+    ratings = pd.DataFrame(rows, columns=["userId", "movieId", "rating", "timestamp"])
+    movies = pd.DataFrame({"movieId": np.arange(1, 41), "title": [f"M{m} (2000)" for m in range(1, 41)],
+                           "genres": [["Drama"], ["Comedy"]] * 20})
+    matrix = RatingMatrix.from_frame(ratings)
+    matrix.timestamps = ratings.sort_values(["userId", "movieId"])["timestamp"].to_numpy(np.int64)
+    features = build_features(ratings, movies)
+    rating = RatingModel(RatingModelConfig(stack_folds=2, gbm_max_iter=10)).fit(ratings, features)
+    topn = TopNRecommender(TopNConfig(min_item_ratings=1, calibration_users=64)).fit(matrix)
+    models = FittedModels(features, matrix, rating, topn)
+    labels = pd.Series(np.arange(len(matrix.user_ids)) % 2, index=matrix.user_ids)
+    clusters = pd.DataFrame({"top_movies": [[{"movieId": 1}], [{"movieId": 2}]]}, index=[0, 1])
+    similar = {m: [((m % 40) + 1, 0.5)] for m in range(1, 41)}
+    titles = {m: f"M{m} (2000)" for m in range(1, 41)}
+    return UserListInputs.from_models(models, labels, clusters, titles, "v-test", 10, similar=similar)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        yield cluster
+
+
+def test_user_documents_are_built_and_written_on_the_workers(inputs, cluster, mongo_url, db):
+    from distributed import Client
+
+    with Client(cluster.scheduler_address) as client:  # by address, as for --scheduler
+        workers = set(client.run(os.getpid).values())
+        assert len(workers) == 2 and os.getpid() not in workers
+        expected = {d["_id"]: d for d in iter_user_docs(inputs)}
+        handed = copy.copy(inputs)
+        written = []
+        out = write_user_lists(client, handed, mongo_url, db.name, "users_staged", block=8,
+                               on_written=written.append)
+    assert handed.topn is None and handed.rating is None  # taken over: this process keeps no copy
+    assert out["users"] == sum(written) == inputs.n_users == 60
+    assert set(out["pids"]) <= workers and os.getpid() not in out["pids"]
+    assert len(out["pids"]) == 2  # 8 blocks over two single-threaded workers: both took some
+    stored = {d["_id"]: d for d in db["users_staged"].find()}
+    assert stored == expected  # the documents this process would have built, byte for byte
+
+
+def test_a_retried_block_neither_fails_nor_doubles_users(inputs, mongo_url, db):
+    first = write_block(inputs, 0, 20, mongo_url, db.name, "users_staged")
+    again = write_block(inputs, 10, 30, mongo_url, db.name, "users_staged")  # overlaps the first
+    assert first["users"] == again["users"] == 20
+    assert db["users_staged"].count_documents({}) == 30
+    assert sorted(db["users_staged"].distinct("_id")) == inputs.matrix.user_ids[:30].tolist()
