@@ -27,6 +27,7 @@ import scipy.sparse as sp
 from pipeline.features import TrainingFeatures, rating_rows, refit_features, single_user_features
 from pipeline.matrix import RatingMatrix
 from pipeline.mf import BiasConfig, Biases, BiasedMF, BiasedMFConfig
+from pipeline.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -371,7 +372,14 @@ class RatingModel:
 
         cfg = self.config
         entries, user_ids, item_ids = self._collect(train, features)
-        x, y, _ = self._stack(entries, user_ids, item_ids, features)
+
+        def final_fit() -> _Collaborative:  # the collaborative models on every training rating
+            return _Collaborative(cfg).fit(entries.matrix(user_ids, item_ids), entries.ts,
+                                           int(entries.ts.min()) - 1, features.global_mean)
+
+        # on a Dask cluster the fold fits run on the workers while this process makes the final
+        # fit; in-process, one after the other
+        x, y, _, collaborative = self._stack(entries, user_ids, item_ids, features, _cluster_of(train), final_fit)
         # a column that is never observed (e.g. no release years at all) carries nothing
         self.columns_ = [c for c in x.columns if x[c].notna().any()]
         x = x[self.columns_]
@@ -381,14 +389,15 @@ class RatingModel:
             l2_regularization=cfg.gbm_l2_regularization, early_stopping=False, random_state=cfg.seed,
         )
         started = time.perf_counter()
+        log.info("rating model: gradient boosting on %s rows x %d features (%d trees) ...", f"{len(y):,}",
+                 len(self.columns_), cfg.gbm_max_iter)
         with self._threads():
             self.gbm_ = gbm.fit(x.to_numpy(np.float32), y)
-        log.debug("gradient boosting on %d x %d: %.1fs", len(y), len(self.columns_), time.perf_counter() - started)
+        log.info("rating model: gradient boosting done in %.1f s", time.perf_counter() - started)
         self.n_stack_rows_ = len(y)
         del x, y
         self.features_ = features
-        self.collaborative_ = _Collaborative(cfg).fit(entries.matrix(user_ids, item_ids), entries.ts,
-                                                      int(entries.ts.min()) - 1, features.global_mean)
+        self.collaborative_ = collaborative
         return self
 
     def _threads(self):
@@ -402,7 +411,7 @@ class RatingModel:
         ``pairs`` has userId, movieId, timestamp (NaN where hidden) and fold of each row; each
         row's features come from models and statistics refit without the row's fold.
         """
-        return self._stack(*self._collect(train, features), features)
+        return self._stack(*self._collect(train, features), features, _cluster_of(train))[:3]
 
     def _collect(self, train, features: TrainingFeatures):
         if self.config.stack_folds < 2:
@@ -415,37 +424,39 @@ class RatingModel:
         return entries, user_ids, item_ids
 
     def _stack(self, entries: "_Entries", user_ids: np.ndarray, item_ids: np.ndarray,
-               features: TrainingFeatures) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+               features: TrainingFeatures, client=None, meanwhile=None):
+        """``(X, y, pairs, meanwhile())``: the stacking rows, their targets and pairs (with each
+        row's fold), and the result of ``meanwhile`` (None when not given), which runs in this
+        process while the fold fits run on the Dask cluster of ``client`` (or after them, in
+        this process, when ``client`` is None)."""
         cfg = self.config
-        t0 = int(entries.ts.min()) - 1
         h = _pair_hash(user_ids[entries.rows], item_ids[entries.cols], cfg.seed)
         rate = min(1.0, cfg.max_gbm_rows / entries.size)
         chosen = (h >> np.uint64(11)).astype(np.float64) * 2.0 ** -53 < rate
         fold = np.where(chosen, (h % np.uint64(cfg.stack_folds)).astype(np.int8), np.int8(-1))
         del h, chosen
-        frames, targets, folds = [], [], []
-        rng = np.random.default_rng(cfg.seed)
-        for f in range(cfg.stack_folds):
-            held = fold == f
-            if not held.any():
-                continue
-            sub = entries.subset(~held)
-            fold_features = refit_features(sub.frames(user_ids, item_ids), features)
-            collab = _Collaborative(cfg).fit(sub.matrix(user_ids, item_ids), sub.ts, t0, fold_features.global_mean)
-            del sub
-            ts = entries.ts[held].astype(np.float64)
-            if cfg.time_features:
-                ts[rng.random(len(ts)) < cfg.timestamp_dropout] = np.nan
+        present = [f for f in range(cfg.stack_folds) if (fold == f).any()]
+        job = _FoldJob(self, entries, fold, user_ids, item_ids, features, int(entries.ts.min()) - 1)
+        with progress("rating model: stacking folds", len(present), unit="folds") as bar:
+            if client is None:
+                parts = []
+                for f in present:
+                    parts.append(job.rows(f))
+                    bar.update(1)
+                other = meanwhile() if meanwhile is not None else None
             else:
-                ts[:] = np.nan
-            rows, cols = entries.rows[held].astype(np.int64), entries.cols[held].astype(np.int64)
-            pairs = pd.DataFrame({"userId": user_ids[rows], "movieId": item_ids[cols], "timestamp": ts})
-            frames.append(self._design(collab, collab.state, fold_features, pairs, rows, cols))
-            log.debug("stacking fold %d: %d rows", f, len(rows))
-            targets.append(entries.vals[held])
-            folds.append(pairs.assign(fold=np.int8(f)))
-            del collab, fold_features
-        return pd.concat(frames, ignore_index=True), np.concatenate(targets), pd.concat(folds, ignore_index=True)
+                from distributed import as_completed
+
+                shared = client.scatter(job, broadcast=True, hash=False)
+                futures = [client.submit(_FoldJob.rows, shared, f, pure=False) for f in present]
+                other = meanwhile() if meanwhile is not None else None
+                for _ in as_completed(futures):
+                    bar.update(1)
+                parts = client.gather(futures)
+                del shared, futures
+        frames, targets, folds = zip(*parts)
+        return (pd.concat(frames, ignore_index=True), np.concatenate(targets), pd.concat(folds, ignore_index=True),
+                other)
 
     def _design(self, collab: _Collaborative, state: _UserState, features: TrainingFeatures,
                 pairs: pd.DataFrame, rows: np.ndarray, items: np.ndarray) -> pd.DataFrame:
@@ -524,6 +535,54 @@ class RatingModel:
         rows = np.zeros(len(movie_ids), np.int64)
         items = self.collaborative_.matrix.item_index(movie_ids)
         return self._predict_rows(user.state, user.features, pairs, rows, items)
+
+
+@dataclass
+class _FoldJob:
+    """One stacking fold's fit, shipped once to each Dask worker: ``rows(f)`` refits the
+    feature statistics and every collaborative model without fold ``f`` and describes fold
+    ``f``'s rows with them."""
+
+    model: RatingModel
+    entries: "_Entries"
+    fold: np.ndarray
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    features: TrainingFeatures
+    t0: int
+
+    def rows(self, f: int) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+        """(X, y, pairs with their fold) of fold ``f``."""
+        cfg = self.model.config
+        entries, user_ids, item_ids = self.entries, self.user_ids, self.item_ids
+        held = self.fold == f
+        sub = entries.subset(~held)
+        fold_features = refit_features(sub.frames(user_ids, item_ids), self.features)
+        collab = _Collaborative(cfg).fit(sub.matrix(user_ids, item_ids), sub.ts, self.t0, fold_features.global_mean)
+        del sub
+        ts = entries.ts[held].astype(np.float64)
+        if cfg.time_features:  # each fold its own stream, so the folds may run in any order
+            ts[np.random.default_rng([cfg.seed, f]).random(len(ts)) < cfg.timestamp_dropout] = np.nan
+        else:
+            ts[:] = np.nan
+        rows, cols = entries.rows[held].astype(np.int64), entries.cols[held].astype(np.int64)
+        pairs = pd.DataFrame({"userId": user_ids[rows], "movieId": item_ids[cols], "timestamp": ts})
+        frame = self.model._design(collab, collab.state, fold_features, pairs, rows, cols)
+        log.debug("stacking fold %d: %d rows", f, len(rows))
+        return frame, entries.vals[held], pairs.assign(fold=np.int8(f))
+
+
+def _cluster_of(train):
+    """The distributed client to run the fold fits on: the default one when ``train`` is a
+    Dask collection and a client is active, else None (pandas input fits in this process)."""
+    if isinstance(train, pd.DataFrame):
+        return None
+    try:
+        from distributed import default_client
+
+        return default_client()
+    except (ImportError, ValueError):
+        return None
 
 
 @dataclass
