@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -31,6 +32,8 @@ def main(argv=None) -> int:
     p.add_argument("--movies", type=int, default=None)
     p.add_argument("--keep", default=None, help="folder for the synthetic data (default: temporary)")
     p.add_argument("--no-evaluate", action="store_true")
+    p.add_argument("--workers", type=int, default=None, help="local Dask worker processes (pipeline default: 2)")
+    p.add_argument("--threads-per-worker", type=int, default=None, help="threads per local worker (default: 1)")
     args = p.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="mt-bench-") as tmp:
@@ -50,7 +53,15 @@ def main(argv=None) -> int:
             argv = [sys.executable, "-m", "pipeline", "run", "--dataset", dataset, "--run-dir", str(tmp / "runs")]
             if args.no_evaluate:
                 argv.append("--no-evaluate")
-            res = run_measured(argv, env={**os.environ, "MONGODB_URL": url, "PYTHONPATH": str(REPO)}, cwd=tmp)
+            if args.workers:
+                argv += ["--workers", str(args.workers)]
+            if args.threads_per_worker:
+                argv += ["--threads-per-worker", str(args.threads_per_worker)]
+            log_path = tmp / "pipeline.log"
+            with log_path.open("w") as log:
+                res = run_measured(argv, env={**os.environ, "MONGODB_URL": url, "PYTHONPATH": str(REPO)}, cwd=tmp,
+                                   stderr=log)
+            timings = step_timings(log_path.read_text())
             server_rss = psutil.Process(server.pid).memory_info().rss / 2**30
         reports = sorted((tmp / "runs").glob("*/metrics.json"))
         metrics = json.loads(reports[-1].read_text()) if reports else {}
@@ -60,10 +71,18 @@ def main(argv=None) -> int:
     if gen:
         print(f"| generate synthetic data | {gen['seconds']} | {gen['peak_rss_gib']} | {gen['exit_code']} |")
     print(f"| pipeline run (load .. store) | {res['seconds']} | {res['peak_rss_gib']} | {res['exit_code']} |")
+    print(f"| of which the driver process | | {res['peak_rss_root_gib']} | |")
+    print(f"| of which the Dask worker processes | | {res['peak_rss_children_gib']} | |")
     print(f"| store server (separate process, at end) | – | {server_rss:.2f} | – |")
-    if metrics.get("timings"):
-        print("\nsteps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in metrics["timings"].items()))
+    timings = metrics.get("timings") or timings
+    if timings:
+        print("\nsteps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     return res["exit_code"]
+
+
+def step_timings(log_text: str) -> dict[str, float]:
+    """``{step: seconds}`` from the pipeline's "<step> done in <s> s" log lines."""
+    return {m.group(1): float(m.group(2)) for m in re.finditer(r"INFO (.+?) done in ([0-9.]+) s\b", log_text, re.M)}
 
 
 if __name__ == "__main__":
