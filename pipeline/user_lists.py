@@ -218,10 +218,12 @@ def write_user_lists(client, inputs: UserListInputs, url: str, database: str, co
     ``n`` documents are stored (the staging's count and lease:
     :meth:`pipeline.store.Staging.added`).
     Returns ``{"users": total, "pids": worker process ids that wrote, "task_seconds": sum}``.
-    On any failure the remaining tasks are cancelled and the running ones waited for, so no
-    task writes after this returns.
+    On any failure the remaining tasks are cancelled. Dask cannot stop a task that is already
+    running, so up to one block per worker may still be written after the caller's abort has
+    dropped the staging collection; the next :meth:`pipeline.store.Store.cleanup` drops
+    whatever that recreates (a versioned collection of a version that is not retained).
     """
-    from distributed import as_completed, wait
+    from distributed import as_completed
 
     shared = client.scatter(inputs, broadcast=True, hash=False)
     inputs.topn = inputs.rating = None
@@ -243,7 +245,6 @@ def write_user_lists(client, inputs: UserListInputs, url: str, database: str, co
                     on_written(out["users"])
     except BaseException:
         client.cancel(futures)
-        wait(futures, timeout=300)
         raise
     finally:
         del shared
