@@ -14,6 +14,7 @@ from pipeline.progress import Steps
 from pipeline.rating import RatingModel
 from pipeline.retrieval import TopNRecommender
 from pipeline.similarity import SimilarMovies
+from pipeline.user_lists import recommend_rows
 
 
 @dataclass
@@ -64,8 +65,6 @@ def recommend_blocks(models: FittedModels, user_ids: np.ndarray, n: int, block: 
     Users the matrix does not know get the most popular movies (``because`` = -1, score 0).
     ``item_ids`` and ``because_ids`` are external movie ids; -1 marks an empty slot.
     """
-    from pipeline.user_lists import recommend_rows
-
     user_ids = np.asarray(user_ids, np.int64)
     rows = models.matrix.user_index(user_ids)
     popular = models.popular_items(n)
