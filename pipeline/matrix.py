@@ -103,6 +103,22 @@ class RatingMatrix:
         return cls(users, items, csr, ts[order] if has_ts else None)
 
 
+def keep_per_row(csr: sp.csr_matrix, cap: int, priority: np.ndarray) -> sp.csr_matrix:
+    """``csr`` with every row longer than ``cap`` cut to its ``cap`` entries of lowest
+    ``priority`` (aligned with ``csr.data``; ties: column order); the kept entries keep their
+    order. ``csr`` itself when no row is longer."""
+    counts = np.diff(csr.indptr)
+    if counts.max(initial=0) <= cap:
+        return csr
+    rows = np.repeat(np.arange(csr.shape[0]), counts)
+    order = np.lexsort((priority, rows))
+    rank = np.empty(csr.nnz, np.int64)
+    rank[order] = np.arange(csr.nnz) - csr.indptr[rows[order]]
+    kept = rank < cap
+    indptr = np.concatenate([[0], np.cumsum(np.minimum(counts, cap))])
+    return sp.csr_matrix((csr.data[kept], csr.indices[kept], indptr), shape=csr.shape)
+
+
 def _lookup(sorted_ids: np.ndarray, ids) -> np.ndarray:
     ids = np.asarray(ids, dtype=np.int64)
     pos = np.searchsorted(sorted_ids, ids)

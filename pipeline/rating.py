@@ -25,7 +25,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from pipeline.features import TrainingFeatures, rating_rows, refit_features, single_user_features
-from pipeline.matrix import RatingMatrix
+from pipeline.matrix import RatingMatrix, keep_per_row
 from pipeline.mf import BiasConfig, Biases, BiasedMF, BiasedMFConfig
 from pipeline.progress import progress
 
@@ -650,16 +650,9 @@ def _pair_budget_cap(counts: np.ndarray, budget: int | None) -> int | None:
 
 def _cap_rows(csr: sp.csr_matrix, cap: int | None, seed: int) -> sp.csr_matrix:
     """``csr`` with every row longer than ``cap`` cut to a random subset of ``cap`` entries."""
-    counts = np.diff(csr.indptr)
-    if cap is None or counts.max(initial=0) <= cap:
+    if cap is None:
         return csr
-    rows = np.repeat(np.arange(csr.shape[0]), counts)
-    order = np.lexsort((np.random.default_rng(seed).random(csr.nnz), rows))
-    rank = np.empty(csr.nnz, np.int64)
-    rank[order] = np.arange(csr.nnz) - csr.indptr[rows[order]]
-    kept = rank < cap
-    indptr = np.concatenate([[0], np.cumsum(np.minimum(counts, cap))])
-    return sp.csr_matrix((csr.data[kept], csr.indices[kept], indptr), shape=csr.shape)
+    return keep_per_row(csr, cap, np.random.default_rng(seed).random(csr.nnz))
 
 
 def _arrays(part: pd.DataFrame, user_ids: np.ndarray, item_ids: np.ndarray):

@@ -62,7 +62,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
-from pipeline.matrix import RatingMatrix
+from pipeline.matrix import RatingMatrix, keep_per_row
 
 log = logging.getLogger(__name__)
 
@@ -404,7 +404,10 @@ def sparsify_weights(b, keep: int) -> sp.csr_matrix:
     (input item -> candidates), as float32 CSR: the form the API loads to re-score users at
     request time, and the top-N model's own with ``score_neighbors``."""
     if sp.issparse(b):
-        return _sparse_top_per_row(b.tocsr(), keep)
+        b = b.tocsr()
+        out = keep_per_row(b, keep, -np.abs(b.data)).astype(np.float32)
+        out.sort_indices()
+        return out
     k = min(keep, b.shape[1])
     indptr = np.arange(b.shape[0] + 1, dtype=np.int64) * k
     cols = np.empty(b.shape[0] * k, dtype=np.int32)
@@ -419,23 +422,6 @@ def sparsify_weights(b, keep: int) -> sp.csr_matrix:
         vals[at] = np.take_along_axis(blk, top, axis=1).ravel()
     out = sp.csr_matrix((vals, cols, indptr), shape=b.shape, dtype=np.float32)
     out.eliminate_zeros()
-    out.sort_indices()
-    return out
-
-
-def _sparse_top_per_row(m: sp.csr_matrix, keep: int) -> sp.csr_matrix:
-    """CSR ``m`` with each row cut to its ``keep`` largest-magnitude entries."""
-    counts = np.diff(m.indptr)
-    if counts.max(initial=0) <= keep:
-        out = m.astype(np.float32)
-    else:
-        rows = np.repeat(np.arange(m.shape[0]), counts)
-        order = np.lexsort((-np.abs(m.data), rows))
-        rank = np.empty(m.nnz, np.int64)
-        rank[order] = np.arange(m.nnz) - m.indptr[rows[order]]
-        kept = rank < keep
-        indptr = np.concatenate([[0], np.cumsum(np.minimum(counts, keep))])
-        out = sp.csr_matrix((m.data[kept].astype(np.float32), m.indices[kept], indptr), shape=m.shape)
     out.sort_indices()
     return out
 

@@ -37,3 +37,15 @@ def test_repeated_pair_keeps_last_row():
     df = pd.DataFrame({"userId": [1, 1], "movieId": [10, 10], "rating": [2.0, 4.5], "timestamp": [1, 9]})
     m = RatingMatrix.from_frame(df)
     assert m.nnz == 1 and m.csr[0, 0] == 4.5 and m.timestamps.tolist() == [9]
+
+
+def test_keep_per_row_keeps_the_lowest_priority_entries_in_their_order():
+    import scipy.sparse as sp
+
+    from pipeline.matrix import keep_per_row
+
+    m = sp.csr_matrix(np.array([[1, 2, 3, 4], [5, 0, 6, 0], [0, 0, 0, 7]], np.float32))
+    priority = np.array([3, 0, 2, 1, 0, 1, 0], np.float64)  # aligned with m.data
+    cut = keep_per_row(m, 2, priority)
+    assert cut.toarray().tolist() == [[0, 2, 0, 4], [5, 0, 6, 0], [0, 0, 0, 7]]
+    assert keep_per_row(m, 4, priority) is m  # no row longer than the cap: as it is
