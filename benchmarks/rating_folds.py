@@ -1,6 +1,6 @@
 """What fewer stacking folds cost the rating model, on data you choose (the large-data profile).
 
-    python -m benchmarks.rating_folds --dataset DIR [--folds 5,2]
+    python -m benchmarks.rating_folds --dataset DIR [--folds 5,2,1]
 
 Holds out a random 10% of the ratings of ``DIR`` (a MovieLens layout, e.g. from ``python -m
 pipeline synth``; seed 42), fits the pipeline's rating model on the rest once per stacking-fold
@@ -27,7 +27,7 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", required=True)
-    p.add_argument("--folds", default="5,2")
+    p.add_argument("--folds", default="5,2,1")
     args = p.parse_args(argv)
 
     ratings = pd.read_csv(Path(args.dataset) / "ratings.csv")

@@ -11,7 +11,8 @@ training ratings (at most ``max_gbm_rows``) is dealt into ``stack_folds`` folds 
 (userId, movieId); for each fold every collaborative model *and* every statistic of
 ``features`` is refit on the training ratings minus that fold, and the fold's rows are described
 with those models. So no feature of a stacking row has seen its own rating. Predictions use the
-models refit on all training ratings.
+models refit on all training ratings. With one fold (blending), the sample is held out whole:
+one refit on the other ratings instead of ``stack_folds``.
 """
 
 from __future__ import annotations
@@ -158,9 +159,12 @@ class RatingModelConfig:
     """The stacked rating model.
 
     bias, mf, knn: configs of the collaborative models (``knn.neighbors = 0`` drops the kNN).
-    stack_folds: folds of the out-of-fold stacking rows (>= 2); each fold refits every
+    stack_folds: folds of the out-of-fold stacking rows (>= 1); each fold refits every
         collaborative model and feature statistic, so fitting costs ``stack_folds + 1`` fits.
+        1 holds the whole sample out at once (blending): its refit sees the ratings outside
+        the sample, which is then at most ``blend_share`` of them.
     max_gbm_rows: cap on the stacking rows (a hash-chosen sample of the training ratings).
+    blend_share: with one fold, the largest share of the training ratings held out as the sample.
     time_features: use the rating's timestamp (weekday, days since the user's first rating,
         movie age, same-day features). Without it, only timestamp-free features are used.
         Off by default: the served predictions ("how would you rate it now?") have no rating
@@ -183,6 +187,7 @@ class RatingModelConfig:
     knn: ItemKNNConfig = field(default_factory=ItemKNNConfig)
     stack_folds: int = 5
     max_gbm_rows: int = 1_000_000
+    blend_share: float = 0.2
     time_features: bool = False
     timestamp_dropout: float = 0.2
     day_window_days: float = 1.0
@@ -414,8 +419,8 @@ class RatingModel:
         return self._stack(*self._collect(train, features), features, _cluster_of(train))[:3]
 
     def _collect(self, train, features: TrainingFeatures):
-        if self.config.stack_folds < 2:
-            raise ValueError("stack_folds must be at least 2")
+        if self.config.stack_folds < 1:
+            raise ValueError("stack_folds must be at least 1")
         user_ids = features.users.index.to_numpy(np.int64)
         item_ids = features.movies.index[features.movies["n_ratings"].to_numpy() > 0].to_numpy(np.int64)
         entries = _Entries.collect(train, user_ids, item_ids)
@@ -431,7 +436,7 @@ class RatingModel:
         this process, when ``client`` is None)."""
         cfg = self.config
         h = _pair_hash(user_ids[entries.rows], item_ids[entries.cols], cfg.seed)
-        rate = min(1.0, cfg.max_gbm_rows / entries.size)
+        rate = min(1.0 if cfg.stack_folds > 1 else cfg.blend_share, cfg.max_gbm_rows / entries.size)
         chosen = (h >> np.uint64(11)).astype(np.float64) * 2.0 ** -53 < rate
         fold = np.where(chosen, (h % np.uint64(cfg.stack_folds)).astype(np.int8), np.int8(-1))
         del h, chosen

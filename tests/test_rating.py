@@ -152,6 +152,24 @@ def test_row_cap_limits_the_stacking_sample(sample):
     assert np.isfinite(model.predict(sample["test"])).all()
 
 
+def test_one_fold_holds_out_a_share_of_the_ratings(sample):
+    """Blending (one fold): the sample is at most ``blend_share`` of the ratings, and its rows
+    are described by statistics fitted on the other ratings only."""
+    train, features = sample["train"], sample["features"]
+    cfg = RatingModelConfig(mf=BiasedMFConfig(factors=5, iterations=2), knn=ItemKNNConfig(candidates=20),
+                            stack_folds=1, blend_share=0.25, gbm_max_iter=10, time_features=False)
+    x, y, pairs = RatingModel(cfg).stacking_rows(train, features)
+    assert 0.2 * len(train) < len(y) < 0.3 * len(train)
+    assert (pairs.fold == 0).all()
+    for key, column in [("userId", "u_n"), ("movieId", "m_n")]:
+        total = train[key].value_counts().reindex(pairs[key]).to_numpy()
+        held = pairs.groupby(key)[key].transform("size").to_numpy()
+        np.testing.assert_array_equal(x[column].to_numpy(), total - held)
+    model = RatingModel(cfg).fit(train, features)
+    assert model.n_stack_rows_ == len(y)
+    assert np.isfinite(model.predict(sample["test"])).all()
+
+
 def test_item_knn_finds_the_item_rated_alike():
     # items 0 and 1 get the same residuals from every user; item 2 the opposite
     import scipy.sparse as sp
