@@ -21,6 +21,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from pipeline.matrix import lookup
+
 NO_GENRES = "(no genres listed)"
 SECONDS_PER_DAY = 86_400
 
@@ -380,8 +382,8 @@ def rating_rows(pairs: pd.DataFrame, features: TrainingFeatures) -> pd.DataFrame
     mid = pairs["movieId"].to_numpy(np.int64)
     ts = (pd.to_numeric(pairs["timestamp"], errors="coerce").to_numpy(np.float64)
           if "timestamp" in pairs else np.full(len(pairs), np.nan))
-    upos = _positions(users.index.to_numpy(np.int64), uid)
-    mpos = _positions(movies.index.to_numpy(np.int64), mid)
+    upos = lookup(users.index.to_numpy(np.int64), uid)
+    mpos = lookup(movies.index.to_numpy(np.int64), mid)
     uk, mk = upos >= 0, mpos >= 0
     mu = features.global_mean
 
@@ -414,7 +416,7 @@ def rating_rows(pairs: pd.DataFrame, features: TrainingFeatures) -> pd.DataFrame
     if len(movies):
         g[mk] = dummies[mpos[mk]]
     profile = features.genre_profile.to_numpy(np.float32)
-    prof_pos = _positions(features.genre_profile.index.to_numpy(np.int64), uid)
+    prof_pos = lookup(features.genre_profile.index.to_numpy(np.int64), uid)
     p = np.zeros((len(pairs), len(gcols)), np.float32)
     if len(profile):
         p[prof_pos >= 0] = profile[prof_pos[prof_pos >= 0]]
@@ -425,11 +427,3 @@ def rating_rows(pairs: pd.DataFrame, features: TrainingFeatures) -> pd.DataFrame
     for k, col in enumerate(gcols):
         frame[col] = g[:, k]
     return frame
-
-
-def _positions(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Index of each id in the sorted unique array ``sorted_ids``; -1 where absent."""
-    if len(sorted_ids) == 0:
-        return np.full(len(ids), -1, np.int64)
-    pos = np.clip(np.searchsorted(sorted_ids, ids), 0, len(sorted_ids) - 1)
-    return np.where(sorted_ids[pos] == ids, pos, -1).astype(np.int64)

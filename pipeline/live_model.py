@@ -28,7 +28,8 @@ import pandas as pd
 import scipy.sparse as sp
 from bson.binary import Binary
 
-from pipeline.mf import BiasedMF, BiasedMFConfig, _lookup
+from pipeline.matrix import lookup
+from pipeline.mf import BiasedMF, BiasedMFConfig
 from pipeline.retrieval import TopNConfig, TopNRecommender, sparsify_weights
 
 CHUNK_BYTES = 4 << 20
@@ -84,11 +85,11 @@ class LiveModel:
 
     def columns(self, movie_ids) -> np.ndarray:
         """Matrix column of each movie id (-1 for movies without training ratings)."""
-        return _lookup(self.movie_ids, movie_ids)
+        return lookup(self.movie_ids, movie_ids)
 
     def genre_masks(self, movie_ids) -> np.ndarray:
         """Genre bit masks of movie ids (0 for unknown movies)."""
-        pos = _lookup(self.catalogue_ids, movie_ids)
+        pos = lookup(self.catalogue_ids, movie_ids)
         return np.where(pos >= 0, self.catalogue_genres[np.maximum(pos, 0)], 0).astype(np.uint32)
 
     def genre_mask(self, names: Iterable[str]) -> int:
@@ -101,7 +102,7 @@ class LiveModel:
         if self.similar_indptr is None:
             return None
         ids = list(dict.fromkeys(int(m) for m in movie_ids))
-        pos = _lookup(self.catalogue_ids, ids)
+        pos = lookup(self.catalogue_ids, ids)
         out = {}
         for m, p in zip(ids, pos.tolist()):
             if p < 0:

@@ -39,11 +39,11 @@ class RatingMatrix:
 
     def user_index(self, ids) -> np.ndarray:
         """Row index of each external user id, -1 where the user is unknown."""
-        return _lookup(self.user_ids, ids)
+        return lookup(self.user_ids, ids)
 
     def item_index(self, ids) -> np.ndarray:
         """Column index of each external movie id, -1 where the movie is unknown."""
-        return _lookup(self.item_ids, ids)
+        return lookup(self.item_ids, ids)
 
     def binary(self, threshold: float | None = None) -> sp.csr_matrix:
         """1.0 where rated (and, with ``threshold``, rated at least that), as float32 CSR."""
@@ -61,6 +61,14 @@ class RatingMatrix:
         users = np.unique(ratings["userId"].to_numpy(np.int64)) if user_ids is None else np.asarray(user_ids, np.int64)
         items = np.unique(ratings["movieId"].to_numpy(np.int64)) if item_ids is None else np.asarray(item_ids, np.int64)
         return cls._assemble(users, items, [_triplets(ratings, users, items)])
+
+    def rows(self, lo: int, hi: int) -> "RatingMatrix":
+        """Rows ``lo .. hi - 1`` as a matrix of their own (same columns; copies of the slices)."""
+        a, b = int(self.csr.indptr[lo]), int(self.csr.indptr[hi])
+        csr = sp.csr_matrix((self.csr.data[a:b].copy(), self.csr.indices[a:b].copy(),
+                             self.csr.indptr[lo:hi + 1] - a), shape=(hi - lo, self.csr.shape[1]))
+        ts = None if self.timestamps is None else self.timestamps[a:b].copy()
+        return RatingMatrix(self.user_ids[lo:hi].copy(), self.item_ids, csr, ts)
 
     def row(self, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Column indices, ratings and timestamps (or None) of matrix row ``r``."""
@@ -119,17 +127,29 @@ def keep_per_row(csr: sp.csr_matrix, cap: int, priority: np.ndarray) -> sp.csr_m
     return sp.csr_matrix((csr.data[kept], csr.indices[kept], indptr), shape=csr.shape)
 
 
-def _lookup(sorted_ids: np.ndarray, ids) -> np.ndarray:
+def lookup(sorted_ids: np.ndarray, ids) -> np.ndarray:
+    """Position of each of ``ids`` in ``sorted_ids`` (ascending, unique), -1 where absent."""
     ids = np.asarray(ids, dtype=np.int64)
-    pos = np.searchsorted(sorted_ids, ids)
-    pos = np.clip(pos, 0, max(len(sorted_ids) - 1, 0))
-    found = (len(sorted_ids) > 0) & (sorted_ids[pos] == ids) if len(sorted_ids) else np.zeros(ids.shape, bool)
-    return np.where(found, pos, -1).astype(np.int64)
+    if len(sorted_ids) == 0:
+        return np.full(ids.shape, -1, np.int64)
+    pos = np.clip(np.searchsorted(sorted_ids, ids), 0, len(sorted_ids) - 1)
+    return np.where(sorted_ids[pos] == ids, pos, -1).astype(np.int64)
+
+
+def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(s, s + l)`` for each start ``s`` and length ``l``."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    total = int(lengths.sum())
+    if total == 0:
+        return np.empty(0, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    offset = np.repeat(np.asarray(starts, dtype=np.int64) - (ends - lengths), lengths)
+    return np.arange(total, dtype=np.int64) + offset
 
 
 def _triplets(frame: pd.DataFrame, users: np.ndarray, items: np.ndarray):
-    r = _lookup(users, frame["userId"].to_numpy(np.int64))
-    c = _lookup(items, frame["movieId"].to_numpy(np.int64))
+    r = lookup(users, frame["userId"].to_numpy(np.int64))
+    c = lookup(items, frame["movieId"].to_numpy(np.int64))
     keep = (r >= 0) & (c >= 0)
     ts = frame["timestamp"].to_numpy(np.int64)[keep] if "timestamp" in frame.columns else None
     return r[keep].astype(np.int32), c[keep].astype(np.int32), frame["rating"].to_numpy(np.float32)[keep], ts

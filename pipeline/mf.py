@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from pipeline.matrix import RatingMatrix
+from pipeline.matrix import RatingMatrix, lookup
 
 
 @dataclass(frozen=True)
@@ -201,7 +201,7 @@ class BiasedMF:
 
     def predict(self, user_ids, item_ids) -> np.ndarray:
         """Unclipped predictions for external ids (unknown users/items fall back to biases)."""
-        return self.estimate(_lookup(self.user_ids_, user_ids), _lookup(self.item_ids_, item_ids))
+        return self.estimate(lookup(self.user_ids_, user_ids), lookup(self.item_ids_, item_ids))
 
     def fold_in(self, ratings: pd.DataFrame, min_weight: int = 0) -> tuple[np.ndarray, float]:
         """A new user's ``(factors, bias)`` from ``movieId, rating`` rows, items held fixed.
@@ -213,7 +213,7 @@ class BiasedMF:
         model are ignored; no known movie gives the zero vector and zero bias.
         """
         k = self.config.factors
-        idx = _lookup(self.item_ids_, ratings["movieId"].to_numpy(np.int64))
+        idx = lookup(self.item_ids_, ratings["movieId"].to_numpy(np.int64))
         known = idx >= 0
         if not known.any():
             return np.zeros(k, np.float32), 0.0
@@ -225,7 +225,7 @@ class BiasedMF:
 
     def predict_folded(self, vector: np.ndarray, bias: float, item_ids) -> np.ndarray:
         """Unclipped predictions for a folded-in user (see ``fold_in``) on external movie ids."""
-        idx = _lookup(self.item_ids_, item_ids)
+        idx = lookup(self.item_ids_, item_ids)
         known = idx >= 0
         out = np.full(len(idx), self.global_mean_ + bias, np.float64)
         out[known] += self.item_bias_[idx[known]] + self.item_factors_[idx[known]] @ np.asarray(vector, np.float32)
@@ -245,11 +245,3 @@ def _row_blocks(indptr: np.ndarray, max_entries: int):
         stop = min(max(stop, start + 1), n)
         yield start, stop
         start = stop
-
-
-def _lookup(sorted_ids: np.ndarray, ids) -> np.ndarray:
-    ids = np.asarray(ids, dtype=np.int64)
-    if len(sorted_ids) == 0:
-        return np.full(ids.shape, -1, np.int64)
-    pos = np.clip(np.searchsorted(sorted_ids, ids), 0, len(sorted_ids) - 1)
-    return np.where(sorted_ids[pos] == ids, pos, -1).astype(np.int64)

@@ -17,6 +17,7 @@ one refit on the other ratings instead of ``stack_folds``.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from pipeline.features import TrainingFeatures, rating_rows, refit_features, single_user_features
-from pipeline.matrix import RatingMatrix, keep_per_row
+from pipeline.matrix import RatingMatrix, keep_per_row, lookup, ranges
 from pipeline.mf import BiasConfig, Biases, BiasedMF, BiasedMFConfig
 from pipeline.progress import progress
 
@@ -234,6 +235,22 @@ class _UserHistory:
         return cls(n_items, indptr, items[order].astype(np.int32),
                    np.asarray(base_residual, np.float32)[order], time_keys[t_order], cumsum, int(t0))
 
+    def take(self, rows: np.ndarray) -> "_UserHistory":
+        """The histories of ``rows`` (in that order) as their own rows ``0 .. len(rows) - 1``."""
+        rows = np.asarray(rows, np.int64)
+        starts, counts = self.indptr[rows], self.indptr[rows + 1] - self.indptr[rows]
+        entry = ranges(starts, counts)
+        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        # the time-ordered entries of each row are one run of time_keys (the row is the high bits)
+        t_lo = np.searchsorted(self.time_keys, rows << _TS_BITS, side="left")
+        t_hi = np.searchsorted(self.time_keys, (rows + 1) << _TS_BITS, side="left")
+        t_entry = ranges(t_lo, t_hi - t_lo)
+        local = np.repeat(np.arange(len(rows), dtype=np.int64), t_hi - t_lo)
+        offset = self.time_keys[t_entry] & ((1 << _TS_BITS) - 1)
+        steps = self.time_cumsum[t_entry + 1] - self.time_cumsum[t_entry]
+        return _UserHistory(self.n_items, indptr, self.cols[entry], self.residual[entry],
+                            (local << _TS_BITS) | offset, np.concatenate([[0.0], np.cumsum(steps)]), self.t0)
+
     def dense(self, rows: np.ndarray) -> np.ndarray:
         """len(rows) x n_items float32 table of residuals, NaN where the user did not rate."""
         table = np.full((len(rows), self.n_items), np.nan, np.float32)
@@ -271,6 +288,23 @@ class _UserState:
     mf_factors: np.ndarray
     history: _UserHistory
 
+    def take(self, rows: np.ndarray) -> "_UserState":
+        """The state of ``rows`` (in that order) as rows ``0 .. len(rows) - 1``."""
+        return _UserState(self.base_bias[rows], self.mf_bias[rows], self.mf_factors[rows], self.history.take(rows))
+
+
+@dataclass
+class KnownUsers:
+    """Some training users of a fitted ``RatingModel`` with their state (``RatingModel.users``):
+    what ``predict(pairs, users=...)`` needs of them, so a copy of the model without any user
+    (``RatingModel.without_users``) can predict for a block of users shipped on its own."""
+
+    user_ids: np.ndarray
+    state: _UserState
+
+    def index(self, ids) -> np.ndarray:
+        return lookup(self.user_ids, ids)
+
 
 @dataclass
 class FoldedUser:
@@ -295,7 +329,7 @@ class _Collaborative:
     def fit(self, matrix: RatingMatrix, ts: np.ndarray, t0: int, global_mean: float) -> "_Collaborative":
         cfg = self.config
         started = time.perf_counter()
-        self.matrix = matrix
+        self.user_ids, self.item_ids = matrix.user_ids, matrix.item_ids  # the ratings themselves are not kept
         self.bias = Biases(cfg.bias).fit(matrix, global_mean)
         self.mf = BiasedMF(cfg.mf).fit(matrix, global_mean)
         mf_done = time.perf_counter()
@@ -335,6 +369,12 @@ class _Collaborative:
             out["day_n"], out["day_res"] = state.history.window(
                 rows, ts, cfg.day_window_days * 86_400.0, cfg.day_damping)
         return out
+
+    def user_index(self, ids) -> np.ndarray:
+        return lookup(self.user_ids, ids)
+
+    def item_index(self, ids) -> np.ndarray:
+        return lookup(self.item_ids, ids)
 
 
 class RatingModel:
@@ -475,21 +515,41 @@ class RatingModel:
             frame[name] = np.asarray(values, np.float32)
         return frame
 
-    def predict(self, pairs: pd.DataFrame) -> np.ndarray:
+    def predict(self, pairs: pd.DataFrame, users: KnownUsers | None = None) -> np.ndarray:
         """Predicted ratings of ``pairs`` (userId, movieId[, timestamp]), in [0.5, 5].
 
         Users without training ratings get the baseline ``mu + b_i`` (``mu`` for an unknown
         movie too); known users with an unknown movie go through the model, which learned that
-        case from movies absent from a fold.
+        case from movies absent from a fold. ``users`` (from :meth:`users`): take the training
+        users from there instead of from the model; users not in it count as unknown.
         """
         collab = self.collaborative_
+        if users is None and collab.state is None:
+            raise ValueError("this copy of the model holds no users: pass users=model.users(ids)")
+        state, index = (collab.state, collab.user_index) if users is None else (users.state, users.index)
         out = np.empty(len(pairs), np.float64)
         block = self.config.predict_block
         for s in range(0, len(pairs), block):
             part = pairs.iloc[s:s + block]
-            rows = collab.matrix.user_index(part["userId"].to_numpy(np.int64))
-            items = collab.matrix.item_index(part["movieId"].to_numpy(np.int64))
-            out[s:s + block] = self._predict_rows(collab.state, self.features_, part, rows, items)
+            rows = index(part["userId"].to_numpy(np.int64))
+            items = collab.item_index(part["movieId"].to_numpy(np.int64))
+            out[s:s + block] = self._predict_rows(state, self.features_, part, rows, items)
+        return out
+
+    def users(self, user_ids) -> KnownUsers:
+        """The training users among ``user_ids`` with their state, for ``predict(..., users=)``."""
+        collab = self.collaborative_
+        ids = np.unique(np.asarray(user_ids, np.int64))
+        rows = collab.user_index(ids)
+        known = rows >= 0
+        return KnownUsers(ids[known], collab.state.take(rows[known]))
+
+    def without_users(self) -> "RatingModel":
+        """A copy that shares every item-side part and holds no user's state (``predict`` then
+        needs ``users=``): what a worker needs when each task brings its own users."""
+        out = copy.copy(self)
+        out.collaborative_ = copy.copy(self.collaborative_)
+        out.collaborative_.state = None
         return out
 
     def _predict_rows(self, state, features, pairs, rows, items) -> np.ndarray:
@@ -512,7 +572,7 @@ class RatingModel:
         history. Predict with ``predict_folded``.
         """
         collab = self.collaborative_
-        items = collab.matrix.item_index(ratings["movieId"].to_numpy(np.int64))
+        items = collab.item_index(ratings["movieId"].to_numpy(np.int64))
         r = ratings["rating"].to_numpy(np.float64)
         vector, bias = collab.mf.fold_in(ratings)
         base_bias = collab.bias.user_bias_for(items, r)
@@ -522,7 +582,7 @@ class RatingModel:
         i = np.maximum(items, 0)
         base_res = r - (collab.bias.global_mean_ + base_bias + collab.bias.item_bias_[i])
         mf_res = r - (collab.mf.global_mean_ + bias + collab.mf.item_bias_[i] + collab.mf.item_factors_[i] @ vector)
-        history = _UserHistory.build(1, np.zeros(known.sum(), np.int64), items[known], collab.matrix.shape[1],
+        history = _UserHistory.build(1, np.zeros(known.sum(), np.int64), items[known], len(collab.item_ids),
                                      base_res[known], ts[known], mf_res[known], collab.state.history.t0)
         state = _UserState(np.array([base_bias], np.float32), np.array([bias], np.float32),
                            vector[None, :].astype(np.float32), history)
@@ -532,13 +592,13 @@ class RatingModel:
         """Predicted ratings of a folded-in user for ``movie_ids``, in [0.5, 5]."""
         movie_ids = np.asarray(movie_ids, np.int64)
         if user.n_ratings == 0:
-            items = self.collaborative_.matrix.item_index(movie_ids)
+            items = self.collaborative_.item_index(movie_ids)
             pred = self.collaborative_.bias.estimate(np.full(len(items), -1), items)
             return np.clip(pred, MIN_RATING, MAX_RATING)
         pairs = pd.DataFrame({"userId": np.full(len(movie_ids), -1, np.int64), "movieId": movie_ids,
                               "timestamp": np.full(len(movie_ids), np.nan if timestamp is None else timestamp)})
         rows = np.zeros(len(movie_ids), np.int64)
-        items = self.collaborative_.matrix.item_index(movie_ids)
+        items = self.collaborative_.item_index(movie_ids)
         return self._predict_rows(user.state, user.features, pairs, rows, items)
 
 

@@ -54,6 +54,7 @@ binary ">= 4" input: 0.300 / 0.041); a fit takes about 1 s there.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass
@@ -235,13 +236,30 @@ class TopNRecommender:
         (-1 when none).
         """
         rows = np.asarray(user_rows, dtype=np.int64).reshape(-1)
-        out_items = np.full((len(rows), n), -1, dtype=np.int64)
-        out_scores = np.full((len(rows), n), -np.inf, dtype=np.float32)
-        out_because = np.full((len(rows), n), -1, dtype=np.int64)
-        for start in range(0, len(rows), self.config.user_block):
+        return self._block_lists(lambda sel: self.user_ratings_[rows[sel]], len(rows), n, exclude_seen)
+
+    def recommend_matrix(self, ratings: sp.csr_matrix, n: int = 50,
+                         exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`recommend` for users given by their rows of raw ratings over the matrix
+        columns (a block of the training matrix: ``RatingMatrix.rows(lo, hi).csr``), so a
+        copy without ``user_ratings_`` (:meth:`without_users`) can serve them."""
+        model_rows = self._restrict(ratings)
+        return self._block_lists(lambda sel: model_rows[sel], model_rows.shape[0], n, exclude_seen)
+
+    def without_users(self) -> "TopNRecommender":
+        """A copy that shares the item model and holds no user's ratings (``user_ratings_`` is
+        None; use :meth:`recommend_matrix` or :meth:`recommend_for_ratings`)."""
+        out = copy.copy(self)
+        out.user_ratings_ = None
+        return out
+
+    def _block_lists(self, rows_of, n_rows: int, n: int, exclude_seen: bool):
+        out_items = np.full((n_rows, n), -1, dtype=np.int64)
+        out_scores = np.full((n_rows, n), -np.inf, dtype=np.float32)
+        out_because = np.full((n_rows, n), -1, dtype=np.int64)
+        for start in range(0, n_rows, self.config.user_block):
             sel = slice(start, start + self.config.user_block)
-            xb = self.user_ratings_[rows[sel]]
-            out_items[sel], out_scores[sel], out_because[sel] = self._lists(xb, n, exclude_seen, None)
+            out_items[sel], out_scores[sel], out_because[sel] = self._lists(rows_of(sel), n, exclude_seen, None)
         return out_items, out_scores, out_because
 
     def recommend_for_ratings(self, item_cols: np.ndarray, ratings: np.ndarray, n: int = 50,

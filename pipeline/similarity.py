@@ -38,7 +38,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from pipeline.matrix import RatingMatrix
+from pipeline.matrix import RatingMatrix, lookup, ranges
 
 
 @dataclass(frozen=True)
@@ -180,8 +180,8 @@ def neighbour_matrix(similar: Mapping[int, Sequence[tuple[int, float]]], item_id
     total = int(lengths.sum())
     targets = np.fromiter((m for v in similar.values() for m, _ in v), dtype=np.int64, count=total)
     scores = np.fromiter((s for v in similar.values() for _, s in v), dtype=np.float32, count=total)
-    rows = _positions(item_ids, np.repeat(owners, lengths))
-    cols = _positions(item_ids, targets)
+    rows = lookup(item_ids, np.repeat(owners, lengths))
+    cols = lookup(item_ids, targets)
     keep = (rows >= 0) & (cols >= 0) & (scores > 0)
     out = sp.csr_matrix((scores[keep], (rows[keep], cols[keep])), shape=(n, n), dtype=np.float32)
     out.sum_duplicates()
@@ -214,7 +214,7 @@ def similar_seeds(neighbours: sp.csr_matrix, ratings: sp.csr_matrix, timestamps:
     # the block's liked ratings: (user of the block, seed column, rating, timestamp)
     known = rows >= 0
     lengths = np.where(known, ratings.indptr[np.maximum(rows, 0) + 1] - ratings.indptr[np.maximum(rows, 0)], 0)
-    entry = _ranges(ratings.indptr[np.maximum(rows, 0)], lengths)
+    entry = ranges(ratings.indptr[np.maximum(rows, 0)], lengths)
     user = np.repeat(np.arange(len(rows), dtype=np.int64), lengths)
     liked = ratings.data[entry] >= min_rating
     entry, user = entry[liked], user[liked]
@@ -222,7 +222,7 @@ def similar_seeds(neighbours: sp.csr_matrix, ratings: sp.csr_matrix, timestamps:
 
     # every (user, seed, neighbour j, score) of those seeds' similar lists
     degree = np.diff(neighbours.indptr)[seed]
-    nb = _ranges(neighbours.indptr[seed], degree)
+    nb = ranges(neighbours.indptr[seed], degree)
     pick = np.repeat(np.arange(len(seed)), degree)
     key = user[pick] * n_cols + neighbours.indices[nb]
 
@@ -246,22 +246,3 @@ def similar_seeds(neighbours: sp.csr_matrix, ratings: sp.csr_matrix, timestamps:
     found = key[at] == slot_key
     out.ravel()[slot[found]] = best[at[found]]
     return out
-
-
-def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Concatenation of ``arange(s, s + l)`` for each start ``s`` and length ``l``."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    total = int(lengths.sum())
-    if total == 0:
-        return np.empty(0, dtype=np.int64)
-    ends = np.cumsum(lengths)
-    offset = np.repeat(np.asarray(starts, dtype=np.int64) - (ends - lengths), lengths)
-    return np.arange(total, dtype=np.int64) + offset
-
-
-def _positions(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Position of each id in ``sorted_ids``, -1 where absent."""
-    if len(sorted_ids) == 0:
-        return np.full(len(ids), -1, dtype=np.int64)
-    pos = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
-    return np.where(sorted_ids[pos] == ids, pos, -1).astype(np.int64)

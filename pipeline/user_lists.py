@@ -1,10 +1,12 @@
 """The per-user phase: each user's top-N list, predicted ratings, reasons and user document.
 
 This is the work that grows with the number of users. :func:`write_user_lists` runs it as Dask
-tasks over blocks of users: the fitted models go to every worker once (``scatter(...,
-broadcast=True)``), and each task scores its block, builds the documents and writes them to the
-staging collection itself, with one ``MongoClient`` per worker process. The driver only counts
-what the tasks report, so no step holds every user's documents in one place.
+tasks over blocks of users: the fitted models without any user's data go to every worker once
+(``scatter(..., broadcast=True)``), each task brings its own block of users (their ratings and
+rating-model state), scores them, builds the documents and writes them to the staging
+collection itself, with one ``MongoClient`` per worker process. The driver only counts what the
+tasks report, so no step holds every user's documents in one place, and no worker holds every
+user's ratings.
 
 A task that is run twice (a worker died after writing part of its block) writes the same
 documents again: duplicate ``_id`` errors of an unordered insert are ignored, so a retried
@@ -18,7 +20,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -37,23 +39,15 @@ TASTE_MATCH_TEXT = "Matches the movies you rated"
 
 
 @dataclass
-class UserListInputs:
-    """Everything a block of users needs, shipped once to each worker.
-
-    ``topn``: the fitted top-N model (``recommend``); ``rating``: anything with
-    ``predict(pairs)`` (the rating model); ``matrix``: training ratings with timestamps;
-    ``clusters``: each matrix row's cluster (-1: none); ``n_ratings`` and ``mean``: each row's
-    activity statistics; ``favourites``: cluster -> its favourite movie ids; ``neighbours``:
-    the similar lists as a matrix over the columns (or None); ``titles``: movie id -> display
-    title; ``popular``: the fallback list of users without model items.
-    """
+class ItemSide:
+    """What every block of users needs: the fitted models (``topn``, ``rating``), the cluster
+    favourites (cluster -> movie ids), the similar lists as a matrix over the columns (or
+    None), titles (movie id -> display title), the fallback list of users without model items
+    (``popular``) and the list settings. :meth:`UserListInputs.item_side` gives the copy
+    shipped to every worker, whose models hold no user's data."""
 
     topn: object
     rating: object
-    matrix: RatingMatrix
-    clusters: np.ndarray
-    n_ratings: np.ndarray
-    mean: np.ndarray
     favourites: dict[int, frozenset]
     neighbours: sp.csr_matrix | None
     titles: dict[int, str]
@@ -61,6 +55,32 @@ class UserListInputs:
     version: str
     n: int
     min_rating: float
+
+
+@dataclass
+class UserBlock:
+    """One block of users, shipped with its task: their rows of the training matrix (with
+    timestamps), their rating-model state (``RatingModel.users``), clusters and statistics."""
+
+    matrix: RatingMatrix
+    users: object
+    clusters: np.ndarray
+    n_ratings: np.ndarray
+    mean: np.ndarray
+
+
+@dataclass
+class UserListInputs:
+    """Everything the per-user phase needs, as the driver holds it: the item side with the
+    whole models, the training ``matrix`` with timestamps, each matrix row's cluster (-1:
+    none) and activity statistics (``n_ratings``, ``mean``). :meth:`item_side` and
+    :meth:`block` cut it into what goes to every worker once and what goes with each task."""
+
+    items: ItemSide
+    matrix: RatingMatrix
+    clusters: np.ndarray
+    n_ratings: np.ndarray
+    mean: np.ndarray
 
     @classmethod
     def from_models(cls, models, labels: pd.Series, clusters: pd.DataFrame, titles: dict[int, str],
@@ -70,20 +90,29 @@ class UserListInputs:
         the cluster table (``top_movies`` per cluster) and the similar lists."""
         matrix = models.matrix
         stats = models.features.users.reindex(matrix.user_ids)
-        return cls(
-            topn=models.topn, rating=models.rating, matrix=matrix,
-            clusters=labels.reindex(matrix.user_ids).fillna(-1).to_numpy(np.int64),
-            n_ratings=stats["n_ratings"].fillna(0).to_numpy(np.int64),
-            mean=stats["mean"].fillna(0.0).to_numpy(np.float64),
+        items = ItemSide(
+            topn=models.topn, rating=models.rating,
             favourites={int(c): frozenset(int(m["movieId"]) for m in row["top_movies"])
                         for c, row in clusters.iterrows()},
             neighbours=neighbour_matrix(similar, matrix.item_ids) if similar else None,
             titles=titles, popular=models.popular_items(n), version=version, n=n,
             min_rating=models.topn.config.because_min_rating if min_rating is None else min_rating)
+        return cls(items, matrix, clusters=labels.reindex(matrix.user_ids).fillna(-1).to_numpy(np.int64),
+                   n_ratings=stats["n_ratings"].fillna(0).to_numpy(np.int64),
+                   mean=stats["mean"].fillna(0.0).to_numpy(np.float64))
 
     @property
     def n_users(self) -> int:
         return len(self.matrix.user_ids)
+
+    def item_side(self) -> ItemSide:
+        return replace(self.items, topn=self.items.topn.without_users(), rating=self.items.rating.without_users())
+
+    def block(self, lo: int, hi: int) -> UserBlock:
+        """Matrix rows ``lo .. hi - 1``."""
+        rows = self.matrix.rows(lo, hi)
+        return UserBlock(rows, self.items.rating.users(rows.user_ids), self.clusters[lo:hi].copy(),
+                         self.n_ratings[lo:hi].copy(), self.mean[lo:hi].copy())
 
 
 def recommend_rows(topn, matrix: RatingMatrix, popular: np.ndarray, rows: np.ndarray, n: int):
@@ -96,16 +125,18 @@ def recommend_rows(topn, matrix: RatingMatrix, popular: np.ndarray, rows: np.nda
     if known.any():
         cols, sc, bc = topn.recommend(rows[known], n=n, exclude_seen=True)
         k = cols.shape[1]
-        items[known, :k] = np.where(cols >= 0, matrix.item_ids[np.maximum(cols, 0)], -1)
-        scores[known, :k] = sc
-        because[known, :k] = np.where(bc >= 0, matrix.item_ids[np.maximum(bc, 0)], -1)
+        items[known, :k], scores[known, :k], because[known, :k] = _ids(matrix, cols), sc, _ids(matrix, bc)
     if (~known).any():
         items[~known, : len(popular)] = popular[:n]
     return items, scores, because
 
 
-def block_docs(inputs: UserListInputs, lo: int, hi: int) -> list[dict]:
-    """The user documents of matrix rows ``lo .. hi - 1``.
+def _ids(matrix: RatingMatrix, cols: np.ndarray) -> np.ndarray:
+    return np.where(cols >= 0, matrix.item_ids[np.maximum(cols, 0)], -1)
+
+
+def block_docs(items: ItemSide, block: UserBlock) -> list[dict]:
+    """The user documents of the users of ``block``.
 
     The reason of a recommended movie ``j`` is, in this order: "because you liked ``i``"
     where ``i`` is a movie the user rated at least ``min_rating`` whose similar list holds
@@ -113,43 +144,44 @@ def block_docs(inputs: UserListInputs, lo: int, hi: int) -> list[dict]:
     model's seed (the liked movie contributing most to ``j``'s score); else a favourite of
     the user's cluster; else a taste match.
     """
-    matrix = inputs.matrix
-    rows = np.arange(lo, hi, dtype=np.int64)
-    u = matrix.user_ids[rows]
-    items, scores, because = recommend_rows(inputs.topn, matrix, inputs.popular, rows, inputs.n)
-    valid = items >= 0
-    if inputs.neighbours is not None:
-        seeds = similar_seeds(inputs.neighbours, matrix.csr, matrix.timestamps, rows,
-                              np.where(valid, matrix.item_index(items), -1), inputs.min_rating)
+    matrix = block.matrix
+    u = matrix.user_ids
+    rows = np.arange(len(u), dtype=np.int64)
+    cols, scores, seed_cols = items.topn.recommend_matrix(matrix.csr, n=items.n, exclude_seen=True)
+    recommended, because = _ids(matrix, cols), _ids(matrix, seed_cols)
+    valid = recommended >= 0
+    if items.neighbours is not None:
+        seeds = similar_seeds(items.neighbours, matrix.csr, matrix.timestamps, rows,
+                              np.where(valid, cols, -1), items.min_rating)
         because = np.where(seeds >= 0, matrix.item_ids[np.maximum(seeds, 0)], because)
-    predicted = np.zeros(items.shape, np.float32)
+    predicted = np.zeros(recommended.shape, np.float32)
     if valid.any():
-        pairs = pd.DataFrame({"userId": np.repeat(u, items.shape[1])[valid.ravel()], "movieId": items[valid]})
-        predicted[valid] = inputs.rating.predict(pairs)
+        pairs = pd.DataFrame({"userId": np.repeat(u, recommended.shape[1])[valid.ravel()],
+                              "movieId": recommended[valid]})
+        predicted[valid] = items.rating.predict(pairs, users=block.users)
     scores_r = np.round(scores.astype(np.float64), 5)
     predicted_r = np.round(predicted.astype(np.float64), 3)
     docs = []
-    for i, user in enumerate(u.tolist()):
-        r = int(rows[i])
-        cluster = int(inputs.clusters[r])
-        favourites = inputs.favourites.get(cluster, frozenset())
+    for r, user in enumerate(u.tolist()):
+        cluster = int(block.clusters[r])
+        favourites = items.favourites.get(cluster, frozenset())
         top = []
-        for j in np.flatnonzero(valid[i]).tolist():
-            m, b = int(items[i, j]), int(because[i, j])
+        for j in np.flatnonzero(valid[r]).tolist():
+            m, b = int(recommended[r, j]), int(because[r, j])
             if b >= 0:
                 reason = {"kind": "because_you_liked", "movieId": b,
-                          "text": f"Because you liked {inputs.titles.get(b, b)}"}
+                          "text": f"Because you liked {items.titles.get(b, b)}"}
             elif m in favourites:
                 reason = {"kind": "cluster_favourite", "text": CLUSTER_FAVOURITE_TEXT}
             else:
                 reason = {"kind": "taste_match", "text": TASTE_MATCH_TEXT}
-            top.append({"movieId": m, "score": float(scores_r[i, j]),
-                        "predicted_rating": float(predicted_r[i, j]), "reason": reason})
+            top.append({"movieId": m, "score": float(scores_r[r, j]),
+                        "predicted_rating": float(predicted_r[r, j]), "reason": reason})
         docs.append({
             "_id": user, "cluster": cluster,
-            "stats": {"n_ratings": int(inputs.n_ratings[r]), "mean": round(float(inputs.mean[r]), 4)},
+            "stats": {"n_ratings": int(block.n_ratings[r]), "mean": round(float(block.mean[r]), 4)},
             "ratings_packed": packed_ratings(matrix, r),
-            "top": top, "model_version": inputs.version,
+            "top": top, "model_version": items.version,
         })
     return docs
 
@@ -167,8 +199,9 @@ def packed_ratings(matrix: RatingMatrix, row: int) -> dict:
 
 def iter_user_docs(inputs: UserListInputs, block: int = 2048) -> Iterator[dict]:
     """Every user's document, block by block, in this process."""
+    items = inputs.item_side()
     for lo in range(0, inputs.n_users, block):
-        yield from block_docs(inputs, lo, min(lo + block, inputs.n_users))
+        yield from block_docs(items, inputs.block(lo, min(lo + block, inputs.n_users)))
 
 
 # --- on the Dask cluster ---------------------------------------------------------------------
@@ -188,15 +221,15 @@ def _client(url: str):
         return client
 
 
-def write_block(inputs: UserListInputs, lo: int, hi: int, url: str, database: str, collection: str,
+def write_block(items: ItemSide, block: UserBlock, url: str, database: str, collection: str,
                 batch_size: int = 1000) -> dict:
-    """Build rows ``lo .. hi - 1``'s documents and insert them into ``database.collection``
-    (unordered; documents already there from an earlier try of this block are skipped).
+    """Build ``block``'s documents and insert them into ``database.collection`` (unordered;
+    documents already there from an earlier try of this block are skipped).
     Returns ``{"users": n, "pid": this process's id, "seconds": s}``."""
     from pymongo.errors import BulkWriteError
 
     started = time.perf_counter()
-    docs = block_docs(inputs, lo, hi)
+    docs = block_docs(items, block)
     coll = _client(url)[database][collection]
     for s in range(0, len(docs), batch_size):
         try:
@@ -212,39 +245,51 @@ def write_user_lists(client, inputs: UserListInputs, url: str, database: str, co
                      block: int = 2048, on_written: Callable[[int], None] | None = None) -> dict:
     """Run :func:`write_block` over every block of users on the cluster of ``client``.
 
-    Takes ``inputs`` over: once every worker has its copy, its models are dropped from it
-    (``topn`` and ``rating`` become None), so this process no longer holds them; the caller
-    drops its other references first. ``on_written(n)`` (optional) is called as each block's
-    ``n`` documents are stored (the staging's count and lease:
-    :meth:`pipeline.store.Staging.added`).
+    The item side goes to every worker once; each task brings its own block of users (a few
+    blocks per worker thread are in flight, so neither the scheduler nor a worker ever holds
+    every user). Takes ``inputs`` over: once every worker has the item side, ``inputs.items``
+    holds no top-N model, so this process no longer holds the top-N model; the caller drops its other
+    references first. ``on_written(n)`` (optional) is called as each block's ``n`` documents
+    are stored (the staging's count and lease: :meth:`pipeline.store.Staging.added`).
     Returns ``{"users": total, "pids": worker process ids that wrote, "task_seconds": sum}``.
     On any failure the remaining tasks are cancelled. Dask cannot stop a task that is already
-    running, so up to one block per worker may still be written after the caller's abort has
-    dropped the staging collection; the next :meth:`pipeline.store.Store.cleanup` drops
+    running, so up to one block per worker thread may still be written after the caller's abort
+    has dropped the staging collection; the next :meth:`pipeline.store.Store.cleanup` drops
     whatever that recreates (a versioned collection of a version that is not retained).
     """
     from distributed import as_completed
 
-    shared = client.scatter(inputs, broadcast=True, hash=False)
-    inputs.topn = inputs.rating = None
+    shared = client.scatter(inputs.item_side(), broadcast=True, hash=False)
+    inputs.items = replace(inputs.items, topn=None)
     release_memory()
-    bounds = [(lo, min(lo + block, inputs.n_users)) for lo in range(0, inputs.n_users, block)]
-    futures = [client.submit(write_block, shared, lo, hi, url, database, collection, pure=False,
-                             key=f"user-documents-{lo}-{hi}-{os.getpid()}-{time.monotonic_ns()}")
-               for lo, hi in bounds]
+    bounds = iter([(lo, min(lo + block, inputs.n_users)) for lo in range(0, inputs.n_users, block)])
+    running, live = as_completed(), set()
+
+    def submit_next() -> None:
+        lo, hi = next(bounds, (None, None))
+        if lo is not None:
+            future = client.submit(write_block, shared, inputs.block(lo, hi), url, database, collection, pure=False,
+                                   key=f"user-documents-{lo}-{hi}-{os.getpid()}-{time.monotonic_ns()}")
+            live.add(future)
+            running.add(future)
+
+    for _ in range(2 * max(sum(client.nthreads().values()), 1)):
+        submit_next()
     total, pids, task_s = 0, set(), 0.0
     try:
         with progress("user documents", inputs.n_users, unit="users") as bar:
-            for future in as_completed(futures):
+            for future in running:
                 out = future.result()
+                live.discard(future)
                 total += out["users"]
                 pids.add(out["pid"])
                 task_s += out["seconds"]
                 bar.update(out["users"])
                 if on_written is not None:
                     on_written(out["users"])
+                submit_next()
     except BaseException:
-        client.cancel(futures)
+        client.cancel(list(live))
         raise
     finally:
         del shared

@@ -44,7 +44,7 @@ def sample():
 
 def _bias_only(model, pairs):
     c = model.collaborative_
-    return np.clip(c.bias.estimate(c.matrix.user_index(pairs.userId), c.matrix.item_index(pairs.movieId)), 0.5, 5)
+    return np.clip(c.bias.estimate(c.user_index(pairs.userId), c.item_index(pairs.movieId)), 0.5, 5)
 
 
 def test_beats_global_mean_and_bias_baselines(sample):
@@ -75,7 +75,7 @@ def test_unknown_users_and_movies(sample):
     pred = model.predict(pairs)
     assert np.isfinite(pred).all() and ((pred >= 0.5) & (pred <= 5)).all()
     c = model.collaborative_
-    mu, bi = c.bias.global_mean_, c.bias.item_bias_[c.matrix.item_index([known_movie])[0]]
+    mu, bi = c.bias.global_mean_, c.bias.item_bias_[c.item_index([known_movie])[0]]
     assert pred[0] == pytest.approx(np.clip(mu + bi, 0.5, 5))       # unknown user: mu + b_i
     assert pred[1] == pytest.approx(np.clip(mu, 0.5, 5))            # nothing known: mu
     assert model.predict(pairs.iloc[:0]).shape == (0,)
@@ -98,12 +98,28 @@ def test_fold_in_new_users_beats_the_baseline(sample):
     assert np.sqrt(np.mean(folded ** 2)) < np.sqrt(np.mean(base ** 2)) - 0.03
 
 
+def test_a_copy_without_users_predicts_a_slice_of_users_as_the_whole_model(sample):
+    """``without_users`` + ``users(ids)``: what a worker holds and what a task brings give the
+    predictions of the whole model, same-day features (timestamps) included."""
+    model, test = sample["model"], sample["test"]
+    some = np.unique(test.userId)[::3]
+    pairs = test[test.userId.isin(some)].reset_index(drop=True)
+    pairs = pd.concat([pairs, pairs.assign(userId=-7)], ignore_index=True)  # and an unknown user
+    bare = model.without_users()
+    assert bare.collaborative_.state is None and model.collaborative_.state is not None
+    users = model.users(np.concatenate([some, [-7]]))
+    assert users.user_ids.tolist() == sorted(some.tolist())
+    np.testing.assert_array_equal(bare.predict(pairs, users=users), model.predict(pairs))
+    with pytest.raises(ValueError, match="users="):
+        bare.predict(pairs)
+
+
 def test_folded_training_user_matches_the_fitted_user(sample):
     model, train = sample["model"], sample["train"]
     user = int(train.userId.value_counts().index[0])
     mine = train[train.userId == user]
     folded = model.fold_in(mine[["movieId", "rating", "timestamp"]])
-    row = model.collaborative_.matrix.user_index([user])[0]
+    row = model.collaborative_.user_index([user])[0]
     cos = folded.vector @ model.user_factors_[row] / (np.linalg.norm(folded.vector) * np.linalg.norm(model.user_factors_[row]))
     assert cos > 0.95
     movies = train.movieId.unique()[:200]

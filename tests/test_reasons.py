@@ -99,8 +99,14 @@ def test_neighbour_matrix_maps_ids_to_columns():
 class _ConstantRating:
     """Stands in for the gradient-boosting rating model: this test is about reasons only."""
 
-    def predict(self, pairs: pd.DataFrame) -> np.ndarray:
+    def predict(self, pairs: pd.DataFrame, users=None) -> np.ndarray:
         return np.full(len(pairs), 3.0, np.float32)
+
+    def users(self, user_ids):
+        return None
+
+    def without_users(self):
+        return self
 
 
 @pytest.fixture(scope="module")

@@ -66,7 +66,7 @@ def test_user_documents_are_built_and_written_on_the_workers(inputs, cluster, mo
         written = []
         out = write_user_lists(client, handed, mongo_url, db.name, "users_staged", block=8,
                                on_written=written.append)
-    assert handed.topn is None and handed.rating is None  # taken over: this process keeps no copy
+    assert handed.items.topn is None and inputs.items.topn is not None  # taken over: this process keeps no copy of the top-N model
     assert out["users"] == sum(written) == inputs.n_users == 60
     assert set(out["pids"]) <= workers and os.getpid() not in out["pids"]
     assert len(out["pids"]) == 2  # 8 blocks over two single-threaded workers: both took some
@@ -74,9 +74,23 @@ def test_user_documents_are_built_and_written_on_the_workers(inputs, cluster, mo
     assert stored == expected  # the documents this process would have built, byte for byte
 
 
+def test_a_block_gets_from_the_item_side_what_the_whole_models_give(inputs):
+    """What every worker holds (no user's data) and what one task brings (its block) give the
+    lists and predictions of the whole models."""
+    items, block = inputs.item_side(), inputs.block(20, 40)
+    assert items.topn.user_ratings_ is None and items.rating.collaborative_.state is None
+    assert block.matrix.user_ids.tolist() == inputs.matrix.user_ids[20:40].tolist()
+    whole = inputs.items.topn.recommend(np.arange(20, 40), n=10)
+    for a, b in zip(items.topn.recommend_matrix(block.matrix.csr, n=10), whole):
+        np.testing.assert_array_equal(a, b)
+    pairs = pd.DataFrame({"userId": np.repeat(block.matrix.user_ids, 40), "movieId": np.tile(np.arange(1, 41), 20)})
+    np.testing.assert_array_equal(items.rating.predict(pairs, users=block.users), inputs.items.rating.predict(pairs))
+
+
 def test_a_retried_block_neither_fails_nor_doubles_users(inputs, mongo_url, db):
-    first = write_block(inputs, 0, 20, mongo_url, db.name, "users_staged")
-    again = write_block(inputs, 10, 30, mongo_url, db.name, "users_staged")  # overlaps the first
+    items = inputs.item_side()
+    first = write_block(items, inputs.block(0, 20), mongo_url, db.name, "users_staged")
+    again = write_block(items, inputs.block(10, 30), mongo_url, db.name, "users_staged")  # overlaps the first
     assert first["users"] == again["users"] == 20
     assert db["users_staged"].count_documents({}) == 30
     assert sorted(db["users_staged"].distinct("_id")) == inputs.matrix.user_ids[:30].tolist()
