@@ -54,19 +54,20 @@ class PipelineConfig:
     dask: DaskConfig = field(default_factory=DaskConfig)
     target: StoreTarget = field(default_factory=StoreTarget)
     # Above this many ratings, the large-data profile applies (see ``for_size``; what it costs is
-    # measured in the README: one held-out stacking fold instead of 5 lost 0.0003 RMSE on synthetic
-    # 5M and 0.0014 on 1M, in a third of the fit time).
+    # measured in the README).
     large_data_ratings: int = 2_000_000
 
     def for_size(self, n_ratings: int) -> "PipelineConfig":
         """The config to use for ``n_ratings``: as given, or the large-data profile above
         ``large_data_ratings``: one held-out stacking fold instead of 5 (each fold refits every
-        collaborative model) and the top-N item model capped at the 15,000 most-rated movies (two float32 item x
-        item matrices: 1.8 GB instead of 3.2 GB)."""
+        collaborative model), the top-N item model capped at the 15,000 most-rated movies, and
+        each movie's 2,000 largest top-N weights kept (``TopNConfig.score_neighbors``: what each
+        Dask worker holds falls from two dense item x item matrices to about a third)."""
         if n_ratings <= self.large_data_ratings:
             return self
         return replace(self, rating=replace(self.rating, stack_folds=1),
-                       topn=replace(self.topn, max_items=min(self.topn.max_items, 15_000)))
+                       topn=replace(self.topn, max_items=min(self.topn.max_items, 15_000),
+                                    score_neighbors=self.topn.score_neighbors or 2_000))
 
     def params(self) -> dict:
         """The parameters worth recording with a model version (no URLs or local paths)."""

@@ -99,8 +99,8 @@ def run(config: PipelineConfig, store, version: str, steps: Steps | None = None)
     n_ratings = len(data.ratings)
     if config.for_size(n_ratings) is not config:
         config = config.for_size(n_ratings)
-        log.info("%s ratings: large-data profile (%d stacking folds, top-N over <= %d movies)",
-                 f"{n_ratings:,}", config.rating.stack_folds, config.topn.max_items)
+        log.info("%s ratings: large-data profile (%d stacking fold(s), top-N over <= %d movies, %s weights per movie)",
+                 f"{n_ratings:,}", config.rating.stack_folds, config.topn.max_items, config.topn.score_neighbors or "all")
     report: dict = {"dataset": config.dataset, "split": vars(config.split), "data_quality": data.quality}
     rows = None
     if config.evaluate:

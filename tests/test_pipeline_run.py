@@ -168,5 +168,5 @@ def test_large_data_profile_only_above_the_threshold():
     cfg = PipelineConfig(large_data_ratings=1000)
     assert cfg.for_size(1000) is cfg
     big = cfg.for_size(1001)
-    assert big.rating.stack_folds == 1 and big.topn.max_items == 15_000
+    assert big.rating.stack_folds == 1 and big.topn.max_items == 15_000 and big.topn.score_neighbors == 2_000
     assert big.rating.mf == cfg.rating.mf and big.split == cfg.split
