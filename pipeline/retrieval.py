@@ -63,7 +63,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
-from pipeline.matrix import RatingMatrix, keep_per_row
+from pipeline.matrix import RatingMatrix
 
 log = logging.getLogger(__name__)
 
@@ -420,12 +420,10 @@ def _dense(m) -> np.ndarray:
 def sparsify_weights(b, keep: int) -> sp.csr_matrix:
     """``B`` (dense, or sparse) with only the ``keep`` largest-magnitude entries of each row
     (input item -> candidates), as float32 CSR: the form the API loads to re-score users at
-    request time, and the top-N model's own with ``score_neighbors``."""
+    request time, and the top-N model's own with ``score_neighbors``). A sparse ``B`` is cut
+    block by dense block of rows, as a dense one."""
     if sp.issparse(b):
         b = b.tocsr()
-        out = keep_per_row(b, keep, -np.abs(b.data)).astype(np.float32)
-        out.sort_indices()
-        return out
     k = min(keep, b.shape[1])
     indptr = np.arange(b.shape[0] + 1, dtype=np.int64) * k
     cols = np.empty(b.shape[0] * k, dtype=np.int32)
@@ -433,6 +431,7 @@ def sparsify_weights(b, keep: int) -> sp.csr_matrix:
     step = 1024  # rows per block: the temporary |B| block stays small
     for start in range(0, b.shape[0], step):
         blk = b[start:start + step]
+        blk = blk.toarray() if sp.issparse(blk) else blk
         top = np.argpartition(-np.abs(blk), k - 1, axis=1)[:, :k] if k < b.shape[1] else \
             np.broadcast_to(np.arange(b.shape[1]), blk.shape)
         at = slice(start * k, (start + blk.shape[0]) * k)
