@@ -176,9 +176,12 @@ class RatingModelConfig:
     day_window_days: half-width of the "same day" window around the rating's timestamp.
     day_damping: pseudo-count of the same-day mean MF residual.
     gbm_*: HistGradientBoostingRegressor parameters (squared error loss).
-    gbm_threads: OpenMP threads of the boosting (fit and predict); None = all cores. The
-        default 1 is deliberate: with 2 cores shared with Dask workers or other processes,
-        OpenMP's spin-waiting made a 2-thread fit up to 10x slower than a 1-thread one.
+    gbm_threads: OpenMP threads of the boosting's predictions; None = all cores. 1 by default:
+        predictions run in Dask tasks beside each other, and with 2 cores shared, OpenMP's
+        spin-waiting made 2-thread work up to 10x slower than 1-thread work.
+    gbm_fit_threads: OpenMP threads of the boosting's fit; None = all cores. The fit runs
+        alone (after the folds and the final collaborative fit), so it uses every core by
+        default.
     predict_block: pairs per block in ``predict``.
     seed: seed of the fold hash, the MF initialisation, the dropout and the boosting.
     """
@@ -199,6 +202,7 @@ class RatingModelConfig:
     gbm_min_samples_leaf: int = 50
     gbm_l2_regularization: float = 0.0
     gbm_threads: int | None = 1
+    gbm_fit_threads: int | None = None
     predict_block: int = 200_000
     seed: int = 0
 
@@ -436,7 +440,7 @@ class RatingModel:
         started = time.perf_counter()
         log.info("rating model: gradient boosting on %s rows x %d features (%d trees) ...", f"{len(y):,}",
                  len(self.columns_), cfg.gbm_max_iter)
-        with self._threads():
+        with self._threads(cfg.gbm_fit_threads):
             self.gbm_ = gbm.fit(x.to_numpy(np.float32), y)
         log.info("rating model: gradient boosting done in %.1f s", time.perf_counter() - started)
         self.n_stack_rows_ = len(y)
@@ -445,10 +449,11 @@ class RatingModel:
         self.collaborative_ = collaborative
         return self
 
-    def _threads(self):
+    @staticmethod
+    def _threads(limit: int | None):
         from threadpoolctl import threadpool_limits
 
-        return threadpool_limits(limits=self.config.gbm_threads, user_api="openmp")
+        return threadpool_limits(limits=limit, user_api="openmp")
 
     def stacking_rows(self, train, features: TrainingFeatures) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
         """The out-of-fold rows the gradient-boosting model is trained on: (X, y, pairs).
@@ -559,7 +564,7 @@ class RatingModel:
         if len(known):
             x = self._design(collab, state, features, pairs.iloc[known].reset_index(drop=True),
                              rows[known], items[known])
-            with self._threads():
+            with self._threads(self.config.gbm_threads):
                 pred[known] = self.gbm_.predict(x[self.columns_].to_numpy(np.float32))
         return np.clip(np.nan_to_num(pred, nan=collab.bias.global_mean_), MIN_RATING, MAX_RATING)
 
