@@ -213,7 +213,8 @@ class _UserHistory:
 
     CSR (``indptr``, ``cols``, ``residual``): each user's items with their baseline residual
     (for the kNN). ``time_keys`` = row << 32 | (timestamp - t0), sorted, with ``time_cumsum``,
-    the cumulative MF residual in that order (for the same-day window sums).
+    the cumulative MF residual in that order (for the same-day window sums); both empty when
+    built without timestamps (``ts`` None: the model has no time features).
     """
 
     n_items: int
@@ -230,7 +231,7 @@ class _UserHistory:
         items = np.asarray(items, np.int64)
         order = np.lexsort((items, rows))
         indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_rows))]).astype(np.int64)
-        ts = np.asarray(ts, np.float64)
+        ts = np.full(len(rows), np.nan) if ts is None else np.asarray(ts, np.float64)
         has_ts = ~np.isnan(ts)
         offset = np.clip(np.nan_to_num(ts[has_ts]) - t0, 0, (1 << _TS_BITS) - 1).astype(np.int64)
         time_keys = (rows[has_ts] << _TS_BITS) | offset
@@ -346,7 +347,9 @@ class _Collaborative:
         if cfg.knn.neighbors > 0:
             z = sp.csr_matrix((base_res.astype(np.float32), csr.indices, csr.indptr), shape=csr.shape)
             self.knn = ItemKNN(cfg.knn).fit(z)
-        history = _UserHistory.build(csr.shape[0], rows, cols, csr.shape[1], base_res, ts, mf_res, t0)
+        # the same-day window needs the time-ordered layout; without time features it stays empty
+        history = _UserHistory.build(csr.shape[0], rows, cols, csr.shape[1], base_res,
+                                     ts if cfg.time_features else None, mf_res, t0)
         self.state = _UserState(self.bias.user_bias_, self.mf.user_bias_, self.mf.user_factors_, history)
         log.debug("collaborative models on %d ratings: biases+MF %.1fs, kNN+history %.1fs", matrix.nnz,
                   mf_done - started, time.perf_counter() - mf_done)
