@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -34,6 +35,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-evaluate", action="store_true")
     p.add_argument("--workers", type=int, default=None, help="local Dask worker processes (pipeline default: 2)")
     p.add_argument("--threads-per-worker", type=int, default=None, help="threads per local worker (default: 1)")
+    p.add_argument("--log", default=None, help="keep the pipeline's log at this path")
     args = p.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="mt-bench-") as tmp:
@@ -62,6 +64,8 @@ def main(argv=None) -> int:
                 res = run_measured(argv, env={**os.environ, "MONGODB_URL": url, "PYTHONPATH": str(REPO)}, cwd=tmp,
                                    stderr=log)
             timings = step_timings(log_path.read_text())
+            if args.log:
+                shutil.copyfile(log_path, args.log)
             server_rss = psutil.Process(server.pid).memory_info().rss / 2**30
         reports = sorted((tmp / "runs").glob("*/metrics.json"))
         metrics = json.loads(reports[-1].read_text()) if reports else {}
