@@ -33,6 +33,7 @@ class ClusterConfig:
     k_max: int = 12
     n_landmarks: int = 800          # Nystroem landmarks; exact spectral clustering when users <= this
     gamma: float | None = None      # RBF width; None: 1 / median squared distance between profiles
+    block_rows: int = 16_384        # users per block of the feature map (bounds its memory)
     seed: int = 42
 
     def __post_init__(self):
@@ -95,12 +96,21 @@ class UserClustering:
         gamma = cfg.gamma or _median_gamma(x, rng)
         m = min(n, cfg.n_landmarks)
         nys = Nystroem(kernel="rbf", gamma=gamma, n_components=m, random_state=cfg.seed).fit(x)
-        phi = nys.transform(x)                                   # (n, m)
-        col_sum = phi.sum(axis=0)                                # Phi.T @ 1
-        degree = np.maximum(phi @ col_sum, 1e-12)
-        phi_n = phi / np.sqrt(degree)[:, None]
-        # Eigen-pairs of the small (m x m) Gram matrix give the SVD of the tall phi_n.
-        eig, v = np.linalg.eigh(phi_n.T @ phi_n)
+        # Phi (n x m) is never held whole: three passes over row blocks give Phi.T @ 1, the
+        # m x m Gram of D^-1/2 Phi and the embedding (at 160k users Phi alone is 1 GB)
+        blocks = [slice(lo, lo + cfg.block_rows) for lo in range(0, n, cfg.block_rows)]
+        col_sum = sum(nys.transform(x[b]).sum(axis=0) for b in blocks)      # Phi.T @ 1
+
+        def normalised(b: slice) -> np.ndarray:                              # rows of D^-1/2 Phi
+            phi = nys.transform(x[b])
+            return phi / np.sqrt(np.maximum(phi @ col_sum, 1e-12))[:, None]
+
+        gram = np.zeros((m, m))
+        for b in blocks:
+            phi_n = normalised(b)
+            gram += phi_n.T @ phi_n
+        # Eigen-pairs of the small (m x m) Gram matrix give the SVD of the tall D^-1/2 Phi.
+        eig, v = np.linalg.eigh(gram)
         order = np.argsort(eig)[::-1]
         eig, v = np.maximum(eig[order], 0.0), v[:, order]       # eigenvalues of D^-1/2 K D^-1/2
         s = np.sqrt(np.maximum(eig, 1e-12))
@@ -108,7 +118,7 @@ class UserClustering:
         gaps = eig[cfg.k_min - 1:k_hi] - eig[cfg.k_min:k_hi + 1]
         k = cfg.n_clusters or int(cfg.k_min + np.argmax(gaps))
         v_k = v[:, :k] / s[:k]                                   # (m, k)
-        u = phi_n @ v_k                                          # leading eigenvectors of the affinity
+        u = np.concatenate([normalised(b) @ v_k for b in blocks])  # leading eigenvectors of the affinity
         emb = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
         km = KMeans(n_clusters=k, n_init=10 if n <= 20_000 else 3, random_state=cfg.seed).fit(emb)
         self.assigner_ = ClusterAssigner(
