@@ -30,6 +30,7 @@ from pipeline.features import TrainingFeatures, rating_rows, refit_features, sin
 from pipeline.matrix import RatingMatrix, keep_per_row, lookup, ranges
 from pipeline.mf import BiasConfig, Biases, BiasedMF, BiasedMFConfig
 from pipeline.progress import progress
+from pipeline.runtime import current_client
 
 log = logging.getLogger(__name__)
 
@@ -334,6 +335,7 @@ class _Collaborative:
     def fit(self, matrix: RatingMatrix, ts: np.ndarray, t0: int, global_mean: float) -> "_Collaborative":
         cfg = self.config
         started = time.perf_counter()
+        log.info("collaborative models on %s ratings: biases and matrix factorisation ...", f"{matrix.nnz:,}")
         self.user_ids, self.item_ids = matrix.user_ids, matrix.item_ids  # the ratings themselves are not kept
         self.bias = Biases(cfg.bias).fit(matrix, global_mean)
         self.mf = BiasedMF(cfg.mf).fit(matrix, global_mean)
@@ -344,6 +346,8 @@ class _Collaborative:
         base_res = csr.data - self.bias.estimate(rows, cols)
         mf_res = csr.data - self.mf.estimate(rows, cols)
         self.knn = None
+        log.info("collaborative models on %s ratings: biases and matrix factorisation done in %.1f s; item kNN ...",
+                 f"{matrix.nnz:,}", mf_done - started)
         if cfg.knn.neighbors > 0:
             z = sp.csr_matrix((base_res.astype(np.float32), csr.indices, csr.indptr), shape=csr.shape)
             self.knn = ItemKNN(cfg.knn).fit(z)
@@ -351,8 +355,8 @@ class _Collaborative:
         history = _UserHistory.build(csr.shape[0], rows, cols, csr.shape[1], base_res,
                                      ts if cfg.time_features else None, mf_res, t0)
         self.state = _UserState(self.bias.user_bias_, self.mf.user_bias_, self.mf.user_factors_, history)
-        log.debug("collaborative models on %d ratings: biases+MF %.1fs, kNN+history %.1fs", matrix.nnz,
-                  mf_done - started, time.perf_counter() - mf_done)
+        log.info("collaborative models on %s ratings: item kNN and histories done in %.1f s",
+                 f"{matrix.nnz:,}", time.perf_counter() - mf_done)
         return self
 
     def columns(self, state: _UserState, rows: np.ndarray, items: np.ndarray, ts: np.ndarray) -> dict:
@@ -646,16 +650,9 @@ class _FoldJob:
 
 
 def _cluster_of(train):
-    """The distributed client to run the fold fits on: the default one when ``train`` is a
-    Dask collection and a client is active, else None (pandas input fits in this process)."""
-    if isinstance(train, pd.DataFrame):
-        return None
-    try:
-        from distributed import default_client
-
-        return default_client()
-    except (ImportError, ValueError):
-        return None
+    """The distributed client to run the fold fits on: the active one when ``train`` is a Dask
+    collection, else None (pandas input fits in this process)."""
+    return None if isinstance(train, pd.DataFrame) else current_client()
 
 
 @dataclass

@@ -20,7 +20,8 @@ from pipeline.feedback import read_feedback, with_feedback
 from pipeline.live_model import LiveModel
 from pipeline.evaluation import evaluate_ratings, evaluate_topn, write_report
 from pipeline.progress import Steps
-from pipeline.runtime import release_memory
+from pipeline.runtime import current_client, release_memory
+from pipeline.similarity import all_similar
 from pipeline.splitting import split_ratings
 from pipeline.train import FittedModels, fit_models
 from pipeline.user_lists import UserListInputs, iter_user_docs, write_user_lists
@@ -144,7 +145,7 @@ def load_store(store, version, config, data, metadata, models, clusters, report,
     cat = D.catalogue(data.movies, data.links, metadata)
     titles = {int(m): display_title(row) for m, row in cat.iterrows()}
     with steps.step("similar movies (all)"):
-        similar = {int(m): nb for m, nb in models.similar.iter_all()}
+        similar = all_similar(models.similar, current_client())
     staging = store.stage(version)
     try:
         with steps.step("store: movies, metadata, clusters"):
@@ -182,13 +183,14 @@ def load_store(store, version, config, data, metadata, models, clusters, report,
 
 def store_user_lists(store, staging, inputs: UserListInputs) -> int:
     """Every user's document into the staging ``users`` collection: written by Dask tasks on
-    the workers when the store has a URL they can reach (``Store.url``), else from here."""
-    if store.url is None:
-        log.info("user documents: written from this process (the store has no URL for the workers)")
+    the workers when there is a Dask cluster and the store has a URL they can reach
+    (``Store.url``), else from here."""
+    client = current_client()
+    if store.url is None or client is None:
+        log.info("user documents: written from this process (%s)",
+                 "no Dask cluster" if client is None else "the store has no URL for the workers")
         return staging.insert(schema.USERS, iter_user_docs(inputs))
-    from distributed import default_client
-
-    out = write_user_lists(default_client(), inputs, store.url, store.db.name, staging.collections[schema.USERS],
+    out = write_user_lists(client, inputs, store.url, store.db.name, staging.collections[schema.USERS],
                            on_written=lambda n: staging.added(schema.USERS, n))
     log.info("user documents: %d users written by %d worker process(es), %.1f s of task time",
              out["users"], len(out["pids"]), out["task_seconds"])

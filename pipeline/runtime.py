@@ -64,3 +64,14 @@ def release_memory() -> None:
     if name:
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(name).malloc_trim(0)
+
+
+def current_client():
+    """The active ``distributed`` client (the one ``dask_client`` opened, or any default one),
+    or None when there is none: then callers do their work in this process."""
+    try:
+        from distributed import default_client
+
+        return default_client()
+    except (ImportError, ValueError):
+        return None

@@ -39,6 +39,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from pipeline.matrix import RatingMatrix, lookup, ranges
+from pipeline.progress import progress
 
 
 @dataclass(frozen=True)
@@ -128,9 +129,12 @@ class SimilarMovies:
         """Yield ``(movieId, neighbours)`` for every movie, computed ``block`` movies at a time."""
         step = block or self.config.block
         for start in range(0, len(self.movie_ids_), step):
-            rows = np.arange(start, min(start + step, len(self.movie_ids_)))
-            for r, lst in zip(rows, self._neighbors_of(rows)):
-                yield int(self.movie_ids_[r]), lst
+            yield from self.block_lists(start, min(start + step, len(self.movie_ids_)))
+
+    def block_lists(self, lo: int, hi: int) -> list[tuple[int, list[tuple[int, float]]]]:
+        """``(movieId, neighbours)`` of the movies at positions ``lo .. hi - 1``."""
+        rows = np.arange(lo, hi)
+        return [(int(self.movie_ids_[r]), lst) for r, lst in zip(rows, self._neighbors_of(rows))]
 
     # ----------------------------------------------------------------- internals
     def block_scores(self, rows: np.ndarray) -> np.ndarray:
@@ -162,6 +166,38 @@ class SimilarMovies:
             keep = v > 0
             result.append([(int(m), float(s)) for m, s in zip(self.movie_ids_[p[keep]], v[keep])])
         return result
+
+
+def all_similar(model: SimilarMovies, client=None) -> dict[int, list[tuple[int, float]]]:
+    """Every movie's similar list, in movie id order: as Dask tasks over blocks of movies on
+    the cluster of ``client`` (the fitted model goes to every worker once), else in this
+    process. The work is quadratic in the number of movies (each block scores its movies
+    against all of them), so on large catalogues it is worth the copies."""
+    n, step = len(model.movie_ids_), model.config.block
+    bounds = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+    parts: list = [None] * len(bounds)
+    with progress("similar movies (all)", n, unit="movies") as bar:
+        if client is None:
+            for i, (lo, hi) in enumerate(bounds):
+                parts[i] = model.block_lists(lo, hi)
+                bar.update(hi - lo)
+        else:
+            from distributed import as_completed
+
+            shared = client.scatter(model, broadcast=True, hash=False)
+            futures = [client.submit(SimilarMovies.block_lists, shared, lo, hi, pure=False) for lo, hi in bounds]
+            index = {f.key: i for i, f in enumerate(futures)}
+            try:
+                for future in as_completed(futures):
+                    i = index[future.key]
+                    parts[i] = future.result()
+                    bar.update(bounds[i][1] - bounds[i][0])
+            except BaseException:
+                client.cancel(futures)
+                raise
+            finally:
+                del shared, futures
+    return {movie: lst for part in parts for movie, lst in part}
 
 
 # ------------------------------------------------------------------ "because" seeds

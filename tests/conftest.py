@@ -118,6 +118,17 @@ def mongo_client(mongo_url: str):
     client.close()
 
 
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """A real ``distributed.LocalCluster`` of two single-threaded worker processes (loopback);
+    tests reach it by its address, as the pipeline reaches a remote one with --scheduler."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        yield cluster
+
+
 @pytest.fixture
 def db(mongo_client: pymongo.MongoClient):
     name = f"test_{uuid.uuid4().hex[:12]}"

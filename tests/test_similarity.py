@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.features import movie_text
 from pipeline.matrix import RatingMatrix
-from pipeline.similarity import SimilarityConfig, SimilarMovies
+from pipeline.similarity import SimilarityConfig, SimilarMovies, all_similar
 from pipeline.tmdb import load_metadata
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "ml-latest-small"
@@ -140,6 +140,20 @@ def test_iter_all_matches_neighbors(bundled):
             assert _ids(lst) == _ids(expected)
             np.testing.assert_allclose([s for _, s in lst], [s for _, s in expected], rtol=1e-6)
     assert seen == len(sim.movie_ids_) == len(np.union1d(matrix.item_ids, text.index.to_numpy(np.int64)))
+
+
+def test_all_similar_on_the_workers_is_iter_all(bundled, dask_cluster):
+    """The similar lists of every movie, computed by tasks on a two-process cluster reached by
+    its address, are those of ``iter_all`` in this process, in movie id order."""
+    from distributed import Client
+
+    matrix, text = bundled
+    sim = SimilarMovies(SimilarityConfig(n_neighbors=5, block=700)).fit(matrix, text)
+    expected = dict(sim.iter_all())
+    assert all_similar(sim) == expected
+    with Client(dask_cluster.scheduler_address) as client:
+        on_workers = all_similar(sim, client)
+    assert list(on_workers) == sorted(expected) and on_workers == expected
 
 
 def test_shrinkage_damps_thin_evidence():

@@ -46,19 +46,10 @@ def inputs() -> UserListInputs:
     return UserListInputs.from_models(models, labels, clusters, titles, "v-test", 10, similar=similar)
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    from distributed import LocalCluster
-
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:
-        yield cluster
-
-
-def test_user_documents_are_built_and_written_on_the_workers(inputs, cluster, mongo_url, db):
+def test_user_documents_are_built_and_written_on_the_workers(inputs, dask_cluster, mongo_url, db):
     from distributed import Client
 
-    with Client(cluster.scheduler_address) as client:  # by address, as for --scheduler
+    with Client(dask_cluster.scheduler_address) as client:  # by address, as for --scheduler
         workers = set(client.run(os.getpid).values())
         assert len(workers) == 2 and os.getpid() not in workers
         expected = {d["_id"]: d for d in iter_user_docs(inputs)}
