@@ -86,6 +86,36 @@ def test_sparsify_keeps_the_largest_weights_of_each_row_from_dense_or_sparse():
     assert (sparsify_weights(cut, 20) != cut).nnz == 0
 
 
+@pytest.mark.parametrize("score_neighbors", [None, 6])
+def test_because_is_the_liked_item_contributing_most(score_neighbors):
+    """The block-wise "because" seed equals, entry by entry, the argmax over the user's liked
+    items of their blended contribution, computed here user by user on dense weights."""
+    m = _random_matrix(n_users=50, n_items=30, density=0.4, seed=3)
+    model = TopNRecommender(replace(TINY, score_neighbors=score_neighbors, because_min_rating=3.0)).fit(m)
+    x = model.user_ratings_
+    _, parts = model._affinity(x)
+    rng = np.random.default_rng(0)
+    pos = rng.integers(0, len(model.items_), size=(x.shape[0], 8))
+    valid = rng.random(pos.shape) < 0.9
+    expected = np.full(pos.shape, -1)
+    for r in range(x.shape[0]):
+        lo, hi = x.indptr[r], x.indptr[r + 1]
+        liked = np.flatnonzero(x.data[lo:hi] >= 3.0)
+        if len(liked) == 0:
+            continue
+        seeds = x.indices[lo:hi][liked]
+        contrib = np.zeros((len(seeds), pos.shape[1]), np.float32)
+        for xi, b, factor in parts:
+            dense = b.toarray() if hasattr(b, "toarray") else b
+            contrib += (factor[r] * xi.data[lo:hi][liked])[:, None] * dense[np.ix_(seeds, pos[r])]
+        best = np.argmax(contrib, axis=0)
+        ok = (contrib[best, np.arange(pos.shape[1])] > 0) & valid[r]
+        expected[r] = np.where(ok, model.items_[seeds[best]], -1)
+    assert (expected >= 0).sum() > 100
+    for seed_block in (4, 7, 1024):  # seeds taken a few items at a time, or all at once
+        np.testing.assert_array_equal(model._because(x, parts, pos, valid, seed_block=seed_block), expected)
+
+
 def test_score_neighbors_scores_with_the_cut_weights():
     m = _random_matrix(n_users=60, n_items=30, density=0.4)
     full = TopNRecommender(TINY).fit(m)
