@@ -346,7 +346,7 @@ class _Collaborative:
         base_res = csr.data - self.bias.estimate(rows, cols)
         mf_res = csr.data - self.mf.estimate(rows, cols)
         self.knn = None
-        log.info("collaborative models on %s ratings: biases and matrix factorisation done in %.1f s; item kNN ...",
+        log.info("collaborative models on %s ratings: biases and matrix factorisation fitted in %.1f s; item kNN ...",
                  f"{matrix.nnz:,}", mf_done - started)
         if cfg.knn.neighbors > 0:
             z = sp.csr_matrix((base_res.astype(np.float32), csr.indices, csr.indptr), shape=csr.shape)
@@ -355,7 +355,7 @@ class _Collaborative:
         history = _UserHistory.build(csr.shape[0], rows, cols, csr.shape[1], base_res,
                                      ts if cfg.time_features else None, mf_res, t0)
         self.state = _UserState(self.bias.user_bias_, self.mf.user_bias_, self.mf.user_factors_, history)
-        log.info("collaborative models on %s ratings: item kNN and histories done in %.1f s",
+        log.info("collaborative models on %s ratings: item kNN and histories fitted in %.1f s",
                  f"{matrix.nnz:,}", time.perf_counter() - mf_done)
         return self
 
