@@ -16,9 +16,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class DaskConfig:
     scheduler: str | None = None        # "tcp://host:8786" of an existing cluster; None starts a LocalCluster
-    # LocalCluster only. Each worker process gets its own copy of the fitted models for the
-    # per-user phase (two dense item x item matrices: 1.2 GB at 12,000 movies); one process with
-    # two threads holds one copy but was slower here (README, "Scale").
+    # LocalCluster only. Each worker process gets its own copy of the fitted models without any
+    # user's data for the per-user phase (the two top-N weight matrices: dense below 2M ratings,
+    # 2,000 per movie above); one process with two threads holds one copy but was slower here
+    # (README, "Scale").
     n_workers: int = 2
     threads_per_worker: int = 1
     memory_limit: str = "8GiB"          # per LocalCluster worker (Dask pauses it at 80%, restarts it at 95%)

@@ -125,12 +125,6 @@ class SimilarMovies:
                 out[i] = lst
         return out
 
-    def iter_all(self, block: int | None = None) -> Iterator[tuple[int, list[tuple[int, float]]]]:
-        """Yield ``(movieId, neighbours)`` for every movie, computed ``block`` movies at a time."""
-        step = block or self.config.block
-        for start in range(0, len(self.movie_ids_), step):
-            yield from self.block_lists(start, min(start + step, len(self.movie_ids_)))
-
     def block_lists(self, lo: int, hi: int) -> list[tuple[int, list[tuple[int, float]]]]:
         """``(movieId, neighbours)`` of the movies at positions ``lo .. hi - 1``."""
         rows = np.arange(lo, hi)
@@ -205,7 +199,7 @@ def neighbour_matrix(similar: Mapping[int, Sequence[tuple[int, float]]], item_id
     """The similar lists as a ``len(item_ids) x len(item_ids)`` float32 CSR matrix.
 
     ``similar`` maps a movie id to its ``[(movieId, score), ...]`` list (as
-    :meth:`SimilarMovies.iter_all` yields); ``item_ids`` are the sorted external ids of
+    :func:`all_similar` gives); ``item_ids`` are the sorted external ids of
     the matrix columns. Entry ``(i, j)`` is the score of ``item_ids[j]`` in the list of
     ``item_ids[i]``; movies that are not columns (e.g. never rated) are left out.
     """

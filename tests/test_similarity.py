@@ -128,12 +128,12 @@ def test_weights_switch_the_signal(bundled):
         assert genres & set(text[movie].split())
 
 
-def test_iter_all_matches_neighbors(bundled):
+def test_all_similar_matches_neighbors(bundled):
     matrix, text = bundled
-    sim = SimilarMovies(SimilarityConfig(n_neighbors=5, block=97)).fit(matrix, text)
+    sim = SimilarMovies(SimilarityConfig(n_neighbors=5, block=211)).fit(matrix, text)
     seen = 0
     sample = {1, 260, 2571}
-    for movie, lst in sim.iter_all(block=211):
+    for movie, lst in all_similar(sim).items():
         seen += 1
         if movie in sample:
             (expected,) = sim.neighbors(np.array([movie]))
@@ -142,15 +142,14 @@ def test_iter_all_matches_neighbors(bundled):
     assert seen == len(sim.movie_ids_) == len(np.union1d(matrix.item_ids, text.index.to_numpy(np.int64)))
 
 
-def test_all_similar_on_the_workers_is_iter_all(bundled, dask_cluster):
+def test_all_similar_on_the_workers_is_the_same_as_in_process(bundled, dask_cluster):
     """The similar lists of every movie, computed by tasks on a two-process cluster reached by
-    its address, are those of ``iter_all`` in this process, in movie id order."""
+    its address, are those computed in this process, in movie id order."""
     from distributed import Client
 
     matrix, text = bundled
     sim = SimilarMovies(SimilarityConfig(n_neighbors=5, block=700)).fit(matrix, text)
-    expected = dict(sim.iter_all())
-    assert all_similar(sim) == expected
+    expected = all_similar(sim)
     with Client(dask_cluster.scheduler_address) as client:
         on_workers = all_similar(sim, client)
     assert list(on_workers) == sorted(expected) and on_workers == expected
