@@ -54,8 +54,8 @@ class ItemKNNConfig:
         (sum over users of n_u squared): when the ratings exceed it, users above a cap (the
         largest that fits the budget) contribute a random subset of that many ratings to the
         similarities. All of a user's ratings still vote in predictions. None = no budget.
-    block_cells: item pairs per block of the similarity computation (a block of items against
-        all items; temporary memory is about 40 bytes per cell).
+    block_cells: a block of the similarity computation holds ``block_cells // n_items`` items
+        against all items; its temporary memory grows with the block's co-rated pairs only.
     seed: seed of those subsets.
     """
 
@@ -98,22 +98,36 @@ class ItemKNN:
         block = max(1, cfg.block_cells // len(keep))
         for start in range(0, len(keep), block):
             stop = min(start + block, len(keep))
-            sim = (z_t[start:stop] @ z).toarray()
-            co = (ones_t[start:stop] @ ones).toarray()
-            sim /= norm[start:stop, None] * norm[None, :]
-            co -= 1.0
-            np.maximum(co, 0.0, out=co)
-            sim *= co / (co + cfg.shrinkage) if cfg.shrinkage > 0 else (co > 0)
-            sim[np.arange(stop - start), np.arange(start, stop)] = -np.inf
-            top = np.argpartition(-sim, m - 1, axis=1)[:, :m]
-            values = np.take_along_axis(sim, top, axis=1)
-            order = np.argsort(-values, axis=1, kind="stable")
-            top = np.take_along_axis(top, order, axis=1)
-            values = np.take_along_axis(values, order, axis=1)
-            rows = keep[start:stop]
-            self.neighbours_[rows] = np.where(values > 0, keep[top], -1)
-            self.similarities_[rows] = np.where(values > 0, values, 0.0)
+            rows, cols, values = self._similar_pairs(z_t[start:stop], z, ones_t[start:stop], ones,
+                                                     norm[start:stop], norm, start)
+            # best first, ties by column; each row's first m are its neighbours
+            order = np.lexsort((cols, -values, rows))
+            rows, cols, values = rows[order], cols[order], values[order]
+            first = np.searchsorted(rows, np.arange(stop - start))
+            rank = np.arange(len(rows)) - first[rows]
+            top = rank < m
+            at = keep[start + rows[top]]
+            self.neighbours_[at, rank[top]] = keep[cols[top]]
+            self.similarities_[at, rank[top]] = values[top]
         return self
+
+    def _similar_pairs(self, z_block, z, ones_block, ones, norm_block, norm, start):
+        """(row in block, column, similarity) of the positive similarities of a block of items.
+
+        Only co-rated pairs are touched: the item x item products are sparse (a few hundred
+        co-rated items per item against a catalogue of tens of thousands), so the cost is the
+        number of co-rated pairs, not the block's width."""
+        shrinkage = self.config.shrinkage
+        co = (ones_block @ ones).tocsr()
+        co.data -= 1.0
+        np.maximum(co.data, 0.0, out=co.data)
+        co.data = co.data / (co.data + shrinkage) if shrinkage > 0 else (co.data > 0).astype(np.float32)
+        sim = (z_block @ z).tocsr()
+        row = np.repeat(np.arange(sim.shape[0]), np.diff(sim.indptr))
+        sim.data /= norm_block[row] * norm[sim.indices]
+        sim = sim.multiply(co).tocoo()
+        ok = (sim.data > 0) & (sim.col != sim.row + start)  # never its own neighbour
+        return sim.row[ok].astype(np.int64), sim.col[ok].astype(np.int64), sim.data[ok].astype(np.float32)
 
     def estimate(self, history: "_UserHistory", rows: np.ndarray, items: np.ndarray,
                  dense_budget: int = 32_000_000, block: int = 50_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
