@@ -119,10 +119,10 @@ def keep_per_row(csr: sp.csr_matrix, cap: int, priority: np.ndarray) -> sp.csr_m
     if counts.max(initial=0) <= cap:
         return csr
     rows = np.repeat(np.arange(csr.shape[0]), counts)
-    order = np.lexsort((priority, rows))
-    rank = np.empty(csr.nnz, np.int64)
-    rank[order] = np.arange(csr.nnz) - csr.indptr[rows[order]]
-    kept = rank < cap
+    kept = counts[rows] <= cap
+    long = np.flatnonzero(~kept)  # only the entries of long rows are ranked
+    order = long[np.lexsort((priority[long], rows[long]))]
+    kept[order[np.arange(len(order)) - np.searchsorted(rows[order], rows[order]) < cap]] = True
     indptr = np.concatenate([[0], np.cumsum(np.minimum(counts, cap))])
     return sp.csr_matrix((csr.data[kept], csr.indices[kept], indptr), shape=csr.shape)
 
