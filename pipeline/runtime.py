@@ -7,8 +7,10 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import os
+import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -76,3 +78,42 @@ def current_client():
         return default_client()
     except (ImportError, ValueError):
         return None
+
+
+def map_blocks(client, func, shared, blocks: Iterable[tuple], name: str, per_thread: int = 2) -> Iterator:
+    """Run ``func(shared, *block)`` as a Dask task for each of ``blocks`` and yield the results
+    as the tasks finish (in any order).
+
+    ``shared`` is what every task needs (a fitted model): it goes to every worker once (or it is
+    a future of what the caller has scattered already). At most
+    ``per_thread`` blocks per worker thread are in flight, and ``blocks`` is read only as tasks
+    are submitted, so a lazy iterable keeps neither the driver nor the scheduler holding every
+    block. When a task fails, or the caller stops early, the tasks not yet done are cancelled
+    (Dask cannot stop one that is already running).
+    """
+    from distributed import Future, as_completed
+
+    pending = iter(blocks)
+    data = shared if isinstance(shared, Future) else client.scatter(shared, broadcast=True, hash=False)
+    running, live = as_completed(), set()
+
+    def submit_next() -> None:
+        block = next(pending, None)
+        if block is not None:
+            future = client.submit(func, data, *block, pure=False,
+                                   key=f"{name}-{os.getpid()}-{time.monotonic_ns()}")
+            live.add(future)
+            running.add(future)
+
+    for _ in range(per_thread * max(sum(client.nthreads().values()), 1)):
+        submit_next()
+    try:
+        for future in running:
+            result = future.result()
+            live.discard(future)
+            submit_next()  # keep the window full while the caller handles this result
+            yield result
+    finally:
+        if live:
+            client.cancel(list(live))
+        del data

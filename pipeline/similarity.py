@@ -40,6 +40,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from pipeline.matrix import RatingMatrix, lookup, ranges
 from pipeline.progress import progress
+from pipeline.runtime import map_blocks
 
 
 @dataclass(frozen=True)
@@ -134,14 +135,19 @@ class SimilarMovies:
     def block_scores(self, rows: np.ndarray) -> np.ndarray:
         """Blended similarity of the movies at positions ``rows`` to all movies (dense float32)."""
         cfg = self.config
-        dot = (self.ratings_[rows] @ self._ratings_t).toarray()
-        denom = self.rating_norms_[rows][:, None] * self.rating_norms_[None, :] + cfg.shrinkage
-        collab = np.divide(dot, denom, out=np.zeros(dot.shape), where=denom > 0).astype(np.float32)
+        # float32 and in place: each step is one pass over a block x catalogue table
+        scores = _dense32(self.ratings_[rows] @ self._ratings_t)
+        norms = self.rating_norms_.astype(np.float32)
+        denom = np.multiply(norms[rows][:, None], norms[None, :], dtype=np.float32)
+        denom += np.float32(cfg.shrinkage)
+        np.divide(scores, denom, out=scores, where=denom > 0)
+        scores[denom <= 0] = 0.0
+        del denom
+        scores *= np.float32(1.0 - cfg.content_weight)
         if cfg.content_weight > 0 and self.tfidf_.shape[1]:
-            content = (self.tfidf_[rows] @ self._tfidf_t).toarray().astype(np.float32)
-            scores = (1.0 - cfg.content_weight) * collab + cfg.content_weight * content
-        else:
-            scores = (1.0 - cfg.content_weight) * collab
+            content = _dense32(self.tfidf_[rows] @ self._tfidf_t)
+            content *= np.float32(cfg.content_weight)
+            scores += content
         scores[np.arange(len(rows)), rows] = -np.inf  # never its own neighbour
         return scores
 
@@ -162,6 +168,15 @@ class SimilarMovies:
         return result
 
 
+def _block_lists(model: SimilarMovies, i: int, bounds: tuple[int, int]):
+    return i, model.block_lists(*bounds)
+
+
+def _dense32(m: sp.spmatrix) -> np.ndarray:
+    """A sparse product as a dense float32 array, without a float64 copy."""
+    return m.astype(np.float32, copy=False).toarray()
+
+
 def all_similar(model: SimilarMovies, client=None) -> dict[int, list[tuple[int, float]]]:
     """Every movie's similar list, in movie id order: as Dask tasks over blocks of movies on
     the cluster of ``client`` (the fitted model goes to every worker once), else in this
@@ -176,21 +191,9 @@ def all_similar(model: SimilarMovies, client=None) -> dict[int, list[tuple[int, 
                 parts[i] = model.block_lists(lo, hi)
                 bar.update(hi - lo)
         else:
-            from distributed import as_completed
-
-            shared = client.scatter(model, broadcast=True, hash=False)
-            futures = [client.submit(SimilarMovies.block_lists, shared, lo, hi, pure=False) for lo, hi in bounds]
-            index = {f.key: i for i, f in enumerate(futures)}
-            try:
-                for future in as_completed(futures):
-                    i = index[future.key]
-                    parts[i] = future.result()
-                    bar.update(bounds[i][1] - bounds[i][0])
-            except BaseException:
-                client.cancel(futures)
-                raise
-            finally:
-                del shared, futures
+            for i, part in map_blocks(client, _block_lists, model, enumerate(bounds), "similar-movies"):
+                parts[i] = part
+                bar.update(bounds[i][1] - bounds[i][0])
     return {movie: lst for part in parts for movie, lst in part}
 
 

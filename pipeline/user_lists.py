@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 from pipeline.matrix import RatingMatrix
 from pipeline.progress import progress
-from pipeline.runtime import release_memory
+from pipeline.runtime import map_blocks, release_memory
 from pipeline.similarity import neighbour_matrix, similar_seeds
 
 log = logging.getLogger(__name__)
@@ -257,40 +257,19 @@ def write_user_lists(client, inputs: UserListInputs, url: str, database: str, co
     has dropped the staging collection; the next :meth:`pipeline.store.Store.cleanup` drops
     whatever that recreates (a versioned collection of a version that is not retained).
     """
-    from distributed import as_completed
-
     shared = client.scatter(inputs.item_side(), broadcast=True, hash=False)
     inputs.items = replace(inputs.items, topn=None)
     release_memory()
-    bounds = iter([(lo, min(lo + block, inputs.n_users)) for lo in range(0, inputs.n_users, block)])
-    running, live = as_completed(), set()
-
-    def submit_next() -> None:
-        lo, hi = next(bounds, (None, None))
-        if lo is not None:
-            future = client.submit(write_block, shared, inputs.block(lo, hi), url, database, collection, pure=False,
-                                   key=f"user-documents-{lo}-{hi}-{os.getpid()}-{time.monotonic_ns()}")
-            live.add(future)
-            running.add(future)
-
-    for _ in range(2 * max(sum(client.nthreads().values()), 1)):
-        submit_next()
+    blocks = ((inputs.block(lo, min(lo + block, inputs.n_users)), url, database, collection)
+              for lo in range(0, inputs.n_users, block))
     total, pids, task_s = 0, set(), 0.0
-    try:
-        with progress("user documents", inputs.n_users, unit="users") as bar:
-            for future in running:
-                out = future.result()
-                live.discard(future)
-                total += out["users"]
-                pids.add(out["pid"])
-                task_s += out["seconds"]
-                bar.update(out["users"])
-                if on_written is not None:
-                    on_written(out["users"])
-                submit_next()
-    except BaseException:
-        client.cancel(list(live))
-        raise
-    finally:
-        del shared
+    with progress("user documents", inputs.n_users, unit="users") as bar:
+        for out in map_blocks(client, write_block, shared, blocks, "user-documents"):
+            total += out["users"]
+            pids.add(out["pid"])
+            task_s += out["seconds"]
+            bar.update(out["users"])
+            if on_written is not None:
+                on_written(out["users"])
+    del shared
     return {"users": total, "pids": sorted(pids), "task_seconds": round(task_s, 3)}
