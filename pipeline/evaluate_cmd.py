@@ -11,7 +11,7 @@ from pipeline import metrics as M
 from pipeline.datasets import load_movielens
 from pipeline.evaluation import top_n_frame
 from pipeline.progress import Steps
-from pipeline.runtime import dask_client
+from pipeline.runtime import current_client, dask_client
 from pipeline.train import fit_models
 
 log = logging.getLogger("pipeline")
@@ -44,7 +44,7 @@ def evaluate_files(train_csv: str, test_csv: str, predictions_out: str | None, r
                 out["rmse"], out["mae"] = M.rmse(test.rating, pred), M.mae(test.rating, pred)
         if recommendations_out:
             with steps.step("top-N for test users"):
-                recs = top_n_frame(models, np.unique(test.userId.to_numpy()), k)
+                recs = top_n_frame(models, np.unique(test.userId.to_numpy()), k, current_client())
             recs[["userId", "rank", "movieId"]].to_csv(recommendations_out, index=False)
             if "rating" in test:
                 out.update(M.topn_metrics(recs, test, k, 4.0, len(models.matrix.item_ids)))

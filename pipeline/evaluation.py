@@ -11,7 +11,8 @@ import pandas as pd
 
 from pipeline import metrics as M
 from pipeline.progress import progress
-from pipeline.train import FittedModels, recommend_blocks
+from pipeline.runtime import map_blocks
+from pipeline.train import FittedModels
 
 log = logging.getLogger("pipeline")
 
@@ -55,36 +56,74 @@ def evaluate_ratings(models: FittedModels, test) -> tuple[dict, pd.DataFrame]:
     return out, rows
 
 
-def top_n_frame(models: FittedModels, user_ids, n: int) -> pd.DataFrame:
-    """``userId, rank, movieId, score, because`` for every user, computed in blocks."""
+def top_n_frame(models: FittedModels, user_ids, n: int, client=None, block: int = 2048) -> pd.DataFrame:
+    """``userId, rank, movieId, score`` of every user's top-``n`` list, in blocks of users: as
+    Dask tasks on the cluster of ``client`` (the top-N model without any user's data goes to
+    every worker once, each task brings its users' ratings), else in this process. Users the
+    matrix does not know get the most popular movies (score 0)."""
+    user_ids = np.asarray(user_ids, np.int64)
+    rows = models.matrix.user_index(user_ids)
+    known = np.flatnonzero(rows >= 0)
     frames = []
+    unknown = user_ids[rows < 0]
+    if len(unknown):
+        popular = models.popular_items(n)
+        frames.append(pd.DataFrame({"userId": np.repeat(unknown, len(popular)),
+                                    "rank": np.tile(np.arange(1, len(popular) + 1), len(unknown)),
+                                    "movieId": np.tile(popular, len(unknown)), "score": np.float32(0.0)}))
+    blocks = ((lo, models.matrix.csr[rows[known[lo:lo + block]]], n) for lo in range(0, len(known), block))
     with progress("top-N lists", len(user_ids), unit="users") as bar:
-        for u, items, scores, because in recommend_blocks(models, np.asarray(user_ids), n):
-            k = items.shape[1]
-            f = pd.DataFrame({"userId": np.repeat(u, k), "rank": np.tile(np.arange(1, k + 1), len(u)),
-                              "movieId": items.ravel(), "score": scores.ravel(), "because": because.ravel()})
-            frames.append(f[f.movieId >= 0])
-            bar.update(len(u))
-    return pd.concat(frames, ignore_index=True)
+        bar.update(len(unknown))
+        if client is None:
+            results = (_block_top_n(models.topn, *b) for b in blocks)
+        else:
+            results = map_blocks(client, _block_top_n, models.topn.without_users(), blocks, "top-n-lists")
+        for lo, cols, scores in results:
+            users = user_ids[known[lo:lo + len(cols)]]
+            ok = cols >= 0
+            frames.append(pd.DataFrame({"userId": np.repeat(users, ok.sum(axis=1)),
+                                        "rank": (np.cumsum(ok, axis=1))[ok],
+                                        "movieId": models.matrix.item_ids[cols[ok]], "score": scores[ok]}))
+            bar.update(len(cols))
+    if not frames:
+        return pd.DataFrame({"userId": [], "rank": [], "movieId": [], "score": []})
+    return pd.concat(frames, ignore_index=True).sort_values(["userId", "rank"], ignore_index=True)
 
 
-def evaluate_topn(models: FittedModels, test, k: int, threshold: float) -> tuple[dict, pd.DataFrame]:
+def _block_top_n(topn, lo: int, ratings, n: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """Top-``n`` matrix columns and scores of one block of users' ratings (no "because" seeds)."""
+    cols, scores, _ = topn.recommend_matrix(ratings, n=n, exclude_seen=True, because=False)
+    return lo, cols, scores
+
+
+def evaluate_topn(models: FittedModels, test, k: int, threshold: float, client=None) -> tuple[dict, pd.DataFrame]:
     """Top-k metrics of the recommender and of the popularity baseline on held-out items."""
     relevant = test[test["rating"] >= threshold][["userId", "movieId", "rating"]].compute()
     users = np.unique(test["userId"].unique().compute().to_numpy())
-    recs = top_n_frame(models, users, k)
+    recs = top_n_frame(models, users, k, client)
     catalogue = len(models.matrix.item_ids)
     model = M.topn_metrics(recs, relevant, k, threshold, catalogue)
-    # Popularity baseline, with each user's training items removed as for the model.
-    popular = models.popular_items(k + 500)
-    rows = models.matrix.user_index(users)
-    pop_rows = []
-    for u, r in zip(users, rows):
-        seen = set(models.matrix.item_ids[models.matrix.row(r)[0]]) if r >= 0 else set()
-        picks = [m for m in popular if m not in seen][:k]
-        pop_rows.append(pd.DataFrame({"userId": u, "rank": np.arange(1, len(picks) + 1), "movieId": picks}))
-    pop = M.topn_metrics(pd.concat(pop_rows, ignore_index=True), relevant, k, threshold, catalogue)
+    pop = M.topn_metrics(popularity_lists(models, users, k), relevant, k, threshold, catalogue)
     return {"model": model, "popularity": pop, "k": k, "threshold": threshold}, recs
+
+
+def popularity_lists(models: FittedModels, user_ids: np.ndarray, k: int, extra: int = 500) -> pd.DataFrame:
+    """The popularity baseline: each user's ``k`` most popular movies among the ``k + extra``
+    most popular, leaving out the user's training items as the model does."""
+    popular = np.asarray(models.popular_items(k + extra), np.int64)
+    matrix = models.matrix
+    rows = matrix.user_index(user_ids)
+    cols = matrix.item_index(popular)
+    seen = np.zeros((len(user_ids), len(popular)), bool)
+    known, rated = np.flatnonzero(rows >= 0), np.flatnonzero(cols >= 0)
+    for lo in range(0, len(known) if len(rated) else 0, 16_384):
+        part = known[lo:lo + 16_384]
+        seen[np.ix_(part, rated)] = matrix.csr[rows[part]][:, cols[rated]].toarray() != 0
+    free = ~seen
+    take = free & (np.cumsum(free, axis=1) <= k)
+    return pd.DataFrame({"userId": np.repeat(np.asarray(user_ids, np.int64), take.sum(axis=1)),
+                         "rank": np.cumsum(take, axis=1)[take],
+                         "movieId": np.broadcast_to(popular, take.shape)[take]})
 
 
 def write_report(out_dir: Path, report: dict, rating_rows: pd.DataFrame, clusters: pd.DataFrame | None) -> None:

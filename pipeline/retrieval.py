@@ -238,13 +238,14 @@ class TopNRecommender:
         rows = np.asarray(user_rows, dtype=np.int64).reshape(-1)
         return self._block_lists(lambda sel: self.user_ratings_[rows[sel]], len(rows), n, exclude_seen)
 
-    def recommend_matrix(self, ratings: sp.csr_matrix, n: int = 50,
-                         exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def recommend_matrix(self, ratings: sp.csr_matrix, n: int = 50, exclude_seen: bool = True,
+                         because: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`recommend` for users given by their rows of raw ratings over the matrix
         columns (a block of the training matrix: ``RatingMatrix.rows(lo, hi).csr``), so a
-        copy without ``user_ratings_`` (:meth:`without_users`) can serve them."""
+        copy without ``user_ratings_`` (:meth:`without_users`) can serve them. ``because=False``
+        leaves the "because" seeds out (all -1): an evaluation needs only the lists."""
         model_rows = self._restrict(ratings)
-        return self._block_lists(lambda sel: model_rows[sel], model_rows.shape[0], n, exclude_seen)
+        return self._block_lists(lambda sel: model_rows[sel], model_rows.shape[0], n, exclude_seen, because)
 
     def without_users(self) -> "TopNRecommender":
         """A copy that shares the item model and holds no user's ratings (``user_ratings_`` is
@@ -253,13 +254,14 @@ class TopNRecommender:
         out.user_ratings_ = None
         return out
 
-    def _block_lists(self, rows_of, n_rows: int, n: int, exclude_seen: bool):
+    def _block_lists(self, rows_of, n_rows: int, n: int, exclude_seen: bool, because: bool = True):
         out_items = np.full((n_rows, n), -1, dtype=np.int64)
         out_scores = np.full((n_rows, n), -np.inf, dtype=np.float32)
         out_because = np.full((n_rows, n), -1, dtype=np.int64)
         for start in range(0, n_rows, self.config.user_block):
             sel = slice(start, start + self.config.user_block)
-            out_items[sel], out_scores[sel], out_because[sel] = self._lists(rows_of(sel), n, exclude_seen, None)
+            out_items[sel], out_scores[sel], out_because[sel] = self._lists(rows_of(sel), n, exclude_seen, None,
+                                                                            because=because)
         return out_items, out_scores, out_because
 
     def recommend_for_ratings(self, item_cols: np.ndarray, ratings: np.ndarray, n: int = 50,
@@ -315,7 +317,8 @@ class TopNRecommender:
             total[empty] = self.fallback_
         return total, parts
 
-    def _lists(self, ratings: sp.csr_matrix, n: int, exclude_seen: bool, extra_exclude, adjust=None):
+    def _lists(self, ratings: sp.csr_matrix, n: int, exclude_seen: bool, extra_exclude, adjust=None,
+               because: bool = True):
         cfg = self.config
         m = len(self.items_)
         ranked, parts = self._affinity(ratings)  # modified in place: excluded items become -inf
@@ -343,11 +346,12 @@ class TopNRecommender:
         rows = ratings.shape[0]
         items = np.full((rows, n), -1, dtype=np.int64)
         scores = np.full((rows, n), -np.inf, dtype=np.float32)
-        because = np.full((rows, n), -1, dtype=np.int64)
+        seeds = np.full((rows, n), -1, dtype=np.int64)
         items[:, : pos.shape[1]] = np.where(valid, self.items_[pos], -1)
         scores[:, : pos.shape[1]] = np.where(valid, raw, -np.inf)
-        because[:, : pos.shape[1]] = self._because(ratings, parts, pos, valid)
-        return items, scores, because
+        if because:
+            seeds[:, : pos.shape[1]] = self._because(ratings, parts, pos, valid)
+        return items, scores, seeds
 
     def _because(self, ratings: sp.csr_matrix, parts, pos: np.ndarray, valid: np.ndarray,
                  seed_block: int = 1024) -> np.ndarray:

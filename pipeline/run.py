@@ -59,7 +59,7 @@ def evaluate_holdout(data: MovieLensData, config: PipelineConfig, steps: Steps) 
     with steps.step("evaluate ratings"):
         rating_report, rows = evaluate_ratings(models, split.test)
     with steps.step("evaluate top-N"):
-        topn_report, _ = evaluate_topn(models, split.test, config.k, config.relevance_threshold)
+        topn_report, _ = evaluate_topn(models, split.test, config.k, config.relevance_threshold, current_client())
     steps.phase = ""
     return {"rating": rating_report, "topn": topn_report}, rows
 

@@ -85,3 +85,39 @@ def test_a_retried_block_neither_fails_nor_doubles_users(inputs, mongo_url, db):
     assert first["users"] == again["users"] == 20
     assert db["users_staged"].count_documents({}) == 30
     assert sorted(db["users_staged"].distinct("_id")) == inputs.matrix.user_ids[:30].tolist()
+
+
+def test_evaluation_top_n_on_the_workers_is_the_same_as_in_process(inputs, dask_cluster):
+    """The evaluation's top-N lists (the other per-user work of a run) as tasks on the workers
+    are the lists of this process, and those are the top-N model's own lists; a user the
+    matrix does not know gets the popular movies."""
+    from distributed import Client
+
+    from pipeline.evaluation import top_n_frame
+
+    models = FittedModels(inputs.items.rating.features_, inputs.matrix, inputs.items.rating, inputs.items.topn)
+    users = np.r_[inputs.matrix.user_ids[::3], 9_999]
+    here = top_n_frame(models, users, 5, block=4)
+    with Client(dask_cluster.scheduler_address) as client:
+        there = top_n_frame(models, users, 5, client, block=4)
+    pd.testing.assert_frame_equal(here, there)
+    cols, scores, _ = inputs.items.topn.recommend(inputs.matrix.user_index(users[:-1]), n=5)
+    own = here[here.userId != 9_999]
+    np.testing.assert_array_equal(own.movieId.to_numpy(), inputs.matrix.item_ids[cols[cols >= 0]])
+    np.testing.assert_array_equal(own.score.to_numpy(), scores[cols >= 0])
+    assert here[here.userId == 9_999].movieId.tolist() == models.popular_items(5).tolist()
+
+
+def test_popularity_baseline_skips_each_users_rated_movies(inputs):
+    from pipeline.evaluation import popularity_lists
+
+    models = FittedModels(inputs.items.rating.features_, inputs.matrix, inputs.items.rating, inputs.items.topn)
+    users = np.r_[inputs.matrix.user_ids[:7], 9_999]
+    got = popularity_lists(models, users, 4, extra=20)
+    popular = models.popular_items(24).tolist()
+    for u in users:
+        r = inputs.matrix.user_index([u])[0]
+        seen = set(inputs.matrix.item_ids[inputs.matrix.row(r)[0]].tolist()) if r >= 0 else set()
+        expected = [m for m in popular if m not in seen][:4]
+        assert got[got.userId == u].sort_values("rank").movieId.tolist() == expected
+        assert got[got.userId == u]["rank"].tolist() == list(range(1, len(expected) + 1))
