@@ -301,7 +301,7 @@ class TopNRecommender:
         items, float32), and per model ``(input rows, B, weight / user scale)``."""
         total, parts = None, []
         for x, b, w in zip(self._inputs(ratings), self.weights_, self.blend_):
-            raw = _dense(x @ b)
+            raw = _dense(_stored_nonzero(x) @ b)
             if raw.ndim == 1:
                 raw = raw[None, :]
             k = min(_NORM_TOP, raw.shape[1])
@@ -452,6 +452,16 @@ def _ease(x: sp.csr_matrix, l2: float, user_weight_power: float, cfg: TopNConfig
     b[np.diag_indices(k)] = 0.0
     log.info("top-N: EASE %d items (l2=%g): Gram %.1f s, inverse %.1f s", k, l2, t1 - t0, time.perf_counter() - t1)
     return b
+
+
+def _stored_nonzero(x: sp.csr_matrix) -> sp.csr_matrix:
+    """``x`` without its explicit zeros (the positive model's input keeps the rating's pattern,
+    so about half its entries are stored zeros, which a product would still multiply)."""
+    if x.nnz == 0 or np.all(x.data != 0):
+        return x
+    out = x.copy()
+    out.eliminate_zeros()
+    return out
 
 
 def _dense(m) -> np.ndarray:
