@@ -26,19 +26,37 @@ def bias_baseline(models: FittedModels, pairs: pd.DataFrame) -> np.ndarray:
     return np.clip(u + m - mu, 0.5, 5.0)
 
 
-def predict_partitions(models: FittedModels, test):
-    """Yield each test partition (pandas) with ``prediction`` and ``baseline`` columns."""
-    for i in range(test.npartitions):
-        part = test.partitions[i].compute()
-        if part.empty:
-            continue
-        yield part.assign(prediction=models.rating.predict(part), baseline=bias_baseline(models, part))
+def predict_partitions(models: FittedModels, test, client=None):
+    """Yield each test partition (pandas) with ``prediction`` and ``baseline`` columns, in any
+    order: as Dask tasks on the cluster of ``client`` (the rating model without any user's state
+    goes to every worker once; each task brings its partition and those users' state), else in
+    this process."""
+    parts = (test.partitions[i].compute() for i in range(test.npartitions))
+    if client is None:
+        predicted = ((part, models.rating.predict(part)) for part in parts if not part.empty)
+    else:
+        held: dict[int, pd.DataFrame] = {}
+
+        def blocks():
+            for i, part in enumerate(parts):
+                if not part.empty:
+                    held[i] = part
+                    yield i, part, models.rating.users(part["userId"].to_numpy())
+
+        predicted = ((held.pop(i), p) for i, p in map_blocks(client, _predict_part, models.rating.without_users(),
+                                                             blocks(), "test-predictions"))
+    for part, prediction in predicted:
+        yield part.assign(prediction=prediction, baseline=bias_baseline(models, part))
 
 
-def evaluate_ratings(models: FittedModels, test) -> tuple[dict, pd.DataFrame]:
+def _predict_part(rating, i: int, part: pd.DataFrame, users) -> tuple[int, np.ndarray]:
+    return i, rating.predict(part, users=users)
+
+
+def evaluate_ratings(models: FittedModels, test, client=None) -> tuple[dict, pd.DataFrame]:
     """RMSE/MAE of the rating model and of two baselines, plus per-row errors for plots."""
     parts = []
-    for part in predict_partitions(models, test):
+    for part in predict_partitions(models, test, client):
         n_user = models.features.users["n_ratings"].reindex(part["userId"].to_numpy()).fillna(0).to_numpy()
         parts.append(pd.DataFrame({"rating": part["rating"].to_numpy(np.float32),
                                    "prediction": part["prediction"].to_numpy(np.float32),

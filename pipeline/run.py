@@ -57,7 +57,7 @@ def evaluate_holdout(data: MovieLensData, config: PipelineConfig, steps: Steps) 
         split = split_ratings(data.ratings, config.split)
     models = fit_models(split.train, data.movies, config, steps, with_clusters=False, with_similar=False)
     with steps.step("evaluate ratings"):
-        rating_report, rows = evaluate_ratings(models, split.test)
+        rating_report, rows = evaluate_ratings(models, split.test, current_client())
     with steps.step("evaluate top-N"):
         topn_report, _ = evaluate_topn(models, split.test, config.k, config.relevance_threshold, current_client())
     steps.phase = ""
