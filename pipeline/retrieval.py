@@ -56,7 +56,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,8 +112,11 @@ class TopNConfig:
     user_block: int = 2048
     """Users scored per block (a few dense ``user_block x n_items`` float32 arrays; the lists do
     not depend on it)."""
-    gram_block: int = 1024
+    gram_block: int = 512
     """Gram matrix rows per sparse product (bounds the temporary sparse result)."""
+    gram_threads: int | None = None
+    """Threads computing the Gram matrix's row blocks (scipy's sparse products release the GIL);
+    None = one per core. Each holds one block's temporary sparse result."""
     solve_dtype: str = "float32"
     """Precision of the Cholesky inverse ("float64" or "float32"); ``B`` is kept in float32."""
     seed: int = 0
@@ -424,9 +429,13 @@ def _ease(x: sp.csr_matrix, l2: float, user_weight_power: float, cfg: TopNConfig
     xw.eliminate_zeros()
     xt = xw.T.tocsr()  # items x users
     gram = np.empty((k, k), dtype=dtype)
-    for start in range(0, k, cfg.gram_block):
+
+    def fill(start: int) -> None:
         stop = min(start + cfg.gram_block, k)
         (xt[start:stop] @ xw).toarray(out=gram[start:stop])
+
+    with ThreadPoolExecutor(cfg.gram_threads or os.cpu_count() or 1) as pool:
+        list(pool.map(fill, range(0, k, cfg.gram_block)))
     del xw, xt
     gram[np.diag_indices(k)] += l2
     t1 = time.perf_counter()
