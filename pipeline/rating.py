@@ -242,18 +242,27 @@ class _UserHistory:
 
     @classmethod
     def build(cls, n_rows, rows, items, n_items, base_residual, ts, mf_residual, t0) -> "_UserHistory":
-        rows = np.asarray(rows, np.int64)
-        items = np.asarray(items, np.int64)
-        order = np.lexsort((items, rows))
+        """From entries (row, item, residuals[, timestamp]); entries already sorted by (row, item),
+        as a CSR matrix's are, are used as they are (no copy)."""
+        rows, items = np.asarray(rows), np.asarray(items)
+        residual = np.asarray(base_residual, np.float32)
+        ordered = len(rows) < 2 or bool(np.all((rows[1:] > rows[:-1]) |
+                                               ((rows[1:] == rows[:-1]) & (items[1:] > items[:-1]))))
+        cols = np.asarray(items, np.int32)
+        if not ordered:
+            order = np.lexsort((items, rows))
+            cols, residual = cols[order], residual[order]
         indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_rows))]).astype(np.int64)
-        ts = np.full(len(rows), np.nan) if ts is None else np.asarray(ts, np.float64)
-        has_ts = ~np.isnan(ts)
-        offset = np.clip(np.nan_to_num(ts[has_ts]) - t0, 0, (1 << _TS_BITS) - 1).astype(np.int64)
-        time_keys = (rows[has_ts] << _TS_BITS) | offset
-        t_order = np.argsort(time_keys, kind="stable")
-        cumsum = np.concatenate([[0.0], np.cumsum(np.asarray(mf_residual, np.float64)[has_ts][t_order])])
-        return cls(n_items, indptr, items[order].astype(np.int32),
-                   np.asarray(base_residual, np.float32)[order], time_keys[t_order], cumsum, int(t0))
+        time_keys, cumsum = np.empty(0, np.int64), np.zeros(1)
+        if ts is not None:
+            ts = np.asarray(ts, np.float64)
+            has_ts = ~np.isnan(ts)
+            offset = np.clip(np.nan_to_num(ts[has_ts]) - t0, 0, (1 << _TS_BITS) - 1).astype(np.int64)
+            time_keys = (np.asarray(rows, np.int64)[has_ts] << _TS_BITS) | offset
+            t_order = np.argsort(time_keys, kind="stable")
+            time_keys = time_keys[t_order]
+            cumsum = np.concatenate([[0.0], np.cumsum(np.asarray(mf_residual, np.float64)[has_ts][t_order])])
+        return cls(n_items, indptr, cols, residual, time_keys, cumsum, int(t0))
 
     def take(self, rows: np.ndarray) -> "_UserHistory":
         """The histories of ``rows`` (in that order) as their own rows ``0 .. len(rows) - 1``."""
@@ -355,19 +364,20 @@ class _Collaborative:
         self.mf = BiasedMF(cfg.mf).fit(matrix, global_mean)
         mf_done = time.perf_counter()
         csr = matrix.csr
-        rows = np.repeat(np.arange(csr.shape[0], dtype=np.int64), np.diff(csr.indptr))
-        cols = csr.indices.astype(np.int64)
-        base_res = csr.data - self.bias.estimate(rows, cols)
-        mf_res = csr.data - self.mf.estimate(rows, cols)
+        rows = np.repeat(np.arange(csr.shape[0], dtype=np.int32), np.diff(csr.indptr))
+        base_res = _residuals(csr, rows, self.bias.estimate)
+        # the same-day window needs the MF residuals in time order; without time features, neither
+        mf_res = _residuals(csr, rows, self.mf.estimate) if cfg.time_features else None
         self.knn = None
         log.info("collaborative models on %s ratings: biases and matrix factorisation fitted in %.1f s; item kNN ...",
                  f"{matrix.nnz:,}", mf_done - started)
         if cfg.knn.neighbors > 0:
-            z = sp.csr_matrix((base_res.astype(np.float32), csr.indices, csr.indptr), shape=csr.shape)
+            z = sp.csr_matrix((base_res, csr.indices, csr.indptr), shape=csr.shape)
             self.knn = ItemKNN(cfg.knn).fit(z)
-        # the same-day window needs the time-ordered layout; without time features it stays empty
-        history = _UserHistory.build(csr.shape[0], rows, cols, csr.shape[1], base_res,
+            del z
+        history = _UserHistory.build(csr.shape[0], rows, csr.indices, csr.shape[1], base_res,
                                      ts if cfg.time_features else None, mf_res, t0)
+        del rows, base_res, mf_res
         self.state = _UserState(self.bias.user_bias_, self.mf.user_bias_, self.mf.user_factors_, history)
         log.info("collaborative models on %s ratings: item kNN and histories fitted in %.1f s",
                  f"{matrix.nnz:,}", time.perf_counter() - mf_done)
@@ -737,6 +747,16 @@ def _cap_rows(csr: sp.csr_matrix, cap: int | None, seed: int) -> sp.csr_matrix:
     if cap is None:
         return csr
     return keep_per_row(csr, cap, np.random.default_rng(seed).random(csr.nnz))
+
+
+def _residuals(csr: sp.csr_matrix, rows: np.ndarray, estimate, block: int = 4_000_000) -> np.ndarray:
+    """``rating - estimate(row, column)`` of every stored rating, as float32, a block of entries
+    at a time (the estimates' float64 temporaries stay small)."""
+    out = np.empty(csr.nnz, np.float32)
+    for s in range(0, csr.nnz, block):
+        e = min(s + block, csr.nnz)
+        out[s:e] = csr.data[s:e] - estimate(rows[s:e], csr.indices[s:e])
+    return out
 
 
 def _arrays(part: pd.DataFrame, user_ids: np.ndarray, item_ids: np.ndarray):

@@ -107,6 +107,7 @@ def run(config: PipelineConfig, store, version: str, steps: Steps | None = None)
     if config.evaluate:
         holdout, rows = evaluate_holdout(data, config, steps)
         report.update(holdout)
+        release_memory()  # the evaluation's models are gone: hand their heap back before the refit
 
     if store is not None and config.use_feedback:
         with steps.step("feedback events"):
