@@ -17,6 +17,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from pipeline.matrix import RatingMatrix, lookup
+from pipeline.progress import progress
 
 
 @dataclass(frozen=True)
@@ -128,9 +129,12 @@ class BiasedMF:
         items = (rng.standard_normal((csr.shape[1], k + 1)) * cfg.init_scale).astype(np.float32)
         users[:, k] = 0.0
         items[:, k] = 0.0
-        for _ in range(cfg.iterations):
-            users = self._half_step(centred, users, items)
-            items = self._half_step(by_item, items, users)
+        with progress("matrix factorisation", 2 * cfg.iterations, unit="half-steps") as bar:
+            for _ in range(cfg.iterations):
+                users = self._half_step(centred, users, items)
+                bar.update(1)
+                items = self._half_step(by_item, items, users)
+                bar.update(1)
         users[np.diff(centred.indptr) == 0] = 0.0   # no ratings: no evidence, so no factors or bias
         items[np.diff(by_item.indptr) == 0] = 0.0
         self.global_mean_ = mu

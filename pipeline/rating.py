@@ -96,20 +96,25 @@ class ItemKNN:
         norm = np.sqrt(np.asarray(z.multiply(z).sum(axis=0), np.float64).ravel()).astype(np.float32)
         norm[norm == 0] = 1.0
         block = max(1, cfg.block_cells // len(keep))
-        for start in range(0, len(keep), block):
-            stop = min(start + block, len(keep))
-            rows, cols, values = self._similar_pairs(z_t[start:stop], z, ones_t[start:stop], ones,
-                                                     norm[start:stop], norm, start)
-            # best first, ties by column; each row's first m are its neighbours
-            order = np.lexsort((cols, -values, rows))
-            rows, cols, values = rows[order], cols[order], values[order]
-            first = np.searchsorted(rows, np.arange(stop - start))
-            rank = np.arange(len(rows)) - first[rows]
-            top = rank < m
-            at = keep[start + rows[top]]
-            self.neighbours_[at, rank[top]] = keep[cols[top]]
-            self.similarities_[at, rank[top]] = values[top]
+        with progress("item kNN similarities", len(keep), unit="items") as bar:
+            for start in range(0, len(keep), block):
+                self._fill_block(start, min(start + block, len(keep)), keep, m, z_t, z, ones_t, ones, norm)
+                bar.update(min(start + block, len(keep)) - start)
         return self
+
+    def _fill_block(self, start, stop, keep, m, z_t, z, ones_t, ones, norm) -> None:
+        """The neighbour lists of the kept items ``start .. stop - 1``."""
+        rows, cols, values = self._similar_pairs(z_t[start:stop], z, ones_t[start:stop], ones,
+                                                 norm[start:stop], norm, start)
+        # best first, ties by column; each row's first m are its neighbours
+        order = np.lexsort((cols, -values, rows))
+        rows, cols, values = rows[order], cols[order], values[order]
+        first = np.searchsorted(rows, np.arange(stop - start))
+        rank = np.arange(len(rows)) - first[rows]
+        top = rank < m
+        at = keep[start + rows[top]]
+        self.neighbours_[at, rank[top]] = keep[cols[top]]
+        self.similarities_[at, rank[top]] = values[top]
 
     def _similar_pairs(self, z_block, z, ones_block, ones, norm_block, norm, start):
         """(row in block, column, similarity) of the positive similarities of a block of items.

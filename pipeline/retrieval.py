@@ -66,6 +66,7 @@ import scipy.sparse as sp
 from scipy.linalg import lapack
 
 from pipeline.matrix import RatingMatrix
+from pipeline.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -430,12 +431,15 @@ def _ease(x: sp.csr_matrix, l2: float, user_weight_power: float, cfg: TopNConfig
     xt = xw.T.tocsr()  # items x users
     gram = np.empty((k, k), dtype=dtype)
 
-    def fill(start: int) -> None:
+    def fill(start: int) -> int:
         stop = min(start + cfg.gram_block, k)
         (xt[start:stop] @ xw).toarray(out=gram[start:stop])
+        return start
 
-    with ThreadPoolExecutor(cfg.gram_threads or os.cpu_count() or 1) as pool:
-        list(pool.map(fill, range(0, k, cfg.gram_block)))
+    with ThreadPoolExecutor(cfg.gram_threads or os.cpu_count() or 1) as pool, \
+            progress(f"top-N: EASE Gram matrix (l2={l2:g})", k, unit="items") as bar:
+        for start in pool.map(fill, range(0, k, cfg.gram_block)):
+            bar.update(min(start + cfg.gram_block, k) - start)
     del xw, xt
     gram[np.diag_indices(k)] += l2
     t1 = time.perf_counter()
