@@ -63,6 +63,10 @@ class SimilarityConfig:
     """TF-IDF: longest word n-gram."""
     block: int = 1024
     """Movies per block when scoring (dense block of ``block x n_movies`` float32)."""
+    dense_terms: int = 64
+    """The content cosine's most frequent terms (genres, common tags) are kept as a dense
+    ``n_movies x dense_terms`` float32 table and multiplied by BLAS: they make the content
+    scores dense, which a sparse product builds an entry at a time."""
 
 
 class SimilarMovies:
@@ -108,7 +112,12 @@ class SimilarMovies:
                              shape=(n, len(rows)))
         self.tfidf_ = (perm @ tfidf).tocsr()
         self._ratings_t = self.ratings_.T.tocsr()
-        self._tfidf_t = self.tfidf_.T.tocsr()
+        frequency = np.bincount(self.tfidf_.indices, minlength=self.tfidf_.shape[1])
+        frequent = np.zeros(self.tfidf_.shape[1], bool)
+        frequent[np.argsort(-frequency, kind="stable")[:cfg.dense_terms]] = True
+        self._content_dense = self.tfidf_[:, np.flatnonzero(frequent)].toarray()
+        self._content_rare = self.tfidf_[:, np.flatnonzero(~frequent)].tocsr()
+        self._content_rare_t = self._content_rare.T.tocsr()
         return self
 
     def neighbors(self, movie_ids: np.ndarray) -> list[list[tuple[int, float]]]:
@@ -145,7 +154,9 @@ class SimilarMovies:
         del denom
         scores *= np.float32(1.0 - cfg.content_weight)
         if cfg.content_weight > 0 and self.tfidf_.shape[1]:
-            content = _dense32(self.tfidf_[rows] @ self._tfidf_t)
+            dense = self._content_dense
+            content = dense[rows] @ dense.T
+            content += _dense32(self._content_rare[rows] @ self._content_rare_t)
             content *= np.float32(cfg.content_weight)
             scores += content
         scores[np.arange(len(rows)), rows] = -np.inf  # never its own neighbour
