@@ -26,22 +26,26 @@ def bias_baseline(models: FittedModels, pairs: pd.DataFrame) -> np.ndarray:
     return np.clip(u + m - mu, 0.5, 5.0)
 
 
-def predict_partitions(models: FittedModels, test, client=None):
-    """Yield each test partition (pandas) with ``prediction`` and ``baseline`` columns, in any
-    order: as Dask tasks on the cluster of ``client`` (the rating model without any user's state
-    goes to every worker once; each task brings its partition and those users' state), else in
-    this process."""
-    parts = (test.partitions[i].compute() for i in range(test.npartitions))
+def predict_partitions(models: FittedModels, test, client=None, block_users: int = 8192):
+    """Yield the test rows (pandas), a block of users at a time, with ``prediction`` and
+    ``baseline`` columns, in any order: as Dask tasks on the cluster of ``client`` (the rating
+    model without any user's state goes to every worker once; each task brings its users' test
+    rows and their state), else in this process."""
+    rows = test.compute() if hasattr(test, "compute") else test
+    rows = rows.sort_values("userId", kind="stable", ignore_index=True)
+    users = rows["userId"].to_numpy()
+    firsts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    bounds = np.r_[firsts[::block_users], len(rows)]
+    parts = (rows.iloc[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:]))
     if client is None:
-        predicted = ((part, models.rating.predict(part)) for part in parts if not part.empty)
+        predicted = ((part, models.rating.predict(part)) for part in parts)
     else:
         held: dict[int, pd.DataFrame] = {}
 
         def blocks():
             for i, part in enumerate(parts):
-                if not part.empty:
-                    held[i] = part
-                    yield i, part, models.rating.users(part["userId"].to_numpy())
+                held[i] = part
+                yield i, part, models.rating.users(part["userId"].to_numpy())
 
         predicted = ((held.pop(i), p) for i, p in map_blocks(client, _predict_part, models.rating.without_users(),
                                                              blocks(), "test-predictions"))
@@ -53,10 +57,10 @@ def _predict_part(rating, i: int, part: pd.DataFrame, users) -> tuple[int, np.nd
     return i, rating.predict(part, users=users)
 
 
-def evaluate_ratings(models: FittedModels, test, client=None) -> tuple[dict, pd.DataFrame]:
+def evaluate_ratings(models: FittedModels, test, client=None, block_users: int = 8192) -> tuple[dict, pd.DataFrame]:
     """RMSE/MAE of the rating model and of two baselines, plus per-row errors for plots."""
     parts = []
-    for part in predict_partitions(models, test, client):
+    for part in predict_partitions(models, test, client, block_users):
         n_user = models.features.users["n_ratings"].reindex(part["userId"].to_numpy()).fillna(0).to_numpy()
         parts.append(pd.DataFrame({"rating": part["rating"].to_numpy(np.float32),
                                    "prediction": part["prediction"].to_numpy(np.float32),
