@@ -78,9 +78,14 @@ def main(argv=None) -> int:
     print(f"| of which the driver process | | {res['peak_rss_root_gib']} | |")
     print(f"| of which the Dask worker processes | | {res['peak_rss_children_gib']} | |")
     print(f"| store server (separate process, at end) | – | {server_rss:.2f} | – |")
-    timings = metrics.get("timings") or timings
-    if timings:
+    if timings:  # from the log: every step, the store's too (the report is written before them)
         print("\nsteps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+    if metrics.get("rating"):
+        rating, topn = metrics["rating"], metrics["topn"]
+        k = topn["k"]
+        print(f"\nevaluation: RMSE {rating['model']['rmse']:.4f} (damped means {rating['bias_baseline']['rmse']:.4f}), "
+              f"NDCG@{k} {topn['model'][f'ndcg@{k}']:.4f} (popularity {topn['popularity'][f'ndcg@{k}']:.4f}), "
+              f"coverage@{k} {topn['model'].get(f'coverage@{k}', float('nan')):.4f}")
     return res["exit_code"]
 
 

@@ -61,6 +61,11 @@ def evaluate_holdout(data: MovieLensData, config: PipelineConfig, steps: Steps) 
     with steps.step("evaluate top-N"):
         topn_report, _ = evaluate_topn(models, split.test, config.k, config.relevance_threshold, current_client())
     steps.phase = ""
+    k = config.k
+    log.info("evaluation: RMSE %.4f (damped means %.4f), NDCG@%d %.4f (popularity %.4f), coverage@%d %.4f",
+             rating_report["model"]["rmse"], rating_report["bias_baseline"]["rmse"], k,
+             topn_report["model"][f"ndcg@{k}"], topn_report["popularity"][f"ndcg@{k}"], k,
+             topn_report["model"].get(f"coverage@{k}", float("nan")))
     return {"rating": rating_report, "topn": topn_report}, rows
 
 
