@@ -40,6 +40,10 @@ _TS_BITS = 32
 _GOLDEN = 0x9E3779B97F4A7C15
 
 
+# positives per cell of a kNN block above which the top neighbours are selected in a dense table
+_DENSE_SELECT = 0.02
+
+
 @dataclass(frozen=True)
 class ItemKNNConfig:
     """Item-based kNN on baseline residuals ``z = r - (mu + b_u + b_i)``.
@@ -106,10 +110,22 @@ class ItemKNN:
         """The neighbour lists of the kept items ``start .. stop - 1``."""
         rows, cols, values = self._similar_pairs(z_t[start:stop], z, ones_t[start:stop], ones,
                                                  norm[start:stop], norm, start)
+        n_rows, width = stop - start, len(keep)
+        if len(values) > _DENSE_SELECT * n_rows * width:
+            # many positives per row (a smaller catalogue): select in a dense block, the others -inf
+            table = np.full((n_rows, width), -np.inf, np.float32)
+            table[rows, cols] = values
+            top = np.argpartition(-table, m - 1, axis=1)[:, :m] if m < width else \
+                np.broadcast_to(np.arange(width), (n_rows, width)).copy()
+            rows = np.repeat(np.arange(n_rows), top.shape[1])
+            cols = top.ravel()
+            values = table[rows, cols]
+            ok = values > 0
+            rows, cols, values = rows[ok], cols[ok], values[ok]
         # best first, ties by column; each row's first m are its neighbours
         order = np.lexsort((cols, -values, rows))
         rows, cols, values = rows[order], cols[order], values[order]
-        first = np.searchsorted(rows, np.arange(stop - start))
+        first = np.searchsorted(rows, np.arange(n_rows))
         rank = np.arange(len(rows)) - first[rows]
         top = rank < m
         at = keep[start + rows[top]]

@@ -197,10 +197,15 @@ def test_item_knn_finds_the_item_rated_alike():
 
 
 @pytest.mark.parametrize("shrinkage, block_cells", [(0.0, 1), (10.0, 7 * 40), (100.0, 10_000)])
-def test_item_knn_matches_a_dense_oracle(shrinkage, block_cells):
+@pytest.mark.parametrize("dense_select", [0.0, 1.0])  # the top neighbours chosen in a dense block, or not
+def test_item_knn_matches_a_dense_oracle(shrinkage, block_cells, dense_select, monkeypatch):
     # the sparse co-rated-pairs computation gives each item the same neighbours, in the same
     # order, as the dense cosine-with-shrinkage over every item pair
     import scipy.sparse as sp
+
+    import pipeline.rating
+
+    monkeypatch.setattr(pipeline.rating, "_DENSE_SELECT", dense_select)
 
     rng = np.random.default_rng(3)
     dense = np.where(rng.random((60, 40)) < 0.3, rng.standard_normal((60, 40)), 0.0).astype(np.float32)
