@@ -67,6 +67,7 @@ from scipy.linalg import lapack
 
 from pipeline.matrix import RatingMatrix
 from pipeline.progress import progress
+from pipeline.topk import top_positions
 
 log = logging.getLogger(__name__)
 
@@ -310,8 +311,7 @@ class TopNRecommender:
             raw = _dense(_stored_nonzero(x) @ b)
             if raw.ndim == 1:
                 raw = raw[None, :]
-            k = min(_NORM_TOP, raw.shape[1])
-            scale = -np.partition(-raw, k - 1, axis=1)[:, :k].mean(axis=1)
+            scale = np.take_along_axis(raw, top_positions(raw, _NORM_TOP), axis=1).mean(axis=1)
             # a model with no positive evidence for a user (e.g. no rating >= the positive
             # threshold) does not take part in that user's blend
             factor = np.where(scale > 1e-9, w / np.maximum(scale, 1e-9), 0.0).astype(np.float32)
@@ -337,12 +337,12 @@ class TopNRecommender:
 
         h = min(cfg.head_size, n, m)
         head_scores = _discount(ranked, self.head_discount_)
-        head = _top(head_scores, h)
+        head = top_positions(head_scores, h)
         head_ok = np.isfinite(np.take_along_axis(head_scores, head, axis=1))
         del head_scores
         tail_scores = _discount(ranked, self.tail_discount_)
         np.put_along_axis(tail_scores, head, -np.inf, axis=1)
-        tail = _top(tail_scores, min(n - h, m - h))
+        tail = top_positions(tail_scores, min(n - h, m - h))
         tail_ok = np.isfinite(np.take_along_axis(tail_scores, tail, axis=1))
         del tail_scores
         pos = np.concatenate([head, tail], axis=1)
@@ -515,19 +515,6 @@ def _discount(scores: np.ndarray, discount: np.ndarray) -> np.ndarray:
     """Apply a per-item discount (<= 1 for popular items) keeping the order of negatives
     sensible: positives are multiplied by it, negatives divided by it."""
     return np.where(scores > 0, scores * discount, scores / discount)
-
-
-def _top(scores: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the ``k`` largest entries of each row, best first (ties: lower position)."""
-    if k <= 0:
-        return np.empty((scores.shape[0], 0), dtype=np.int64)
-    if k < scores.shape[1]:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    else:
-        part = np.broadcast_to(np.arange(scores.shape[1]), scores.shape).copy()
-    vals = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -vals), axis=1)
-    return np.take_along_axis(part, order, axis=1).astype(np.int64)
 
 
 def _symmetrize_upper(a: np.ndarray, step: int = 2048) -> None:

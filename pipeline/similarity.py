@@ -41,6 +41,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from pipeline.matrix import RatingMatrix, lookup, ranges
 from pipeline.progress import progress
 from pipeline.runtime import map_blocks
+from pipeline.topk import top_positions
 
 
 @dataclass(frozen=True)
@@ -167,11 +168,8 @@ class SimilarMovies:
         k = min(self.config.n_neighbors, scores.shape[1] - 1)
         if k <= 0:
             return [[] for _ in rows]
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        part = top_positions(scores, k)  # best first, ties by lower position (= lower id)
         vals = np.take_along_axis(scores, part, axis=1)
-        order = np.lexsort((part, -vals), axis=1)  # best first, ties by lower position (= lower id)
-        part = np.take_along_axis(part, order, axis=1)
-        vals = np.take_along_axis(vals, order, axis=1)
         result = []
         for p, v in zip(part, vals):
             keep = v > 0
