@@ -61,11 +61,13 @@ def run_threads(target: Callable[..., None], args: Iterable[tuple]) -> None:
 class PeakRSS:
     """Samples the summed RSS of a process and all its descendants (e.g. Dask workers):
     ``peak`` of the sum, ``peak_root`` of the process alone and ``peak_children`` of the sum
-    over its descendants."""
+    over its descendants; ``peak_at`` is ``(wall clock time, root, children)`` when the sum
+    peaked."""
 
     def __init__(self, pid: int, every_s: float = 0.25):
         self.pid, self.every_s, self.peak = pid, every_s, 0
         self.peak_root = self.peak_children = 0
+        self.peak_at = (time.time(), 0, 0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -78,7 +80,8 @@ class PeakRSS:
                 for p in root.children(recursive=True):
                     with contextlib.suppress(psutil.Error):
                         children += p.memory_info().rss
-                self.peak = max(self.peak, own + children)
+                if own + children > self.peak:
+                    self.peak, self.peak_at = own + children, (time.time(), own, children)
                 self.peak_root = max(self.peak_root, own)
                 self.peak_children = max(self.peak_children, children)
             except psutil.Error:
@@ -96,11 +99,14 @@ class PeakRSS:
 
 def run_measured(argv: list[str], env: dict, cwd: Path | None = None, stderr=None) -> dict:
     """Run a command; return wall seconds, peak RSS of its process tree (GiB; also of the process
-    alone and of its descendants) and the exit code."""
+    alone and of its descendants), when the sum peaked (``peak_at``: wall clock time, GiB of the
+    process and of its descendants then) and the exit code."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stderr=stderr)
     with PeakRSS(proc.pid) as rss:
         code = proc.wait()
     return {"seconds": round(time.perf_counter() - t0, 1), "peak_rss_gib": round(rss.peak / 2**30, 2),
             "peak_rss_root_gib": round(rss.peak_root / 2**30, 2),
-            "peak_rss_children_gib": round(rss.peak_children / 2**30, 2), "exit_code": code}
+            "peak_rss_children_gib": round(rss.peak_children / 2**30, 2),
+            "peak_at": (rss.peak_at[0], round(rss.peak_at[1] / 2**30, 2), round(rss.peak_at[2] / 2**30, 2)),
+            "exit_code": code}

@@ -19,6 +19,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import psutil
@@ -64,6 +65,7 @@ def main(argv=None) -> int:
                 res = run_measured(argv, env={**os.environ, "MONGODB_URL": url, "PYTHONPATH": str(REPO)}, cwd=tmp,
                                    stderr=log)
             timings = step_timings(log_path.read_text())
+            peak_step = step_at(log_path.read_text(), res["peak_at"][0])
             if args.log:
                 shutil.copyfile(log_path, args.log)
             server_rss = psutil.Process(server.pid).memory_info().rss / 2**30
@@ -78,6 +80,9 @@ def main(argv=None) -> int:
     print(f"| of which the driver process | | {res['peak_rss_root_gib']} | |")
     print(f"| of which the Dask worker processes | | {res['peak_rss_children_gib']} | |")
     print(f"| store server (separate process, at end) | – | {server_rss:.2f} | – |")
+    at, root, children = res["peak_at"]
+    print(f"\npeak of the sum at {time.strftime('%H:%M:%S', time.localtime(at))}, in step "
+          f"'{peak_step or '?'}': driver {root} GiB, workers {children} GiB")
     if timings:  # from the log: every step, the store's too (the report is written before them)
         print("\nsteps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     if metrics.get("rating"):
@@ -87,6 +92,17 @@ def main(argv=None) -> int:
               f"NDCG@{k} {topn['model'][f'ndcg@{k}']:.4f} (popularity {topn['popularity'][f'ndcg@{k}']:.4f}), "
               f"coverage@{k} {topn['model'].get(f'coverage@{k}', float('nan')):.4f}")
     return res["exit_code"]
+
+
+def step_at(log_text: str, when: float) -> str | None:
+    """The step last started (an "INFO <step> ..." log line, HH:MM:SS local time, the same day)
+    at or before the wall clock time ``when``."""
+    day = time.strftime("%Y-%m-%d", time.localtime(when))
+    last = None
+    for m in re.finditer(r"^(\d\d:\d\d:\d\d) INFO (.+?) \.\.\.$", log_text, re.M):
+        if time.mktime(time.strptime(f"{day} {m.group(1)}", "%Y-%m-%d %H:%M:%S")) <= when:
+            last = m.group(2)
+    return last
 
 
 def step_timings(log_text: str) -> dict[str, float]:
