@@ -111,7 +111,7 @@ class TopNConfig:
     live model does); None keeps every weight. Scoring then costs ``nnz x score_neighbors``
     instead of ``nnz x n_items``, and the weights ``n_items x score_neighbors`` instead of
     ``n_items^2`` (the large-data profile, ``PipelineConfig.for_size``)."""
-    user_block: int = 2048
+    user_block: int = 1024
     """Users scored per block (a few dense ``user_block x n_items`` float32 arrays; the lists do
     not depend on it)."""
     gram_block: int = 512
@@ -160,11 +160,11 @@ class TopNRecommender:
         self.counts_ = counts
         self.user_ratings_ = self._restrict(csr)
 
-        rating_in, positive_in = self._inputs(self.user_ratings_)
-        self.weights_ = [self._weights(rating_in, cfg.l2, cfg.user_weight_power)]
+        # each input is made for its fit, which scales it in place: one copy of the ratings at a time
+        self.weights_ = [self._weights(self._rating_input(self.user_ratings_), cfg.l2, cfg.user_weight_power)]
         self.blend_ = [1.0]
         if cfg.positive_weight > 0:
-            self.weights_.append(self._weights(positive_in, cfg.positive_l2, 0.0))
+            self.weights_.append(self._weights(self._positive_input(self.user_ratings_), cfg.positive_l2, 0.0))
             self.blend_.append(float(cfg.positive_weight))
 
         c = counts[self.items_].astype(np.float64)
@@ -194,11 +194,20 @@ class TopNRecommender:
 
     def _inputs(self, ratings: sp.csr_matrix) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         """(rating model input, positive model input) for rows of raw ratings, same sparsity."""
-        rating_in = ratings.copy()
-        rating_in.data = (rating_in.data / self.config.rating_scale).astype(np.float32)
-        positive_in = ratings.copy()
-        positive_in.data = (positive_in.data >= self.config.positive_threshold).astype(np.float32)
-        return rating_in, positive_in  # explicit zeros kept: both share the rating's pattern
+        return self._rating_input(ratings), self._positive_input(ratings)
+
+    def _rating_input(self, ratings: sp.csr_matrix) -> sp.csr_matrix:
+        return self._with_data(ratings, ratings.data / self.config.rating_scale)
+
+    def _positive_input(self, ratings: sp.csr_matrix) -> sp.csr_matrix:
+        # explicit zeros kept: the input shares the rating's pattern (for the "because" seeds)
+        return self._with_data(ratings, ratings.data >= self.config.positive_threshold)
+
+    @staticmethod
+    def _with_data(ratings: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
+        """A float32 CSR matrix with the pattern of ``ratings`` and ``data`` (copied indices)."""
+        return sp.csr_matrix((data.astype(np.float32), ratings.indices.copy(), ratings.indptr.copy()),
+                             shape=ratings.shape)
 
     def _calibrate(self) -> np.ndarray:
         """Per-item tail discount ``q_j ** -tail_calibration_power`` from a user sample."""
@@ -420,14 +429,18 @@ def _columns(b, lo: int, hi: int, listed: np.ndarray, column: np.ndarray) -> np.
 
 
 def _ease(x: sp.csr_matrix, l2: float, user_weight_power: float, cfg: TopNConfig) -> np.ndarray:
-    """EASE weights ``B`` (float32, zero diagonal) for input rows ``x`` (users x items)."""
+    """EASE weights ``B`` (float32, zero diagonal) for input rows ``x`` (users x items, CSR);
+    ``x`` is weighted in place when it is in ``solve_dtype`` already (pass a matrix made for
+    the call), so the fit holds one copy of it besides its transpose."""
     k = x.shape[1]
     dtype = np.dtype(cfg.solve_dtype)
     t0 = time.perf_counter()
-    n_u = np.diff(x.indptr).astype(np.float64)
-    row_w = np.where(n_u > 0, np.maximum(n_u, 1.0) ** -user_weight_power, 0.0)
-    xw = (sp.diags(row_w.astype(dtype)) @ x.astype(dtype)).tocsr()
+    n_u = np.diff(x.indptr)
+    row_w = np.where(n_u > 0, np.maximum(n_u, 1.0) ** -user_weight_power, 0.0).astype(dtype)
+    xw = x.astype(dtype, copy=False)
+    xw.data *= np.repeat(row_w, n_u)
     xw.eliminate_zeros()
+    del x
     xt = xw.T.tocsr()  # items x users
     gram = np.empty((k, k), dtype=dtype)
 
