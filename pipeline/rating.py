@@ -466,13 +466,15 @@ class RatingModel:
     def item_bias_(self) -> np.ndarray:
         return self.mf_.item_bias_
 
-    def fit(self, train, features: TrainingFeatures) -> "RatingModel":
+    def fit(self, train, features: TrainingFeatures, matrix: RatingMatrix | None = None) -> "RatingModel":
         """Fit on ``train`` (Dask or pandas: userId, movieId, rating, timestamp) and the
-        ``features`` built from the same ratings."""
+        ``features`` built from the same ratings. ``matrix`` (optional) holds the same ratings
+        with their timestamps (``RatingMatrix.from_dask(train)``): the model then takes its
+        arrays from it, sharing their memory, instead of reading ``train`` again."""
         from sklearn.ensemble import HistGradientBoostingRegressor
 
         cfg = self.config
-        entries, user_ids, item_ids = self._collect(train, features)
+        entries, user_ids, item_ids = self._collect(train, features, matrix)
 
         def final_fit() -> _Collaborative:  # the collaborative models on every training rating
             return _Collaborative(cfg).fit(entries.matrix(user_ids, item_ids), entries.ts,
@@ -515,12 +517,16 @@ class RatingModel:
         """
         return self._stack(*self._collect(train, features), features, _cluster_of(train))[:3]
 
-    def _collect(self, train, features: TrainingFeatures):
+    def _collect(self, train, features: TrainingFeatures, matrix: RatingMatrix | None = None):
         if self.config.stack_folds < 1:
             raise ValueError("stack_folds must be at least 1")
         user_ids = features.users.index.to_numpy(np.int64)
         item_ids = features.movies.index[features.movies["n_ratings"].to_numpy() > 0].to_numpy(np.int64)
-        entries = _Entries.collect(train, user_ids, item_ids)
+        if (matrix is not None and matrix.timestamps is not None and np.array_equal(matrix.user_ids, user_ids)
+                and np.array_equal(matrix.item_ids, item_ids)):
+            entries = _Entries.from_matrix(matrix)
+        else:
+            entries = _Entries.collect(train, user_ids, item_ids)
         if entries.size == 0:
             raise ValueError("no training ratings")
         return entries, user_ids, item_ids
@@ -731,6 +737,14 @@ class _Entries:
         ts = np.concatenate([p[3] for p in parts])
         order = np.lexsort((cols_, rows))
         return cls(rows[order], cols_[order], vals[order], ts[order], len(user_ids), len(item_ids))
+
+    @classmethod
+    def from_matrix(cls, matrix: RatingMatrix) -> "_Entries":
+        """The entries of ``matrix`` (with timestamps), sharing its arrays (CSR order already)."""
+        csr = matrix.csr
+        rows = np.repeat(np.arange(csr.shape[0], dtype=np.int32), np.diff(csr.indptr))
+        return cls(rows, csr.indices.astype(np.int32, copy=False), csr.data.astype(np.float32, copy=False),
+                   matrix.timestamps, csr.shape[0], csr.shape[1])
 
     def subset(self, mask: np.ndarray) -> "_Entries":
         return _Entries(self.rows[mask], self.cols[mask], self.vals[mask], self.ts[mask], self.n_users, self.n_items)

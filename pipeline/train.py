@@ -48,7 +48,7 @@ def fit_models(ratings, movies: pd.DataFrame, config, steps: Steps, *, tags=None
         with steps.step("spectral clustering"):
             clustering = UserClustering(config.clusters).fit(features.genre_profile)
     with steps.step("rating model (gradient boosting)"):
-        rating = RatingModel(config.rating).fit(ratings, features)
+        rating = RatingModel(config.rating).fit(ratings, features, matrix)
     with steps.step("top-N model"):
         topn = TopNRecommender(config.topn).fit(matrix)
     similar = None
