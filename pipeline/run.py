@@ -152,6 +152,7 @@ def load_store(store, version, config, data, metadata, models, clusters, report,
     titles = {int(m): display_title(row) for m, row in cat.iterrows()}
     with steps.step("similar movies (all)"):
         similar = all_similar(models.similar, current_client())
+    models.similar = None  # its last use (its rating and content matrices: 0.4 GiB at 25M ratings)
     staging = store.stage(version)
     try:
         with steps.step("store: movies, metadata, clusters"):
@@ -168,6 +169,8 @@ def load_store(store, version, config, data, metadata, models, clusters, report,
             inputs = UserListInputs.from_models(models, models.clustering.labels_, clusters, titles, version,
                                                 config.top_n, similar=similar)
             models.topn = models.rating = None  # their last use here: the workers get their own copies
+            del similar  # in ``inputs`` as a sparse matrix; the lists of tuples are larger
+            release_memory()
             result.counts[schema.USERS] = store_user_lists(store, staging, inputs)
             del inputs
             release_memory()
