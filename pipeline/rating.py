@@ -93,10 +93,13 @@ class ItemKNN:
         residuals = residuals.tocsr()
         self.user_cap_ = _pair_budget_cap(np.diff(residuals.indptr), cfg.max_pairs)
         z = _cap_rows(residuals, self.user_cap_, cfg.seed)
-        z = z.tocsc()[:, keep].tocsr().astype(np.float32)
-        ones = z.copy()
-        ones.data = np.ones_like(ones.data)
-        z_t, ones_t = z.T.tocsr(), ones.T.tocsr()
+        if len(keep) < n_items:
+            z = z[:, keep]
+        z = z.astype(np.float32, copy=False)
+        z_t = z.T.tocsr()
+        # the co-rating counts' matrices share the residuals' index arrays
+        ones, ones_t = (sp.csr_matrix((np.ones(a.nnz, np.float32), a.indices, a.indptr), shape=a.shape)
+                        for a in (z, z_t))
         norm = np.sqrt(np.asarray(z.multiply(z).sum(axis=0), np.float64).ravel()).astype(np.float32)
         norm[norm == 0] = 1.0
         block = max(1, cfg.block_cells // len(keep))
@@ -522,11 +525,13 @@ class RatingModel:
             raise ValueError("stack_folds must be at least 1")
         user_ids = features.users.index.to_numpy(np.int64)
         item_ids = features.movies.index[features.movies["n_ratings"].to_numpy() > 0].to_numpy(np.int64)
-        if (matrix is not None and matrix.timestamps is not None and np.array_equal(matrix.user_ids, user_ids)
-                and np.array_equal(matrix.item_ids, item_ids)):
+        if matrix is None:
+            entries = _Entries.collect(train, user_ids, item_ids)
+        elif (matrix.timestamps is not None and np.array_equal(matrix.user_ids, user_ids)
+              and np.array_equal(matrix.item_ids, item_ids)):
             entries = _Entries.from_matrix(matrix)
         else:
-            entries = _Entries.collect(train, user_ids, item_ids)
+            raise ValueError("the rating matrix must hold the features' users and rated movies, with timestamps")
         if entries.size == 0:
             raise ValueError("no training ratings")
         return entries, user_ids, item_ids

@@ -122,7 +122,7 @@ def run(config: PipelineConfig, store, version: str, steps: Steps | None = None)
     steps.phase = "refit"
     log.info("refit on all %s ratings", f"{len(data.ratings):,}")
     models = fit_models(data.ratings, data.movies, config, steps, tags=data.tags, links=data.links,
-                        metadata=metadata)
+                        metadata=metadata, release_ratings=True)
     steps.phase = ""
     data.ratings = None  # every model is fitted: the workers drop the persisted ratings
     release_memory()

@@ -13,6 +13,7 @@ from pipeline.matrix import RatingMatrix
 from pipeline.progress import Steps
 from pipeline.rating import RatingModel
 from pipeline.retrieval import TopNRecommender
+from pipeline.runtime import current_client
 from pipeline.similarity import SimilarMovies
 from pipeline.user_lists import recommend_rows
 
@@ -33,16 +34,25 @@ class FittedModels:
 
 
 def fit_models(ratings, movies: pd.DataFrame, config, steps: Steps, *, tags=None, links=None,
-               metadata=None, with_clusters: bool = True, with_similar: bool = True) -> FittedModels:
+               metadata=None, with_clusters: bool = True, with_similar: bool = True,
+               release_ratings: bool = False) -> FittedModels:
     """Fit features, rating model, top-N model and (optionally) clusters and similar movies.
 
     ``ratings`` is a Dask DataFrame: the training part of a split, or every rating for the
-    final refit. Nothing else is looked at, so nothing leaks from a test set.
+    final refit. Nothing else is looked at, so nothing leaks from a test set. Every model after
+    the features is fitted from the rating matrix built here; with ``release_ratings`` (the
+    final refit: nothing reads the ratings again) the Dask cluster drops its persisted copy of
+    them once that matrix is built, so the workers do not hold every rating through the fits.
     """
     with steps.step("features"):
         features = build_features(ratings, movies, config.features)
     with steps.step("rating matrix"):
         matrix = RatingMatrix.from_dask(ratings)
+    client = current_client()
+    if release_ratings and client is not None:
+        from distributed import futures_of
+
+        client.cancel(futures_of(ratings))
     clustering = None
     if with_clusters:
         with steps.step("spectral clustering"):
