@@ -111,9 +111,10 @@ class TopNConfig:
     live model does); None keeps every weight. Scoring then costs ``nnz x score_neighbors``
     instead of ``nnz x n_items``, and the weights ``n_items x score_neighbors`` instead of
     ``n_items^2`` (the large-data profile, ``PipelineConfig.for_size``)."""
-    user_block: int = 1024
+    user_block: int = 2048
     """Users scored per block (a few dense ``user_block x n_items`` float32 arrays; the lists do
-    not depend on it)."""
+    not depend on it). 1,024 halved a block's temporaries but cost the synthetic 5M run's
+    per-user phase 13% (README, "Scale"), and its peak is elsewhere."""
     gram_block: int = 512
     """Gram matrix rows per sparse product (bounds the temporary sparse result)."""
     gram_threads: int | None = None
