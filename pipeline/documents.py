@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -50,7 +50,7 @@ def _poster(row) -> str | None:
     return poster_url(_str_or_none(row.get("tmdb_poster_path")))
 
 
-def movie_docs(cat: pd.DataFrame, models: FittedModels, similar: dict[int, list]) -> Iterator[dict]:
+def movie_docs(cat: pd.DataFrame, models: FittedModels, similar: Mapping[int, list]) -> Iterator[dict]:
     stats = models.features.movies
     for movie_id, row in cat.iterrows():
         s = stats.loc[movie_id] if movie_id in stats.index else None
@@ -102,7 +102,7 @@ def cluster_docs(clusters: pd.DataFrame) -> Iterator[dict]:
 
 
 def user_docs(models: FittedModels, labels: pd.Series, clusters: pd.DataFrame, titles: dict[int, str],
-              version: str, n: int, block: int = 2048, similar: dict[int, list] | None = None,
+              version: str, n: int, block: int = 2048, similar: Mapping[int, list] | None = None,
               min_rating: float | None = None) -> Iterator[dict]:
     """Users with their activity, cluster and precomputed top-``n`` (scores, predicted ratings,
     reasons), built in this process (``pipeline.user_lists.block_docs`` gives the reasons'

@@ -31,6 +31,7 @@ from bson.binary import Binary
 from pipeline.matrix import lookup
 from pipeline.mf import BiasedMF, BiasedMFConfig
 from pipeline.retrieval import TopNConfig, TopNRecommender, sparsify_weights
+from pipeline.similarity import list_arrays
 
 CHUNK_BYTES = 4 << 20
 META_ID = "meta"
@@ -75,10 +76,8 @@ class LiveModel:
         masks = np.array([sum(bit.get(g, 0) for g in set(catalogue[int(m)])) for m in ids], dtype=np.uint32)
         indptr = sim_ids = sim_scores = None
         if similar is not None:
-            rows = [list(similar.get(int(m)) or ()) for m in ids]
-            indptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
-            sim_ids = np.array([int(m) for r in rows for m, _ in r], np.int64)
-            sim_scores = np.array([round(float(sc), 4) for r in rows for _, sc in r], np.float32)  # as stored
+            indptr, sim_ids, sim_scores = list_arrays(similar, ids)
+            sim_scores = np.array([round(sc, 4) for sc in sim_scores.tolist()], np.float32)  # as stored
         return cls(np.asarray(movie_ids, np.int64), slim, item_side, genres, ids, masks, indptr, sim_ids, sim_scores)
 
     # --- use ------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -84,7 +84,7 @@ class UserListInputs:
 
     @classmethod
     def from_models(cls, models, labels: pd.Series, clusters: pd.DataFrame, titles: dict[int, str],
-                    version: str, n: int, similar: dict[int, list] | None = None,
+                    version: str, n: int, similar: Mapping[int, list] | None = None,
                     min_rating: float | None = None) -> "UserListInputs":
         """From :class:`pipeline.train.FittedModels`, the cluster ``labels`` (userId -> cluster),
         the cluster table (``top_movies`` per cluster) and the similar lists."""

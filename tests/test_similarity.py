@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.features import movie_text
 from pipeline.matrix import RatingMatrix
-from pipeline.similarity import SimilarityConfig, SimilarMovies, all_similar
+from pipeline.similarity import SimilarityConfig, SimilarLists, SimilarMovies, all_similar, list_arrays
 from pipeline.tmdb import load_metadata
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "ml-latest-small"
@@ -153,6 +153,18 @@ def test_all_similar_on_the_workers_is_the_same_as_in_process(bundled, dask_clus
     with Client(dask_cluster.scheduler_address) as client:
         on_workers = all_similar(sim, client)
     assert list(on_workers) == sorted(expected) and on_workers == expected
+
+
+def test_similar_lists_are_a_mapping_of_compact_rows():
+    lists = SimilarLists.from_blocks(np.array([3, 5, 9]), [
+        (np.array([2, 0]), np.array([5, 9]), np.array([0.5, 0.25], np.float32)),
+        (np.array([1]), np.array([3]), np.array([0.75], np.float32))])
+    assert dict(lists) == {3: [(5, 0.5), (9, 0.25)], 5: [], 9: [(3, 0.75)]}
+    assert lists.get(4) is None and len(lists) == 3 and list(lists) == [3, 5, 9]
+    wanted = [9, 4, 3]  # any order, and a movie without a list
+    for got, expected in zip(list_arrays(lists, wanted), list_arrays(dict(lists), wanted)):
+        np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(list_arrays(lists, wanted)[0], [0, 1, 1, 3])
 
 
 def test_shrinkage_damps_thin_evidence():
