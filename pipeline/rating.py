@@ -549,7 +549,10 @@ class RatingModel:
         fold = np.where(chosen, (h % np.uint64(cfg.stack_folds)).astype(np.int8), np.int8(-1))
         del h, chosen
         present = [f for f in range(cfg.stack_folds) if (fold == f).any()]
-        job = _FoldJob(self, entries, fold, user_ids, item_ids, features, int(entries.ts.min()) - 1)
+        # each fold's rows and the rows of no fold apart: a fold's fit reads the others as they are
+        job = _FoldJob(self, {int(g): entries.subset(fold == g) for g in np.unique(fold)}, user_ids, item_ids,
+                       features, int(entries.ts.min()) - 1)
+        del fold
         with progress("rating model: stacking folds", len(present), unit="folds") as bar:
             if client is None:
                 parts = []
@@ -560,7 +563,9 @@ class RatingModel:
             else:
                 from distributed import as_completed
 
-                shared = client.scatter(job, broadcast=True, hash=False)
+                # one fold: its worker alone needs the job; this process keeps no copy of its parts
+                shared = client.scatter(job, broadcast=len(present) > 1, hash=False)
+                del job
                 futures = [client.submit(_FoldJob.rows, shared, f, pure=False) for f in present]
                 other = meanwhile() if meanwhile is not None else None
                 for _ in as_completed(futures):
@@ -677,8 +682,7 @@ class _FoldJob:
     ``f``'s rows with them."""
 
     model: RatingModel
-    entries: "_Entries"
-    fold: np.ndarray
+    parts: dict[int, "_Entries"]  # the training ratings by fold (-1: in no fold), each in CSR order
     user_ids: np.ndarray
     item_ids: np.ndarray
     features: TrainingFeatures
@@ -687,22 +691,22 @@ class _FoldJob:
     def rows(self, f: int) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
         """(X, y, pairs with their fold) of fold ``f``."""
         cfg = self.model.config
-        entries, user_ids, item_ids = self.entries, self.user_ids, self.item_ids
-        held = self.fold == f
-        sub = entries.subset(~held)
+        user_ids, item_ids = self.user_ids, self.item_ids
+        held = self.parts[f]
+        sub = _Entries.union([p for g, p in self.parts.items() if g != f])
         fold_features = refit_features(sub.frames(user_ids, item_ids), self.features)
         collab = _Collaborative(cfg).fit(sub.matrix(user_ids, item_ids), sub.ts, self.t0, fold_features.global_mean)
         del sub
-        ts = entries.ts[held].astype(np.float64)
+        ts = held.ts.astype(np.float64)
         if cfg.time_features:  # each fold its own stream, so the folds may run in any order
             ts[np.random.default_rng([cfg.seed, f]).random(len(ts)) < cfg.timestamp_dropout] = np.nan
         else:
             ts[:] = np.nan
-        rows, cols = entries.rows[held].astype(np.int64), entries.cols[held].astype(np.int64)
+        rows, cols = held.rows.astype(np.int64), held.cols.astype(np.int64)
         pairs = pd.DataFrame({"userId": user_ids[rows], "movieId": item_ids[cols], "timestamp": ts})
         frame = self.model._design(collab, collab.state, fold_features, pairs, rows, cols)
         log.debug("stacking fold %d: %d rows", f, len(rows))
-        return frame, entries.vals[held], pairs.assign(fold=np.int8(f))
+        return frame, held.vals, pairs.assign(fold=np.int8(f))
 
 
 def _cluster_of(train):
@@ -750,6 +754,17 @@ class _Entries:
         rows = np.repeat(np.arange(csr.shape[0], dtype=np.int32), np.diff(csr.indptr))
         return cls(rows, csr.indices.astype(np.int32, copy=False), csr.data.astype(np.float32, copy=False),
                    matrix.timestamps, csr.shape[0], csr.shape[1])
+
+    @classmethod
+    def union(cls, parts: list["_Entries"]) -> "_Entries":
+        """The entries of disjoint ``parts`` in CSR order: the one part itself (no copy), or
+        merged and sorted."""
+        if len(parts) == 1:
+            return parts[0]
+        rows, cols = np.concatenate([p.rows for p in parts]), np.concatenate([p.cols for p in parts])
+        order = np.lexsort((cols, rows))
+        return cls(rows[order], cols[order], np.concatenate([p.vals for p in parts])[order],
+                   np.concatenate([p.ts for p in parts])[order], parts[0].n_users, parts[0].n_items)
 
     def subset(self, mask: np.ndarray) -> "_Entries":
         return _Entries(self.rows[mask], self.cols[mask], self.vals[mask], self.ts[mask], self.n_users, self.n_items)

@@ -169,7 +169,7 @@ def load_store(store, version, config, data, metadata, models, clusters, report,
             inputs = UserListInputs.from_models(models, models.clustering.labels_, clusters, titles, version,
                                                 config.top_n, similar=similar)
             models.topn = models.rating = None  # their last use here: the workers get their own copies
-            del similar  # in ``inputs`` as a sparse matrix; the lists of tuples are larger
+            del similar  # in ``inputs`` as a sparse matrix now
             release_memory()
             result.counts[schema.USERS] = store_user_lists(store, staging, inputs)
             del inputs
