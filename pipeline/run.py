@@ -150,6 +150,8 @@ def run(config: PipelineConfig, store, version: str, steps: Steps | None = None)
 def load_store(store, version, config, data, metadata, models, clusters, report, steps, result) -> None:
     cat = D.catalogue(data.movies, data.links, metadata)
     titles = {int(m): display_title(row) for m, row in cat.iterrows()}
+    models.topn = models.topn.without_users()  # its training users' ratings are in models.matrix
+    release_memory()
     with steps.step("similar movies (all)"):
         similar = all_similar(models.similar, current_client())
     models.similar = None  # its last use (its rating and content matrices: 0.4 GiB at 25M ratings)
