@@ -677,9 +677,9 @@ class RatingModel:
 
 @dataclass
 class _FoldJob:
-    """One stacking fold's fit, shipped once to each Dask worker: ``rows(f)`` refits the
-    feature statistics and every collaborative model without fold ``f`` and describes fold
-    ``f``'s rows with them."""
+    """The stacking folds' fits, shipped once to the Dask workers that run them: ``rows(f)``
+    refits the feature statistics and every collaborative model without fold ``f`` and describes
+    fold ``f``'s rows with them."""
 
     model: RatingModel
     parts: dict[int, "_Entries"]  # the training ratings by fold (-1: in no fold), each in CSR order
