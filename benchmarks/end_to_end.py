@@ -64,8 +64,9 @@ def main(argv=None) -> int:
             with log_path.open("w") as log:
                 res = run_measured(argv, env={**os.environ, "MONGODB_URL": url, "PYTHONPATH": str(REPO)}, cwd=tmp,
                                    stderr=log)
-            timings = step_timings(log_path.read_text())
-            peak_step = step_at(log_path.read_text(), res["peak_at"][0])
+            log_text = log_path.read_text()
+            timings = step_timings(log_text)
+            peak_step = step_at(log_text, res["peak_at"][0])
             if args.log:
                 shutil.copyfile(log_path, args.log)
             server_rss = psutil.Process(server.pid).memory_info().rss / 2**30

@@ -441,7 +441,6 @@ def _ease(x: sp.csr_matrix, l2: float, user_weight_power: float, cfg: TopNConfig
     xw = x.astype(dtype, copy=False)
     xw.data *= np.repeat(row_w, n_u)
     xw.eliminate_zeros()
-    del x
     xt = xw.T.tocsr()  # items x users
     gram = np.empty((k, k), dtype=dtype)
 

@@ -187,10 +187,10 @@ class SimilarLists(Mapping):
     def from_blocks(cls, movie_ids: np.ndarray, blocks) -> "SimilarLists":
         """From ``(lengths, ids, scores)`` blocks (:meth:`SimilarMovies.block_lists`) that cover
         ``movie_ids`` in order."""
-        lengths = np.concatenate([b[0] for b in blocks]) if blocks else np.empty(0, np.int64)
+        blocks = list(blocks) or [(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))]
+        lengths, ids, scores = (np.concatenate(column) for column in zip(*blocks))
         return cls(np.asarray(movie_ids, np.int64), np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                   np.concatenate([b[1] for b in blocks]) if blocks else np.empty(0, np.int64),
-                   np.concatenate([b[2] for b in blocks]) if blocks else np.empty(0, np.float32))
+                   ids, scores)
 
     def __getitem__(self, movie_id) -> list[tuple[int, float]]:
         p = int(lookup(self.movie_ids, [movie_id])[0])
@@ -267,7 +267,7 @@ def neighbour_matrix(similar: Mapping[int, Sequence[tuple[int, float]]], item_id
     indptr, targets, scores = list_arrays(similar, item_ids)
     rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
     cols = lookup(item_ids, targets)
-    keep = (rows >= 0) & (cols >= 0) & (scores > 0)
+    keep = (cols >= 0) & (scores > 0)
     out = sp.csr_matrix((scores[keep], (rows[keep], cols[keep])), shape=(n, n), dtype=np.float32)
     out.sum_duplicates()
     out.sort_indices()

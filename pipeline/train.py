@@ -48,8 +48,7 @@ def fit_models(ratings, movies: pd.DataFrame, config, steps: Steps, *, tags=None
         features = build_features(ratings, movies, config.features)
     with steps.step("rating matrix"):
         matrix = RatingMatrix.from_dask(ratings)
-    client = current_client()
-    if release_ratings and client is not None:
+    if release_ratings and (client := current_client()) is not None:
         from distributed import futures_of
 
         client.cancel(futures_of(ratings))
