@@ -19,12 +19,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import bottle
+import pymongo
 from pymongo.database import Database
-from pymongo.errors import ConnectionFailure, PyMongoError
+from pymongo.errors import PyMongoError
 
 from api.auth import FailureLimiter, authenticate
+from api.availability import not_answering
 from api.body import read_json
-from api.endpoint import JSON_TYPE, Context, Endpoint, Reply
+from api.endpoint import JSON_TYPE, SERVED_FROM, Context, Endpoint, Reply
 from api.errors import ApiError, NotFound, StoreUnavailable, error_body
 from api.metrics import Metrics
 from api.openapi import build_spec
@@ -103,35 +105,9 @@ def create_app(settings: Settings, db_factory: Callable[[], Database] | None = N
 
 
 def _callback(endpoint: Endpoint, store: ServingStore, app_info: dict) -> Callable[..., bytes]:
-    settings: Settings = app_info["settings"]
-
     def callback(**path_args: str) -> bytes:
-        request, response = bottle.request, bottle.response
-        try:
-            environ = request.environ
-            params = parse_request(endpoint.params, path_args, environ.get("QUERY_STRING", ""))
-            if endpoint.body is not None:  # size and syntax first: a 413 needs no store read
-                params["body"] = endpoint.body.parse(read_json(environ, settings.max_body_bytes))
-            if endpoint.auth != "none":
-                owner = params.get("id") if endpoint.auth == "user" else None
-                params["caller"] = authenticate(store.db(), environ, app_info["auth_limiter"], owner)
-            result = _run(endpoint, store, app_info, params)
-        except ApiError as exc:
-            result = Reply(exc.body(), status=exc.status, headers=exc.headers)
-        except ConnectionFailure as exc:
-            store.mark_down()
-            log.warning("%s: store unavailable: %s", endpoint.path, str(exc)[:200])
-            err = StoreUnavailable()
-            result = Reply(err.body(), status=err.status, headers=err.headers)
-        except PyMongoError as exc:
-            log.warning("%s: store error: %s", endpoint.path, str(exc)[:200])
-            err = StoreUnavailable("the data store failed to answer the read; try again shortly")
-            result = Reply(err.body(), status=err.status, headers=err.headers)
-        except Exception:  # a bug: log it, answer a JSON 500 without details
-            log.exception("unexpected error in %s", endpoint.path)
-            result = Reply(error_body("internal_error", "internal error; it has been logged"), status=500)
-        if not isinstance(result, Reply):
-            result = Reply(result, status=endpoint.status)
+        response = bottle.response
+        result = _answer(endpoint, store, app_info, path_args)
         response.status = result.status
         response.content_type = result.content_type
         for name, value in result.headers.items():
@@ -147,19 +123,71 @@ def _callback(endpoint: Endpoint, store: ServingStore, app_info: dict) -> Callab
     return callback
 
 
-def _run(endpoint: Endpoint, store: ServingStore, app_info: dict, params: dict) -> Any:
+def _answer(endpoint: Endpoint, store: ServingStore, app_info: dict, path_args: dict) -> Reply:
+    """The endpoint's reply, every store call of it within the request's deadline
+    (``Settings.store_deadline_ms``). A read that found the store not answering is answered
+    again at once from what this process holds (the store is marked down by then, so any read
+    that is not in memory fails fast); what comes from memory says so in ``Served-From``."""
+    settings: Settings = app_info["settings"]
+    try:
+        environ = bottle.request.environ
+        params = parse_request(endpoint.params, path_args, environ.get("QUERY_STRING", ""), environ)
+        if endpoint.body is not None:  # size and syntax first: a 413 needs no store read
+            params["body"] = endpoint.body.parse(read_json(environ, settings.max_body_bytes))
+    except ApiError as exc:
+        return Reply(exc.body(), status=exc.status, headers=exc.headers)
+    reply = _attempt(endpoint, store, app_info, params)
+    if reply is None and not endpoint.writes:
+        reply = _attempt(endpoint, store, app_info, params)
+    if reply is None:
+        err = StoreUnavailable()
+        reply = Reply(err.body(), status=err.status, headers=err.headers)
+    return reply
+
+
+def _attempt(endpoint: Endpoint, store: ServingStore, app_info: dict, params: dict) -> Reply | None:
+    """One try at the endpoint; None when the store did not answer in time (then it is marked down)."""
+    ctx = Context(store, app_info)
+    try:
+        with pymongo.timeout(app_info["settings"].store_deadline_s):
+            if endpoint.auth != "none":
+                owner = params.get("id") if endpoint.auth == "user" else None
+                params = {**params, "caller": authenticate(store.db(), bottle.request.environ,
+                                                           app_info["auth_limiter"], owner)}
+            result = _run(endpoint, ctx, params)
+    except ApiError as exc:
+        return Reply(exc.body(), status=exc.status, headers=exc.headers)
+    except PyMongoError as exc:
+        if not_answering(exc):
+            store.mark_down(exc)
+            log.warning("%s: the store did not answer: %s", endpoint.path, str(exc)[:200])
+            return None
+        log.warning("%s: store error: %s", endpoint.path, str(exc)[:200])
+        err = StoreUnavailable("the data store failed to answer the read; try again shortly")
+        return Reply(err.body(), status=err.status, headers=err.headers)
+    except Exception:  # a bug: log it, answer a JSON 500 without details
+        log.exception("unexpected error in %s", endpoint.path)
+        return Reply(error_body("internal_error", "internal error; it has been logged"), status=500)
+    if not isinstance(result, Reply):
+        result = Reply(result, status=endpoint.status)
+    if ctx.from_memory:
+        result.headers[SERVED_FROM] = "memory"
+    return result
+
+
+def _run(endpoint: Endpoint, ctx: Context, params: dict) -> Any:
     """Call the handler with one pointer for the whole request. A 404 read through a cached
     pointer is retried once with a fresh pointer if a new version was published meanwhile."""
-    ctx = Context(store, app_info)
+    store = ctx.store
     try:
         return endpoint.handler(ctx, **params)
     except NotFound:
-        if not ctx.resolved:
+        if not ctx.resolved or store.down:
             raise
         fresh = store.pointer(fresh=True)
         if fresh["version"] == ctx.pointer["version"]:
             raise
-        return endpoint.handler(Context(store, app_info, fresh), **params)
+        return endpoint.handler(Context(store, ctx.app_info, fresh), **params)
 
 
 def _require_utf8_path(environ: dict) -> None:
@@ -193,7 +221,7 @@ def _preflight(app: bottle.Bottle, settings: Settings, request: bottle.LocalRequ
     headers = {
         "Access-Control-Allow-Origin": "*" if "*" in settings.cors_origins else origin,
         "Access-Control-Allow-Methods": method,
-        "Access-Control-Allow-Headers": "Authorization, Content-Type",
+        "Access-Control-Allow-Headers": "Authorization, Content-Type, Idempotency-Key",
         "Access-Control-Max-Age": "600",
         "Vary": "Origin",
     }

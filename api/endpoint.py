@@ -17,6 +17,8 @@ from api.params import Param
 from api.store import ServingStore
 
 JSON_TYPE = "application/json; charset=utf-8"
+#: Response header of an answer made from what the worker holds while the store was not answering.
+SERVED_FROM = "Served-From"
 
 
 @dataclass
@@ -36,11 +38,13 @@ class Context:
     store: ServingStore
     app_info: Mapping[str, Any]  # spec(), metrics, settings: shared by the app's endpoints
     _pointer: dict | None = None
+    from_memory: bool = False  # the pointer is the last one read, the store not answering
 
     @property
     def pointer(self) -> dict:
         """The serving pointer, resolved once for the whole request."""
         if self._pointer is None:
+            self.from_memory = self.store.down
             self._pointer = self.store.pointer()
         return self._pointer
 

@@ -13,6 +13,7 @@ ERROR_CODES: dict[str, int] = {
     "method_not_allowed": 405,
     "payload_too_large": 413,
     "unsupported_media_type": 415,
+    "idempotency_key_reused": 422,
     "too_many_requests": 429,
     "internal_error": 500,
     "store_unavailable": 503,
@@ -65,6 +66,13 @@ class PayloadTooLarge(ApiError):
 class UnsupportedMediaType(ApiError):
     status = 415
     code = "unsupported_media_type"
+
+
+class KeyReused(ApiError):
+    """An ``Idempotency-Key`` sent again with another request than the first (the IETF draft's 422)."""
+
+    status = 422
+    code = "idempotency_key_reused"
 
 
 class TooManyRequests(ApiError):

@@ -26,7 +26,7 @@ import numpy as np
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from api.errors import BadRequest, NotFound, StoreUnavailable
+from api.errors import BadRequest, KeyReused, NotFound, StoreUnavailable
 from api.store import ServingStore
 from pipeline import schema
 from pipeline.clustering import ClusterAssigner
@@ -42,21 +42,30 @@ GENRE_MASS = 5.0  # a stated genre counts like a 5-star rating of a movie of tha
 
 ACTIONS = ("like", "dislike", "not_interested")
 MAX_WRITE_ATTEMPTS = 100  # optimistic retries of one event under concurrent writes to one user
+KEYS_KEPT = 100  # idempotency keys remembered per user (a retry must come within their next 100 writes)
 
 
 # --- writes ----------------------------------------------------------------------------------
 
 
 def new_event(kind: str, movie_id: int, rating: float | None = None, at: datetime | None = None) -> dict:
-    event: dict[str, Any] = {"id": uuid.uuid4().hex, "type": kind, "movieId": int(movie_id),
-                             "at": at or datetime.now(UTC)}
+    at = at or datetime.now(UTC)
+    at = at.replace(microsecond=at.microsecond // 1000 * 1000)  # as stored (BSON keeps milliseconds)
+    event: dict[str, Any] = {"id": uuid.uuid4().hex, "type": kind, "movieId": int(movie_id), "at": at}
     if rating is not None:
         event["rating"] = float(rating)
     return event
 
 
-def record(store: ServingStore, user_id: int, event: Mapping[str, Any]) -> int:
-    """Append ``event`` to the user's profile and apply it, atomically. Returns the new rev."""
+def record(store: ServingStore, user_id: int, event: Mapping[str, Any], key: str | None = None) -> tuple[int, dict]:
+    """Append ``event`` to the user's profile and apply it, atomically. Returns the new rev and
+    the event.
+
+    ``key`` (the request's ``Idempotency-Key``) makes a retry safe: a write whose answer was lost
+    (the store hung after applying it, or the connection broke) and that is sent again with the
+    same key is not applied twice; the retry gets the first one's rev and event. The last
+    ``KEYS_KEPT`` keys of each user are kept, in the profile, written by the same update as the
+    event. A key reused for another event is a 422."""
     mid = int(event["movieId"])
     if event["type"] == "rating":
         field, value = f"ratings.{mid}", float(event["rating"])
@@ -68,24 +77,46 @@ def record(store: ServingStore, user_id: int, event: Mapping[str, Any]) -> int:
     update = {"$push": {"events": dict(event)}, "$inc": {"rev": 1},
               "$set": {field: value, "updated_at": event["at"]}, "$setOnInsert": {"created_at": event["at"]}}
     # Optimistic concurrency: read the rev, then apply the event only if the rev is unchanged, so
-    # the acknowledged rev is exactly this event's position. update_one and find_one, not
-    # find_one_and_update: SecantusDB's findAndModify slows with the collection's size (18 ms at
-    # 3,000 profiles, 106 ms at 10,000; update_one stays at ~3 ms).
+    # the acknowledged rev is exactly this event's position (and a key read at that rev cannot
+    # have been used since). update_one and find_one, not find_one_and_update: SecantusDB's
+    # findAndModify slows with the collection's size (18 ms at 3,000 profiles, 106 ms at 10,000;
+    # update_one stays at ~3 ms).
     store.begin_live_write(user_id)  # readers in every process go to the store until end_live_write
     for _ in range(MAX_WRITE_ATTEMPTS):
-        doc = profiles.find_one({"_id": int(user_id)}, {"rev": 1})
+        doc = profiles.find_one({"_id": int(user_id)}, {"rev": 1, "keys": 1} if key else {"rev": 1})
         rev = int((doc or {}).get("rev") or 0)
+        if key is not None:
+            done = _done(doc, key, event)
+            if done is not None:
+                store.end_live_write(user_id, rev)
+                return done
+            entry = {"key": key, "rev": rev + 1, "event": dict(event)}
+            update["$push"]["keys"] = {"$each": [entry], "$slice": -KEYS_KEPT}
         if doc is None:  # first event: create the profile, unless another write just did
             try:
                 profiles.update_one({"_id": int(user_id), "rev": {"$exists": False}}, update, upsert=True)
             except DuplicateKeyError:
                 continue
             store.end_live_write(user_id, 1)
-            return 1
+            return 1, dict(event)
         if profiles.update_one({"_id": int(user_id), "rev": doc.get("rev")}, update).modified_count == 1:
             store.end_live_write(user_id, rev + 1)
-            return rev + 1
+            return rev + 1, dict(event)
     raise StoreUnavailable("too many concurrent writes to this user; try again")
+
+
+def _done(profile: Mapping | None, key: str, event: Mapping[str, Any]) -> tuple[int, dict] | None:
+    """The rev and event already recorded under ``key``; None if there is none; 422 if the key
+    was used for another event."""
+    for entry in (profile or {}).get("keys") or ():
+        if entry.get("key") == key:
+            first = entry["event"]
+            same = ("type", "movieId", "rating")
+            if any(first.get(k) != event.get(k) for k in same):
+                raise KeyReused(f"Idempotency-Key {key!r} was used for another request ({first['type']} of movie "
+                                f"{first['movieId']}); use a new key for a new request")
+            return int(entry["rev"]), dict(first)
+    return None
 
 
 def allocate_user_id(store: ServingStore) -> int:

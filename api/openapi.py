@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from api.endpoint import Endpoint
+from api.endpoint import SERVED_FROM, Endpoint
 from api.errors import ERROR_CODES
 from api.schemas import SCHEMAS, ref
 
@@ -19,9 +19,11 @@ _STATUS_TEXT = {
     405: "Method not allowed on this path",
     413: "Request body over the size limit",
     415: "Request body is not application/json",
+    422: "The Idempotency-Key was already used for another request",
     429: "Too many failed authentications from this address (see Retry-After)",
     500: "Unexpected server error (never expected; the body has no details)",
-    503: "The data store is unavailable, or no model is published yet",
+    503: "The data store is not answering (within the request's deadline, or another request just found "
+    "it so) and what was asked is not in the worker's memory, or no model is published yet; see Retry-After",
 }
 
 
@@ -96,9 +98,19 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
     return op
 
 
+SERVED_FROM_HEADER = {
+    "description": "memory: the store was not answering, and this answer was made from what the "
+    "worker holds (the last served version it read); absent otherwise",
+    "schema": {"type": "string", "enum": ["memory"]},
+}
+
+
 def _ok(ep: Endpoint) -> dict[str, Any]:
     if ep.response is not None:
-        return {"description": "OK", "content": _json(ref(ep.response))}
+        ok = {"description": "OK", "content": _json(ref(ep.response))}
+        if not ep.writes:
+            ok["headers"] = {SERVED_FROM: SERVED_FROM_HEADER}
+        return ok
     if ep.content == "application/json":
         return {"description": "OK", "content": _json({"type": "object"})}
     if ep.content == "text/plain":

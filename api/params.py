@@ -36,10 +36,15 @@ class Param:
     """One parameter. ``parse`` turns the raw text into a value or raises BadRequest."""
 
     name: str
-    where: Literal["path", "query"] = "query"
+    where: Literal["path", "query", "header"] = "query"
     description: str = ""
     required: bool = False
     default: Any = None
+    arg: str = ""  # the handler's keyword argument, when it is not ``name`` (a header's)
+
+    @property
+    def keyword(self) -> str:
+        return self.arg or self.name
 
     def parse(self, raw: str) -> Any:
         raise NotImplementedError
@@ -118,6 +123,29 @@ class TextParam(Param):
                 "pattern": text_pattern(self.min_length)}
 
 
+@dataclass(frozen=True, kw_only=True)
+class KeyParam(Param):
+    """An opaque key such as a UUID: 1 to ``max_length`` letters, digits and ``-_.:``."""
+
+    max_length: int = 64
+
+    def parse(self, raw: str) -> str:
+        value = raw.strip()
+        if not re.fullmatch(rf"[A-Za-z0-9_.:-]{{1,{self.max_length}}}", value):
+            raise self._bad(f"must be 1 to {self.max_length} letters, digits or -_.: (a UUID, for example)")
+        return value
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": f"^[A-Za-z0-9_.:-]{{1,{self.max_length}}}$"}
+
+
+IDEMPOTENCY_KEY = KeyParam(
+    name="Idempotency-Key", where="header", arg="idempotency_key",
+    description="a new random key (a UUID) per write: a retry with the same key, after a 503 or a lost "
+    "answer, is applied once and gets the first answer; a key is kept for the user's next 100 writes",
+)
+
+
 def user_id(description: str = "MovieLens userId (a positive integer)") -> IntParam:
     return IntParam(name="id", where="path", minimum=1, description=description)
 
@@ -149,8 +177,10 @@ def page_params(default_per_page: int = 20, max_per_page: int = 100) -> tuple[In
     )
 
 
-def parse_request(params: Sequence[Param], path_args: Mapping[str, str], query_string: str) -> dict[str, Any]:
-    """Typed values for ``params`` from the route's path arguments and the raw query string.
+def parse_request(params: Sequence[Param], path_args: Mapping[str, str], query_string: str,
+                  environ: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Typed values for ``params`` from the route's path arguments, the raw query string and the
+    request's headers (in the WSGI ``environ``), by their handler keyword.
 
     Query parameters that are unknown, repeated, or not valid UTF-8 are rejected; so are names
     such as ``q[$ne]``, which some frameworks would turn into nested objects.
@@ -158,7 +188,12 @@ def parse_request(params: Sequence[Param], path_args: Mapping[str, str], query_s
     values: dict[str, Any] = {}
     for param in params:
         if param.where == "path":
-            values[param.name] = param.parse(path_args[param.name])
+            values[param.keyword] = param.parse(path_args[param.name])
+        elif param.where == "header":
+            raw = (environ or {}).get("HTTP_" + param.name.upper().replace("-", "_"))
+            if raw is None and param.required:
+                raise BadRequest(f"header '{param.name}' is required")
+            values[param.keyword] = param.default if raw is None else param.parse(raw)
     query = parse_query_string(query_string)
     known = {p.name: p for p in params if p.where == "query"}
     for name in query:
@@ -170,11 +205,11 @@ def parse_request(params: Sequence[Param], path_args: Mapping[str, str], query_s
         if not raws:
             if param.required:
                 raise BadRequest(f"query parameter '{name}' is required")
-            values[name] = param.default
+            values[param.keyword] = param.default
         elif len(raws) > 1:
             raise BadRequest(f"query parameter '{name}' is given {len(raws)} times; give it once")
         else:
-            values[name] = param.parse(raws[0])
+            values[param.keyword] = param.parse(raws[0])
     return values
 
 

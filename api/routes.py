@@ -6,10 +6,11 @@ import math
 from datetime import UTC
 from typing import Any
 
+import pymongo
 from pymongo.errors import PyMongoError
 
 from api import docs_page
-from api.endpoint import Context, Endpoint, Reply
+from api.endpoint import SERVED_FROM, Context, Endpoint, Reply
 from api.errors import NotFound, NotReady, StoreUnavailable
 from api.lists import ENDPOINTS as LIST_ENDPOINTS
 from api.live import rated_entries
@@ -108,7 +109,8 @@ def cluster_movies(ctx: Context, cluster: int, page: int, per_page: int) -> dict
 
 def movie_metadata(ctx: Context, id: int) -> dict:
     pointer = ctx.pointer
-    doc = ctx.store.metadata(pointer, id)
+    # versioned documents never change: kept per version and process, like users' lists
+    doc = ctx.store.cached(pointer, ("metadata", id), lambda: ctx.store.metadata(pointer, id))
     if doc is None:
         raise NotFound(f"movie {id} not found")
     fields = {
@@ -139,12 +141,10 @@ _METADATA_DEFAULTS: dict[str, Any] = {
 
 def movie_similar(ctx: Context, id: int, n: int) -> dict:
     pointer = ctx.pointer
-    fields = ("title", "name", "year", "genres", "poster_url", "stats", "similar")
-    doc = ctx.store.movie(pointer, id, fields)
+    doc = ctx.store.movie_details(pointer, [id])[id]  # both cached per version and process
     if doc is None:
         raise NotFound(f"movie {id} not found")
-    ctx.store.remember_movies(pointer, [doc])
-    similar = [s for s in doc.get("similar") or () if isinstance(s, dict) and "movieId" in s][:n]
+    similar = [{"movieId": m, "score": score} for m, score in ctx.store.similar_lists(pointer, [id])[id][:n]]
     return {
         **movie_summary(id, doc),
         "model_version": pointer["version"],
@@ -207,20 +207,32 @@ def _scored_movies(ctx: Context, entries: list, first_rank: int = 1) -> list[dic
 # --- service ---------------------------------------------------------------------------------
 
 
+HEALTH_DEADLINE_S = 0.15  # /health answers within about this long, the store answering or not
+
+
 def health(ctx: Context) -> dict | Reply:
-    try:
-        ctx.store.ping()
-        pointer = ctx.store.pointer(fresh=True)
-    except NotReady as exc:
-        return _health_down("empty", exc)
-    except (PyMongoError, StoreUnavailable):
+    """``ok`` when the store answers within ``HEALTH_DEADLINE_S``; ``degraded`` (still 200: this
+    worker serves what it holds) when it does not but a served version is in memory; 503
+    otherwise. Never waits for a store that another request already found not answering."""
+    store = ctx.store
+    if not store.down:
+        try:
+            with pymongo.timeout(HEALTH_DEADLINE_S):
+                store.ping()
+                pointer = store.pointer(fresh=True)
+            return {"status": "ok", "store": "ok", "model_version": pointer["version"],
+                    "published_at": iso_time(pointer.get("published_at"))}
+        except NotReady as exc:
+            return _health_down("empty", exc)
+        except (PyMongoError, StoreUnavailable):
+            pass
+    pointer = store.last_pointer
+    if pointer is None:
         return _health_down("unavailable", StoreUnavailable())
-    return {
-        "status": "ok",
-        "store": "ok",
-        "model_version": pointer["version"],
-        "published_at": iso_time(pointer.get("published_at")),
-    }
+    body = {"status": "degraded", "store": "not_answering", "model_version": pointer["version"],
+            "published_at": iso_time(pointer.get("published_at")),
+            "store_down_s": round(store.availability.down_for, 3)}
+    return Reply(body, headers={SERVED_FROM: "memory"})
 
 
 def _health_down(store: str, exc: NotReady | StoreUnavailable) -> Reply:

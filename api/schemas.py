@@ -165,10 +165,14 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         top_movies=array(ref("ScoredMovie")),
     ),
     "Health": obj(
-        status={"const": "ok"},
-        store={"const": "ok"},
-        model_version=VERSION,
+        required=["status", "store", "model_version", "published_at"],
+        status={"type": "string", "enum": ["ok", "degraded"],
+                "description": "degraded: the store is not answering; this worker serves what it holds "
+                               "(answers say Served-From: memory)"},
+        store={"type": "string", "enum": ["ok", "not_answering"]},
+        model_version=VERSION | {"description": "the served version (when degraded: the last one read)"},
         published_at=nullable(STR) | {"format": "date-time"},
+        store_down_s=NUM | {"description": "when degraded: seconds since the store stopped answering"},
     ),
     "NewUser": obj(
         userId=INT | {"description": "the new user's id (from 1,000,000,001 up)"},

@@ -48,7 +48,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-import pymongo
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
@@ -424,12 +423,10 @@ def load_title_index(store: Any, pointer: Mapping, config: SearchConfig = DEFAUL
     """Read the served version's titles (every movie, ``TITLE_PROJECTION``) into a TitleIndex.
 
     Once per version and worker, and it decodes every movie document on SecantusDB: a longer
-    deadline than ordinary reads (``scan_timeout_s``), with a ping first so that a store that is
-    down still fails fast."""
+    deadline than ordinary reads (``ServingStore.long_read``)."""
     started = time.perf_counter()
-    store.ping()
-    with pymongo.timeout(store.settings.scan_timeout_s):
-        docs = list(store.collection(pointer, schema.MOVIES).find({}, TITLE_PROJECTION))
+    movies = store.collection(pointer, schema.MOVIES)
+    docs = store.long_read(lambda: list(movies.find({}, TITLE_PROJECTION)))
     read = time.perf_counter() - started
     index = TitleIndex(docs, config)
     log.info(

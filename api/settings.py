@@ -22,9 +22,11 @@ class Settings:
     mongodb_url: str | None = None
     database: str | None = None  # None: the database of the URL's path, else "movietime"
     server_selection_timeout_ms: int = 1000  # store down -> 503 after about this long
-    store_down_s: float = 0.5  # after a failed store call, answer 503 at once for this long
     connect_timeout_ms: int = 1000
-    socket_timeout_ms: int = 5000  # a single read that hangs longer than this fails (503)
+    socket_timeout_ms: int = 5000  # a single call outside any deadline that hangs this long fails
+    # every store call of one request together, then 503 (pymongo.timeout); see api.availability
+    store_deadline_ms: int = 500
+    store_probe_s: float = 0.25  # while the store is not answering, ping it this often
     scan_timeout_s: float = 25.0  # deadline of the one-off read of a cluster's members (< gunicorn's 30 s)
     max_pool_size: int = 16  # connections per worker process
     pointer_cache_s: float = 2.0  # re-read the serving pointer at most this often (<= 5 s)
@@ -50,8 +52,10 @@ class Settings:
             # the store keeps a superseded version 10 s after the flip: a longer cache could
             # read collections that are being dropped
             raise ValueError("pointer_cache_s must be between 0 and 5 seconds")
-        if not 0 <= self.store_down_s <= 5:
-            raise ValueError("store_down_s must be between 0 and 5 seconds")
+        if not 1 <= self.store_deadline_ms <= 25_000:
+            raise ValueError("store_deadline_ms must be between 1 and 25,000 (gunicorn's timeout is 30 s)")
+        if not 0.01 <= self.store_probe_s <= 5:
+            raise ValueError("store_probe_s must be between 0.01 and 5 seconds")
         if self.movie_cache_size < 0:
             raise ValueError("movie_cache_size must be >= 0")
         if not valid_capacity(self.live_index_capacity):
@@ -62,7 +66,8 @@ class Settings:
         """Settings from environment variables (the only place the API reads them).
 
         ``MONGODB_URL``, ``MOVIETIME_DATABASE``, ``API_STORE_TIMEOUT_MS`` (selection and connect),
-        ``API_SOCKET_TIMEOUT_MS``, ``API_POOL_SIZE``, ``API_POINTER_CACHE_S``, ``API_STORE_DOWN_S``,
+        ``API_SOCKET_TIMEOUT_MS``, ``API_STORE_DEADLINE_MS``, ``API_POOL_SIZE``, ``API_POINTER_CACHE_S``,
+        ``API_STORE_PROBE_S``,
         ``API_MOVIE_CACHE_SIZE``, ``API_CORS_ORIGINS`` (comma-separated), ``API_LIVE_INDEX``
         (``on``/``off``), ``API_LIVE_INDEX_DIR``, ``API_LIVE_INDEX_CAPACITY``.
         """
@@ -76,6 +81,7 @@ class Settings:
         ints = {
             "API_STORE_TIMEOUT_MS": ("server_selection_timeout_ms", "connect_timeout_ms"),
             "API_SOCKET_TIMEOUT_MS": ("socket_timeout_ms",),
+            "API_STORE_DEADLINE_MS": ("store_deadline_ms",),
             "API_POOL_SIZE": ("max_pool_size",),
             "API_MOVIE_CACHE_SIZE": ("movie_cache_size",),
             "API_LIVE_INDEX_CAPACITY": ("live_index_capacity",),
@@ -85,7 +91,7 @@ class Settings:
             if raw:
                 value = _parse(var, raw, int)
                 kw.update(dict.fromkeys(names, value))
-        for var, name in (("API_POINTER_CACHE_S", "pointer_cache_s"), ("API_STORE_DOWN_S", "store_down_s")):
+        for var, name in (("API_POINTER_CACHE_S", "pointer_cache_s"), ("API_STORE_PROBE_S", "store_probe_s")):
             raw = env.get(var, "").strip()
             if raw:
                 kw[name] = _parse(var, raw, float)
@@ -101,6 +107,10 @@ class Settings:
         if raw:
             kw["cors_origins"] = tuple(o.strip() for o in raw.split(",") if o.strip())
         return cls(**kw)
+
+    @property
+    def store_deadline_s(self) -> float:
+        return self.store_deadline_ms / 1000
 
     def with_url(self, url: str) -> Settings:
         return replace(self, mongodb_url=url)

@@ -16,6 +16,7 @@ inclusion projections (they are cheaper than exclusions on SecantusDB and smalle
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import threading
@@ -26,18 +27,20 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pymongo
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
+from api.availability import Availability
 from api.errors import NotReady, StoreUnavailable
 from api.live_index import UNKNOWN, LiveIndex, default_directory
 from api.settings import DEFAULT_DATABASE, Settings
 from pipeline import schema
 
 log = logging.getLogger("api.store")
+T = TypeVar("T")
 
 #: Fields of a movie shown wherever a movie appears in a response.
 MOVIE_DETAIL_FIELDS = ("title", "name", "year", "genres", "poster_url", "stats")
@@ -146,22 +149,31 @@ class ServingStore:
         self._pointer: dict | None = None
         self._pointer_at = float("-inf")
         self._caches: OrderedDict[str, VersionCache] = OrderedDict()
-        self._down_until = float("-inf")
+        self.availability = Availability(self._probe, settings.store_probe_s, clock)
         self._live_index: LiveIndex | None = None
         self._live_index_pid: int | None = None  # the process that opened it (None: not yet, or off)
+        self._live_index_lock = threading.Lock()
         self._profiles: OrderedDict[int, dict] = OrderedDict()  # userId -> profile (no events), see profile()
 
     # --- connection ----------------------------------------------------------------------------
 
-    def mark_down(self) -> None:
-        """The store just failed to answer: for ``Settings.store_down_s`` requests fail at once
-        (503) instead of each waiting out the server-selection timeout; then one tries again."""
-        self._down_until = self._clock() + self.settings.store_down_s
+    def mark_down(self, why: BaseException | str) -> None:
+        """The store just failed to answer: until the probe finds it answering again, ``db()``
+        raises ``StoreUnavailable`` at once and ``pointer()`` answers from memory (``api.availability``)."""
+        self.availability.failed(why)
+
+    @property
+    def down(self) -> bool:
+        return self.availability.down
 
     def db(self) -> Database:
-        """The database, connecting lazily (again after a fork)."""
-        if self._down_until > self._clock():
+        """The database, connecting lazily (again after a fork); ``StoreUnavailable`` at once
+        while the store is not answering."""
+        if self.availability.down:
             raise StoreUnavailable()
+        return self._connect()
+
+    def _connect(self) -> Database:
         pid = os.getpid()
         if self._db is not None and self._pid == pid:
             return self._db
@@ -209,13 +221,35 @@ class ServingStore:
         """Raises a PyMongoError when the store does not answer."""
         self.db().client.admin.command("ping")
 
+    def long_read(self, read: Callable[[], T]) -> T:
+        """``read()`` under its own deadline, ``scan_timeout_s``, instead of the request's: for the
+        one-off reads a process then keeps for a whole version (a cluster's members, the titles,
+        the live model), which decode many documents on SecantusDB. A ping within the request's
+        deadline comes first, so that a store that hangs still costs a request no more than that."""
+        self.ping()
+
+        def bounded() -> T:
+            with pymongo.timeout(self.settings.scan_timeout_s):
+                return read()
+
+        return contextvars.Context().run(bounded)  # a fresh context: outside the request's deadline
+
+    def _probe(self) -> None:
+        """The availability probe's ping, within one request's deadline (never answered from memory)."""
+        with pymongo.timeout(self.settings.store_deadline_s):
+            self._connect().client.admin.command("ping")
+
     # --- the serving pointer -------------------------------------------------------------------
 
     def pointer(self, fresh: bool = False) -> dict:
-        """The serving pointer, re-read when older than ``pointer_cache_s`` (or ``fresh``)."""
+        """The serving pointer, re-read when older than ``pointer_cache_s`` (or ``fresh``). While
+        the store is not answering, the last one read (``StoreUnavailable`` if there is none):
+        what this process holds of that version is still served."""
+        pointer = self._pointer
+        if self.availability.down and pointer is not None and not fresh:
+            return pointer
         db = self.db()
         now = self._clock()
-        pointer = self._pointer
         if fresh or pointer is None or now - self._pointer_at >= self.settings.pointer_cache_s:
             pointer = db[schema.SERVING].find_one(
                 {"_id": schema.POINTER_ID}, {"version": 1, "collections": 1, "published_at": 1}
@@ -224,6 +258,11 @@ class ServingStore:
                 raise NotReady()
             self._pointer, self._pointer_at = pointer, now
         return pointer
+
+    @property
+    def last_pointer(self) -> dict | None:
+        """The serving pointer last read (None before the first), however old."""
+        return self._pointer
 
     def pointer_age(self) -> float:
         return self._clock() - self._pointer_at
@@ -284,15 +323,11 @@ class ServingStore:
         members = cache.members.get(cluster_id)
         if members is None:
             # once per cluster, version and worker, and slow on SecantusDB for big clusters (it
-            # decodes every member's whole document): a longer deadline than ordinary reads. The
-            # ping first keeps "store down" fast (the deadline would also stretch server selection).
-            self.ping()
-            with pymongo.timeout(self.settings.scan_timeout_s):
-                docs = list(
-                    self.collection(pointer, schema.USERS).find(
-                        {"cluster": cluster_id}, {"_id": 1, "stats.n_ratings": 1, "stats.mean": 1}
-                    )
-                )
+            # decodes every member's whole document)
+            users = self.collection(pointer, schema.USERS)
+            docs = self.long_read(
+                lambda: list(users.find({"cluster": cluster_id}, {"_id": 1, "stats.n_ratings": 1, "stats.mean": 1}))
+            )
             rows = sorted(
                 (int(d["_id"]), (d.get("stats") or {}).get("n_ratings"), (d.get("stats") or {}).get("mean"))
                 for d in docs
@@ -382,7 +417,8 @@ class ServingStore:
 
         cache = self.cache(pointer)
         if cache.live_model is None:
-            docs = list(self.collection(pointer, schema.LIVE_MODEL).find({}))
+            collection = self.collection(pointer, schema.LIVE_MODEL)
+            docs = self.long_read(lambda: list(collection.find({})))
             if not docs:
                 raise NotReady(f"the served version {pointer['version']!r} has no live model; re-run the pipeline")
             model = LiveModel.from_docs(docs)
@@ -428,7 +464,7 @@ class ServingStore:
                 cached = self._profiles.get(user_id)
             if cached is not None and cached.get("rev") == rev:
                 return cached
-        doc = self.online(schema.PROFILES).find_one({"_id": user_id}, {"events": 0})
+        doc = self.online(schema.PROFILES).find_one({"_id": user_id}, {"events": 0, "keys": 0})
         if doc is not None and rev != UNKNOWN and doc.get("rev") == rev:
             with self._lock:
                 put_bounded(self._profiles, [(user_id, doc)], max(self.settings.response_cache_size, 1))
@@ -443,9 +479,10 @@ class ServingStore:
             return None
         if self._live_index is None or self._live_index_pid != pid:
             db = self.db()
-            with self._lock:
+            with self._live_index_lock:  # not self._lock: the open may take a long read
                 if self._live_index is None or self._live_index_pid != pid:
-                    self._live_index = self._open_live_index(db)
+                    # once per process (the first on the host also reads every profile's rev)
+                    self._live_index = self.long_read(lambda: self._open_live_index(db))
                     self._live_index_pid = pid if self._live_index is not None else -pid  # -pid: off here
         index = self._live_index
         return None if index is None or index.full else index

@@ -21,7 +21,7 @@ from api.live import (
     record,
     require_movies,
 )
-from api.params import IntParam, user_id
+from api.params import IDEMPOTENCY_KEY, IntParam, user_id
 from api.recommendations import live_items
 from pipeline import schema
 
@@ -86,11 +86,13 @@ def create_user(ctx: Context, n: int, body: dict) -> Reply:
         "origin": "onboarding", "created_at": now, "updated_at": now,
         **{k: body[k] for k in ("age", "occupation") if k in body},
     }
+    # the account first: if the store stops answering between the two writes, what is left is an
+    # account whose token nobody was given, never a profile that shows without its account
+    token = new_token(uid)
+    store.online(schema.ACCOUNTS).insert_one(account_doc(uid, token, "onboarding"))
     store.begin_live_write(uid)
     store.online(schema.PROFILES).insert_one(profile)
     store.end_live_write(uid, profile["rev"])
-    token = new_token(uid)
-    store.online(schema.ACCOUNTS).insert_one(account_doc(uid, token, "onboarding"))
     items = live_items(store, pointer, uid, profile, n, None)
     return Reply(
         {"userId": uid, "token": token, "cluster": cluster, "model_version": pointer["version"],
@@ -99,17 +101,17 @@ def create_user(ctx: Context, n: int, body: dict) -> Reply:
     )
 
 
-def rate_movie(ctx: Context, id: int, body: dict, caller: int) -> dict:
+def rate_movie(ctx: Context, id: int, body: dict, caller: int, idempotency_key: str | None) -> dict:
     require_movies(ctx.store, ctx.pointer, [body["movieId"]])
     event = new_event("rating", body["movieId"], body["rating"])
-    rev = record(ctx.store, id, event)
+    rev, event = record(ctx.store, id, event, idempotency_key)
     return {"userId": id, "movieId": body["movieId"], "rating": body["rating"], "rev": rev, "event": _ack(event)}
 
 
-def send_feedback(ctx: Context, id: int, body: dict, caller: int) -> dict:
+def send_feedback(ctx: Context, id: int, body: dict, caller: int, idempotency_key: str | None) -> dict:
     require_movies(ctx.store, ctx.pointer, [body["movieId"]])
     event = new_event(body["action"], body["movieId"])
-    rev = record(ctx.store, id, event)
+    rev, event = record(ctx.store, id, event, idempotency_key)
     return {"userId": id, "movieId": body["movieId"], "action": body["action"], "rev": rev, "event": _ack(event)}
 
 
@@ -145,9 +147,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             "recommendations and their predicted ratings are re-computed. A later rating of the "
             "same movie replaces it. Needs the user's token."
         ),
-        params=(user_id(),),
+        params=(user_id(), IDEMPOTENCY_KEY),
         response="FeedbackAck",
-        errors=(400, 404, 503),
+        errors=(400, 404, 422, 503),
         tag="users",
         method="POST",
         body=RATING,
@@ -162,9 +164,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             "a like pulls its similar movies up, a dislike pushes them down; not_interested only "
             "hides it. Needs the user's token."
         ),
-        params=(user_id(),),
+        params=(user_id(), IDEMPOTENCY_KEY),
         response="FeedbackAck",
-        errors=(400, 404, 503),
+        errors=(400, 404, 422, 503),
         tag="users",
         method="POST",
         body=FEEDBACK,

@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--mongodb-url", default=None, help="MongoDB URL (default: $MONGODB_URL, else embedded)")
     run.add_argument("--database", default=None, help="database name (default: from the URL, else movietime)")
     run.add_argument("--no-store", action="store_true", help="evaluate and fit, but load nothing")
+    run.add_argument("--store-timeout", type=float, default=None, metavar="SECONDS",
+                     help="a store call without an answer this long fails the run, and nothing is published "
+                          "(default: StoreConfig.answer_timeout_s, 20)")
     run.add_argument("--cache-dir", default="data-cache", help="download cache (default: %(default)s)")
     run.add_argument("--offline", action="store_true", help="never download a named data set")
 
@@ -110,7 +113,7 @@ def cmd_run(args) -> int:
     from pipeline.run import run
     from pipeline.runtime import dask_client
     from pipeline.splitting import SplitConfig
-    from pipeline.store import new_version
+    from pipeline.store import StoreConfig, new_version
 
     url = args.mongodb_url or os.environ.get("MONGODB_URL") or None
     tmdb = None if args.no_tmdb else args.tmdb
@@ -118,7 +121,9 @@ def cmd_run(args) -> int:
                      top_n=args.top_n,
                      data=DatasetConfig(cache_dir=args.cache_dir, download=not args.offline),
                      split=SplitConfig(strategy=args.split, test_fraction=args.test_fraction, seed=args.seed),
-                     target=StoreTarget(url=url, database=args.database or "movietime"))
+                     target=StoreTarget(url=url, database=args.database or "movietime",
+                                        store=StoreConfig() if args.store_timeout is None
+                                        else StoreConfig(answer_timeout_s=args.store_timeout)))
     if tmdb is not None or args.no_tmdb:
         overrides["tmdb"] = tmdb
     config = _config(args, **overrides)
@@ -131,7 +136,7 @@ def cmd_run(args) -> int:
         mongo_url, embedded = resolve_url({"MONGODB_URL": url or ""}, EmbeddedConfig())
         if embedded:
             log.info("embedded store (SecantusDB) serving at %s  (stop it: python -m pipeline store stop)", mongo_url)
-        client = pymongo.MongoClient(mongo_url, serverSelectionTimeoutMS=10_000, tz_aware=True)
+        client = pymongo.MongoClient(mongo_url, **config.target.store.client_options())
         db = client.get_default_database(default=config.target.database) if args.database is None \
             else client[args.database]
         store = Store(db, config=config.target.store, url=mongo_url)
@@ -248,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"run": cmd_run, "evaluate": cmd_evaluate, "synth": cmd_synth, "fetch": cmd_fetch, "store": cmd_store,
                 "token": cmd_token}
     from pipeline.datasets import DatasetError
+    from pipeline.store import StoreNotAnswering
 
     try:
         return handlers[args.command](args)
@@ -257,5 +263,8 @@ def main(argv: list[str] | None = None) -> int:
             print("error: the input was refused before loading: the store was not changed and keeps serving "
                   "its current version", file=sys.stderr)
         return 2
+    except StoreNotAnswering as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
 
 

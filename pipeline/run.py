@@ -23,6 +23,7 @@ from pipeline.progress import Steps
 from pipeline.runtime import current_client, release_memory
 from pipeline.similarity import all_similar
 from pipeline.splitting import split_ratings
+from pipeline.store import StoreNotAnswering, not_answering
 from pipeline.train import FittedModels, fit_models
 from pipeline.user_lists import UserListInputs, iter_user_docs, write_user_lists
 
@@ -189,6 +190,11 @@ def load_store(store, version, config, data, metadata, models, clusters, report,
             })
     except BaseException as exc:  # interrupted or failed: the previous version keeps serving
         staging.abort(error=f"{type(exc).__name__}: {exc}")
+        if not_answering(exc):
+            raise StoreNotAnswering(
+                f"the store stopped answering while version {version} was being loaded (no answer within "
+                f"{store.config.answer_timeout_s:.0f} s: {str(exc)[:160]}); nothing was published and the "
+                "store keeps serving its current version") from exc
         raise
 
 
@@ -202,7 +208,7 @@ def store_user_lists(store, staging, inputs: UserListInputs) -> int:
                  "no Dask cluster" if client is None else "the store has no URL for the workers")
         return staging.insert(schema.USERS, iter_user_docs(inputs))
     out = write_user_lists(client, inputs, store.url, store.db.name, staging.collections[schema.USERS],
-                           on_written=lambda n: staging.added(schema.USERS, n))
+                           store.config.client_options(), on_written=lambda n: staging.added(schema.USERS, n))
     log.info("user documents: %d users written by %d worker process(es), %.1f s of task time",
              out["users"], len(out["pids"]), out["task_seconds"])
     return out["users"]

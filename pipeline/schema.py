@@ -276,6 +276,12 @@ class FeedbackEvent(TypedDict):
     at: datetime
 
 
+class IdempotencyEntry(TypedDict):
+    key: str  # the request's Idempotency-Key
+    rev: int  # the profile's rev once the event was applied
+    event: FeedbackEvent
+
+
 class ProfileDoc(TypedDict):
     """``profiles``: a user's live state, and the events it was built from, in one document so
     one atomic update appends an event and applies it (no event without its effect, or the
@@ -286,6 +292,7 @@ class ProfileDoc(TypedDict):
     ratings: dict[str, float]
     feedback: dict[str, Literal["like", "dislike", "not_interested"]]
     events: list[FeedbackEvent]  # append-only, in the order they were applied
+    keys: NotRequired[list[IdempotencyEntry]]  # the last writes sent with an Idempotency-Key (api.live.record)
     genres: NotRequired[list[str]]  # onboarding answers
     age: NotRequired[str]
     occupation: NotRequired[str]

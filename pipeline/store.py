@@ -51,10 +51,11 @@ from typing import Any
 import numpy as np
 import psutil
 from bson.codec_options import TypeRegistry
+import pymongo
 from pymongo import ReturnDocument
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import CollectionInvalid, DuplicateKeyError, PyMongoError
+from pymongo.errors import CollectionInvalid, ConnectionFailure, DuplicateKeyError, PyMongoError
 
 from pipeline import schema
 
@@ -68,14 +69,27 @@ class StoreConfig:
     lock_ttl_s: float = 300.0  # a lock older than this is free (holder died mid-publish)
     lock_wait_s: float = 60.0  # wait this long for the lock before LockTimeout
     batch_size: int = 1000  # documents per insert_many
+    # a store call that gets no answer for this long fails the run (socketTimeoutMS of the run's
+    # clients: a retried write can wait twice this long), see ``client_options``
+    answer_timeout_s: float = 20.0
 
     def __post_init__(self) -> None:
         if self.keep_versions < 2:
             raise ValueError("keep_versions must be >= 2: current and previous are always kept")
-        if min(self.lease_s, self.lock_ttl_s, self.lock_wait_s) <= 0 or self.batch_size < 1:
-            raise ValueError("lease_s, lock_ttl_s, lock_wait_s and batch_size must be positive")
+        if min(self.lease_s, self.lock_ttl_s, self.lock_wait_s, self.answer_timeout_s) <= 0 or self.batch_size < 1:
+            raise ValueError("lease_s, lock_ttl_s, lock_wait_s, answer_timeout_s and batch_size must be positive")
+
+    def client_options(self) -> dict[str, Any]:
+        """``MongoClient`` options of the run's clients (the driver's and each Dask worker's): a
+        store that stops answering fails the call, and the run, instead of hanging it."""
+        wait_ms = int(self.answer_timeout_s * 1000)
+        return {"serverSelectionTimeoutMS": min(wait_ms, 10_000), "connectTimeoutMS": min(wait_ms, 10_000),
+                "socketTimeoutMS": wait_ms, "tz_aware": True}
         if self.retire_grace_s < 0:
             raise ValueError("retire_grace_s must be >= 0")
+
+
+ABORT_TIMEOUT_S = 5.0  # Staging.abort gives up after this long (the next run cleans up)
 
 
 class PublishError(RuntimeError):
@@ -88,6 +102,16 @@ class NotPublishedError(LookupError):
 
 class LockTimeout(TimeoutError):
     """Another run held the publish lock for longer than ``lock_wait_s``."""
+
+
+class StoreNotAnswering(RuntimeError):
+    """The store stopped answering during the load; nothing was published."""
+
+
+def not_answering(exc: BaseException) -> bool:
+    """True for the errors of a store that is down, unreachable or too slow (a deadline or socket
+    timeout that passed), False for one that answered with an error."""
+    return isinstance(exc, ConnectionFailure) or (isinstance(exc, PyMongoError) and exc.timeout)
 
 
 def new_version(now: datetime | None = None) -> str:
@@ -547,22 +571,29 @@ class Staging:
         """
         if self.state == "published":
             return
-        for cname in self.collections.values():
-            self.store._drop(cname)
-        now = _now()
-        self.store._models.update_one(
-            {"_id": self.version, "owner.token": self._token},
-            {
-                "$set": {
-                    "status": "failed",
-                    "failed_at": now,
-                    "dropped_at": now,
-                    "error": error or "aborted",
-                },
-                "$unset": {"owner": "", "lease_until": ""},
-            },
-        )
         self.state = "aborted"
+        try:
+            # bounded: a run that fails because the store stopped answering must not then wait
+            # for it once per collection; what is left is dropped by the next run's cleanup
+            with pymongo.timeout(ABORT_TIMEOUT_S):
+                for cname in self.collections.values():
+                    self.store._drop(cname)
+                now = _now()
+                self.store._models.update_one(
+                    {"_id": self.version, "owner.token": self._token},
+                    {
+                        "$set": {
+                            "status": "failed",
+                            "failed_at": now,
+                            "dropped_at": now,
+                            "error": error or "aborted",
+                        },
+                        "$unset": {"owner": "", "lease_until": ""},
+                    },
+                )
+        except PyMongoError as exc:
+            log.warning("could not drop the staging collections of %s (%s): the next run's cleanup will",
+                        self.version, str(exc)[:200])
 
     def _check_open(self) -> None:
         if self.state != "open":

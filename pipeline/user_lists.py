@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -210,19 +211,19 @@ _clients: dict[str, object] = {}
 _clients_lock = threading.Lock()
 
 
-def _client(url: str):
+def _client(url: str, options: Mapping[str, Any]):
     """This process's MongoClient for ``url``, created on first use (after any fork)."""
     import pymongo
 
     with _clients_lock:
         client = _clients.get(url)
         if client is None:
-            client = _clients[url] = pymongo.MongoClient(url, serverSelectionTimeoutMS=30_000)
+            client = _clients[url] = pymongo.MongoClient(url, **options)
         return client
 
 
 def write_block(items: ItemSide, block: UserBlock, url: str, database: str, collection: str,
-                batch_size: int = 1000) -> dict:
+                options: Mapping[str, Any], batch_size: int = 1000) -> dict:
     """Build ``block``'s documents and insert them into ``database.collection`` (unordered;
     documents already there from an earlier try of this block are skipped).
     Returns ``{"users": n, "pid": this process's id, "seconds": s}``."""
@@ -230,7 +231,7 @@ def write_block(items: ItemSide, block: UserBlock, url: str, database: str, coll
 
     started = time.perf_counter()
     docs = block_docs(items, block)
-    coll = _client(url)[database][collection]
+    coll = _client(url, options)[database][collection]
     for s in range(0, len(docs), batch_size):
         try:
             coll.insert_many(docs[s:s + batch_size], ordered=False)
@@ -242,12 +243,14 @@ def write_block(items: ItemSide, block: UserBlock, url: str, database: str, coll
 
 
 def write_user_lists(client, inputs: UserListInputs, url: str, database: str, collection: str,
-                     block: int = 2048, on_written: Callable[[int], None] | None = None) -> dict:
+                     options: Mapping[str, Any], block: int = 2048,
+                     on_written: Callable[[int], None] | None = None) -> dict:
     """Run :func:`write_block` over every block of users on the cluster of ``client``.
 
     The item side goes to every worker once; each task brings its own block of users (a few
     blocks per worker thread are in flight, so neither the scheduler nor a worker ever holds
-    every user). Takes ``inputs`` over: once every worker has the item side, ``inputs.items``
+    every user). ``options``: the workers' ``MongoClient`` options (``StoreConfig.client_options``).
+    Takes ``inputs`` over: once every worker has the item side, ``inputs.items``
     holds no top-N model, so this process no longer holds the top-N model; the caller drops its other
     references first. ``on_written(n)`` (optional) is called as each block's ``n`` documents
     are stored (the staging's count and lease: :meth:`pipeline.store.Staging.added`).
@@ -260,7 +263,7 @@ def write_user_lists(client, inputs: UserListInputs, url: str, database: str, co
     shared = client.scatter(inputs.item_side(), broadcast=True, hash=False)
     inputs.items = replace(inputs.items, topn=None)
     release_memory()
-    blocks = ((inputs.block(lo, min(lo + block, inputs.n_users)), url, database, collection)
+    blocks = ((inputs.block(lo, min(lo + block, inputs.n_users)), url, database, collection, options)
               for lo in range(0, inputs.n_users, block))
     total, pids, task_s = 0, set(), 0.0
     with progress("user documents", inputs.n_users, unit="users") as bar:

@@ -238,6 +238,43 @@ def test_concurrent_ratings_end_in_one_consistent_rating(app, served):
     assert profile["ratings"][str(TOY_STORY)] == events[-1]["rating"]  # the last event's rating
 
 
+def test_a_write_retried_with_its_idempotency_key_is_applied_once(app, served):
+    user = onboard(app)
+    uid, token = user["userId"], user["token"]
+    first = app.post_json(f"/user/{uid}/feedback", {"movieId": TOY_STORY, "action": "like"},
+                          headers={**auth(token), "Idempotency-Key": "k-1"}).json
+    # the same write again (its answer was lost), concurrently and then alone: the first answer each time
+    wsgi = app.app
+    answers = []
+
+    def again():
+        res = webtest.TestApp(wsgi).post_json(f"/user/{uid}/feedback", {"movieId": TOY_STORY, "action": "like"},
+                                              headers={**auth(token), "Idempotency-Key": "k-1"})
+        answers.append(res.json)
+
+    threads = [threading.Thread(target=again) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == [first] * 4
+    other = app.post_json(f"/user/{uid}/feedback", {"movieId": TOY_STORY, "action": "like"},
+                          headers={**auth(token), "Idempotency-Key": "k-2"}).json  # a new key: a new event
+    assert other["rev"] == first["rev"] + 1 and other["event"]["id"] != first["event"]["id"]
+    profile = served["db"][schema.PROFILES].find_one({"_id": uid})
+    assert [e["id"] for e in profile["events"][-2:]] == [first["event"]["id"], other["event"]["id"]]
+    assert profile["rev"] == len(profile["events"])
+    # a key reused for another write is refused, and nothing is written
+    res = app.post_json(f"/user/{uid}/ratings", {"movieId": TOY_STORY, "rating": 4},
+                        headers={**auth(token), "Idempotency-Key": "k-1"}, expect_errors=True)
+    assert "another request" in error(res, 422, "idempotency_key_reused")
+    for bad in ("", "a b", "x" * 65, "k\u00e9"):
+        res = app.post_json(f"/user/{uid}/ratings", {"movieId": TOY_STORY, "rating": 4},
+                            headers={**auth(token), "Idempotency-Key": bad}, expect_errors=True)
+        assert "Idempotency-Key" in error(res, 400, "bad_request")
+    assert served["db"][schema.PROFILES].find_one({"_id": uid})["rev"] == profile["rev"]
+
+
 # --- who may write -------------------------------------------------------------------------------
 
 

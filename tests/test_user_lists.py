@@ -19,6 +19,7 @@ from pipeline.features import build_features
 from pipeline.matrix import RatingMatrix
 from pipeline.rating import RatingModel, RatingModelConfig
 from pipeline.retrieval import TopNConfig, TopNRecommender
+from pipeline.store import StoreConfig
 from pipeline.train import FittedModels
 from pipeline.user_lists import UserListInputs, iter_user_docs, write_block, write_user_lists
 
@@ -55,8 +56,8 @@ def test_user_documents_are_built_and_written_on_the_workers(inputs, dask_cluste
         expected = {d["_id"]: d for d in iter_user_docs(inputs)}
         handed = copy.copy(inputs)
         written = []
-        out = write_user_lists(client, handed, mongo_url, db.name, "users_staged", block=8,
-                               on_written=written.append)
+        out = write_user_lists(client, handed, mongo_url, db.name, "users_staged", StoreConfig().client_options(),
+                               block=8, on_written=written.append)
     assert handed.items.topn is None and inputs.items.topn is not None  # taken over: this process keeps no copy of the top-N model
     assert out["users"] == sum(written) == inputs.n_users == 60
     assert set(out["pids"]) <= workers and os.getpid() not in out["pids"]
@@ -80,8 +81,9 @@ def test_a_block_gets_from_the_item_side_what_the_whole_models_give(inputs):
 
 def test_a_retried_block_neither_fails_nor_doubles_users(inputs, mongo_url, db):
     items = inputs.item_side()
-    first = write_block(items, inputs.block(0, 20), mongo_url, db.name, "users_staged")
-    again = write_block(items, inputs.block(10, 30), mongo_url, db.name, "users_staged")  # overlaps the first
+    options = StoreConfig().client_options()
+    first = write_block(items, inputs.block(0, 20), mongo_url, db.name, "users_staged", options)
+    again = write_block(items, inputs.block(10, 30), mongo_url, db.name, "users_staged", options)  # overlaps the first
     assert first["users"] == again["users"] == 20
     assert db["users_staged"].count_documents({}) == 30
     assert sorted(db["users_staged"].distinct("_id")) == inputs.matrix.user_ids[:30].tolist()

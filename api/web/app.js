@@ -138,9 +138,15 @@
     }
   }
 
-  async function api(path, { method = 'GET', body, auth = false } = {}) {
+  // A new Idempotency-Key: a retry of the same write sends it again and is applied once.
+  function newKey() {
+    return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
+  }
+
+  async function api(path, { method = 'GET', body, auth = false, key } = {}) {
     const headers = { Accept: 'application/json' };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
+    if (key) headers['Idempotency-Key'] = key;
     if (auth) {
       if (!user) throw new ApiError('Create your profile first: this needs your Movie Time token.', 401, 'no_token');
       headers.Authorization = `Bearer ${user.token}`;
@@ -327,19 +333,19 @@
     const selectId = `${idPrefix}-rating-${movie.movieId}`;
     const [label, select] = ratingSelect(selectId, `Your rating of ${title}`, null);
     const buttons = [];
-    const send = async (kind, value) => {
+    const send = async (kind, value, key = newKey()) => {
       buttons.forEach((b) => { b.disabled = true; });
       select.disabled = true;
       try {
         if (kind === 'rate') {
-          await api(`/user/${user.userId}/ratings`, { method: 'POST', body: { movieId: movie.movieId, rating: value }, auth: true });
+          await api(`/user/${user.userId}/ratings`, { method: 'POST', body: { movieId: movie.movieId, rating: value }, auth: true, key });
         } else {
-          await api(`/user/${user.userId}/feedback`, { method: 'POST', body: { movieId: movie.movieId, action: kind }, auth: true });
+          await api(`/user/${user.userId}/feedback`, { method: 'POST', body: { movieId: movie.movieId, action: kind }, auth: true, key });
         }
       } catch (err) {
         buttons.forEach((b) => { b.disabled = false; });
         select.disabled = false;
-        showError(err, () => send(kind, value));
+        showError(err, () => send(kind, value, key));  // the retry is the same write
         return;
       }
       rememberAction(movie.movieId, kind, value);
