@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import bottle
-import pymongo
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
@@ -124,10 +123,11 @@ def _callback(endpoint: Endpoint, store: ServingStore, app_info: dict) -> Callab
 
 
 def _answer(endpoint: Endpoint, store: ServingStore, app_info: dict, path_args: dict) -> Reply:
-    """The endpoint's reply, every store call of it within the request's deadline
-    (``Settings.store_deadline_ms``). A read that found the store not answering is answered
-    again at once from what this process holds (the store is marked down by then, so any read
-    that is not in memory fails fast); what comes from memory says so in ``Served-From``."""
+    """The endpoint's reply. Each store call has a deadline (``Settings.store_deadline_ms``, the
+    client's ``timeoutMS``); the first that misses it marks the store not answering, and from then
+    on every store call of this worker fails at once (``api.availability``), so a request waits
+    for a hanging store at most once. A read that found the store not answering is answered again
+    at once from what this process holds; what comes from memory says so in ``Served-From``."""
     settings: Settings = app_info["settings"]
     try:
         environ = bottle.request.environ
@@ -138,7 +138,8 @@ def _answer(endpoint: Endpoint, store: ServingStore, app_info: dict, path_args: 
         return Reply(exc.body(), status=exc.status, headers=exc.headers)
     reply = _attempt(endpoint, store, app_info, params)
     if reply is None and not endpoint.writes:
-        reply = _attempt(endpoint, store, app_info, params)
+        with store.memory_only():
+            reply = _attempt(endpoint, store, app_info, params)
     if reply is None:
         err = StoreUnavailable()
         reply = Reply(err.body(), status=err.status, headers=err.headers)
@@ -149,12 +150,11 @@ def _attempt(endpoint: Endpoint, store: ServingStore, app_info: dict, params: di
     """One try at the endpoint; None when the store did not answer in time (then it is marked down)."""
     ctx = Context(store, app_info)
     try:
-        with pymongo.timeout(app_info["settings"].store_deadline_s):
-            if endpoint.auth != "none":
-                owner = params.get("id") if endpoint.auth == "user" else None
-                params = {**params, "caller": authenticate(store.db(), bottle.request.environ,
-                                                           app_info["auth_limiter"], owner)}
-            result = _run(endpoint, ctx, params)
+        if endpoint.auth != "none":
+            owner = params.get("id") if endpoint.auth == "user" else None
+            params = {**params, "caller": authenticate(store.db(), bottle.request.environ,
+                                                       app_info["auth_limiter"], owner)}
+        result = _run(endpoint, ctx, params)
     except ApiError as exc:
         return Reply(exc.body(), status=exc.status, headers=exc.headers)
     except PyMongoError as exc:

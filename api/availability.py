@@ -5,8 +5,8 @@ stalled disk, a partition) keeps its sockets open, and every call waits out its 
 the first store call of a request that times out or cannot connect marks the store "not
 answering" for the whole process: from then on requests that need the store get their 503 at
 once (or are answered from what the process holds in memory, see ``api.app``) instead of each
-waiting its own deadline, and one daemon thread pings the store every ``probe_s`` seconds until
-it answers, which marks it answering again. No request waits for the probe.
+waiting its own deadline, and one daemon thread pings the store (at once, then every ``probe_s``
+seconds) until it answers, which marks it answering again. No request waits for the probe.
 """
 
 from __future__ import annotations
@@ -67,13 +67,14 @@ class Availability:
 
     def _probe(self) -> None:
         while True:
-            time.sleep(self._probe_s)
             try:
-                self._ping()
+                self._ping()  # at once: a store that was only slow for a moment is back within a ping
             except PyMongoError:
+                time.sleep(self._probe_s)
                 continue
             except Exception:  # a bug in the ping: keep probing, but say so
                 log.exception("store probe failed")
+                time.sleep(self._probe_s)
                 continue
             with self._lock:
                 since, self._down_since = self._down_since, None

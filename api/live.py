@@ -120,9 +120,16 @@ def _done(profile: Mapping | None, key: str, event: Mapping[str, Any]) -> tuple[
 
 
 def allocate_user_id(store: ServingStore) -> int:
-    doc = store.online(schema.COUNTERS).find_one_and_update(
-        {"_id": "userId"}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER)
-    return NEW_USER_BASE + int(doc["seq"])
+    counters = store.online(schema.COUNTERS)
+    for _ in range(MAX_WRITE_ATTEMPTS):
+        try:
+            doc = counters.find_one_and_update(
+                {"_id": "userId"}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER)
+        except DuplicateKeyError:  # two first onboardings at once: the other made the counter
+            continue
+        if doc is not None:  # (SecantusDB answered a racing upsert with no document once)
+            return NEW_USER_BASE + int(doc["seq"])
+    raise StoreUnavailable("could not allocate a user id; try again")
 
 
 # --- signals ---------------------------------------------------------------------------------

@@ -130,10 +130,9 @@ class KeyParam(Param):
     max_length: int = 64
 
     def parse(self, raw: str) -> str:
-        value = raw.strip()
-        if not re.fullmatch(rf"[A-Za-z0-9_.:-]{{1,{self.max_length}}}", value):
+        if not re.fullmatch(rf"[A-Za-z0-9_.:-]{{1,{self.max_length}}}", raw):
             raise self._bad(f"must be 1 to {self.max_length} letters, digits or -_.: (a UUID, for example)")
-        return value
+        return raw
 
     def json_schema(self) -> dict[str, Any]:
         return {"type": "string", "pattern": f"^[A-Za-z0-9_.:-]{{1,{self.max_length}}}$"}

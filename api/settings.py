@@ -24,8 +24,9 @@ class Settings:
     server_selection_timeout_ms: int = 1000  # store down -> 503 after about this long
     connect_timeout_ms: int = 1000
     socket_timeout_ms: int = 5000  # a single call outside any deadline that hangs this long fails
-    # every store call of one request together, then 503 (pymongo.timeout); see api.availability
-    store_deadline_ms: int = 500
+    # each store call (the client's timeoutMS); the first that misses it marks the store not
+    # answering for the worker (api.availability): a request waits for a hanging store at most once
+    store_deadline_ms: int = 800
     store_probe_s: float = 0.25  # while the store is not answering, ping it this often
     scan_timeout_s: float = 25.0  # deadline of the one-off read of a cluster's members (< gunicorn's 30 s)
     max_pool_size: int = 16  # connections per worker process

@@ -16,7 +16,7 @@ inclusion projections (they are cheaper than exclusions on SecantusDB and smalle
 
 from __future__ import annotations
 
-import contextvars
+import contextlib
 import logging
 import os
 import threading
@@ -24,7 +24,8 @@ import time
 import uuid
 from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,6 +47,7 @@ T = TypeVar("T")
 MOVIE_DETAIL_FIELDS = ("title", "name", "year", "genres", "poster_url", "stats")
 MOVIE_DETAIL_PROJECTION = {name: 1 for name in MOVIE_DETAIL_FIELDS}
 _MISSING = object()
+_MEMORY_ONLY: ContextVar[bool] = ContextVar("movietime_memory_only", default=False)
 LIVE_EPOCH_ID = "live_index"  # counters document holding the store's epoch (api.live_index)
 
 
@@ -164,12 +166,24 @@ class ServingStore:
 
     @property
     def down(self) -> bool:
-        return self.availability.down
+        """The store is not answering, or this request is answered from memory only."""
+        return self.availability.down or _MEMORY_ONLY.get()
+
+    @staticmethod
+    @contextlib.contextmanager
+    def memory_only() -> Iterator[None]:
+        """Within the block, this thread's store calls fail at once and the pointer is the last
+        one read, as when the store is not answering (a request answered again from memory)."""
+        token = _MEMORY_ONLY.set(True)
+        try:
+            yield
+        finally:
+            _MEMORY_ONLY.reset(token)
 
     def db(self) -> Database:
         """The database, connecting lazily (again after a fork); ``StoreUnavailable`` at once
         while the store is not answering."""
-        if self.availability.down:
+        if self.down:
             raise StoreUnavailable()
         return self._connect()
 
@@ -205,6 +219,7 @@ class ServingStore:
             socketTimeoutMS=s.socket_timeout_ms,
             maxPoolSize=s.max_pool_size,
             appname=s.app_name,
+            timeoutMS=s.store_deadline_ms,  # every store call, unless a pymongo.timeout() says otherwise
         )
 
     def close(self) -> None:
@@ -222,17 +237,13 @@ class ServingStore:
         self.db().client.admin.command("ping")
 
     def long_read(self, read: Callable[[], T]) -> T:
-        """``read()`` under its own deadline, ``scan_timeout_s``, instead of the request's: for the
-        one-off reads a process then keeps for a whole version (a cluster's members, the titles,
-        the live model), which decode many documents on SecantusDB. A ping within the request's
-        deadline comes first, so that a store that hangs still costs a request no more than that."""
+        """``read()`` under its own deadline, ``scan_timeout_s``, instead of a store call's: for
+        the one-off reads a process then keeps for a whole version (a cluster's members, the
+        titles, the live model), which decode many documents on SecantusDB. A ping with the
+        ordinary deadline comes first, so that a store that hangs costs no more than that."""
         self.ping()
-
-        def bounded() -> T:
-            with pymongo.timeout(self.settings.scan_timeout_s):
-                return read()
-
-        return contextvars.Context().run(bounded)  # a fresh context: outside the request's deadline
+        with pymongo.timeout(self.settings.scan_timeout_s):
+            return read()
 
     def _probe(self) -> None:
         """The availability probe's ping, within one request's deadline (never answered from memory)."""
@@ -246,7 +257,7 @@ class ServingStore:
         the store is not answering, the last one read (``StoreUnavailable`` if there is none):
         what this process holds of that version is still served."""
         pointer = self._pointer
-        if self.availability.down and pointer is not None and not fresh:
+        if self.down and pointer is not None and not fresh:
             return pointer
         db = self.db()
         now = self._clock()
@@ -512,13 +523,19 @@ class ServingStore:
         """The database's epoch for the live index (made by the first process that asks): a table
         built for another store at this address is rebuilt."""
         counters = db[schema.COUNTERS]
-        try:
-            doc = counters.find_one_and_update(
-                {"_id": LIVE_EPOCH_ID}, {"$setOnInsert": {"epoch": uuid.uuid4().hex}},
-                upsert=True, return_document=pymongo.ReturnDocument.AFTER)
-        except DuplicateKeyError:  # another process made it first
+        # read, else insert; never an upsert with findAndModify: when two workers started together,
+        # SecantusDB answered one of them with no document (seen on a busy machine)
+        for _ in range(100):
             doc = counters.find_one({"_id": LIVE_EPOCH_ID})
-        return str(doc["epoch"])
+            if doc is not None:
+                return str(doc["epoch"])
+            epoch = uuid.uuid4().hex
+            try:
+                counters.insert_one({"_id": LIVE_EPOCH_ID, "epoch": epoch})
+                return epoch
+            except DuplicateKeyError:  # another process made it first: read theirs
+                continue
+        raise OperationFailure("the live index's epoch could not be read or made")
 
     def begin_live_write(self, user_id: int) -> None:
         """Before writing a user's profile (see ``api.live_index``)."""

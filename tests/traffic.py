@@ -102,3 +102,10 @@ class Traffic:
 def p99(values: list[float]) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(0.99 * len(values)))]
+
+
+def errors_in_log(path) -> str:
+    """The tracebacks and error lines of a server's log (for assertion messages)."""
+    lines = path.read_text(errors="replace").splitlines()
+    keep = [i for i, line in enumerate(lines) if "Traceback" in line or "ERROR" in line or "Error" in line]
+    return "\n".join("\n".join(lines[i:i + 25]) for i in keep[:3]) or "\n".join(lines[-20:])
