@@ -172,10 +172,10 @@ def test_a_run_whose_store_hangs_mid_load_fails_clearly_and_the_old_version_serv
     env = {**os.environ, "MONGODB_URL": server.url, "PYTHONPATH": str(REPO)}
     argv = [sys.executable, "-m", "pipeline", "-q", "run", "--dataset", str(sample), "--no-evaluate",
             "--database", "movietime", "--workers", "1", "--run-dir", str(tmp_path), "--store-timeout", "5"]
-    subprocess.run(argv, env=env, check=True, timeout=300, cwd=tmp_path)
     client = pymongo.MongoClient(server.url)
     db = client["movietime"]
-    old = Store(db).current()["version"]
+    publish(db, "v1")  # the version being served
+    old = "v1"
     proc = subprocess.Popen(argv, env=env, cwd=tmp_path, start_new_session=True, stderr=subprocess.PIPE, text=True)
     paused = None
     try:
