@@ -40,7 +40,9 @@ UNMATCHED_ROUTE = "<unmatched>"
 _T0 = "movietime.t0"
 
 
-def create_app(settings: Settings, db_factory: Callable[[], Database] | None = None) -> bottle.Bottle:
+def create_app(
+    settings: Settings, db_factory: Callable[[], Database] | None = None
+) -> bottle.Bottle:
     """The API for ``settings``. No connection is made here: the store client is created on
     the first request, in the process that serves it (after gunicorn's fork)."""
     app = bottle.Bottle()
@@ -49,8 +51,13 @@ def create_app(settings: Settings, db_factory: Callable[[], Database] | None = N
     store = ServingStore(settings, db_factory)
     metrics = Metrics()
     spec = functools.cache(lambda: build_spec(ENDPOINTS))
-    app_info = {"settings": settings, "metrics": metrics, "spec": spec, "store": store,
-                "auth_limiter": FailureLimiter(settings.auth_max_failures, settings.auth_window_s)}
+    app_info = {
+        "settings": settings,
+        "metrics": metrics,
+        "spec": spec,
+        "store": store,
+        "auth_limiter": FailureLimiter(settings.auth_max_failures, settings.auth_window_s),
+    }
     app.config["movietime.store"] = store  # e.g. to close its client when done (tests)
 
     for endpoint in ENDPOINTS:
@@ -64,7 +71,9 @@ def create_app(settings: Settings, db_factory: Callable[[], Database] | None = N
     def before_request() -> None:
         bottle.request.environ[_T0] = time.perf_counter()
         _require_utf8_path(bottle.request.environ)
-        if bottle.request.method == "OPTIONS" and bottle.request.headers.get("Access-Control-Request-Method"):
+        if bottle.request.method == "OPTIONS" and bottle.request.headers.get(
+            "Access-Control-Request-Method"
+        ):
             raise _preflight(app, settings, bottle.request)
 
     def after_request() -> None:
@@ -72,7 +81,9 @@ def create_app(settings: Settings, db_factory: Callable[[], Database] | None = N
         route = environ.get("bottle.route")
         rule = route.rule if route is not None else UNMATCHED_ROUTE
         elapsed = time.perf_counter() - environ.get(_T0, time.perf_counter())
-        metrics.observe(rule, environ.get("REQUEST_METHOD", "?"), bottle.response.status_code, elapsed)
+        metrics.observe(
+            rule, environ.get("REQUEST_METHOD", "?"), bottle.response.status_code, elapsed
+        )
         _cors(settings, bottle.request, bottle.response)
         bottle.response.set_header("X-Content-Type-Options", "nosniff")
 
@@ -83,11 +94,14 @@ def create_app(settings: Settings, db_factory: Callable[[], Database] | None = N
         status = err.status_code
         if status == 404:
             path = bottle.request.environ.get("PATH_INFO", "")
-            body = error_body("not_found", f"no endpoint at {path[:200]!r}; see /docs for the endpoints")
+            body = error_body(
+                "not_found", f"no endpoint at {path[:200]!r}; see /docs for the endpoints"
+            )
         elif status == 405:
             allowed = bottle.response.headers.get("Allow", "GET")
             body = error_body(
-                "method_not_allowed", f"method {bottle.request.method} is not allowed here; use {allowed}"
+                "method_not_allowed",
+                f"method {bottle.request.method} is not allowed here; use {allowed}",
             )
         elif 400 <= status < 500:
             body = error_body("bad_request", f"bad request ({err.status_line})")
@@ -152,8 +166,12 @@ def _attempt(endpoint: Endpoint, store: ServingStore, app_info: dict, params: di
     try:
         if endpoint.auth != "none":
             owner = params.get("id") if endpoint.auth == "user" else None
-            params = {**params, "caller": authenticate(store.db(), bottle.request.environ,
-                                                       app_info["auth_limiter"], owner)}
+            params = {
+                **params,
+                "caller": authenticate(
+                    store.db(), bottle.request.environ, app_info["auth_limiter"], owner
+                ),
+            }
         result = _run(endpoint, ctx, params)
     except ApiError as exc:
         return Reply(exc.body(), status=exc.status, headers=exc.headers)
@@ -201,7 +219,9 @@ def _require_utf8_path(environ: dict) -> None:
         raise bottle.HTTPResponse(body, status=400, headers={"Content-Type": JSON_TYPE}) from None
 
 
-def _preflight(app: bottle.Bottle, settings: Settings, request: bottle.LocalRequest) -> bottle.HTTPResponse:
+def _preflight(
+    app: bottle.Bottle, settings: Settings, request: bottle.LocalRequest
+) -> bottle.HTTPResponse:
     """A CORS preflight (OPTIONS with Access-Control-Request-Method): 204 with the CORS headers
     when the origin is allowed and the path serves that method; a JSON 403 otherwise. Only the
     configured origins (``API_CORS_ORIGINS``) are ever allowed, and credentials (cookies) never:
@@ -215,9 +235,15 @@ def _preflight(app: bottle.Bottle, settings: Settings, request: bottle.LocalRequ
     except bottle.HTTPError:
         serves = False
     if not (origin and allowed and serves):
-        why = "this origin is not allowed" if not (origin and allowed) else f"{method} is not served here"
+        why = (
+            "this origin is not allowed"
+            if not (origin and allowed)
+            else f"{method} is not served here"
+        )
         body = encode_json(error_body("forbidden", f"CORS preflight refused: {why}"))
-        return bottle.HTTPResponse(body, status=403, headers={"Content-Type": JSON_TYPE, "Vary": "Origin"})
+        return bottle.HTTPResponse(
+            body, status=403, headers={"Content-Type": JSON_TYPE, "Vary": "Origin"}
+        )
     headers = {
         "Access-Control-Allow-Origin": "*" if "*" in settings.cors_origins else origin,
         "Access-Control-Allow-Methods": method,
@@ -244,10 +270,16 @@ def _cors(settings: Settings, request: bottle.LocalRequest, response: bottle.Loc
 def encode_json(obj: Any) -> bytes:
     """Compact UTF-8 JSON; NaN/Infinity become null, datetimes ISO 8601 UTC."""
     try:
-        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default)
+        text = json.dumps(
+            obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default
+        )
     except ValueError:  # a NaN somewhere in stored data
         text = json.dumps(
-            _finite(obj), ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default
+            _finite(obj),
+            ensure_ascii=False,
+            separators=(",", ":"),
+            allow_nan=False,
+            default=_default,
         )
     return text.encode("utf-8")
 

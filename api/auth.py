@@ -23,7 +23,14 @@ from api.errors import Forbidden, TooManyRequests, Unauthorized
 from pipeline import schema
 from pipeline.accounts import TOKEN_RE, account_doc, issue_token, new_token, token_hash
 
-__all__ = ["FailureLimiter", "account_doc", "authenticate", "issue_token", "new_token", "token_hash"]
+__all__ = [
+    "FailureLimiter",
+    "account_doc",
+    "authenticate",
+    "issue_token",
+    "new_token",
+    "token_hash",
+]
 
 _BEARER = re.compile(r"Bearer[ ]+(\S+)[ ]*", re.IGNORECASE)
 
@@ -44,7 +51,9 @@ class FailureLimiter:
             recent = self._recent(client)
             if recent is not None and len(recent) >= self.max_failures:
                 wait = self.window_s - (self.clock() - recent[0])
-                raise TooManyRequests("too many failed authentications from this address; try again later", wait)
+                raise TooManyRequests(
+                    "too many failed authentications from this address; try again later", wait
+                )
 
     def failed(self, client: str) -> None:
         with self._lock:
@@ -65,7 +74,9 @@ class FailureLimiter:
         return recent
 
 
-def authenticate(db, environ: Mapping[str, Any], limiter: FailureLimiter, user_id: int | None = None) -> int:
+def authenticate(
+    db, environ: Mapping[str, Any], limiter: FailureLimiter, user_id: int | None = None
+) -> int:
     """The user id the request's bearer token belongs to. 401 without a valid token, 403 when
     ``user_id`` is given and the token is another user's, 429 after too many failures."""
     client = str(environ.get("REMOTE_ADDR") or "?")

@@ -33,7 +33,9 @@ class Availability:
     started in the process that saw the failure (never before a fork) and ends once a ping answers.
     """
 
-    def __init__(self, ping: Callable[[], None], probe_s: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, ping: Callable[[], None], probe_s: float, clock: Callable[[], float] = time.monotonic
+    ):
         self._ping = ping
         self._probe_s = probe_s
         self._clock = clock
@@ -57,8 +59,10 @@ class Availability:
         with self._lock:
             if self._down_since is None:
                 self._down_since = self._clock()
-                log.warning("the store is not answering (%s): answering from memory or 503 until it does",
-                            str(why)[:200])
+                log.warning(
+                    "the store is not answering (%s): answering from memory or 503 until it does",
+                    str(why)[:200],
+                )
             pid = os.getpid()
             if self._prober is None or self._prober_pid != pid or not self._prober.is_alive():
                 self._prober = threading.Thread(target=self._probe, name="store-probe", daemon=True)

@@ -74,10 +74,16 @@ class NumberField(Field):
     step: float | None = None  # values must be multiples of this
 
     def check(self, value: Any, where: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
             raise BadRequest(f"{where} must be a number, got {_kind(value)}")
         if not self.minimum <= value <= self.maximum:
-            raise BadRequest(f"{where} must be from {self.minimum:g} to {self.maximum:g}, got {value:g}")
+            raise BadRequest(
+                f"{where} must be from {self.minimum:g} to {self.maximum:g}, got {value:g}"
+            )
         if self.step and abs(value / self.step - round(value / self.step)) > 1e-9:
             raise BadRequest(f"{where} must be a multiple of {self.step:g}, got {value:g}")
         return float(value)
@@ -107,7 +113,9 @@ class StringField(Field):
                     return choice
             raise BadRequest(f"{where} must be one of {', '.join(self.choices)}; got {_show(text)}")
         if not self.min_length <= len(text) <= self.max_length:
-            raise BadRequest(f"{where} must be {self.min_length} to {self.max_length} characters, got {len(text)}")
+            raise BadRequest(
+                f"{where} must be {self.min_length} to {self.max_length} characters, got {len(text)}"
+            )
         if any(ord(c) < 32 for c in text):
             raise BadRequest(f"{where} must not contain control characters")
         return text
@@ -115,8 +123,12 @@ class StringField(Field):
     def json_schema(self) -> dict[str, Any]:
         if self.choices:
             return {"type": "string", "enum": list(self.choices)}
-        return {"type": "string", "minLength": self.min_length, "maxLength": self.max_length,
-                "pattern": text_pattern(self.min_length)}
+        return {
+            "type": "string",
+            "minLength": self.min_length,
+            "maxLength": self.max_length,
+            "pattern": text_pattern(self.min_length),
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,11 +141,15 @@ class ObjectField(Field):
         known = {f.name: f for f in self.fields}
         for key in value:
             if key not in known:
-                raise BadRequest(f"{where}: unknown field {_show(key)}; allowed: {', '.join(known)}")
+                raise BadRequest(
+                    f"{where}: unknown field {_show(key)}; allowed: {', '.join(known)}"
+                )
         out = {}
         for name, field in known.items():
             if name in value and value[name] is not None:
-                out[name] = field.check(value[name], f"{where}.{name}" if where != "body" else f"'{name}'")
+                out[name] = field.check(
+                    value[name], f"{where}.{name}" if where != "body" else f"'{name}'"
+                )
             elif field.required:
                 raise BadRequest(f"{where}: field '{name}' is required")
         return out
@@ -158,7 +174,9 @@ class ListField(Field):
         if not isinstance(value, list):
             raise BadRequest(f"{where} must be an array, got {_kind(value)}")
         if not self.min_items <= len(value) <= self.max_items:
-            raise BadRequest(f"{where} must have {self.min_items} to {self.max_items} items, got {len(value)}")
+            raise BadRequest(
+                f"{where} must have {self.min_items} to {self.max_items} items, got {len(value)}"
+            )
         out = [self.item.check(v, f"{where}[{i}]") for i, v in enumerate(value)]
         if self.unique:
             keys = [json.dumps(v, sort_keys=True) for v in out]
@@ -167,7 +185,12 @@ class ListField(Field):
         return out
 
     def json_schema(self) -> dict[str, Any]:
-        out = {"type": "array", "items": self.item.schema(), "minItems": self.min_items, "maxItems": self.max_items}
+        out = {
+            "type": "array",
+            "items": self.item.schema(),
+            "minItems": self.min_items,
+            "maxItems": self.max_items,
+        }
         if self.unique:
             out["uniqueItems"] = True
         return out
@@ -195,7 +218,9 @@ def read_json(environ: Mapping[str, Any], max_bytes: int = DEFAULT_MAX_BYTES) ->
     """The request's JSON document (see the module docstring for what is refused)."""
     ctype = str(environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
     if ctype != "application/json":
-        raise UnsupportedMediaType(f"the body must be JSON (Content-Type: application/json), got {_show(ctype)}")
+        raise UnsupportedMediaType(
+            f"the body must be JSON (Content-Type: application/json), got {_show(ctype)}"
+        )
     raw_length = str(environ.get("CONTENT_LENGTH") or "").strip()
     if raw_length:
         if not (raw_length.isascii() and raw_length.isdigit()):  # (isdigit alone takes "²")
@@ -213,13 +238,17 @@ def read_json(environ: Mapping[str, Any], max_bytes: int = DEFAULT_MAX_BYTES) ->
         raise BadRequest("the request body is empty; send a JSON object")
     try:
         text = data.decode("utf-8")
-        return json.loads(text, object_pairs_hook=_object, parse_constant=_constant, parse_int=_integer)
+        return json.loads(
+            text, object_pairs_hook=_object, parse_constant=_constant, parse_int=_integer
+        )
     except UnicodeDecodeError:
         raise BadRequest("the body is not valid UTF-8") from None
     except RecursionError:
         raise BadRequest("the JSON body is nested too deeply") from None
     except json.JSONDecodeError as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise BadRequest(
+            f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
 
 
 def _read(environ: Mapping[str, Any], size: int) -> bytes:
@@ -233,7 +262,9 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key.startswith("$") or "\x00" in key or "." in key:
-            raise BadRequest(f"field names may not start with '$' or contain '.' or NUL: {_show(key)}")
+            raise BadRequest(
+                f"field names may not start with '$' or contain '.' or NUL: {_show(key)}"
+            )
         if key in out:
             raise BadRequest(f"field {_show(key)} is given twice")
         out[key] = value
@@ -247,7 +278,9 @@ def _constant(name: str) -> Any:
 def _integer(digits: str) -> int:
     # int() refuses more than 4,300 digits with a ValueError (a 500 if it got through)
     if len(digits) > MAX_INT_DIGITS:
-        raise BadRequest(f"a number in the body has {len(digits)} digits; the limit is {MAX_INT_DIGITS}")
+        raise BadRequest(
+            f"a number in the body has {len(digits)} digits; the limit is {MAX_INT_DIGITS}"
+        )
     return int(digits)
 
 

@@ -28,7 +28,11 @@ def render(spec: dict[str, Any]) -> str:
         f"<p>{escape(info.get('description', ''))}</p>",
         "<h2>Endpoints</h2><ul>",
     ]
-    ops = [(path, method, op) for path, item in spec.get("paths", {}).items() for method, op in item.items()]
+    ops = [
+        (path, method, op)
+        for path, item in spec.get("paths", {}).items()
+        for method, op in item.items()
+    ]
     for path, method, op in ops:
         parts.append(
             f"<li><a href='#{_anchor(op)}'><code>{method.upper()} {escape(path)}</code></a> "

@@ -76,13 +76,28 @@ SLUG = SlugParam(name="slug", where="path", description="the list's slug, from P
 LIST_INPUT = Body(
     "ListInput",
     (
-        StringField(name="title", required=True, min_length=1, max_length=MAX_TITLE,
-                    description=f"1 to {MAX_TITLE} characters (trimmed)"),
-        ListField(name="movieIds", required=True, item=IntField(minimum=1, description="a movieId of the "
-                  "served catalogue"), min_items=1, max_items=MAX_MOVIES, unique=True,
-                  description=f"1 to {MAX_MOVIES} different movies, in the list's order"),
-        ProseField(name="description", min_length=0, max_length=MAX_DESCRIPTION,
-                   description=f"optional, up to {MAX_DESCRIPTION} characters; line breaks allowed"),
+        StringField(
+            name="title",
+            required=True,
+            min_length=1,
+            max_length=MAX_TITLE,
+            description=f"1 to {MAX_TITLE} characters (trimmed)",
+        ),
+        ListField(
+            name="movieIds",
+            required=True,
+            item=IntField(minimum=1, description="a movieId of the served catalogue"),
+            min_items=1,
+            max_items=MAX_MOVIES,
+            unique=True,
+            description=f"1 to {MAX_MOVIES} different movies, in the list's order",
+        ),
+        ProseField(
+            name="description",
+            min_length=0,
+            max_length=MAX_DESCRIPTION,
+            description=f"optional, up to {MAX_DESCRIPTION} characters; line breaks allowed",
+        ),
     ),
     "A shareable list: its title, movies and an optional description.",
 )
@@ -98,7 +113,15 @@ def create_list(ctx: Context, body: dict, caller: int) -> Reply:
     for _ in range(3):  # a slug collision is a 2^-128 event; retrying costs nothing
         slug = secrets.token_urlsafe(SLUG_BYTES)
         try:
-            lists.insert_one({"_id": slug, "userId": caller, **_fields(body), "created_at": now, "updated_at": now})
+            lists.insert_one(
+                {
+                    "_id": slug,
+                    "userId": caller,
+                    **_fields(body),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
             break
         except DuplicateKeyError:
             continue

@@ -42,22 +42,35 @@ GENRE_MASS = 5.0  # a stated genre counts like a 5-star rating of a movie of tha
 
 ACTIONS = ("like", "dislike", "not_interested")
 MAX_WRITE_ATTEMPTS = 100  # optimistic retries of one event under concurrent writes to one user
-KEYS_KEPT = 100  # idempotency keys remembered per user (a retry must come within their next 100 writes)
+KEYS_KEPT = (
+    100  # idempotency keys remembered per user (a retry must come within their next 100 writes)
+)
 
 
 # --- writes ----------------------------------------------------------------------------------
 
 
-def new_event(kind: str, movie_id: int, rating: float | None = None, at: datetime | None = None) -> dict:
+def new_event(
+    kind: str, movie_id: int, rating: float | None = None, at: datetime | None = None
+) -> dict:
     at = at or datetime.now(UTC)
-    at = at.replace(microsecond=at.microsecond // 1000 * 1000)  # as stored (BSON keeps milliseconds)
-    event: dict[str, Any] = {"id": uuid.uuid4().hex, "type": kind, "movieId": int(movie_id), "at": at}
+    at = at.replace(
+        microsecond=at.microsecond // 1000 * 1000
+    )  # as stored (BSON keeps milliseconds)
+    event: dict[str, Any] = {
+        "id": uuid.uuid4().hex,
+        "type": kind,
+        "movieId": int(movie_id),
+        "at": at,
+    }
     if rating is not None:
         event["rating"] = float(rating)
     return event
 
 
-def record(store: ServingStore, user_id: int, event: Mapping[str, Any], key: str | None = None) -> tuple[int, dict]:
+def record(
+    store: ServingStore, user_id: int, event: Mapping[str, Any], key: str | None = None
+) -> tuple[int, dict]:
     """Append ``event`` to the user's profile and apply it, atomically. Returns the new rev and
     the event.
 
@@ -74,8 +87,12 @@ def record(store: ServingStore, user_id: int, event: Mapping[str, Any], key: str
     else:
         raise ValueError(f"unknown event type {event['type']!r}")
     profiles = store.online(schema.PROFILES)
-    update = {"$push": {"events": dict(event)}, "$inc": {"rev": 1},
-              "$set": {field: value, "updated_at": event["at"]}, "$setOnInsert": {"created_at": event["at"]}}
+    update = {
+        "$push": {"events": dict(event)},
+        "$inc": {"rev": 1},
+        "$set": {field: value, "updated_at": event["at"]},
+        "$setOnInsert": {"created_at": event["at"]},
+    }
     # Optimistic concurrency: read the rev, then apply the event only if the rev is unchanged, so
     # the acknowledged rev is exactly this event's position (and a key read at that rev cannot
     # have been used since). update_one and find_one, not find_one_and_update: SecantusDB's
@@ -94,12 +111,17 @@ def record(store: ServingStore, user_id: int, event: Mapping[str, Any], key: str
             update["$push"]["keys"] = {"$each": [entry], "$slice": -KEYS_KEPT}
         if doc is None:  # first event: create the profile, unless another write just did
             try:
-                profiles.update_one({"_id": int(user_id), "rev": {"$exists": False}}, update, upsert=True)
+                profiles.update_one(
+                    {"_id": int(user_id), "rev": {"$exists": False}}, update, upsert=True
+                )
             except DuplicateKeyError:
                 continue
             store.end_live_write(user_id, 1)
             return 1, dict(event)
-        if profiles.update_one({"_id": int(user_id), "rev": doc.get("rev")}, update).modified_count == 1:
+        if (
+            profiles.update_one({"_id": int(user_id), "rev": doc.get("rev")}, update).modified_count
+            == 1
+        ):
             store.end_live_write(user_id, rev + 1)
             return rev + 1, dict(event)
     raise StoreUnavailable("too many concurrent writes to this user; try again")
@@ -113,8 +135,10 @@ def _done(profile: Mapping | None, key: str, event: Mapping[str, Any]) -> tuple[
             first = entry["event"]
             same = ("type", "movieId", "rating")
             if any(first.get(k) != event.get(k) for k in same):
-                raise KeyReused(f"Idempotency-Key {key!r} was used for another request ({first['type']} of movie "
-                                f"{first['movieId']}); use a new key for a new request")
+                raise KeyReused(
+                    f"Idempotency-Key {key!r} was used for another request ({first['type']} of movie "
+                    f"{first['movieId']}); use a new key for a new request"
+                )
             return int(entry["rev"]), dict(first)
     return None
 
@@ -124,7 +148,11 @@ def allocate_user_id(store: ServingStore) -> int:
     for _ in range(MAX_WRITE_ATTEMPTS):
         try:
             doc = counters.find_one_and_update(
-                {"_id": "userId"}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER)
+                {"_id": "userId"},
+                {"$inc": {"seq": 1}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
         except DuplicateKeyError:  # two first onboardings at once: the other made the counter
             continue
         if doc is not None:  # (SecantusDB answered a racing upsert with no document once)
@@ -142,7 +170,9 @@ def genre_names(store: ServingStore, pointer: Mapping, raw: list[str]) -> list[s
     for name in raw:
         canonical = info.genre(name)
         if canonical is None:
-            raise BadRequest(f"unknown genre {name[:40]!r}; the genres are: {', '.join(info.genres)}")
+            raise BadRequest(
+                f"unknown genre {name[:40]!r}; the genres are: {', '.join(info.genres)}"
+            )
         out.append(canonical)
     if len(set(out)) != len(out):
         raise BadRequest("genres must not repeat")
@@ -157,8 +187,9 @@ def require_movies(store: ServingStore, pointer: Mapping, ids: list[int]) -> dic
     return details
 
 
-def assign_cluster(store: ServingStore, pointer: Mapping, ratings: Mapping[int, float],
-                   genres: list[str]) -> int | None:
+def assign_cluster(
+    store: ServingStore, pointer: Mapping, ratings: Mapping[int, float], genres: list[str]
+) -> int | None:
     """A new user's cluster: their genre profile (the pipeline's definition, with each stated
     genre counted as ``GENRE_MASS``) put into the served clustering with its out-of-sample
     extension."""
@@ -191,10 +222,15 @@ def training_ratings(user: Mapping | None) -> tuple[np.ndarray, np.ndarray]:
     else from the ``ratings`` subdocuments."""
     packed = (user or {}).get("ratings_packed")
     if isinstance(packed, Mapping):
-        return (np.frombuffer(packed["movieId"], "<i4").astype(np.int64),
-                np.frombuffer(packed["rating"], "<f4").astype(np.float32))
-    rows = [(int(r["movieId"]), float(r["rating"])) for r in (user or {}).get("ratings") or ()
-            if isinstance(r, Mapping) and "movieId" in r and "rating" in r]
+        return (
+            np.frombuffer(packed["movieId"], "<i4").astype(np.int64),
+            np.frombuffer(packed["rating"], "<f4").astype(np.float32),
+        )
+    rows = [
+        (int(r["movieId"]), float(r["rating"]))
+        for r in (user or {}).get("ratings") or ()
+        if isinstance(r, Mapping) and "movieId" in r and "rating" in r
+    ]
     return np.array([m for m, _ in rows], np.int64), np.array([v for _, v in rows], np.float32)
 
 
@@ -205,14 +241,23 @@ def rated_entries(user: Mapping | None) -> list[dict]:
     packed = (user or {}).get("ratings_packed")
     if isinstance(packed, Mapping):
         movies, ratings = training_ratings(user)
-        stamps = (np.frombuffer(packed["timestamp"], "<i8") if "timestamp" in packed
-                  else np.zeros(len(movies), np.int64))
-        return [{"movieId": m, "rating": r, "timestamp": t}
-                for m, r, t in zip(movies.tolist(), ratings.tolist(), stamps.tolist())]
-    return [r for r in (user or {}).get("ratings") or () if isinstance(r, Mapping) and "movieId" in r]
+        stamps = (
+            np.frombuffer(packed["timestamp"], "<i8")
+            if "timestamp" in packed
+            else np.zeros(len(movies), np.int64)
+        )
+        return [
+            {"movieId": m, "rating": r, "timestamp": t}
+            for m, r, t in zip(movies.tolist(), ratings.tolist(), stamps.tolist())
+        ]
+    return [
+        r for r in (user or {}).get("ratings") or () if isinstance(r, Mapping) and "movieId" in r
+    ]
 
 
-def read_training_ratings(store: ServingStore, pointer: Mapping, user_id: int) -> tuple[np.ndarray, np.ndarray]:
+def read_training_ratings(
+    store: ServingStore, pointer: Mapping, user_id: int
+) -> tuple[np.ndarray, np.ndarray]:
     """The user's training ratings from the served version: the packed arrays alone, or, for a
     version published before they existed, the ``ratings`` subdocuments."""
     user = store.user(pointer, user_id, ("ratings_packed",))
@@ -248,25 +293,34 @@ def signals(base: tuple[np.ndarray, np.ndarray], profile: Mapping | None) -> Use
     return UserSignals(ratings, liked, disliked, hidden, genres, boost)
 
 
-def _reason_seeds(base: tuple[np.ndarray, np.ndarray], sig: UserSignals, profile: Mapping | None) -> list[int]:
+def _reason_seeds(
+    base: tuple[np.ndarray, np.ndarray], sig: UserSignals, profile: Mapping | None
+) -> list[int]:
     """Movies that can be "because you liked" seeds: live likes and high ratings first, then the
     most recent high training ratings."""
     live_keys = set((profile or {}).get("ratings") or {})
     seeds = [m for m, s in (sig.boost_sources or {}).items() if s > 0]
-    seeds += [m for m, r in zip(base[0].tolist(), base[1].tolist())
-              if str(m) not in live_keys and r >= REASON_MIN_RATING][:RECENT_SEEDS]  # newest first
+    seeds += [
+        m
+        for m, r in zip(base[0].tolist(), base[1].tolist())
+        if str(m) not in live_keys and r >= REASON_MIN_RATING
+    ][:RECENT_SEEDS]  # newest first
     return list(dict.fromkeys(seeds))
 
 
 # --- the re-scored list ----------------------------------------------------------------------
 
 
-def live_list(store: ServingStore, pointer: Mapping, user_id: int, profile: Mapping) -> tuple[LiveList, list]:
+def live_list(
+    store: ServingStore, pointer: Mapping, user_id: int, profile: Mapping
+) -> tuple[LiveList, list]:
     """The user's re-scored top ``LIST_LENGTH`` and a reason per item (cached per rev)."""
 
     def compute():
         # training ratings never change within a version: read once per user, version and process
-        base = store.cached(pointer, ("ratings", user_id), lambda: read_training_ratings(store, pointer, user_id))
+        base = store.cached(
+            pointer, ("ratings", user_id), lambda: read_training_ratings(store, pointer, user_id)
+        )
         sig = signals(base, profile)
         model = store.live_model(pointer)
         seeds = _reason_seeds(base, sig, profile)
@@ -281,14 +335,20 @@ def live_list(store: ServingStore, pointer: Mapping, user_id: int, profile: Mapp
     return store.cached(pointer, ("live", user_id, int(profile.get("rev") or 0)), compute)
 
 
-def _reasons(store, pointer, result: LiveList, seeds, neighbors, sig: UserSignals, model) -> list[dict]:
+def _reasons(
+    store, pointer, result: LiveList, seeds, neighbors, sig: UserSignals, model
+) -> list[dict]:
     best: dict[int, tuple[float, int]] = {}
     for rank, seed in enumerate(seeds):
         for mid, sim in neighbors.get(seed, ()):
             if mid not in best or sim > best[mid][0]:
                 best[mid] = (sim, seed)
     wanted = model.genre_mask(sig.genres) if sig.genres else 0
-    masks = model.genre_masks(result.movie_ids) if wanted else np.zeros(len(result.movie_ids), np.uint32)
+    masks = (
+        model.genre_masks(result.movie_ids)
+        if wanted
+        else np.zeros(len(result.movie_ids), np.uint32)
+    )
     seed_ids = {best[int(m)][1] for m in result.movie_ids if int(m) in best}
     seed_ids |= {int(b) for b in result.because if b >= 0}
     titles = store.movie_details(pointer, seed_ids)
@@ -299,7 +359,13 @@ def _reasons(store, pointer, result: LiveList, seeds, neighbors, sig: UserSignal
             d = titles.get(seed) or {}
             name = d.get("name") or d.get("title") or f"movie {seed}"
             year = f" ({d['year']})" if d.get("year") else ""
-            out.append({"kind": "because_you_liked", "movieId": seed, "text": f"Because you liked {name}{year}"})
+            out.append(
+                {
+                    "kind": "because_you_liked",
+                    "movieId": seed,
+                    "text": f"Because you liked {name}{year}",
+                }
+            )
         elif int(mask) & wanted:
             out.append({"kind": "genre_match", "text": "Matches the genres you picked"})
         else:

@@ -80,13 +80,19 @@ class LiveIndex:
         self._map = mmap.mmap(fd, HEADER + 16 * capacity)
         view = memoryview(self._map)
         self._header = view[:HEADER].cast("q")
-        self._keys = view[HEADER:HEADER + 8 * capacity].cast("q")
-        self._values = view[HEADER + 8 * capacity:].cast("q")
+        self._keys = view[HEADER : HEADER + 8 * capacity].cast("q")
+        self._values = view[HEADER + 8 * capacity :].cast("q")
         self._shift = 64 - (capacity.bit_length() - 1)
 
     @classmethod
-    def open(cls, directory: Path, store_key: str, capacity: int,
-             scan: Callable[[], Iterable[tuple[int, int]]], epoch: str = "") -> LiveIndex:
+    def open(
+        cls,
+        directory: Path,
+        store_key: str,
+        capacity: int,
+        scan: Callable[[], Iterable[tuple[int, int]]],
+        epoch: str = "",
+    ) -> LiveIndex:
         """Map the table of ``store_key``, building it first from ``scan()`` (the store's
         ``(userId, rev)`` pairs) when this host has none for the store's ``epoch``."""
         tag = epoch.encode()
@@ -100,8 +106,15 @@ class LiveIndex:
             existing = _capacity(path, tag)
             if existing is None:
                 _build(path, capacity, scan, tag)
-            elif existing != capacity:  # one table per database and host, whatever each process asks
-                log.warning("the live index %s has %d slots, not %d: using it as it is", path, existing, capacity)
+            elif (
+                existing != capacity
+            ):  # one table per database and host, whatever each process asks
+                log.warning(
+                    "the live index %s has %d slots, not %d: using it as it is",
+                    path,
+                    existing,
+                    capacity,
+                )
                 capacity = existing
             fd = os.open(path, os.O_RDWR)
         return cls(path, fd, capacity)
@@ -174,11 +187,16 @@ class LiveIndex:
         if key == 0:
             if 2 * (self._header[2] + 1) > self.capacity:
                 self._header[3] = 1
-                log.warning("the live index %s is full (%d users): every recommendation request now "
-                            "reads the user's profile from the store; raise API_LIVE_INDEX_CAPACITY",
-                            self.path, self._header[2])
+                log.warning(
+                    "the live index %s is full (%d users): every recommendation request now "
+                    "reads the user's profile from the store; raise API_LIVE_INDEX_CAPACITY",
+                    self.path,
+                    self._header[2],
+                )
                 return None
-            self._values[i] = DIRTY  # the value before the key: a reader never sees a key without one
+            self._values[i] = (
+                DIRTY  # the value before the key: a reader never sees a key without one
+            )
             self._keys[i] = user_id
             self._header[2] += 1
         return i
@@ -203,20 +221,26 @@ def _capacity(path: Path, epoch: bytes) -> int | None:
             size = os.fstat(f.fileno()).st_size
     except FileNotFoundError:
         return None
-    if len(head) < HEADER or head[:8] != MAGIC or head[EPOCH_AT:EPOCH_AT + EPOCH_SIZE].rstrip(b"\0") != epoch:
+    if (
+        len(head) < HEADER
+        or head[:8] != MAGIC
+        or head[EPOCH_AT : EPOCH_AT + EPOCH_SIZE].rstrip(b"\0") != epoch
+    ):
         return None
     capacity = struct.unpack("<q", head[8:16])[0]
     return capacity if valid_capacity(capacity) and size == HEADER + 16 * capacity else None
 
 
-def _build(path: Path, capacity: int, scan: Callable[[], Iterable[tuple[int, int]]], epoch: bytes) -> None:
+def _build(
+    path: Path, capacity: int, scan: Callable[[], Iterable[tuple[int, int]]], epoch: bytes
+) -> None:
     tmp = path.with_suffix(f".build-{os.getpid()}")
     fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.ftruncate(fd, HEADER + 16 * capacity)
         with mmap.mmap(fd, HEADER) as head:
             head[:24] = MAGIC + struct.pack("<qq", capacity, 0)
-            head[EPOCH_AT:EPOCH_AT + EPOCH_SIZE] = epoch.ljust(EPOCH_SIZE, b"\0")
+            head[EPOCH_AT : EPOCH_AT + EPOCH_SIZE] = epoch.ljust(EPOCH_SIZE, b"\0")
         table = LiveIndex(tmp, os.dup(fd), capacity)
         try:
             n = 0

@@ -45,15 +45,24 @@ def build_spec(endpoints: Sequence[Endpoint], version: str = "1.0.0") -> dict[st
             ),
         },
         "tags": [
-            {"name": "users", "description": "Recommendations, activity, onboarding and feedback of a user"},
+            {
+                "name": "users",
+                "description": "Recommendations, activity, onboarding and feedback of a user",
+            },
             {"name": "movies", "description": "Movie details, similar movies and search"},
             {"name": "clusters", "description": "User clusters (taste groups)"},
-            {"name": "lists", "description": "Shareable movie lists: anyone with the link reads, the owner edits"},
+            {
+                "name": "lists",
+                "description": "Shareable movie lists: anyone with the link reads, the owner edits",
+            },
             {"name": "service", "description": "Health, metrics and documentation"},
         ],
         "paths": paths,
         "components": {
-            "schemas": {**SCHEMAS, **{ep.body.name: ep.body.json_schema() for ep in endpoints if ep.body}},
+            "schemas": {
+                **SCHEMAS,
+                **{ep.body.name: ep.body.json_schema() for ep in endpoints if ep.body},
+            },
             "securitySchemes": {
                 "bearer": {
                     "type": "http",
@@ -79,7 +88,10 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
         implied |= {401, 429} | ({403} if ep.auth == "user" else set())
     for status in sorted({*ep.errors, *implied, 404, 405, 500}):
         if status == 503 and ep.response == "Health":
-            responses["503"] = {"description": _STATUS_TEXT[503], "content": _json(ref("HealthDown"))}
+            responses["503"] = {
+                "description": _STATUS_TEXT[503],
+                "content": _json(ref("HealthDown")),
+            }
         else:
             responses[str(status)] = {"$ref": f"#/components/responses/{status}"}
     op: dict[str, Any] = {

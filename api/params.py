@@ -77,14 +77,21 @@ class IntParam(Param):
 
     def parse(self, raw: str) -> int:
         if not _DIGITS.fullmatch(raw):
-            raise self._bad(f"must be an integer from {self.minimum} to {self.maximum}, got {_show(raw)}")
+            raise self._bad(
+                f"must be an integer from {self.minimum} to {self.maximum}, got {_show(raw)}"
+            )
         value = int(raw)
         if not self.minimum <= value <= self.maximum:
             raise self._bad(f"must be from {self.minimum} to {self.maximum}, got {value}")
         return value
 
     def json_schema(self) -> dict[str, Any]:
-        return {"type": "integer", "format": "int64", "minimum": self.minimum, "maximum": self.maximum}
+        return {
+            "type": "integer",
+            "format": "int64",
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,14 +120,20 @@ class TextParam(Param):
     def parse(self, raw: str) -> str:
         value = raw.strip()
         if not self.min_length <= len(value) <= self.max_length:
-            raise self._bad(f"must be {self.min_length} to {self.max_length} characters, got {len(value)}")
+            raise self._bad(
+                f"must be {self.min_length} to {self.max_length} characters, got {len(value)}"
+            )
         if any(ord(c) < 32 for c in value):
             raise self._bad("must not contain control characters")
         return value
 
     def json_schema(self) -> dict[str, Any]:
-        return {"type": "string", "minLength": self.min_length, "maxLength": self.max_length,
-                "pattern": text_pattern(self.min_length)}
+        return {
+            "type": "string",
+            "minLength": self.min_length,
+            "maxLength": self.max_length,
+            "pattern": text_pattern(self.min_length),
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,7 +144,9 @@ class KeyParam(Param):
 
     def parse(self, raw: str) -> str:
         if not re.fullmatch(rf"[A-Za-z0-9_.:-]{{1,{self.max_length}}}", raw):
-            raise self._bad(f"must be 1 to {self.max_length} letters, digits or -_.: (a UUID, for example)")
+            raise self._bad(
+                f"must be 1 to {self.max_length} letters, digits or -_.: (a UUID, for example)"
+            )
         return raw
 
     def json_schema(self) -> dict[str, Any]:
@@ -139,7 +154,9 @@ class KeyParam(Param):
 
 
 IDEMPOTENCY_KEY = KeyParam(
-    name="Idempotency-Key", where="header", arg="idempotency_key",
+    name="Idempotency-Key",
+    where="header",
+    arg="idempotency_key",
     description="a new random key (a UUID) per write: a retry with the same key, after a 503 or a lost "
     "answer, is applied once and gets the first answer; a key is kept for the user's next 100 writes",
 )
@@ -176,8 +193,12 @@ def page_params(default_per_page: int = 20, max_per_page: int = 100) -> tuple[In
     )
 
 
-def parse_request(params: Sequence[Param], path_args: Mapping[str, str], query_string: str,
-                  environ: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def parse_request(
+    params: Sequence[Param],
+    path_args: Mapping[str, str],
+    query_string: str,
+    environ: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Typed values for ``params`` from the route's path arguments, the raw query string and the
     request's headers (in the WSGI ``environ``), by their handler keyword.
 

@@ -35,10 +35,17 @@ def recommend(
 ) -> dict[str, Any]:
     profile = store.profile(user_id)
     if profile is not None:
-        return {"userId": user_id, "model_version": pointer["version"], "source": "live", "genre": genre,
-                "recommendations": live_items(store, pointer, user_id, profile, n, genre)}
+        return {
+            "userId": user_id,
+            "model_version": pointer["version"],
+            "source": "live",
+            "genre": genre,
+            "recommendations": live_items(store, pointer, user_id, profile, n, genre),
+        }
     # served documents never change: a user's list is read once per version and process
-    user = store.cached(pointer, ("user", user_id), lambda: _compact(store.user(pointer, user_id, USER_FIELDS)))
+    user = store.cached(
+        pointer, ("user", user_id), lambda: _compact(store.user(pointer, user_id, USER_FIELDS))
+    )
     if user is None:
         raise NotFound(f"user {user_id} not found")
     top = user["top"]
@@ -68,19 +75,30 @@ def _compact(user: Mapping | None) -> dict | None:
     for entry in user.get("top") or ():
         if isinstance(entry, Mapping) and "movieId" in entry:
             reason = _reason(entry.get("reason"))
-            key = None if reason is None else (reason["kind"], reason.get("movieId"), reason["text"])
-            reason = _SHARED.setdefault(key, reason) if key is not None and len(_SHARED) < 200_000 else reason
-            top.append((int(entry["movieId"]), entry.get("score"), entry.get("predicted_rating"), reason))
+            key = (
+                None if reason is None else (reason["kind"], reason.get("movieId"), reason["text"])
+            )
+            reason = (
+                _SHARED.setdefault(key, reason)
+                if key is not None and len(_SHARED) < 200_000
+                else reason
+            )
+            top.append(
+                (int(entry["movieId"]), entry.get("score"), entry.get("predicted_rating"), reason)
+            )
     return {"cluster": user.get("cluster"), "top": tuple(top)}
 
 
-def live_items(store: ServingStore, pointer: Mapping, user_id: int, profile: Mapping, n: int,
-               genre: str | None) -> list[dict]:
+def live_items(
+    store: ServingStore, pointer: Mapping, user_id: int, profile: Mapping, n: int, genre: str | None
+) -> list[dict]:
     """The re-scored list of a user with live feedback (see ``api.live``)."""
     result, reasons = live_list(store, pointer, user_id, profile)
     details = store.movie_details(pointer, (int(m) for m in result.movie_ids))
     items = []
-    for mid, score, predicted, reason in zip(result.movie_ids, result.scores, result.predicted, reasons):
+    for mid, score, predicted, reason in zip(
+        result.movie_ids, result.scores, result.predicted, reasons
+    ):
         d = details.get(int(mid))
         if d is None or not has_genre(d, genre):
             continue
@@ -97,7 +115,9 @@ def _precomputed(store, pointer, top, n, genre) -> list[dict]:
     for mid, score, predicted, reason in wanted:
         if not has_genre(details.get(mid), genre):
             continue
-        items.append(_item(mid, details.get(mid), predicted, score, dict(reason) if reason else None))
+        items.append(
+            _item(mid, details.get(mid), predicted, score, dict(reason) if reason else None)
+        )
         if len(items) == n:
             break
     return items

@@ -40,7 +40,6 @@ def user_recommendations(ctx: Context, id: int, n: int, genre: str | None) -> di
     return recommend(ctx.store, pointer, id, n, genre)
 
 
-
 def user_rated(ctx: Context, id: int, page: int, per_page: int, sort: str, order: str) -> dict:
     pointer = ctx.pointer
     user = ctx.store.user(pointer, id, ("ratings_packed", "ratings"))
@@ -93,7 +92,9 @@ def cluster_users(ctx: Context, cluster: int, page: int, per_page: int) -> dict:
         }
         for i in range(window.start, window.stop)
     ]
-    return paged(items, len(members), page, per_page, cluster=cluster, model_version=pointer["version"])
+    return paged(
+        items, len(members), page, per_page, cluster=cluster, model_version=pointer["version"]
+    )
 
 
 # --- movies ----------------------------------------------------------------------------------
@@ -114,7 +115,8 @@ def movie_metadata(ctx: Context, id: int) -> dict:
     if doc is None:
         raise NotFound(f"movie {id} not found")
     fields = {
-        key: default if doc.get(key) is None else doc[key] for key, default in _METADATA_DEFAULTS.items()
+        key: default if doc.get(key) is None else doc[key]
+        for key, default in _METADATA_DEFAULTS.items()
     }
     return {"movieId": id, "model_version": pointer["version"], **fields}
 
@@ -144,7 +146,10 @@ def movie_similar(ctx: Context, id: int, n: int) -> dict:
     doc = ctx.store.movie_details(pointer, [id])[id]  # both cached per version and process
     if doc is None:
         raise NotFound(f"movie {id} not found")
-    similar = [{"movieId": m, "score": score} for m, score in ctx.store.similar_lists(pointer, [id])[id][:n]]
+    similar = [
+        {"movieId": m, "score": score}
+        for m, score in ctx.store.similar_lists(pointer, [id])[id][:n]
+    ]
     return {
         **movie_summary(id, doc),
         "model_version": pointer["version"],
@@ -220,8 +225,12 @@ def health(ctx: Context) -> dict | Reply:
             with pymongo.timeout(HEALTH_DEADLINE_S):
                 store.ping()
                 pointer = store.pointer(fresh=True)
-            return {"status": "ok", "store": "ok", "model_version": pointer["version"],
-                    "published_at": iso_time(pointer.get("published_at"))}
+            return {
+                "status": "ok",
+                "store": "ok",
+                "model_version": pointer["version"],
+                "published_at": iso_time(pointer.get("published_at")),
+            }
         except NotReady as exc:
             return _health_down("empty", exc)
         except (PyMongoError, StoreUnavailable):
@@ -229,9 +238,13 @@ def health(ctx: Context) -> dict | Reply:
     pointer = store.last_pointer
     if pointer is None:
         return _health_down("unavailable", StoreUnavailable())
-    body = {"status": "degraded", "store": "not_answering", "model_version": pointer["version"],
-            "published_at": iso_time(pointer.get("published_at")),
-            "store_down_s": round(store.availability.down_for, 3)}
+    body = {
+        "status": "degraded",
+        "store": "not_answering",
+        "model_version": pointer["version"],
+        "published_at": iso_time(pointer.get("published_at")),
+        "store_down_s": round(store.availability.down_for, 3),
+    }
     return Reply(body, headers={SERVED_FROM: "memory"})
 
 
@@ -299,7 +312,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
                 default="timestamp",
                 description="sort key (ties: by timestamp, then movieId)",
             ),
-            ChoiceParam(name="order", choices=("desc", "asc"), default="desc", description="sort order"),
+            ChoiceParam(
+                name="order", choices=("desc", "asc"), default="desc", description="sort order"
+            ),
         ),
         response="RatedPage",
         errors=(400, 404, 503),
@@ -434,7 +449,9 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             "revalidated (ETag, 304)."
         ),
         params=(
-            TextParam(name="name", where="path", max_length=64, description="the file's name, e.g. app.js"),
+            TextParam(
+                name="name", where="path", max_length=64, description="the file's name, e.g. app.js"
+            ),
             TextParam(
                 name="v",
                 max_length=64,

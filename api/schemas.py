@@ -68,7 +68,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         required=["kind", "text"],
         kind={
             "type": "string",
-            "enum": ["because_you_liked", "cluster_favourite", "taste_match", "genre_match", "popular"],
+            "enum": [
+                "because_you_liked",
+                "cluster_favourite",
+                "taste_match",
+                "genre_match",
+                "popular",
+            ],
         },
         text=STR,
         movieId=INT | {"description": "the liked movie (kind because_you_liked)"},
@@ -106,9 +112,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         items=array(ref("RatedMovie")),
     ),
     "ClusterUser": obj(userId=INT, n_ratings=nullable(INT), mean_rating=nullable(NUM)),
-    "ClusterUserPage": obj(cluster=INT, model_version=VERSION, **_PAGE, items=array(ref("ClusterUser"))),
+    "ClusterUserPage": obj(
+        cluster=INT, model_version=VERSION, **_PAGE, items=array(ref("ClusterUser"))
+    ),
     "ScoredMovie": obj(**_MOVIE, score=nullable(NUM), rank=INT | {"minimum": 1}),
-    "ClusterMoviePage": obj(cluster=INT, model_version=VERSION, **_PAGE, items=array(ref("ScoredMovie"))),
+    "ClusterMoviePage": obj(
+        cluster=INT, model_version=VERSION, **_PAGE, items=array(ref("ScoredMovie"))
+    ),
     "Metadata": obj(
         movieId=INT,
         model_version=VERSION,
@@ -133,14 +143,19 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         **_MOVIE,
         match={"type": "string", "enum": ["exact", "word_prefix", "prefix", "fuzzy"]},
         score=NUM
-        | {"minimum": 0, "maximum": 100, "description": "how closely the query's words match (100: exact or prefix)"},
+        | {
+            "minimum": 0,
+            "maximum": 100,
+            "description": "how closely the query's words match (100: exact or prefix)",
+        },
         n_ratings=nullable(INT),
         mean_rating=nullable(NUM),
         popularity=nullable(NUM),
     ),
     "SearchResults": obj(
         query=STR,
-        year=nullable(INT) | {"description": "a year taken from the query, that narrowed the results"},
+        year=nullable(INT)
+        | {"description": "a year taken from the query, that narrowed the results"},
         genre=nullable(STR) | {"description": "the genre the results were filtered by"},
         model_version=VERSION,
         results=array(ref("SearchResult")),
@@ -166,17 +181,25 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     ),
     "Health": obj(
         required=["status", "store", "model_version", "published_at"],
-        status={"type": "string", "enum": ["ok", "degraded"],
-                "description": "degraded: the store is not answering; this worker serves what it holds "
-                               "(answers say Served-From: memory)"},
+        status={
+            "type": "string",
+            "enum": ["ok", "degraded"],
+            "description": "degraded: the store is not answering; this worker serves what it holds "
+            "(answers say Served-From: memory)",
+        },
         store={"type": "string", "enum": ["ok", "not_answering"]},
-        model_version=VERSION | {"description": "the served version (when degraded: the last one read)"},
+        model_version=VERSION
+        | {"description": "the served version (when degraded: the last one read)"},
         published_at=nullable(STR) | {"format": "date-time"},
-        store_down_s=NUM | {"description": "when degraded: seconds since the store stopped answering"},
+        store_down_s=NUM
+        | {"description": "when degraded: seconds since the store stopped answering"},
     ),
     "NewUser": obj(
         userId=INT | {"description": "the new user's id (from 1,000,000,001 up)"},
-        token={"type": "string", "description": "bearer token for this user's writes; shown only once"},
+        token={
+            "type": "string",
+            "description": "bearer token for this user's writes; shown only once",
+        },
         cluster=nullable(INT),
         model_version=VERSION,
         recommendations=array(ref("Recommendation")),
@@ -188,7 +211,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         rating=NUM,
         action={"type": "string", "enum": ["like", "dislike", "not_interested"]},
         event=obj(id=STR, type=STR, at=STR | {"format": "date-time"}),
-        rev=INT | {"description": "the user's profile revision after this event: its position in the profile's events (1 = the first)"},
+        rev=INT
+        | {
+            "description": "the user's profile revision after this event: its position in the profile's events (1 = the first)"
+        },
     ),
     "ListCreated": obj(
         slug=STR | {"pattern": "^[A-Za-z0-9_-]{22}$", "description": "128 random bits, URL-safe"},
@@ -203,8 +229,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         created_at=STR | {"format": "date-time"},
         updated_at=STR | {"format": "date-time"},
         model_version=VERSION,
-        movies=array(ref("Movie")) | {"description": "in the list's order; a movie the served version "
-                                      "no longer has keeps its movieId with null details"},
+        movies=array(ref("Movie"))
+        | {
+            "description": "in the list's order; a movie the served version "
+            "no longer has keeps its movieId with null details"
+        },
     ),
     "ListDeleted": obj(deleted=STR | {"description": "the deleted list's slug"}),
     "HealthDown": obj(

@@ -66,7 +66,23 @@ ARTICLES = ("the", "a", "an")
 OTHER_ARTICLES = ("les", "la", "le", "l", "il", "das", "der", "die", "el", "los", "las")
 #: Query words that fuzzy matching ignores (they are in too many titles to tell any apart).
 STOPWORDS = frozenset(
-    (*ARTICLES, *OTHER_ARTICLES, "of", "and", "in", "on", "to", "for", "at", "de", "du", "des", "et", "und", "y")
+    (
+        *ARTICLES,
+        *OTHER_ARTICLES,
+        "of",
+        "and",
+        "in",
+        "on",
+        "to",
+        "for",
+        "at",
+        "de",
+        "du",
+        "des",
+        "et",
+        "und",
+        "y",
+    )
 )
 _YEAR = re.compile(r"^(18[89][0-9]|19[0-9]{2}|20[0-9]{2})$")
 KEY_END = "\U0010ffff"
@@ -122,7 +138,9 @@ def parse_query(query: str) -> ParsedQuery:
     return ParsedQuery(text=" ".join(words), year=year, full=full)
 
 
-def key_lookups(text: str, config: SearchConfig = DEFAULT_CONFIG) -> tuple[list[str], list[KeyRange]]:
+def key_lookups(
+    text: str, config: SearchConfig = DEFAULT_CONFIG
+) -> tuple[list[str], list[KeyRange]]:
     """``(exact keys, prefix ranges)`` that a folded query ``text`` is looked up with: the exact
     keys in one ``$in`` query, each range in its own query (a ``$or`` of ranges is a full scan
     on SecantusDB)."""
@@ -166,7 +184,13 @@ def max_typos(word: str, config: SearchConfig = DEFAULT_CONFIG) -> int:
 # --- the in-memory title index ---------------------------------------------------------------
 
 #: What the title index reads of each movie (an inclusion projection).
-TITLE_PROJECTION = {"search.key": 1, "year": 1, "genres": 1, "stats.n_ratings": 1, "stats.popularity": 1}
+TITLE_PROJECTION = {
+    "search.key": 1,
+    "year": 1,
+    "genres": 1,
+    "stats.n_ratings": 1,
+    "stats.popularity": 1,
+}
 
 
 class TitleIndex:
@@ -181,7 +205,9 @@ class TitleIndex:
     only a typo in the first letter itself is not found.
     """
 
-    def __init__(self, docs: Iterable[Mapping[str, Any]], config: SearchConfig = DEFAULT_CONFIG) -> None:
+    def __init__(
+        self, docs: Iterable[Mapping[str, Any]], config: SearchConfig = DEFAULT_CONFIG
+    ) -> None:
         self.config = config
         ids, keys, years, n_ratings, popularity, genres = [], [], [], [], [], []
         for doc in docs:
@@ -247,9 +273,9 @@ class TitleIndex:
         first[1:] = (word[1:] != word[:-1]) | (row[1:] != row[:-1])
         word, row = word[first], row[first]
         self.post_rows = row
-        self.post_start = np.concatenate(([0], np.cumsum(np.bincount(word, minlength=len(self.words))))).astype(
-            np.int64
-        )
+        self.post_start = np.concatenate(
+            ([0], np.cumsum(np.bincount(word, minlength=len(self.words))))
+        ).astype(np.int64)
         # typo candidates: single words only (joined ones match exactly or as a prefix)
         by_first: dict[str, list[int]] = {}
         by_second: dict[str, list[int]] = {}
@@ -258,8 +284,12 @@ class TitleIndex:
                 by_first.setdefault(w[0], []).append(i)
                 if len(w) > 1:
                     by_second.setdefault(w[1], []).append(i)
-        self._first = {c: ([self.words[i] for i in ids], np.array(ids)) for c, ids in by_first.items()}
-        self._second = {c: ([self.words[i] for i in ids], np.array(ids)) for c, ids in by_second.items()}
+        self._first = {
+            c: ([self.words[i] for i in ids], np.array(ids)) for c, ids in by_first.items()
+        }
+        self._second = {
+            c: ([self.words[i] for i in ids], np.array(ids)) for c, ids in by_second.items()
+        }
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -284,7 +314,9 @@ class TitleIndex:
                 if bucket is None:
                     continue
                 choices, ids = bucket
-                dist = process.cdist([word], choices, scorer=OSA.distance, score_cutoff=k, dtype=np.int32)[0]
+                dist = process.cdist(
+                    [word], choices, scorer=OSA.distance, score_cutoff=k, dtype=np.int32
+                )[0]
                 for j in np.flatnonzero(dist <= k):
                     sim = 1.0 - float(dist[j]) / len(word)
                     i = int(ids[j])
@@ -388,7 +420,9 @@ class TitleIndexes:
     def __init__(self, config: SearchConfig = DEFAULT_CONFIG) -> None:
         self.config = config
         self._lock = threading.Lock()
-        self._stores: weakref.WeakKeyDictionary[Any, OrderedDict[str, TitleIndex]] = weakref.WeakKeyDictionary()
+        self._stores: weakref.WeakKeyDictionary[Any, OrderedDict[str, TitleIndex]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._loading: dict[tuple[int, str], threading.Lock] = {}
 
     def peek(self, store: Any, pointer: Mapping) -> TitleIndex | None:
@@ -419,7 +453,9 @@ class TitleIndexes:
         return index
 
 
-def load_title_index(store: Any, pointer: Mapping, config: SearchConfig = DEFAULT_CONFIG) -> TitleIndex:
+def load_title_index(
+    store: Any, pointer: Mapping, config: SearchConfig = DEFAULT_CONFIG
+) -> TitleIndex:
     """Read the served version's titles (every movie, ``TITLE_PROJECTION``) into a TitleIndex.
 
     Once per version and worker, and it decodes every movie document on SecantusDB: a longer
@@ -431,7 +467,11 @@ def load_title_index(store: Any, pointer: Mapping, config: SearchConfig = DEFAUL
     index = TitleIndex(docs, config)
     log.info(
         "title index of %s: %d movies, %d words; read %.3f s, built %.3f s",
-        pointer["version"], len(index), len(index.words), read, time.perf_counter() - started - read,
+        pointer["version"],
+        len(index),
+        len(index.words),
+        read,
+        time.perf_counter() - started - read,
     )
     return index
 
@@ -491,9 +531,12 @@ def search_movies(
 
 def _candidates(source: MovieSource, pointer: Any, text: str, config: SearchConfig) -> list[dict]:
     exact, ranges = key_lookups(text, config)
-    lookups = [functools.partial(source.movies_by_keys, pointer, exact, SEARCH_FIELDS)] if exact else []
+    lookups = (
+        [functools.partial(source.movies_by_keys, pointer, exact, SEARCH_FIELDS)] if exact else []
+    )
     lookups += [
-        functools.partial(source.movies_by_key_range, pointer, r.low, r.high, SEARCH_FIELDS) for r in ranges
+        functools.partial(source.movies_by_key_range, pointer, r.low, r.high, SEARCH_FIELDS)
+        for r in ranges
     ]
     seen: dict[int, dict] = {}
     for lookup in lookups:
@@ -528,12 +571,22 @@ def movie_search(ctx: Context, q: str, limit: int, genre: str | None) -> dict:
         year, hits = index.search(q, limit, genre)
         details = ctx.store.movie_details(pointer, (h.movie_id for h in hits))
         results = [_result(h.movie_id, details.get(h.movie_id), h.match, h.score) for h in hits]
-    return {"query": q, "year": year, "genre": genre, "model_version": pointer["version"], "results": results}
+    return {
+        "query": q,
+        "year": year,
+        "genre": genre,
+        "model_version": pointer["version"],
+        "results": results,
+    }
 
 
 def _result(movie_id: int, doc: Mapping | None, match: int, score: float) -> dict:
-    return {**movie_summary(movie_id, doc), "match": MATCH_NAMES[match], "score": score, **movie_stats(doc)}
-
+    return {
+        **movie_summary(movie_id, doc),
+        "match": MATCH_NAMES[match],
+        "score": score,
+        **movie_stats(doc),
+    }
 
 
 SEARCH_ENDPOINT = Endpoint(
@@ -556,7 +609,13 @@ SEARCH_ENDPOINT = Endpoint(
             max_length=100,
             description="title words, optionally with a year: 'matrix 1999'",
         ),
-        IntParam(name="limit", minimum=1, maximum=50, default=10, description="at most this many (1 to 50)"),
+        IntParam(
+            name="limit",
+            minimum=1,
+            maximum=50,
+            default=10,
+            description="at most this many (1 to 50)",
+        ),
         TextParam(
             name="genre",
             max_length=40,

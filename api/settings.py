@@ -28,7 +28,9 @@ class Settings:
     # answering for the worker (api.availability): a request waits for a hanging store at most once
     store_deadline_ms: int = 800
     store_probe_s: float = 0.25  # while the store is not answering, ping it this often
-    scan_timeout_s: float = 25.0  # deadline of the one-off read of a cluster's members (< gunicorn's 30 s)
+    scan_timeout_s: float = (
+        25.0  # deadline of the one-off read of a cluster's members (< gunicorn's 30 s)
+    )
     max_pool_size: int = 16  # connections per worker process
     pointer_cache_s: float = 2.0  # re-read the serving pointer at most this often (<= 5 s)
     movie_cache_size: int = 50_000  # movie details kept per process (per model version)
@@ -37,7 +39,9 @@ class Settings:
     max_body_bytes: int = 64 * 1024  # larger request bodies get 413
     auth_max_failures: int = 10  # failed authentications per client address and window -> 429
     auth_window_s: float = 60.0
-    response_cache_size: int = 4096  # users' lists (precomputed or re-scored) kept per process and version
+    response_cache_size: int = (
+        4096  # users' lists (precomputed or re-scored) kept per process and version
+    )
     # which users have live state, shared by the API processes of this host (api.live_index);
     # off: every recommendation request reads the user's profile from the store (several API hosts)
     live_index: bool = True
@@ -54,7 +58,9 @@ class Settings:
             # read collections that are being dropped
             raise ValueError("pointer_cache_s must be between 0 and 5 seconds")
         if not 1 <= self.store_deadline_ms <= 25_000:
-            raise ValueError("store_deadline_ms must be between 1 and 25,000 (gunicorn's timeout is 30 s)")
+            raise ValueError(
+                "store_deadline_ms must be between 1 and 25,000 (gunicorn's timeout is 30 s)"
+            )
         if not 0.01 <= self.store_probe_s <= 5:
             raise ValueError("store_probe_s must be between 0.01 and 5 seconds")
         if self.movie_cache_size < 0:
@@ -92,7 +98,10 @@ class Settings:
             if raw:
                 value = _parse(var, raw, int)
                 kw.update(dict.fromkeys(names, value))
-        for var, name in (("API_POINTER_CACHE_S", "pointer_cache_s"), ("API_STORE_PROBE_S", "store_probe_s")):
+        for var, name in (
+            ("API_POINTER_CACHE_S", "pointer_cache_s"),
+            ("API_STORE_PROBE_S", "store_probe_s"),
+        ):
             raw = env.get(var, "").strip()
             if raw:
                 kw[name] = _parse(var, raw, float)

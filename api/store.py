@@ -70,7 +70,9 @@ class ModelInfo:
     popular: tuple[int, ...]  # movieIds, most popular first (the last-resort fallback)
     published_at: Any = None
     dataset: Mapping[str, Any] | None = None
-    cluster_assigner: Mapping[str, Any] | None = None  # pipeline.clustering.ClusterAssigner.to_dict()
+    cluster_assigner: Mapping[str, Any] | None = (
+        None  # pipeline.clustering.ClusterAssigner.to_dict()
+    )
     genre_prior: tuple[float, ...] = ()  # population genre shares, in ``genres`` order
 
     def genre(self, raw: str) -> str | None:
@@ -153,9 +155,13 @@ class ServingStore:
         self._caches: OrderedDict[str, VersionCache] = OrderedDict()
         self.availability = Availability(self._probe, settings.store_probe_s, clock)
         self._live_index: LiveIndex | None = None
-        self._live_index_pid: int | None = None  # the process that opened it (None: not yet, or off)
+        self._live_index_pid: int | None = (
+            None  # the process that opened it (None: not yet, or off)
+        )
         self._live_index_lock = threading.Lock()
-        self._profiles: OrderedDict[int, dict] = OrderedDict()  # userId -> profile (no events), see profile()
+        self._profiles: OrderedDict[int, dict] = (
+            OrderedDict()
+        )  # userId -> profile (no events), see profile()
 
     # --- connection ----------------------------------------------------------------------------
 
@@ -282,7 +288,9 @@ class ServingStore:
         try:
             return self.db()[pointer["collections"][name]]
         except KeyError:
-            raise NotReady(f"the served version {pointer.get('version')!r} has no {name!r}") from None
+            raise NotReady(
+                f"the served version {pointer.get('version')!r} has no {name!r}"
+            ) from None
 
     def cache(self, pointer: Mapping) -> VersionCache:
         version = pointer["version"]
@@ -304,8 +312,14 @@ class ServingStore:
             doc = (
                 self.db()[schema.MODELS].find_one(
                     {"_id": pointer["version"]},
-                    {"artifacts.genres": 1, "artifacts.popular": 1, "artifacts.cluster_assigner": 1,
-                     "artifacts.genre_prior": 1, "published_at": 1, "dataset": 1},
+                    {
+                        "artifacts.genres": 1,
+                        "artifacts.popular": 1,
+                        "artifacts.cluster_assigner": 1,
+                        "artifacts.genre_prior": 1,
+                        "published_at": 1,
+                        "dataset": 1,
+                    },
                 )
                 or {}
             )
@@ -337,10 +351,18 @@ class ServingStore:
             # decodes every member's whole document)
             users = self.collection(pointer, schema.USERS)
             docs = self.long_read(
-                lambda: list(users.find({"cluster": cluster_id}, {"_id": 1, "stats.n_ratings": 1, "stats.mean": 1}))
+                lambda: list(
+                    users.find(
+                        {"cluster": cluster_id}, {"_id": 1, "stats.n_ratings": 1, "stats.mean": 1}
+                    )
+                )
             )
             rows = sorted(
-                (int(d["_id"]), (d.get("stats") or {}).get("n_ratings"), (d.get("stats") or {}).get("mean"))
+                (
+                    int(d["_id"]),
+                    (d.get("stats") or {}).get("n_ratings"),
+                    (d.get("stats") or {}).get("mean"),
+                )
                 for d in docs
             )
             members = ClusterMembers(
@@ -384,20 +406,27 @@ class ServingStore:
     def remember_movies(self, pointer: Mapping, docs: Iterable[dict]) -> None:
         """Add movie documents read elsewhere (with at least the detail fields) to the cache."""
         self.cache(pointer).put_movies(
-            {int(d["_id"]): {k: d[k] for k in ("_id", *MOVIE_DETAIL_FIELDS) if k in d} for d in docs}
+            {
+                int(d["_id"]): {k: d[k] for k in ("_id", *MOVIE_DETAIL_FIELDS) if k in d}
+                for d in docs
+            }
         )
 
     def movie(self, pointer: Mapping, movie_id: int, fields: Iterable[str]) -> dict | None:
         projection = {name: 1 for name in fields}
         return self.collection(pointer, schema.MOVIES).find_one({"_id": movie_id}, projection)
 
-    def movies_by_keys(self, pointer: Mapping, keys: list[str], fields: Iterable[str]) -> list[dict]:
+    def movies_by_keys(
+        self, pointer: Mapping, keys: list[str], fields: Iterable[str]
+    ) -> list[dict]:
         """Movies whose ``search.key`` is one of ``keys`` (one ``$in`` on the index)."""
         projection = {name: 1 for name in fields}
         query = {"search.key": {"$in": [str(k) for k in keys]}}
         return list(self.collection(pointer, schema.MOVIES).find(query, projection))
 
-    def movies_by_key_range(self, pointer: Mapping, low: str, high: str, fields: Iterable[str]) -> list[dict]:
+    def movies_by_key_range(
+        self, pointer: Mapping, low: str, high: str, fields: Iterable[str]
+    ) -> list[dict]:
         """Movies whose ``search.key`` is in ``[low, high)`` (an index range scan)."""
         projection = {name: 1 for name in fields}
         query = {"search.key": {"$gte": str(low), "$lt": str(high)}}
@@ -412,10 +441,13 @@ class ServingStore:
         missing = [m for m in ids if m not in found]
         if missing:
             fetched = dict.fromkeys(missing, ())
-            for doc in self.collection(pointer, schema.MOVIES).find({"_id": {"$in": missing}}, {"similar": 1}):
+            for doc in self.collection(pointer, schema.MOVIES).find(
+                {"_id": {"$in": missing}}, {"similar": 1}
+            ):
                 fetched[int(doc["_id"])] = tuple(
                     (int(e["movieId"]), float(e.get("score") or 0.0))
-                    for e in doc.get("similar") or () if isinstance(e, dict) and "movieId" in e
+                    for e in doc.get("similar") or ()
+                    if isinstance(e, dict) and "movieId" in e
                 )
             with cache.lock:
                 put_bounded(cache.similar, fetched.items(), max(self.settings.movie_cache_size, 1))
@@ -431,7 +463,9 @@ class ServingStore:
             collection = self.collection(pointer, schema.LIVE_MODEL)
             docs = self.long_read(lambda: list(collection.find({})))
             if not docs:
-                raise NotReady(f"the served version {pointer['version']!r} has no live model; re-run the pipeline")
+                raise NotReady(
+                    f"the served version {pointer['version']!r} has no live model; re-run the pipeline"
+                )
             model = LiveModel.from_docs(docs)
             with cache.lock:
                 if cache.live_model is None:
@@ -478,7 +512,9 @@ class ServingStore:
         doc = self.online(schema.PROFILES).find_one({"_id": user_id}, {"events": 0, "keys": 0})
         if doc is not None and rev != UNKNOWN and doc.get("rev") == rev:
             with self._lock:
-                put_bounded(self._profiles, [(user_id, doc)], max(self.settings.response_cache_size, 1))
+                put_bounded(
+                    self._profiles, [(user_id, doc)], max(self.settings.response_cache_size, 1)
+                )
         return doc
 
     def live_index(self) -> LiveIndex | None:
@@ -494,7 +530,9 @@ class ServingStore:
                 if self._live_index is None or self._live_index_pid != pid:
                     # once per process (the first on the host also reads every profile's rev)
                     self._live_index = self.long_read(lambda: self._open_live_index(db))
-                    self._live_index_pid = pid if self._live_index is not None else -pid  # -pid: off here
+                    self._live_index_pid = (
+                        pid if self._live_index is not None else -pid
+                    )  # -pid: off here
         index = self._live_index
         return None if index is None or index.full else index
 
@@ -511,11 +549,20 @@ class ServingStore:
                     yield d["_id"], int(d.get("rev") or 0)
 
         try:
-            return LiveIndex.open(directory, f"{','.join(nodes)}/{db.name}", s.live_index_capacity, scan,
-                                  self._store_epoch(db))
+            return LiveIndex.open(
+                directory,
+                f"{','.join(nodes)}/{db.name}",
+                s.live_index_capacity,
+                scan,
+                self._store_epoch(db),
+            )
         except (OSError, OperationFailure) as exc:  # no folder here, or a read-only store user
-            log.warning("no live index in %s (%s): every recommendation request reads "
-                        "the user's profile from the store", directory, exc)
+            log.warning(
+                "no live index in %s (%s): every recommendation request reads "
+                "the user's profile from the store",
+                directory,
+                exc,
+            )
             return None
 
     @staticmethod

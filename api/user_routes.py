@@ -28,31 +28,70 @@ from pipeline import schema
 #: MovieLens 1M's age groups and occupations (the questionnaire's optional answers).
 AGE_GROUPS = ("Under 18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+")
 OCCUPATIONS = (
-    "other", "academic/educator", "artist", "clerical/admin", "college/grad student", "customer service",
-    "doctor/health care", "executive/managerial", "farmer", "homemaker", "K-12 student", "lawyer",
-    "programmer", "retired", "sales/marketing", "scientist", "self-employed", "technician/engineer",
-    "tradesman/craftsman", "unemployed", "writer",
+    "other",
+    "academic/educator",
+    "artist",
+    "clerical/admin",
+    "college/grad student",
+    "customer service",
+    "doctor/health care",
+    "executive/managerial",
+    "farmer",
+    "homemaker",
+    "K-12 student",
+    "lawyer",
+    "programmer",
+    "retired",
+    "sales/marketing",
+    "scientist",
+    "self-employed",
+    "technician/engineer",
+    "tradesman/craftsman",
+    "unemployed",
+    "writer",
 )
 MAX_ONBOARDING_RATINGS = 100
 
 
 def _movie_field(required: bool = True) -> IntField:
-    return IntField(name="movieId", required=required, minimum=1, description="a movieId of the served catalogue")
+    return IntField(
+        name="movieId",
+        required=required,
+        minimum=1,
+        description="a movieId of the served catalogue",
+    )
 
 
 def _rating_field() -> NumberField:
-    return NumberField(name="rating", required=True, minimum=0.5, maximum=5.0, step=0.5,
-                       description="0.5 to 5 in steps of 0.5")
+    return NumberField(
+        name="rating",
+        required=True,
+        minimum=0.5,
+        maximum=5.0,
+        step=0.5,
+        description="0.5 to 5 in steps of 0.5",
+    )
 
 
 ONBOARDING = Body(
     "Onboarding",
     (
-        ListField(name="genres", required=True, item=StringField(max_length=40), min_items=3, max_items=20,
-                  unique=True, description="at least 3 of the data set's genre names (see GET /clusters "
-                  "or the genre parameter of the recommendation endpoint), case-insensitive"),
-        ListField(name="ratings", item=ObjectField(fields=(_movie_field(), _rating_field())),
-                  max_items=MAX_ONBOARDING_RATINGS, description="favourite (or not) movies, rated"),
+        ListField(
+            name="genres",
+            required=True,
+            item=StringField(max_length=40),
+            min_items=3,
+            max_items=20,
+            unique=True,
+            description="at least 3 of the data set's genre names (see GET /clusters "
+            "or the genre parameter of the recommendation endpoint), case-insensitive",
+        ),
+        ListField(
+            name="ratings",
+            item=ObjectField(fields=(_movie_field(), _rating_field())),
+            max_items=MAX_ONBOARDING_RATINGS,
+            description="favourite (or not) movies, rated",
+        ),
         StringField(name="age", choices=AGE_GROUPS, description="optional age group"),
         StringField(name="occupation", choices=OCCUPATIONS, description="optional occupation"),
     ),
@@ -61,8 +100,15 @@ ONBOARDING = Body(
 RATING = Body("RatingInput", (_movie_field(), _rating_field()), "A rating of one movie.")
 FEEDBACK = Body(
     "FeedbackInput",
-    (_movie_field(), StringField(name="action", required=True, choices=ACTIONS,
-                                 description="like, dislike or not_interested (hides the movie)")),
+    (
+        _movie_field(),
+        StringField(
+            name="action",
+            required=True,
+            choices=ACTIONS,
+            description="like, dislike or not_interested (hides the movie)",
+        ),
+    ),
     "A reaction to one movie.",
 )
 
@@ -81,9 +127,17 @@ def create_user(ctx: Context, n: int, body: dict) -> Reply:
     now = datetime.now(UTC)
     events = [new_event("rating", m, r, now) for m, r in ratings.items()]
     profile = {
-        "_id": uid, "rev": len(events), "ratings": {str(m): r for m, r in ratings.items()}, "feedback": {},
-        "events": events, "genres": genres, "cluster": cluster, "cluster_version": pointer["version"],
-        "origin": "onboarding", "created_at": now, "updated_at": now,
+        "_id": uid,
+        "rev": len(events),
+        "ratings": {str(m): r for m, r in ratings.items()},
+        "feedback": {},
+        "events": events,
+        "genres": genres,
+        "cluster": cluster,
+        "cluster_version": pointer["version"],
+        "origin": "onboarding",
+        "created_at": now,
+        "updated_at": now,
         **{k: body[k] for k in ("age", "occupation") if k in body},
     }
     # the account first: if the store stops answering between the two writes, what is left is an
@@ -95,9 +149,15 @@ def create_user(ctx: Context, n: int, body: dict) -> Reply:
     store.end_live_write(uid, profile["rev"])
     items = live_items(store, pointer, uid, profile, n, None)
     return Reply(
-        {"userId": uid, "token": token, "cluster": cluster, "model_version": pointer["version"],
-         "recommendations": items},
-        status=201, headers={"Location": f"/user/{uid}/recommendation", "Cache-Control": "no-store"},
+        {
+            "userId": uid,
+            "token": token,
+            "cluster": cluster,
+            "model_version": pointer["version"],
+            "recommendations": items,
+        },
+        status=201,
+        headers={"Location": f"/user/{uid}/recommendation", "Cache-Control": "no-store"},
     )
 
 
@@ -105,14 +165,28 @@ def rate_movie(ctx: Context, id: int, body: dict, caller: int, idempotency_key: 
     require_movies(ctx.store, ctx.pointer, [body["movieId"]])
     event = new_event("rating", body["movieId"], body["rating"])
     rev, event = record(ctx.store, id, event, idempotency_key)
-    return {"userId": id, "movieId": body["movieId"], "rating": body["rating"], "rev": rev, "event": _ack(event)}
+    return {
+        "userId": id,
+        "movieId": body["movieId"],
+        "rating": body["rating"],
+        "rev": rev,
+        "event": _ack(event),
+    }
 
 
-def send_feedback(ctx: Context, id: int, body: dict, caller: int, idempotency_key: str | None) -> dict:
+def send_feedback(
+    ctx: Context, id: int, body: dict, caller: int, idempotency_key: str | None
+) -> dict:
     require_movies(ctx.store, ctx.pointer, [body["movieId"]])
     event = new_event(body["action"], body["movieId"])
     rev, event = record(ctx.store, id, event, idempotency_key)
-    return {"userId": id, "movieId": body["movieId"], "action": body["action"], "rev": rev, "event": _ack(event)}
+    return {
+        "userId": id,
+        "movieId": body["movieId"],
+        "action": body["action"],
+        "rev": rev,
+        "event": _ack(event),
+    }
 
 
 def _ack(event: dict) -> dict:
@@ -130,7 +204,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
             "user's id, their bearer token (shown only once) and first recommendations (the same "
             "items as GET /user/{id}/recommendation, source live)."
         ),
-        params=(IntParam(name="n", minimum=1, maximum=50, default=10, description="how many recommendations"),),
+        params=(
+            IntParam(
+                name="n", minimum=1, maximum=50, default=10, description="how many recommendations"
+            ),
+        ),
         response="NewUser",
         errors=(400, 404, 503),
         tag="users",

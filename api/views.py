@@ -39,7 +39,9 @@ def page_slice(total: int, page: int, per_page: int) -> slice:
     return slice(min(start, total), min(start + per_page, total))
 
 
-def paged(items: Sequence[Any], total: int, page: int, per_page: int, **extra: Any) -> dict[str, Any]:
+def paged(
+    items: Sequence[Any], total: int, page: int, per_page: int, **extra: Any
+) -> dict[str, Any]:
     return {
         **extra,
         "page": page,

@@ -26,8 +26,17 @@ def secantus(sync_on_commit: bool = True, cache_size: str = "1G"):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        argv = [str(Path(sys.executable).parent / "secantusd-py"), "--host", "127.0.0.1", "--port", str(port),
-                "--storage-path", f"{tmp}/data", "--cache-size", cache_size]
+        argv = [
+            str(Path(sys.executable).parent / "secantusd-py"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--storage-path",
+            f"{tmp}/data",
+            "--cache-size",
+            cache_size,
+        ]
         if sync_on_commit:
             argv.append("--sync-on-commit")
         proc = subprocess.Popen(argv, stdout=open(f"{tmp}/log", "wb"), stderr=subprocess.STDOUT)
@@ -105,8 +114,15 @@ def run_measured(argv: list[str], env: dict, cwd: Path | None = None, stderr=Non
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stderr=stderr)
     with PeakRSS(proc.pid) as rss:
         code = proc.wait()
-    return {"seconds": round(time.perf_counter() - t0, 1), "peak_rss_gib": round(rss.peak / 2**30, 2),
-            "peak_rss_root_gib": round(rss.peak_root / 2**30, 2),
-            "peak_rss_children_gib": round(rss.peak_children / 2**30, 2),
-            "peak_at": (rss.peak_at[0], round(rss.peak_at[1] / 2**30, 2), round(rss.peak_at[2] / 2**30, 2)),
-            "exit_code": code}
+    return {
+        "seconds": round(time.perf_counter() - t0, 1),
+        "peak_rss_gib": round(rss.peak / 2**30, 2),
+        "peak_rss_root_gib": round(rss.peak_root / 2**30, 2),
+        "peak_rss_children_gib": round(rss.peak_children / 2**30, 2),
+        "peak_at": (
+            rss.peak_at[0],
+            round(rss.peak_at[1] / 2**30, 2),
+            round(rss.peak_at[2] / 2**30, 2),
+        ),
+        "exit_code": code,
+    }

@@ -164,7 +164,7 @@ class HTTPConnection:
     def _read_until(self, marker: bytes) -> bytes:
         while (pos := self.buf.find(marker)) < 0:
             self._fill()
-        out, self.buf = self.buf[:pos], self.buf[pos + len(marker):]
+        out, self.buf = self.buf[:pos], self.buf[pos + len(marker) :]
         return out
 
     def _read_exact(self, size: int) -> bytes:
@@ -236,8 +236,9 @@ class Window:
     stop_at: float
 
 
-def _client_thread(host, port, user_ids, cfg: LoadConfig, index: int, window: Window, quota: int,
-                   out: ClientResult) -> None:
+def _client_thread(
+    host, port, user_ids, cfg: LoadConfig, index: int, window: Window, quota: int, out: ClientResult
+) -> None:
     """One connection. Closed loop (``cfg.rate`` 0): the next request as soon as the answer is in.
     Open loop: requests are due every ``clients / rate`` seconds (clients staggered); latency runs
     from when a request was due, so a slow answer also counts against the requests queued behind
@@ -247,7 +248,9 @@ def _client_thread(host, port, user_ids, cfg: LoadConfig, index: int, window: Wi
     conn = HTTPConnection(host, port, cfg.timeout_s)
     clock = time.perf_counter_ns
     lat = out.latencies_ns
-    begin_ns, start_ns, stop_ns = (int(t * 1e9) for t in (window.begin_at, window.start_at, window.stop_at))
+    begin_ns, start_ns, stop_ns = (
+        int(t * 1e9) for t in (window.begin_at, window.start_at, window.stop_at)
+    )
     interval = int(1e9 * cfg.clients / cfg.rate) if cfg.rate > 0 else 0
     due = begin_ns + (int(index * 1e9 / cfg.rate) if cfg.rate > 0 else 0)
     time.sleep(max(0.0, (due - clock()) / 1e9))
@@ -291,13 +294,28 @@ def _client_thread(host, port, user_ids, cfg: LoadConfig, index: int, window: Wi
         conn.close()
 
 
-def client_process(host: str, port: int, user_ids: np.ndarray, cfg: LoadConfig, first_client: int,
-                   n_clients: int, window: Window, quota: int, queue) -> None:
+def client_process(
+    host: str,
+    port: int,
+    user_ids: np.ndarray,
+    cfg: LoadConfig,
+    first_client: int,
+    n_clients: int,
+    window: Window,
+    quota: int,
+    queue,
+) -> None:
     """One load-generator process: ``n_clients`` threads, one keep-alive connection each.
     Puts its merged ClientResult (latencies as bytes) on ``queue``."""
     results = [ClientResult() for _ in range(n_clients)]
-    run_client_threads(_client_thread, [(host, port, user_ids, cfg, first_client + i, window, quota, results[i])
-                                        for i in range(n_clients)], window)
+    run_client_threads(
+        _client_thread,
+        [
+            (host, port, user_ids, cfg, first_client + i, window, quota, results[i])
+            for i in range(n_clients)
+        ],
+        window,
+    )
     merged = ClientResult()
     for r in results:
         merged.latencies_ns.extend(r.latencies_ns)
@@ -307,8 +325,17 @@ def client_process(host: str, port: int, user_ids: np.ndarray, cfg: LoadConfig, 
         merged.sent += r.sent
         merged.last_ns = max(merged.last_ns, r.last_ns)
         merged.exhausted = merged.exhausted or r.exhausted
-    queue.put((merged.latencies_ns.tobytes(), merged.errors, merged.error_samples, merged.connects, merged.sent,
-               merged.last_ns, merged.exhausted))
+    queue.put(
+        (
+            merged.latencies_ns.tobytes(),
+            merged.errors,
+            merged.error_samples,
+            merged.connects,
+            merged.sent,
+            merged.last_ns,
+            merged.exhausted,
+        )
+    )
 
 
 def run_client_threads(target: Callable[..., None], args: list[tuple], window: Window) -> None:
@@ -349,30 +376,53 @@ def tree_cpu(pids) -> float:
 def _get(host: str, port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
     conn = HTTPConnection(host, port, timeout)
     try:
-        return conn.get(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        return conn.get(
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+        )
     finally:
         conn.close()
 
 
 @contextlib.contextmanager
-def gunicorn(server: ServerConfig, mongodb_url: str, probe_path: str, log_path: Path, ready_s: float = 120.0):
+def gunicorn(
+    server: ServerConfig, mongodb_url: str, probe_path: str, log_path: Path, ready_s: float = 120.0
+):
     """Serve ``server.app`` with gunicorn on a free loopback port; yields (port, process) once
     ``probe_path`` answers 200."""
     port = free_port()
-    argv = [str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{port}",
-            "--workers", str(server.workers), "--worker-class", server.worker_class,
-            "--log-level", "warning", "--timeout", "120", "--graceful-timeout", "5"]
+    argv = [
+        str(Path(sys.executable).parent / "gunicorn"),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(server.workers),
+        "--worker-class",
+        server.worker_class,
+        "--log-level",
+        "warning",
+        "--timeout",
+        "120",
+        "--graceful-timeout",
+        "5",
+    ]
     if server.worker_class == "gthread":
         argv += ["--threads", str(server.threads)]
     if server.config_file:
         argv += ["--config", server.config_file]
     argv.append(server.app)
     pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "MONGODB_URL": mongodb_url, "PYTHONPATH": pythonpath,
-           # one thread per worker for numpy/OpenMP: the workers are the parallelism
-           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           # this run's own live index (api.live_index), not the host's shared one
-           "API_LIVE_INDEX_DIR": str(log_path.parent / f"live-index-{port}"), **dict(server.env)}
+    env = {
+        **os.environ,
+        "MONGODB_URL": mongodb_url,
+        "PYTHONPATH": pythonpath,
+        # one thread per worker for numpy/OpenMP: the workers are the parallelism
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        # this run's own live index (api.live_index), not the host's shared one
+        "API_LIVE_INDEX_DIR": str(log_path.parent / f"live-index-{port}"),
+        **dict(server.env),
+    }
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -380,12 +430,16 @@ def gunicorn(server: ServerConfig, mongodb_url: str, probe_path: str, log_path: 
         while True:
             if proc.poll() is not None:
                 tail = log_path.read_text(errors="replace").strip().splitlines()[-15:]
-                raise RuntimeError(f"gunicorn ({server.app}) exited with {proc.returncode}:\n" + "\n".join(tail))
+                raise RuntimeError(
+                    f"gunicorn ({server.app}) exited with {proc.returncode}:\n" + "\n".join(tail)
+                )
             with contextlib.suppress(OSError, ValueError, IndexError):
                 if _get("127.0.0.1", port, probe_path)[0] == 200:
                     break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn ({server.app}) did not answer {probe_path}; see {log_path}")
+                raise RuntimeError(
+                    f"gunicorn ({server.app}) did not answer {probe_path}; see {log_path}"
+                )
             time.sleep(0.2)
         yield port, proc
     finally:
@@ -398,7 +452,9 @@ def gunicorn(server: ServerConfig, mongodb_url: str, probe_path: str, log_path: 
                 proc.wait()
 
 
-def spawn_clients(ctx, target: Callable, clients: int, procs: int, args: Callable[[int, int], tuple]) -> list:
+def spawn_clients(
+    ctx, target: Callable, clients: int, procs: int, args: Callable[[int, int], tuple]
+) -> list:
     """Start ``target`` in ``procs`` processes (at most one per client) sharing ``clients``
     connections; ``args(first, k)`` gives the arguments of the process with clients first..first+k-1."""
     n = max(1, min(procs, clients))
@@ -411,7 +467,9 @@ def spawn_clients(ctx, target: Callable, clients: int, procs: int, args: Callabl
     return started
 
 
-def window_cpu(watch: dict[str, list[int]], client_pids: list[int], window: Window) -> dict[str, float]:
+def window_cpu(
+    watch: dict[str, list[int]], client_pids: list[int], window: Window
+) -> dict[str, float]:
     """Sleeps through the measured ``window``; CPU seconds of each ``watch`` component, of the load
     generator (``client_pids``) and of every other process on the machine over it."""
 
@@ -432,7 +490,9 @@ def window_cpu(watch: dict[str, list[int]], client_pids: list[int], window: Wind
     return cpu
 
 
-def run_load(port: int, user_ids: np.ndarray, cfg: LoadConfig, watch: dict[str, list[int]]) -> tuple:
+def run_load(
+    port: int, user_ids: np.ndarray, cfg: LoadConfig, watch: dict[str, list[int]]
+) -> tuple:
     """Drive the server on ``port``; returns (latencies ms, errors, samples, connects, window s,
     CPU seconds per component of ``watch`` plus "load generator")."""
     ctx = mp.get_context("spawn")
@@ -443,8 +503,13 @@ def run_load(port: int, user_ids: np.ndarray, cfg: LoadConfig, watch: dict[str, 
     start_at = begin_at + cfg.warmup_s
     stop_at = start_at + cfg.seconds
     window = Window(begin_at, start_at, stop_at)
-    procs = spawn_clients(ctx, client_process, cfg.clients, cfg.procs,
-                          lambda first, k: ("127.0.0.1", port, user_ids, cfg, first, k, window, quota, queue))
+    procs = spawn_clients(
+        ctx,
+        client_process,
+        cfg.clients,
+        cfg.procs,
+        lambda first, k: ("127.0.0.1", port, user_ids, cfg, first, k, window, quota, queue),
+    )
     cpu = window_cpu(watch, [p.pid for p in procs], window)
     collected = []
     deadline = stop_at + cfg.timeout_s + 10
@@ -457,7 +522,9 @@ def run_load(port: int, user_ids: np.ndarray, cfg: LoadConfig, watch: dict[str, 
             p.kill()
     if not collected:
         raise RuntimeError("no load-generator process reported")
-    lat = np.concatenate([np.frombuffer(c[0], np.int64) for c in collected]).astype(np.float64) / 1e6
+    lat = (
+        np.concatenate([np.frombuffer(c[0], np.int64) for c in collected]).astype(np.float64) / 1e6
+    )
     errors = sum(c[1] for c in collected)
     samples = [s for c in collected for s in c[2]][:5]
     if len(collected) < len(procs):
@@ -486,8 +553,13 @@ def warm(port: int, user_ids: np.ndarray, n: int, clients: int = 16) -> int:
         order = [int(u) for u in user_ids]
         random.Random(index).shuffle(order)
         try:
-            bad = sum(conn.get(f"GET /user/{uid}/recommendation?n={n} HTTP/1.1\r\nHost: x\r\n\r\n".encode())[0]
-                      != 200 for uid in order)
+            bad = sum(
+                conn.get(
+                    f"GET /user/{uid}/recommendation?n={n} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+                )[0]
+                != 200
+                for uid in order
+            )
         finally:
             conn.close()
         failures.append(bad)
@@ -496,8 +568,16 @@ def warm(port: int, user_ids: np.ndarray, n: int, clients: int = 16) -> int:
     return sum(failures)
 
 
-def measure(design: str, server: ServerConfig, mongodb_url: str, user_ids: np.ndarray, cfg: LoadConfig,
-            store_pid: int | None, log_path: Path, warm_caches: bool = False) -> RunResult:
+def measure(
+    design: str,
+    server: ServerConfig,
+    mongodb_url: str,
+    user_ids: np.ndarray,
+    cfg: LoadConfig,
+    store_pid: int | None,
+    log_path: Path,
+    warm_caches: bool = False,
+) -> RunResult:
     probe = f"/user/{int(user_ids[0])}/recommendation?n={cfg.n}"
     with gunicorn(server, mongodb_url, probe, log_path) as (port, proc):
         if warm_caches and (bad := warm(port, user_ids, cfg.n)):
@@ -514,25 +594,42 @@ def _wsgi_get(app, path: str, query: str) -> tuple[str, bytes]:
     import io
 
     seen: dict = {}
-    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": query, "SERVER_NAME": "127.0.0.1",
-               "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.input": io.BytesIO(),
-               "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr, "wsgi.multithread": False,
-               "wsgi.multiprocess": False, "wsgi.run_once": False}
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
     body = b"".join(app(environ, lambda status, headers, exc_info=None: seen.update(status=status)))
     return seen["status"], body
 
 
 #: (group, test on the profiler's (filename, function name)) in order; the first match wins.
 _PROFILE_GROUPS = (
-    ("waiting for the store (socket send/recv)", lambda f, n: f == "~" and ("sendall" in n or "recv" in n)),
+    (
+        "waiting for the store (socket send/recv)",
+        lambda f, n: f == "~" and ("sendall" in n or "recv" in n),
+    ),
     ("BSON decoding", lambda f, n: f == "~" and "bson" in n),
     ("pymongo (driver code)", lambda f, n: "/pymongo/" in f or "/bson/" in f),
     ("JSON encoding", lambda f, n: "/json/" in f or (f == "~" and "json" in n)),
     ("bottle (routing, request/response)", lambda f, n: f.endswith("/bottle.py")),
     ("the API's own code", lambda f, n: "/api/" in f),
     ("pipeline features + rating model", lambda f, n: "/pipeline/" in f),
-    ("scikit-learn, pandas, numpy, scipy", lambda f, n: any(f"/{m}/" in f for m in ("sklearn", "pandas", "numpy",
-                                                                                    "scipy", "threadpoolctl"))),
+    (
+        "scikit-learn, pandas, numpy, scipy",
+        lambda f, n: any(
+            f"/{m}/" in f for m in ("sklearn", "pandas", "numpy", "scipy", "threadpoolctl")
+        ),
+    ),
     ("other (builtins, stdlib)", lambda f, n: True),
 )
 
@@ -546,8 +643,16 @@ class Profile:
     shares: dict[str, float]  # group -> share of the profiled wall time
 
 
-def profile_app(factory: str, url: str, user_ids: np.ndarray, n: int, requests: int, seed: int,
-                env: dict[str, str] | None = None, warm_all: bool = False) -> Profile:
+def profile_app(
+    factory: str,
+    url: str,
+    user_ids: np.ndarray,
+    n: int,
+    requests: int,
+    seed: int,
+    env: dict[str, str] | None = None,
+    warm_all: bool = False,
+) -> Profile:
     """Call ``factory``'s app in this process, one request at a time through WSGI (no HTTP, no
     concurrency): wall and CPU per request, then where a cProfile run of as many requests spends
     its time (cProfile inflates Python-level code: read the shares, not the milliseconds). Before,
@@ -571,31 +676,46 @@ def profile_app(factory: str, url: str, user_ids: np.ndarray, n: int, requests: 
     for uid in [int(u) for u in user_ids] if warm_all else picks[:warm]:  # connect, fill the caches
         call_app(uid)
     wall, cpu = time.perf_counter(), time.process_time()
-    for uid in picks[warm:warm + requests]:
+    for uid in picks[warm : warm + requests]:
         call_app(uid)
-    wall, cpu = (time.perf_counter() - wall) / requests * 1e3, (time.process_time() - cpu) / requests * 1e3
+    wall, cpu = (
+        (time.perf_counter() - wall) / requests * 1e3,
+        (time.process_time() - cpu) / requests * 1e3,
+    )
     prof = cProfile.Profile()
-    prof.runcall(lambda: [call_app(u) for u in picks[warm + requests:]])
+    prof.runcall(lambda: [call_app(u) for u in picks[warm + requests :]])
     groups = dict.fromkeys((g for g, _ in _PROFILE_GROUPS), 0.0)
-    for (filename, _line, name), (_cc, _nc, tottime, _ct, _callers) in pstats.Stats(prof).stats.items():
+    for (filename, _line, name), (_cc, _nc, tottime, _ct, _callers) in pstats.Stats(
+        prof
+    ).stats.items():
         groups[next(g for g, test in _PROFILE_GROUPS if test(filename, name))] += tottime
     total = sum(groups.values()) or 1.0
     return Profile(factory, requests, wall, cpu, {g: v / total for g, v in groups.items()})
 
 
 def print_profiles(profiles: list[tuple[str, Profile]]) -> None:
-    print("\n## One request at a time, in-process (WSGI calls on one thread: no HTTP, no concurrency, "
-          "caches warm)\n")
-    print("| design | requests | wall ms per request | CPU ms per request (this process; the store's is extra) |")
+    print(
+        "\n## One request at a time, in-process (WSGI calls on one thread: no HTTP, no concurrency, "
+        "caches warm)\n"
+    )
+    print(
+        "| design | requests | wall ms per request | CPU ms per request (this process; the store's is extra) |"
+    )
     print("|---|---|---|---|")
     for name, prof in profiles:
         print(f"| {name} | {prof.requests:,} | {prof.wall_ms:.2f} | {prof.cpu_ms:.2f} |")
-    print("\nWhere the wall time goes (cProfile of as many more requests; shares of the profiled time):\n")
+    print(
+        "\nWhere the wall time goes (cProfile of as many more requests; shares of the profiled time):\n"
+    )
     print("| part | " + " | ".join(name for name, _ in profiles) + " |")
     print("|---|" + "---|" * len(profiles))
     for group, _ in _PROFILE_GROUPS:
         if any(prof.shares[group] >= 0.005 for _, prof in profiles):
-            print(f"| {group} | " + " | ".join(f"{100 * prof.shares[group]:.0f}%" for _, prof in profiles) + " |")
+            print(
+                f"| {group} | "
+                + " | ".join(f"{100 * prof.shares[group]:.0f}%" for _, prof in profiles)
+                + " |"
+            )
 
 
 def parse_servers(spec: str, app: str, config_file: str | None = None) -> list[ServerConfig]:
@@ -604,8 +724,15 @@ def parse_servers(spec: str, app: str, config_file: str | None = None) -> list[S
     for item in filter(None, (s.strip() for s in spec.split(","))):
         kind, _, size = item.partition(":")
         workers, _, threads = size.partition("x")
-        out.append(ServerConfig(app=app, worker_class=kind, workers=int(workers or 2), threads=int(threads or 1),
-                                config_file=config_file))
+        out.append(
+            ServerConfig(
+                app=app,
+                worker_class=kind,
+                workers=int(workers or 2),
+                threads=int(threads or 1),
+                config_file=config_file,
+            )
+        )
     return out
 
 
@@ -655,62 +782,126 @@ def _timed(argv: list[str], env: dict, cwd: Path, what: str, log_path: Path) -> 
 
 def print_results(title: str, results: list[RunResult]) -> None:
     print(f"\n## {title}\n")
-    print("| design | gunicorn | load | requests | rps | p50 ms | p90 ms | p99 ms | max ms | errors | connects |")
+    print(
+        "| design | gunicorn | load | requests | rps | p50 ms | p90 ms | p99 ms | max ms | errors | connects |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         worst = r.latencies_ms.max() if r.requests else float("nan")
-        print(f"| {r.design} | {r.server} | {r.load} | {r.requests:,} | {r.rps:,.0f} | {r.pct(50):.2f} | "
-              f"{r.pct(90):.2f} | {r.pct(99):.2f} | {worst:.2f} | {r.errors} | {r.connects:,} |")
-    print("\nCPU during the measured window, in cores (CPU seconds / window seconds; the machine has "
-          f"{psutil.cpu_count()}); 'other' is everything else running on the machine meanwhile:\n")
-    names = [k for k in ("load generator", "gunicorn", "store server") if any(k in r.cpu_s for r in results)]
-    print("| design | gunicorn | load | " + " | ".join(names) + " | sum | other | CPU ms per request: "
-          + " / ".join(names) + " |")
+        print(
+            f"| {r.design} | {r.server} | {r.load} | {r.requests:,} | {r.rps:,.0f} | {r.pct(50):.2f} | "
+            f"{r.pct(90):.2f} | {r.pct(99):.2f} | {worst:.2f} | {r.errors} | {r.connects:,} |"
+        )
+    print(
+        "\nCPU during the measured window, in cores (CPU seconds / window seconds; the machine has "
+        f"{psutil.cpu_count()}); 'other' is everything else running on the machine meanwhile:\n"
+    )
+    names = [
+        k
+        for k in ("load generator", "gunicorn", "store server")
+        if any(k in r.cpu_s for r in results)
+    ]
+    print(
+        "| design | gunicorn | load | "
+        + " | ".join(names)
+        + " | sum | other | CPU ms per request: "
+        + " / ".join(names)
+        + " |"
+    )
     print("|---|---|---|" + "---|" * len(names) + "---|---|---|")
     for r in results:
         cores = {k: r.cpu_s.get(k, 0.0) / r.seconds for k in names}
         per = " / ".join(f"{1000 * r.cpu_s.get(k, 0.0) / max(r.requests, 1):.2f}" for k in names)
         other = r.cpu_s.get("other processes", 0.0) / r.seconds
-        print(f"| {r.design} | {r.server} | {r.load} | " + " | ".join(f"{cores[k]:.2f}" for k in names)
-              + f" | {sum(cores.values()):.2f} | {other:.2f} | {per} |")
+        print(
+            f"| {r.design} | {r.server} | {r.load} | "
+            + " | ".join(f"{cores[k]:.2f}" for k in names)
+            + f" | {sum(cores.values()):.2f} | {other:.2f} | {per} |"
+        )
     for r in results:
         for s in r.error_samples:
             print(f"  error ({r.design}, {r.server}): {s}")
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--clients", type=int, default=16, help="concurrent keep-alive connections (default: 16)")
-    p.add_argument("--client-procs", type=int, default=4, help="load-generator processes (default: 4)")
-    p.add_argument("--seconds", type=float, default=20.0, help="measured seconds per run (default: 20)")
-    p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before (default: 2)")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--clients", type=int, default=16, help="concurrent keep-alive connections (default: 16)"
+    )
+    p.add_argument(
+        "--client-procs", type=int, default=4, help="load-generator processes (default: 4)"
+    )
+    p.add_argument(
+        "--seconds", type=float, default=20.0, help="measured seconds per run (default: 20)"
+    )
+    p.add_argument(
+        "--warmup", type=float, default=2.0, help="unmeasured seconds before (default: 2)"
+    )
     p.add_argument("--max-requests", type=int, default=1_000_000, help="cap on requests per run")
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers (default: 2)")
     p.add_argument("--worker-class", default="gthread", choices=["sync", "gthread"])
     p.add_argument("--threads", type=int, default=2, help="threads per gthread worker (default: 2)")
-    p.add_argument("--rate", default="500,1100,1300",
-                   help="also measure the API open loop at these offered rates, requests/s, comma-separated "
-                        "(0: skip; default: 500,1100,1300: the targets ask for >= 1,000 served per second)")
-    p.add_argument("--gunicorn-config", default=None,
-                   help="gunicorn --config file for the API, e.g. api/gunicorn_conf.py (flags above override it)")
+    p.add_argument(
+        "--rate",
+        default="500,1100,1300",
+        help="also measure the API open loop at these offered rates, requests/s, comma-separated "
+        "(0: skip; default: 500,1100,1300: the targets ask for >= 1,000 served per second)",
+    )
+    p.add_argument(
+        "--gunicorn-config",
+        default=None,
+        help="gunicorn --config file for the API, e.g. api/gunicorn_conf.py (flags above override it)",
+    )
     p.add_argument("--n", type=int, default=10, help="recommendations per request (default: 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the user choice (default: 0)")
-    p.add_argument("--mongodb-url", default=None, help="an already loaded store (default: start and load one)")
+    p.add_argument(
+        "--mongodb-url", default=None, help="an already loaded store (default: start and load one)"
+    )
     p.add_argument("--app", default=API_APP, help=f"the API's gunicorn app (default: {API_APP})")
-    p.add_argument("--seed-seconds", type=float, default=None, help="measured seconds of the seed design")
+    p.add_argument(
+        "--seed-seconds", type=float, default=None, help="measured seconds of the seed design"
+    )
     p.add_argument("--no-seed-design", action="store_true", help="measure the API only")
-    p.add_argument("--profile", type=int, default=1000, metavar="N",
-                   help="also time and profile N requests of the API in-process (0: skip; default: 1000)")
-    p.add_argument("--sweep", default=None,
-                   help="also measure the API under these gunicorn set-ups first, e.g. sync:2,gthread:2x4")
+    p.add_argument(
+        "--profile",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="also time and profile N requests of the API in-process (0: skip; default: 1000)",
+    )
+    p.add_argument(
+        "--sweep",
+        default=None,
+        help="also measure the API under these gunicorn set-ups first, e.g. sync:2,gthread:2x4",
+    )
     args = p.parse_args(argv)
 
-    load = LoadConfig(clients=args.clients, procs=args.client_procs, seconds=args.seconds, warmup_s=args.warmup,
-                      max_requests=args.max_requests, n=args.n, seed=args.seed)
-    ours = ServerConfig(app=args.app, workers=args.workers, worker_class=args.worker_class, threads=args.threads,
-                        config_file=args.gunicorn_config)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    with tempfile.TemporaryDirectory(prefix="mt-bench-api-") as tmp, contextlib.ExitStack() as stack:
+    load = LoadConfig(
+        clients=args.clients,
+        procs=args.client_procs,
+        seconds=args.seconds,
+        warmup_s=args.warmup,
+        max_requests=args.max_requests,
+        n=args.n,
+        seed=args.seed,
+    )
+    ours = ServerConfig(
+        app=args.app,
+        workers=args.workers,
+        worker_class=args.worker_class,
+        threads=args.threads,
+        config_file=args.gunicorn_config,
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="mt-bench-api-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
         tmp = Path(tmp)
         log_path = tmp / "gunicorn.log"
         notes = []
@@ -720,67 +911,149 @@ def main(argv=None) -> int:
         else:
             url, server = stack.enter_context(secantus())
             store_pid = server.pid
-            took = _timed([sys.executable, "-m", "pipeline", "-q", "run", "--no-evaluate", "--run-dir",
-                           str(tmp / "runs")], {**env, "MONGODB_URL": url}, tmp, "loading the store with the pipeline",
-                          tmp / "setup.log")
-            notes.append(f"store: fresh SecantusDB (durable), loaded by `python -m pipeline run --no-evaluate` "
-                         f"in {took:.0f} s")
+            took = _timed(
+                [
+                    sys.executable,
+                    "-m",
+                    "pipeline",
+                    "-q",
+                    "run",
+                    "--no-evaluate",
+                    "--run-dir",
+                    str(tmp / "runs"),
+                ],
+                {**env, "MONGODB_URL": url},
+                tmp,
+                "loading the store with the pipeline",
+                tmp / "setup.log",
+            )
+            notes.append(
+                f"store: fresh SecantusDB (durable), loaded by `python -m pipeline run --no-evaluate` "
+                f"in {took:.0f} s"
+            )
         user_ids, version = served_user_ids(url)
-        notes.append(f"served version {version}, {len(user_ids):,} users; random users, seed {args.seed}; before "
-                     f"each run of ours, every user was asked for once on each of 16 connections (warm caches)")
+        notes.append(
+            f"served version {version}, {len(user_ids):,} users; random users, seed {args.seed}; before "
+            f"each run of ours, every user was asked for once on each of 16 connections (warm caches)"
+        )
         if not args.no_seed_design:
             model_path = tmp / "seed-model.pkl"
-            took = _timed([sys.executable, "-m", "benchmarks.seed_design", "fit", "--out", str(model_path)],
-                          env, REPO, "fitting the seed design's model", tmp / "setup.log")
-            notes.append(f"seed design: rating model fitted once in {took:.0f} s, unpickled by each worker")
+            took = _timed(
+                [sys.executable, "-m", "benchmarks.seed_design", "fit", "--out", str(model_path)],
+                env,
+                REPO,
+                "fitting the seed design's model",
+                tmp / "setup.log",
+            )
+            notes.append(
+                f"seed design: rating model fitted once in {took:.0f} s, unpickled by each worker"
+            )
 
         if args.sweep:
-            sweep = [measure("ours", s, url, user_ids, load, store_pid, log_path, warm_caches=True)
-                     for s in parse_servers(args.sweep, args.app, args.gunicorn_config)]
+            sweep = [
+                measure("ours", s, url, user_ids, load, store_pid, log_path, warm_caches=True)
+                for s in parse_servers(args.sweep, args.app, args.gunicorn_config)
+            ]
             print_results(f"API under several gunicorn set-ups ({load.clients} clients)", sweep)
 
-        results = [measure("ours", ours, url, user_ids, load, store_pid, log_path, warm_caches=True)]
+        results = [
+            measure("ours", ours, url, user_ids, load, store_pid, log_path, warm_caches=True)
+        ]
         for rate in (float(r) for r in args.rate.split(",") if r.strip() and float(r) > 0):
-            results.append(measure("ours", ours, url, user_ids, replace(load, rate=rate), store_pid, log_path,
-                                   warm_caches=True))
+            results.append(
+                measure(
+                    "ours",
+                    ours,
+                    url,
+                    user_ids,
+                    replace(load, rate=rate),
+                    store_pid,
+                    log_path,
+                    warm_caches=True,
+                )
+            )
         if not args.no_seed_design:
-            seed_server = replace(ours, app=SEED_APP, config_file=None, env=(("SEED_MODEL_PATH", str(model_path)),))
-            seed_load = replace(load, seconds=args.seed_seconds or load.seconds, warmup_s=max(load.warmup_s, 3.0))
-            results.append(measure("seed design", seed_server, url, user_ids, seed_load, store_pid, log_path))
+            seed_server = replace(
+                ours, app=SEED_APP, config_file=None, env=(("SEED_MODEL_PATH", str(model_path)),)
+            )
+            seed_load = replace(
+                load, seconds=args.seed_seconds or load.seconds, warmup_s=max(load.warmup_s, 3.0)
+            )
+            results.append(
+                measure("seed design", seed_server, url, user_ids, seed_load, store_pid, log_path)
+            )
 
         if args.profile:
-            profiles = [("ours", profile_app(args.app, url, user_ids, load.n, args.profile, args.seed,
-                                             env={"API_LIVE_INDEX_DIR": str(tmp / "live-index-profile")},
-                                             warm_all=True))]
+            profiles = [
+                (
+                    "ours",
+                    profile_app(
+                        args.app,
+                        url,
+                        user_ids,
+                        load.n,
+                        args.profile,
+                        args.seed,
+                        env={"API_LIVE_INDEX_DIR": str(tmp / "live-index-profile")},
+                        warm_all=True,
+                    ),
+                )
+            ]
             if not args.no_seed_design:
-                profiles.append(("seed design", profile_app(SEED_APP, url, user_ids, load.n,
-                                                            max(10, args.profile // 50), args.seed,
-                                                            {"SEED_MODEL_PATH": str(model_path)})))
+                profiles.append(
+                    (
+                        "seed design",
+                        profile_app(
+                            SEED_APP,
+                            url,
+                            user_ids,
+                            load.n,
+                            max(10, args.profile // 50),
+                            args.seed,
+                            {"SEED_MODEL_PATH": str(model_path)},
+                        ),
+                    )
+                )
             print_profiles(profiles)
             if len(profiles) == 2:
-                notes.append(f"one request at a time, in-process: seed design / ours = "
-                             f"{profiles[1][1].wall_ms / profiles[0][1].wall_ms:.0f}x wall time per request")
-        print_results(f"GET /user/<id>/recommendation?n={load.n}: {load.clients} clients in "
-                      f"{min(load.procs, load.clients)} processes, {load.seconds:g} s measured after "
-                      f"{load.warmup_s:g} s warm-up", results)
+                notes.append(
+                    f"one request at a time, in-process: seed design / ours = "
+                    f"{profiles[1][1].wall_ms / profiles[0][1].wall_ms:.0f}x wall time per request"
+                )
+        print_results(
+            f"GET /user/<id>/recommendation?n={load.n}: {load.clients} clients in "
+            f"{min(load.procs, load.clients)} processes, {load.seconds:g} s measured after "
+            f"{load.warmup_s:g} s warm-up",
+            results,
+        )
         print()
         for note in notes:
             print(f"- {note}")
         seed = [x for x in results if x.design == "seed design"]
         if seed and seed[0].requests and results[0].requests:
             ratio = seed[0].pct(50) / results[0].pct(50)
-            print(f"- p50 ratio seed design / ours, both closed loop with the same clients: {ratio:.0f}x "
-                  "(target: >= 20x)")
+            print(
+                f"- p50 ratio seed design / ours, both closed loop with the same clients: {ratio:.0f}x "
+                "(target: >= 20x)"
+            )
         for r in (x for x in results if x.design == "ours"):
-            checks = [("p50 <= 3 ms", r.pct(50) <= 3), ("p99 <= 15 ms", r.pct(99) <= 15),
-                      (">= 1,000 rps", r.rps >= 1000), ("0 errors", r.errors == 0)]
-            print(f"- targets for ours, {r.load}: "
-                  + ", ".join(f"{name} {'yes' if ok else 'NO'}" for name, ok in checks))
+            checks = [
+                ("p50 <= 3 ms", r.pct(50) <= 3),
+                ("p99 <= 15 ms", r.pct(99) <= 15),
+                (">= 1,000 rps", r.rps >= 1000),
+                ("0 errors", r.errors == 0),
+            ]
+            print(
+                f"- targets for ours, {r.load}: "
+                + ", ".join(f"{name} {'yes' if ok else 'NO'}" for name, ok in checks)
+            )
         closed = results[0]
         if closed.requests:
-            print(f"- closed loop: {load.clients} clients / {closed.rps:,.0f} rps = "
-                  f"{1000 * load.clients / closed.rps:.1f} ms mean latency (Little's law): with no think time, "
-                  f"a 3 ms mean at {load.clients} clients needs {load.clients / 0.003:,.0f} rps")
+            print(
+                f"- closed loop: {load.clients} clients / {closed.rps:,.0f} rps = "
+                f"{1000 * load.clients / closed.rps:.1f} ms mean latency (Little's law): with no think time, "
+                f"a 3 ms mean at {load.clients} clients needs {load.clients / 0.003:,.0f} rps"
+            )
         if any(x.errors for x in results) and log_path.exists() and log_path.stat().st_size:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
             print("- gunicorn log (last lines): " + " | ".join(tail))

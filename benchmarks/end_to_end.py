@@ -28,14 +28,27 @@ from benchmarks._util import REPO, run_measured, secantus
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--synthetic", type=int, default=None, help="synthetic ratings (default: bundled data)")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--synthetic", type=int, default=None, help="synthetic ratings (default: bundled data)"
+    )
     p.add_argument("--users", type=int, default=None)
     p.add_argument("--movies", type=int, default=None)
-    p.add_argument("--keep", default=None, help="folder for the synthetic data (default: temporary)")
+    p.add_argument(
+        "--keep", default=None, help="folder for the synthetic data (default: temporary)"
+    )
     p.add_argument("--no-evaluate", action="store_true")
-    p.add_argument("--workers", type=int, default=None, help="local Dask worker processes (pipeline default: 2)")
-    p.add_argument("--threads-per-worker", type=int, default=None, help="threads per local worker (default: 1)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local Dask worker processes (pipeline default: 2)",
+    )
+    p.add_argument(
+        "--threads-per-worker", type=int, default=None, help="threads per local worker (default: 1)"
+    )
     p.add_argument("--log", default=None, help="keep the pipeline's log at this path")
     args = p.parse_args(argv)
 
@@ -45,15 +58,39 @@ def main(argv=None) -> int:
         gen = None
         if args.synthetic:
             n = args.synthetic
-            users = args.users or max(100, int(n / 153.6))      # ml-25m: 25M ratings / 162,541 users
-            movies = args.movies or max(200, int(n / 400.5))    # ml-25m: 25M ratings / 62,423 movies
+            users = args.users or max(100, int(n / 153.6))  # ml-25m: 25M ratings / 162,541 users
+            movies = args.movies or max(200, int(n / 400.5))  # ml-25m: 25M ratings / 62,423 movies
             dataset = str(Path(args.keep) if args.keep else tmp / "synth")
             if not (Path(dataset) / "ratings.csv").exists():
-                gen = run_measured([sys.executable, "-m", "pipeline", "-q", "synth", "--out", dataset,
-                                    "--users", str(users), "--movies", str(movies), "--ratings", str(n)],
-                                   env={**os.environ, "PYTHONPATH": str(REPO)})
+                gen = run_measured(
+                    [
+                        sys.executable,
+                        "-m",
+                        "pipeline",
+                        "-q",
+                        "synth",
+                        "--out",
+                        dataset,
+                        "--users",
+                        str(users),
+                        "--movies",
+                        str(movies),
+                        "--ratings",
+                        str(n),
+                    ],
+                    env={**os.environ, "PYTHONPATH": str(REPO)},
+                )
         with secantus() as (url, server):
-            argv = [sys.executable, "-m", "pipeline", "run", "--dataset", dataset, "--run-dir", str(tmp / "runs")]
+            argv = [
+                sys.executable,
+                "-m",
+                "pipeline",
+                "run",
+                "--dataset",
+                dataset,
+                "--run-dir",
+                str(tmp / "runs"),
+            ]
             if args.no_evaluate:
                 argv.append("--no-evaluate")
             if args.workers:
@@ -62,8 +99,12 @@ def main(argv=None) -> int:
                 argv += ["--threads-per-worker", str(args.threads_per_worker)]
             log_path = tmp / "pipeline.log"
             with log_path.open("w") as log:
-                res = run_measured(argv, env={**os.environ, "MONGODB_URL": url, "PYTHONPATH": str(REPO)}, cwd=tmp,
-                                   stderr=log)
+                res = run_measured(
+                    argv,
+                    env={**os.environ, "MONGODB_URL": url, "PYTHONPATH": str(REPO)},
+                    cwd=tmp,
+                    stderr=log,
+                )
             log_text = log_path.read_text()
             timings = step_timings(log_text)
             peak_step = step_at(log_text, res["peak_at"][0])
@@ -72,26 +113,36 @@ def main(argv=None) -> int:
             server_rss = psutil.Process(server.pid).memory_info().rss / 2**30
         reports = sorted((tmp / "runs").glob("*/metrics.json"))
         metrics = json.loads(reports[-1].read_text()) if reports else {}
-    print(f"\n## End to end: {dataset if not args.synthetic else f'synthetic {args.synthetic:,} ratings'}\n")
+    print(
+        f"\n## End to end: {dataset if not args.synthetic else f'synthetic {args.synthetic:,} ratings'}\n"
+    )
     print("| what | wall s | peak RSS GiB | exit |")
     print("|---|---|---|---|")
     if gen:
-        print(f"| generate synthetic data | {gen['seconds']} | {gen['peak_rss_gib']} | {gen['exit_code']} |")
-    print(f"| pipeline run (load .. store) | {res['seconds']} | {res['peak_rss_gib']} | {res['exit_code']} |")
+        print(
+            f"| generate synthetic data | {gen['seconds']} | {gen['peak_rss_gib']} | {gen['exit_code']} |"
+        )
+    print(
+        f"| pipeline run (load .. store) | {res['seconds']} | {res['peak_rss_gib']} | {res['exit_code']} |"
+    )
     print(f"| of which the driver process | | {res['peak_rss_root_gib']} | |")
     print(f"| of which the Dask worker processes | | {res['peak_rss_children_gib']} | |")
     print(f"| store server (separate process, at end) | – | {server_rss:.2f} | – |")
     at, root, children = res["peak_at"]
-    print(f"\npeak of the sum at {time.strftime('%H:%M:%S', time.localtime(at))}, in step "
-          f"'{peak_step or '?'}': driver {root} GiB, workers {children} GiB")
+    print(
+        f"\npeak of the sum at {time.strftime('%H:%M:%S', time.localtime(at))}, in step "
+        f"'{peak_step or '?'}': driver {root} GiB, workers {children} GiB"
+    )
     if timings:  # from the log: every step, the store's too (the report is written before them)
         print("\nsteps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     if metrics.get("rating"):
         rating, topn = metrics["rating"], metrics["topn"]
         k = topn["k"]
-        print(f"\nevaluation: RMSE {rating['model']['rmse']:.4f} (damped means {rating['bias_baseline']['rmse']:.4f}), "
-              f"NDCG@{k} {topn['model'][f'ndcg@{k}']:.4f} (popularity {topn['popularity'][f'ndcg@{k}']:.4f}), "
-              f"coverage@{k} {topn['model'].get(f'coverage@{k}', float('nan')):.4f}")
+        print(
+            f"\nevaluation: RMSE {rating['model']['rmse']:.4f} (damped means {rating['bias_baseline']['rmse']:.4f}), "
+            f"NDCG@{k} {topn['model'][f'ndcg@{k}']:.4f} (popularity {topn['popularity'][f'ndcg@{k}']:.4f}), "
+            f"coverage@{k} {topn['model'].get(f'coverage@{k}', float('nan')):.4f}"
+        )
     return res["exit_code"]
 
 
@@ -108,7 +159,10 @@ def step_at(log_text: str, when: float) -> str | None:
 
 def step_timings(log_text: str) -> dict[str, float]:
     """``{step: seconds}`` from the pipeline's "<step> done in <s> s" log lines."""
-    return {m.group(1): float(m.group(2)) for m in re.finditer(r"INFO (.+?) done in ([0-9.]+) s\b", log_text, re.M)}
+    return {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(r"INFO (.+?) done in ([0-9.]+) s\b", log_text, re.M)
+    }
 
 
 if __name__ == "__main__":

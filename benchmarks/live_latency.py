@@ -75,7 +75,14 @@ import numpy as np
 import psutil
 
 from benchmarks._util import REPO, run_threads, secantus
-from benchmarks.api_load import HTTPConnection, ServerConfig, _timed, gunicorn, store_pid_for, tree_cpu
+from benchmarks.api_load import (
+    HTTPConnection,
+    ServerConfig,
+    _timed,
+    gunicorn,
+    store_pid_for,
+    tree_cpu,
+)
 
 TARGET_MS = 20.0
 ACTIONS = ("like", "dislike", "not_interested")
@@ -99,8 +106,19 @@ FEEDBACK_TO_LIST = "feedback to updated list (write + next GET)"
 READ_USER = "read the training ratings (store.user, part of live_items)"
 COMPUTE = "recommend_live (scoring only, part of live_items)"
 LIVE_ITEMS = "live_items (the API's whole re-score path, fresh rev)"
-STEP_ORDER = (ONBOARD, FIRST_GET, PRECOMPUTED_GET, WRITE_RATING, WRITE_FEEDBACK, RESCORE_GET, REPEAT_GET,
-              FEEDBACK_TO_LIST, READ_USER, COMPUTE, LIVE_ITEMS)
+STEP_ORDER = (
+    ONBOARD,
+    FIRST_GET,
+    PRECOMPUTED_GET,
+    WRITE_RATING,
+    WRITE_FEEDBACK,
+    RESCORE_GET,
+    REPEAT_GET,
+    FEEDBACK_TO_LIST,
+    READ_USER,
+    COMPUTE,
+    LIVE_ITEMS,
+)
 NEW_USERS = "new users (3 genres, 0-10 ratings)"
 
 
@@ -142,9 +160,15 @@ class Recorder:
 
     def add(self, group: str, step: str, *answers: Answer) -> None:
         server = [a.server_ms for a in answers]
-        self.samples.append(Sample(group, step, sum(a.wall_ms for a in answers),
-                                   tuple(a.rid for a in answers if a.rid),
-                                   sum(server) if all(s is not None for s in server) else None))
+        self.samples.append(
+            Sample(
+                group,
+                step,
+                sum(a.wall_ms for a in answers),
+                tuple(a.rid for a in answers if a.rid),
+                sum(server) if all(s is not None for s in server) else None,
+            )
+        )
 
     def check(self, name: str, ok: bool, detail: str = "") -> None:
         counts = self.checks.setdefault(name, [0, 0])
@@ -177,8 +201,14 @@ class Recorder:
     def to_plain(self) -> tuple:
         """Builtins only, for a multiprocessing queue (the classes of a ``-m`` main module do not
         unpickle in the parent)."""
-        return ([(s.group, s.step, s.wall_ms, s.rids, s.server_ms) for s in self.samples], self.checks,
-                self.violations, self.errors, self.touched, self.requests)
+        return (
+            [(s.group, s.step, s.wall_ms, s.rids, s.server_ms) for s in self.samples],
+            self.checks,
+            self.violations,
+            self.errors,
+            self.touched,
+            self.requests,
+        )
 
     @classmethod
     def from_plain(cls, plain: tuple) -> "Recorder":
@@ -237,10 +267,21 @@ class WSGICaller:
     def __call__(self, method: str, path: str, body=None, token: str | None = None) -> Answer:
         path, _, query = path.partition("?")
         payload = json.dumps(body).encode() if body is not None else b""
-        environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query, "SERVER_NAME": "127.0.0.1",
-                   "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1",
-                   "wsgi.input": io.BytesIO(payload), "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr,
-                   "wsgi.multithread": False, "wsgi.multiprocess": False, "wsgi.run_once": False}
+        environ = {
+            "REQUEST_METHOD": method,
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "80",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": "127.0.0.1",
+            "wsgi.input": io.BytesIO(payload),
+            "wsgi.url_scheme": "http",
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": False,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+        }
         if body is not None:
             environ.update(CONTENT_TYPE="application/json", CONTENT_LENGTH=str(len(payload)))
         if token:
@@ -282,11 +323,18 @@ def read_facts(settings) -> Facts:
     try:
         pointer = store.pointer()
         info = store.model(pointer)
-        busy = {d["_id"] for name in (schema.PROFILES, schema.ACCOUNTS)
-                for d in store.online(name).find({}, {"_id": 1})}
-        users = {int(d["_id"]): int((d.get("stats") or {}).get("n_ratings") or 0)
-                 for d in store.collection(pointer, schema.USERS).find({}, {"_id": 1, "stats.n_ratings": 1})
-                 if d["_id"] not in busy}
+        busy = {
+            d["_id"]
+            for name in (schema.PROFILES, schema.ACCOUNTS)
+            for d in store.online(name).find({}, {"_id": 1})
+        }
+        users = {
+            int(d["_id"]): int((d.get("stats") or {}).get("n_ratings") or 0)
+            for d in store.collection(pointer, schema.USERS).find(
+                {}, {"_id": 1, "stats.n_ratings": 1}
+            )
+            if d["_id"] not in busy
+        }
         genres = [g for g in info.genres if not g.startswith("(")]  # not "(no genres listed)"
         return Facts(pointer["version"], genres, list(info.popular), users)
     finally:
@@ -307,7 +355,11 @@ def issue_tokens(settings, user_ids: Iterable[int]) -> dict[int, str]:
         client.close()
 
 
-SIZE_GROUPS = ("data-set users, < 50 ratings", "data-set users, 50-499 ratings", "data-set users, 500+ ratings")
+SIZE_GROUPS = (
+    "data-set users, < 50 ratings",
+    "data-set users, 50-499 ratings",
+    "data-set users, 500+ ratings",
+)
 
 
 def size_group(n_ratings: int) -> str:
@@ -316,6 +368,7 @@ def size_group(n_ratings: int) -> str:
 
 def group_order(groups: Iterable[str]) -> list[str]:
     """New users first, then data-set users by history size."""
+
     def key(g: str):
         if g == NEW_USERS:
             return (0, 0)
@@ -323,11 +376,13 @@ def group_order(groups: Iterable[str]) -> list[str]:
             return (1, SIZE_GROUPS.index(g))
         m = re.search(r"~([\d,]+)", g)
         return (2, int(m[1].replace(",", "")) if m else 0)
+
     return sorted(dict.fromkeys(groups), key=key)
 
 
-def pick_sized(users: Mapping[int, int], targets: Iterable[int], per_size: int,
-               exclude: Iterable[int] = ()) -> dict[str, list[int]]:
+def pick_sized(
+    users: Mapping[int, int], targets: Iterable[int], per_size: int, exclude: Iterable[int] = ()
+) -> dict[str, list[int]]:
     """For each target history size, the ``per_size`` users whose number of ratings is closest
     (no user twice); labelled with the actual range."""
     taken = set(exclude)
@@ -357,18 +412,33 @@ class Plan:
 def questionnaire(rng: random.Random, plan: Plan) -> dict:
     k = rng.randint(0, 10)
     movies = rng.sample(plan.popular, min(k, len(plan.popular)))
-    ratings = [float(r) for r in np.random.default_rng(rng.getrandbits(32)).choice(HALF_STARS, len(movies),
-                                                                                    p=RATING_SHARES)]
-    return {"genres": rng.sample(plan.genres, 3),
-            "ratings": [{"movieId": int(m), "rating": r} for m, r in zip(movies, ratings)]}
+    ratings = [
+        float(r)
+        for r in np.random.default_rng(rng.getrandbits(32)).choice(
+            HALF_STARS, len(movies), p=RATING_SHARES
+        )
+    ]
+    return {
+        "genres": rng.sample(plan.genres, 3),
+        "ratings": [{"movieId": int(m), "rating": r} for m, r in zip(movies, ratings)],
+    }
 
 
 def _ids(doc: Mapping) -> list[int]:
     return [int(item["movieId"]) for item in doc.get("recommendations") or ()]
 
 
-def feedback_cycles(call: Caller, rec: Recorder, rng: random.Random, plan: Plan, group: str, user_id: int,
-                    token: str, current: list[int], acted: set[int]) -> None:
+def feedback_cycles(
+    call: Caller,
+    rec: Recorder,
+    rng: random.Random,
+    plan: Plan,
+    group: str,
+    user_id: int,
+    token: str,
+    current: list[int],
+    acted: set[int],
+) -> None:
     """``plan.events`` times: a write about a movie of the current list, the next GET (re-scored)
     and a repeat GET; checks that every movie acted on is gone and the repeat gives the same list."""
     get = f"/user/{user_id}/recommendation?n={plan.n}"
@@ -396,20 +466,31 @@ def feedback_cycles(call: Caller, rec: Recorder, rng: random.Random, plan: Plan,
         rec.add(group, FEEDBACK_TO_LIST, write, nxt)
         current = _ids(doc)
         back = acted & set(current)
-        rec.check("every movie rated or reacted to is gone from the next list", not back,
-                  f"user {user_id}: {sorted(back)} after {body}")
-        rec.check("lists of users with a profile are labelled live", doc.get("source") == "live",
-                  f"user {user_id}: source {doc.get('source')!r}")
+        rec.check(
+            "every movie rated or reacted to is gone from the next list",
+            not back,
+            f"user {user_id}: {sorted(back)} after {body}",
+        )
+        rec.check(
+            "lists of users with a profile are labelled live",
+            doc.get("source") == "live",
+            f"user {user_id}: source {doc.get('source')!r}",
+        )
         again = call("GET", get)
         doc2 = rec.expect(again, 200, REPEAT_GET)
         if doc2 is None:
             return
         rec.add(group, REPEAT_GET, again)
-        rec.check("the repeat GET gives the re-scored list again", _ids(doc2) == current,
-                  f"user {user_id}: {_ids(doc2)} != {current}")
+        rec.check(
+            "the repeat GET gives the re-scored list again",
+            _ids(doc2) == current,
+            f"user {user_id}: {_ids(doc2)} != {current}",
+        )
 
 
-def new_user_session(call: Caller, rec: Recorder, rng: random.Random, plan: Plan, group: str = NEW_USERS) -> None:
+def new_user_session(
+    call: Caller, rec: Recorder, rng: random.Random, plan: Plan, group: str = NEW_USERS
+) -> None:
     body = questionnaire(rng, plan)
     answer = call("POST", f"/users?n={plan.n}", body)
     doc = rec.expect(answer, 201, "POST /users")
@@ -419,21 +500,38 @@ def new_user_session(call: Caller, rec: Recorder, rng: random.Random, plan: Plan
     rec.touched.add(user_id)
     rec.add(group, ONBOARD, answer)
     rated = {r["movieId"] for r in body["ratings"]}
-    rec.check("onboarding lists exclude the questionnaire's rated movies", not rated & set(first),
-              f"user {user_id}: {sorted(rated & set(first))}")
-    rec.check("onboarding answers a full list", len(first) == plan.n, f"user {user_id}: {len(first)} items")
+    rec.check(
+        "onboarding lists exclude the questionnaire's rated movies",
+        not rated & set(first),
+        f"user {user_id}: {sorted(rated & set(first))}",
+    )
+    rec.check(
+        "onboarding answers a full list",
+        len(first) == plan.n,
+        f"user {user_id}: {len(first)} items",
+    )
     get = call("GET", f"/user/{user_id}/recommendation?n={plan.n}")
     doc = rec.expect(get, 200, FIRST_GET)
     if doc is None:
         return
     rec.add(group, FIRST_GET, get)
-    rec.check("the first GET gives the onboarding answer's list", _ids(doc) == first,
-              f"user {user_id}: {_ids(doc)} != {first}")
+    rec.check(
+        "the first GET gives the onboarding answer's list",
+        _ids(doc) == first,
+        f"user {user_id}: {_ids(doc)} != {first}",
+    )
     feedback_cycles(call, rec, rng, plan, group, user_id, token, first, set(rated))
 
 
-def dataset_user_session(call: Caller, rec: Recorder, rng: random.Random, plan: Plan, group: str, user_id: int,
-                         token: str) -> None:
+def dataset_user_session(
+    call: Caller,
+    rec: Recorder,
+    rng: random.Random,
+    plan: Plan,
+    group: str,
+    user_id: int,
+    token: str,
+) -> None:
     get = call("GET", f"/user/{user_id}/recommendation?n={plan.n}")
     doc = rec.expect(get, 200, PRECOMPUTED_GET)
     if doc is None:
@@ -443,15 +541,25 @@ def dataset_user_session(call: Caller, rec: Recorder, rng: random.Random, plan: 
     feedback_cycles(call, rec, rng, plan, group, user_id, token, _ids(doc), set())
 
 
-def run_sessions(new_caller: Callable[[], Caller], plan: Plan, new_users: int,
-                 dataset_users: list[tuple[str, int, str]], seed) -> Recorder:
+def run_sessions(
+    new_caller: Callable[[], Caller],
+    plan: Plan,
+    new_users: int,
+    dataset_users: list[tuple[str, int, str]],
+    seed,
+) -> Recorder:
     """New-user and data-set-user sessions, interleaved, one at a time; each on a caller of its
     own from ``new_caller()`` (over HTTP: a connection per session). ``dataset_users`` holds
     (group, userId, token)."""
     rec = Recorder()
     rng = random.Random(f"live-latency/{seed}")
     todo = [("new", None)] * new_users
-    todo = [x for pair in itertools.zip_longest(todo, [("data", u) for u in dataset_users]) for x in pair if x]
+    todo = [
+        x
+        for pair in itertools.zip_longest(todo, [("data", u) for u in dataset_users])
+        for x in pair
+        if x
+    ]
     for kind, user in todo:
         call = new_caller()
         try:
@@ -468,8 +576,9 @@ def run_sessions(new_caller: Callable[[], Caller], plan: Plan, new_users: int,
 # --- server-side re-score time, in-process -------------------------------------------------------
 
 
-def rescore_in_process(settings, plan: Plan, sized: Mapping[str, list[int]], new_users: int, repeats: int,
-                       seed) -> Recorder:
+def rescore_in_process(
+    settings, plan: Plan, sized: Mapping[str, list[int]], new_users: int, repeats: int, seed
+) -> Recorder:
     """``recommend_live`` alone and the API's whole re-score path ``live_items`` (a fresh rev
     each time: always a cache miss), ``repeats`` times per group, in this process. A data-set
     user's profile likes one movie of their precomputed list; a new user's is a questionnaire."""
@@ -488,22 +597,35 @@ def rescore_in_process(settings, plan: Plan, sized: Mapping[str, list[int]], new
         cases: dict[str, list[tuple[int, Callable[[], dict]]]] = {}
         for group, users in sized.items():
             for uid in users:
-                top = [int(e["movieId"]) for e in (store.user(pointer, uid, ("top",)) or {}).get("top") or ()][:10]
+                top = [
+                    int(e["movieId"])
+                    for e in (store.user(pointer, uid, ("top",)) or {}).get("top") or ()
+                ][:10]
 
                 def like_one(top=top) -> dict:
-                    return {"rev": next(revs), "ratings": {}, "feedback": {str(rng.choice(top)): "like"}}
+                    return {
+                        "rev": next(revs),
+                        "ratings": {},
+                        "feedback": {str(rng.choice(top)): "like"},
+                    }
 
                 cases.setdefault(group, []).append((uid, like_one))
         for k in range(new_users):
             answers = questionnaire(rng, plan)
 
             def onboarded(answers=answers) -> dict:
-                return {"rev": next(revs), "ratings": {str(r["movieId"]): r["rating"] for r in answers["ratings"]},
-                        "feedback": {}, "genres": answers["genres"]}
+                return {
+                    "rev": next(revs),
+                    "ratings": {str(r["movieId"]): r["rating"] for r in answers["ratings"]},
+                    "feedback": {},
+                    "genres": answers["genres"],
+                }
 
             # ids far above the ones POST /users gives: no users document, no stored profile
             cases.setdefault(NEW_USERS, []).append((NEW_USER_BASE + 900_000_000 + k, onboarded))
-        for users in cases.values():  # as in a warm worker: the live model loaded, movie details cached
+        for (
+            users
+        ) in cases.values():  # as in a warm worker: the live model loaded, movie details cached
             for uid, make_profile in users:
                 live_items(store, pointer, uid, make_profile(), plan.n, None)
         for group, users in cases.items():
@@ -526,8 +648,11 @@ def rescore_in_process(settings, plan: Plan, sized: Mapping[str, list[int]], new
                 ms = (time.perf_counter_ns() - t0) / 1e6
                 rec.add(group, LIVE_ITEMS, Answer(200, b"", ms, None, ms))
                 liked = {int(m) for m in profile["feedback"]} | {int(m) for m in profile["ratings"]}
-                rec.check("every movie rated or reacted to is gone from the next list",
-                          not liked & {it["movieId"] for it in items}, f"user {uid} (in-process)")
+                rec.check(
+                    "every movie rated or reacted to is gone from the next list",
+                    not liked & {it["movieId"] for it in items},
+                    f"user {uid} (in-process)",
+                )
     finally:
         store.close()
     return rec
@@ -540,15 +665,21 @@ def cold_start(settings, user_id: int, repeats: int = 3) -> dict[str, list[float
     from api.recommendations import live_items
     from api.store import ServingStore
 
-    out: dict[str, list[float]] = {"LiveModel load from the store": [],
-                                   "first live_items of a fresh process (load included)": []}
+    out: dict[str, list[float]] = {
+        "LiveModel load from the store": [],
+        "first live_items of a fresh process (load included)": [],
+    }
     for k in range(repeats):
         for what in out:
             store = ServingStore(settings)
             try:
                 pointer = store.pointer()
                 top = (store.user(pointer, user_id, ("top",)) or {}).get("top") or [{"movieId": 1}]
-                profile = {"rev": 1, "ratings": {}, "feedback": {str(top[k % len(top)]["movieId"]): "like"}}
+                profile = {
+                    "rev": 1,
+                    "ratings": {},
+                    "feedback": {str(top[k % len(top)]["movieId"]): "like"},
+                }
                 t0 = time.perf_counter_ns()
                 if what.startswith("LiveModel"):
                     store.live_model(pointer)
@@ -612,14 +743,21 @@ def own_cpu() -> float:
 # --- concurrent clients --------------------------------------------------------------------------
 
 
-def _client_process(port: int, plan: Plan, jobs: list[tuple[int, list]], begin_at: float, queue) -> None:
+def _client_process(
+    port: int, plan: Plan, jobs: list[tuple[int, list]], begin_at: float, queue
+) -> None:
     """One load-generator process: a thread per client, each running its sessions."""
     out: list[Recorder] = [Recorder() for _ in jobs]
 
     def client(k: int, index: int, new_users: int, dataset_users: list) -> None:
         counter = itertools.count()
-        out[k] = run_sessions(lambda: HTTPCaller(port, f"c{index}.{next(counter)}"), plan, new_users,
-                              dataset_users, f"concurrent/{index}")
+        out[k] = run_sessions(
+            lambda: HTTPCaller(port, f"c{index}.{next(counter)}"),
+            plan,
+            new_users,
+            dataset_users,
+            f"concurrent/{index}",
+        )
 
     time.sleep(max(0.0, begin_at - time.perf_counter()))
     run_threads(client, [(k, index, new, data) for k, (index, (new, data)) in enumerate(jobs)])
@@ -629,19 +767,32 @@ def _client_process(port: int, plan: Plan, jobs: list[tuple[int, list]], begin_a
     queue.put(merged.to_plain())
 
 
-def run_concurrent(port: int, plan: Plan, clients: int, procs: int, new_users: int,
-                   dataset_users: list[tuple[str, int, str]], watch: Mapping[str, Callable[[], float]],
-                   timeout_s: float = 900.0) -> tuple[Recorder, CpuMeter]:
+def run_concurrent(
+    port: int,
+    plan: Plan,
+    clients: int,
+    procs: int,
+    new_users: int,
+    dataset_users: list[tuple[str, int, str]],
+    watch: Mapping[str, Callable[[], float]],
+    timeout_s: float = 900.0,
+) -> tuple[Recorder, CpuMeter]:
     """``clients`` clients at once (threads over ``procs`` spawned processes), the users split
     between them; CPU measured from the common start to the last client's end."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    jobs = [(i, (new_users // clients + (i < new_users % clients), dataset_users[i::clients]))
-            for i in range(clients)]
+    jobs = [
+        (i, (new_users // clients + (i < new_users % clients), dataset_users[i::clients]))
+        for i in range(clients)
+    ]
     procs = max(1, min(procs, clients))
     begin_at = time.perf_counter() + 4.0  # spawned processes import numpy before they can start
-    children = [ctx.Process(target=_client_process, args=(port, plan, jobs[p::procs], begin_at, queue), daemon=True)
-                for p in range(procs)]
+    children = [
+        ctx.Process(
+            target=_client_process, args=(port, plan, jobs[p::procs], begin_at, queue), daemon=True
+        )
+        for p in range(procs)
+    ]
     for c in children:
         c.start()
     pids = [c.pid for c in children]
@@ -667,19 +818,30 @@ def run_concurrent(port: int, plan: Plan, clients: int, procs: int, new_users: i
 # --- the access log ------------------------------------------------------------------------------
 
 
-def server_config(workers: int, worker_class: str, threads: int, access_log: Path,
-                  env: Mapping[str, str] | None = None) -> ServerConfig:
+def server_config(
+    workers: int,
+    worker_class: str,
+    threads: int,
+    access_log: Path,
+    env: Mapping[str, str] | None = None,
+) -> ServerConfig:
     """The API under gunicorn with ``api/gunicorn_conf.py``; the access log (in a file, one line
     per request: bench id, worker pid, status, microseconds) set through ``GUNICORN_CMD_ARGS``,
     which overrides the config file. ``env``: more variables for the server (e.g.
     ``MOVIETIME_DATABASE``)."""
     args = f"--access-logfile {access_log} --access-logformat '{ACCESS_FORMAT}'"
-    return ServerConfig(workers=workers, worker_class=worker_class, threads=threads,
-                        config_file=str(REPO / "api" / "gunicorn_conf.py"),
-                        env=(("GUNICORN_CMD_ARGS", args), *(env or {}).items()))
+    return ServerConfig(
+        workers=workers,
+        worker_class=worker_class,
+        threads=threads,
+        config_file=str(REPO / "api" / "gunicorn_conf.py"),
+        env=(("GUNICORN_CMD_ARGS", args), *(env or {}).items()),
+    )
 
 
-def read_access_log(path: Path) -> tuple[dict[str, tuple[int, int, float]], list[tuple[str, int, int, float]]]:
+def read_access_log(
+    path: Path,
+) -> tuple[dict[str, tuple[int, int, float]], list[tuple[str, int, int, float]]]:
     """rid -> (pid, status, server ms), and every line in order."""
     times, lines = {}, []
     if path.exists():
@@ -693,7 +855,9 @@ def read_access_log(path: Path) -> tuple[dict[str, tuple[int, int, float]], list
     return times, lines
 
 
-def warm_workers(port: int, plan: Plan, workers: int, access_log: Path, seed, tries: int = 30) -> tuple[Recorder, list]:
+def warm_workers(
+    port: int, plan: Plan, workers: int, access_log: Path, seed, tries: int = 30
+) -> tuple[Recorder, list]:
     """Onboard users, each on a new connection, until every worker served one (each worker's
     first live request loads the LiveModel). Returns the recorder and, per worker, the
     server-side ms of its first live request."""
@@ -726,11 +890,19 @@ def _pct(values: list[float]) -> str:
     if not values:
         return "| - | - | - | - "
     a = np.asarray(values)
-    return "| " + " | ".join(f"{v:.1f}" if v >= 10 else f"{v:.2f}"
-                             for v in (*np.percentile(a, [50, 90, 99]), a.max())) + " "
+    return (
+        "| "
+        + " | ".join(
+            f"{v:.1f}" if v >= 10 else f"{v:.2f}"
+            for v in (*np.percentile(a, [50, 90, 99]), a.max())
+        )
+        + " "
+    )
 
 
-def print_table(title: str, rec: Recorder, server: bool = True, steps: Iterable[str] = STEP_ORDER) -> None:
+def print_table(
+    title: str, rec: Recorder, server: bool = True, steps: Iterable[str] = STEP_ORDER
+) -> None:
     """p50/p90/p99/max in ms per (group, step): client wall time, and server side when known."""
     print(f"\n## {title}\n")
     head = "| user group | step | count | p50 ms | p90 ms | p99 ms | max ms |"
@@ -766,31 +938,44 @@ def target_lines(label: str, rec: Recorder, step: str = RESCORE_GET) -> list[str
     """Per group: is the server-side p99 of ``step`` within the issue's 20 ms?"""
     out = []
     for group in group_order(s.group for s in rec.samples):
-        ms = [s.server_ms for s in rec.samples if s.group == group and s.step == step and s.server_ms is not None]
+        ms = [
+            s.server_ms
+            for s in rec.samples
+            if s.group == group and s.step == step and s.server_ms is not None
+        ]
         if ms:
             p99 = float(np.percentile(ms, 99))
-            out.append(f"- {label}, {group}: server-side p99 of \"{step}\" {p99:.1f} ms: within {TARGET_MS:g} ms "
-                       f"{'yes' if p99 <= TARGET_MS else 'NO'}")
+            out.append(
+                f'- {label}, {group}: server-side p99 of "{step}" {p99:.1f} ms: within {TARGET_MS:g} ms '
+                f"{'yes' if p99 <= TARGET_MS else 'NO'}"
+            )
     return out
 
 
 def print_cpu(phases: list[tuple[str, CpuMeter]]) -> None:
     names = list(dict.fromkeys(k for _, m in phases for k in m.cores() if k != "other processes"))
-    print(f"\n## CPU per phase, in cores (CPU seconds / phase seconds; the machine has {psutil.cpu_count()}); "
-          "'other processes' is everything else running on the machine meanwhile\n")
+    print(
+        f"\n## CPU per phase, in cores (CPU seconds / phase seconds; the machine has {psutil.cpu_count()}); "
+        "'other processes' is everything else running on the machine meanwhile\n"
+    )
     print("| phase | seconds | " + " | ".join(names) + " | other processes |")
     print("|---|---|" + "---|" * len(names) + "---|")
     for label, m in phases:
         c = m.cores()
-        print(f"| {label} | {m.seconds:.0f} | " + " | ".join(f"{c[k]:.2f}" if k in c else "-" for k in names)
-              + f" | {c.get('other processes', 0.0):.2f} |")
+        print(
+            f"| {label} | {m.seconds:.0f} | "
+            + " | ".join(f"{c[k]:.2f}" if k in c else "-" for k in names)
+            + f" | {c.get('other processes', 0.0):.2f} |"
+        )
 
 
 def busy_note(phases: list[tuple[str, CpuMeter]]) -> str:
     other = max((m.cores().get("other processes", 0.0) for _, m in phases), default=0.0)
     if other > 0.2:
-        return (f"the machine was BUSY: other processes used up to {other:.2f} of its {psutil.cpu_count()} cores "
-                "during a phase; latencies are higher than on an idle machine")
+        return (
+            f"the machine was BUSY: other processes used up to {other:.2f} of its {psutil.cpu_count()} cores "
+            "during a phase; latencies are higher than on an idle machine"
+        )
     return f"the machine was quiet: other processes used at most {other:.2f} of a core"
 
 
@@ -804,8 +989,11 @@ FILLER_BASE = 1_500_000_000
 def _database(client, settings):
     from api.settings import DEFAULT_DATABASE
 
-    return client.get_database(settings.database) if settings.database else \
-        client.get_default_database(DEFAULT_DATABASE)
+    return (
+        client.get_database(settings.database)
+        if settings.database
+        else client.get_default_database(DEFAULT_DATABASE)
+    )
 
 
 def add_filler_profiles(settings, n: int, chunk: int = 1000) -> None:
@@ -819,9 +1007,19 @@ def add_filler_profiles(settings, n: int, chunk: int = 1000) -> None:
     try:
         col = _database(client, settings)[schema.PROFILES]
         for lo in range(0, n, chunk):
-            col.insert_many([{"_id": FILLER_BASE + i, "rev": 1, "ratings": {}, "feedback": {"1": "like"},
-                              "events": [{"id": f"filler-{i}", "type": "like", "movieId": 1}], "origin": "benchmark"}
-                             for i in range(lo, min(n, lo + chunk))])
+            col.insert_many(
+                [
+                    {
+                        "_id": FILLER_BASE + i,
+                        "rev": 1,
+                        "ratings": {},
+                        "feedback": {"1": "like"},
+                        "events": [{"id": f"filler-{i}", "type": "like", "movieId": 1}],
+                        "origin": "benchmark",
+                    }
+                    for i in range(lo, min(n, lo + chunk))
+                ]
+            )
     finally:
         client.close()
 
@@ -838,7 +1036,9 @@ def delete_touched(settings, ids: set[int], fillers: int = 0) -> None:
         for name in (schema.PROFILES, schema.ACCOUNTS):
             db[name].delete_many({"_id": {"$in": sorted(ids)}})
         if fillers:
-            db[schema.PROFILES].delete_many({"_id": {"$gte": FILLER_BASE, "$lt": FILLER_BASE + fillers}})
+            db[schema.PROFILES].delete_many(
+                {"_id": {"$gte": FILLER_BASE, "$lt": FILLER_BASE + fillers}}
+            )
     finally:
         client.close()
 
@@ -846,37 +1046,81 @@ def delete_touched(settings, ids: set[int], fillers: int = 0) -> None:
 def main(argv=None) -> int:
     from api.settings import Settings
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--users", type=int, default=100,
-                   help="sequential HTTP run: new users, and as many data-set users (default: 100)")
-    p.add_argument("--events", type=int, default=3, help="writes (each then two GETs) per user (default: 3)")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--users",
+        type=int,
+        default=100,
+        help="sequential HTTP run: new users, and as many data-set users (default: 100)",
+    )
+    p.add_argument(
+        "--events", type=int, default=3, help="writes (each then two GETs) per user (default: 3)"
+    )
     p.add_argument("--n", type=int, default=10, help="recommendations per list (default: 10)")
-    p.add_argument("--concurrent", type=int, default=8, help="clients of the concurrent run (0: skip; default: 8)")
-    p.add_argument("--concurrent-users", type=int, default=None,
-                   help="concurrent run: new users, and as many data-set users (default: --users)")
-    p.add_argument("--client-procs", type=int, default=2, help="processes of the concurrent clients (default: 2)")
-    p.add_argument("--sizes", default="20,200,2000",
-                   help="in-process: history sizes of the data-set users (default: 20,200,2000)")
-    p.add_argument("--per-size", type=int, default=3, help="in-process: users per size (default: 3)")
-    p.add_argument("--repeats", type=int, default=60, help="in-process: timings per user group (default: 60)")
+    p.add_argument(
+        "--concurrent",
+        type=int,
+        default=8,
+        help="clients of the concurrent run (0: skip; default: 8)",
+    )
+    p.add_argument(
+        "--concurrent-users",
+        type=int,
+        default=None,
+        help="concurrent run: new users, and as many data-set users (default: --users)",
+    )
+    p.add_argument(
+        "--client-procs",
+        type=int,
+        default=2,
+        help="processes of the concurrent clients (default: 2)",
+    )
+    p.add_argument(
+        "--sizes",
+        default="20,200,2000",
+        help="in-process: history sizes of the data-set users (default: 20,200,2000)",
+    )
+    p.add_argument(
+        "--per-size", type=int, default=3, help="in-process: users per size (default: 3)"
+    )
+    p.add_argument(
+        "--repeats", type=int, default=60, help="in-process: timings per user group (default: 60)"
+    )
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers (default: 2)")
     p.add_argument("--worker-class", default="gthread", choices=["sync", "gthread"])
     p.add_argument("--threads", type=int, default=2, help="threads per gthread worker (default: 2)")
-    p.add_argument("--profiles", type=int, default=0,
-                   help="first add this many small profiles of other users (a deployment with many live users; "
-                        "deleted at the end; default: 0)")
+    p.add_argument(
+        "--profiles",
+        type=int,
+        default=0,
+        help="first add this many small profiles of other users (a deployment with many live users; "
+        "deleted at the end; default: 0)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mongodb-url", default=None,
-                   help="an already loaded store (written to; what the benchmark made is deleted at the end)")
+    p.add_argument(
+        "--mongodb-url",
+        default=None,
+        help="an already loaded store (written to; what the benchmark made is deleted at the end)",
+    )
     args = p.parse_args(argv)
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(1)  # in-process timings with one BLAS/OpenMP thread, as the gunicorn workers have
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    threadpool_limits(
+        1
+    )  # in-process timings with one BLAS/OpenMP thread, as the gunicorn workers have
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
     rng = random.Random(f"users/{args.seed}")
     notes, phases = [], []
     total = Recorder()
-    with tempfile.TemporaryDirectory(prefix="mt-bench-live-") as tmp, contextlib.ExitStack() as stack:
+    with (
+        tempfile.TemporaryDirectory(prefix="mt-bench-live-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
         tmp = Path(tmp)
         if args.mongodb_url:
             url, store_pid = args.mongodb_url, store_pid_for(args.mongodb_url)
@@ -884,32 +1128,53 @@ def main(argv=None) -> int:
         else:
             url, server = stack.enter_context(secantus())
             store_pid = server.pid
-            took = _timed([sys.executable, "-m", "pipeline", "-q", "run", "--no-evaluate", "--run-dir",
-                           str(tmp / "runs")], {**env, "MONGODB_URL": url}, tmp,
-                          "loading the store with the pipeline", tmp / "setup.log")
-            notes.append(f"store: fresh SecantusDB (durable), loaded by `python -m pipeline run --no-evaluate` "
-                         f"in {took:.0f} s")
+            took = _timed(
+                [
+                    sys.executable,
+                    "-m",
+                    "pipeline",
+                    "-q",
+                    "run",
+                    "--no-evaluate",
+                    "--run-dir",
+                    str(tmp / "runs"),
+                ],
+                {**env, "MONGODB_URL": url},
+                tmp,
+                "loading the store with the pipeline",
+                tmp / "setup.log",
+            )
+            notes.append(
+                f"store: fresh SecantusDB (durable), loaded by `python -m pipeline run --no-evaluate` "
+                f"in {took:.0f} s"
+            )
         settings = Settings(mongodb_url=url)
         if args.mongodb_url:  # on the way out, also after an error: what the benchmark made
             stack.callback(lambda: delete_touched(settings, total.touched, args.profiles))
         facts = read_facts(settings)
         plan = Plan(facts.genres, facts.popular, n=args.n, events=args.events)
-        notes.append(f"served version {facts.version}; {len(facts.users):,} data-set users free to write as; "
-                     f"lists of n={args.n}; {args.events} writes per user; seed {args.seed}")
+        notes.append(
+            f"served version {facts.version}; {len(facts.users):,} data-set users free to write as; "
+            f"lists of n={args.n}; {args.events} writes per user; seed {args.seed}"
+        )
 
         # users: the in-process sizes first (closest to each target), then random ones for HTTP
-        sized = pick_sized(facts.users, [int(s) for s in args.sizes.split(",") if s.strip()], args.per_size)
+        sized = pick_sized(
+            facts.users, [int(s) for s in args.sizes.split(",") if s.strip()], args.per_size
+        )
         rest = [u for u in facts.users if all(u not in us for us in sized.values())]
         rng.shuffle(rest)
         conc_users = args.concurrent_users if args.concurrent_users is not None else args.users
-        http_seq = rest[:args.users]
-        http_conc = rest[args.users:args.users + conc_users] if args.concurrent else []
+        http_seq = rest[: args.users]
+        http_conc = rest[args.users : args.users + conc_users] if args.concurrent else []
         if len(http_seq) < args.users or len(http_conc) < (conc_users if args.concurrent else 0):
             notes.append("fewer data-set users than asked for: the runs use what there is")
         if args.profiles:
             add_filler_profiles(settings, args.profiles)
             notes.append(f"{args.profiles:,} profiles of other users added first (--profiles)")
-        tokens = issue_tokens(settings, [*http_seq, *http_conc, *(u for us in sized.values() for u in us)])
+        tokens = issue_tokens(
+            settings, [*http_seq, *http_conc, *(u for us in sized.values() for u in us)]
+        )
         total.touched.update(tokens)
 
         def triples(ids):
@@ -924,20 +1189,40 @@ def main(argv=None) -> int:
                 watch["store server"] = lambda: tree_cpu([store_pid])
             warm, firsts = warm_workers(port, plan, args.workers, access_log, args.seed)
             total.merge(warm)
-            print(f"warm-up: {len(firsts)} of {args.workers} workers served a first live request", file=sys.stderr)
+            print(
+                f"warm-up: {len(firsts)} of {args.workers} workers served a first live request",
+                file=sys.stderr,
+            )
 
             counter = itertools.count()
             with CpuMeter({**watch, "benchmark client": own_cpu}) as m_seq:
-                seq = run_sessions(lambda: HTTPCaller(port, f"s.{next(counter)}"), plan, args.users,
-                                   triples(http_seq), args.seed)
+                seq = run_sessions(
+                    lambda: HTTPCaller(port, f"s.{next(counter)}"),
+                    plan,
+                    args.users,
+                    triples(http_seq),
+                    args.seed,
+                )
             phases.append((f"HTTP, 1 client: {seq.requests:,} requests", m_seq))
             print(f"sequential run: {m_seq.seconds:.0f} s", file=sys.stderr)
             conc = None
             if args.concurrent:
-                conc, m_conc = run_concurrent(port, plan, args.concurrent, args.client_procs, conc_users,
-                                              triples(http_conc), watch)
-                phases.append((f"HTTP, {args.concurrent} concurrent clients: {conc.requests:,} requests "
-                               f"({conc.requests / max(m_conc.seconds, 1e-9):.0f}/s)", m_conc))
+                conc, m_conc = run_concurrent(
+                    port,
+                    plan,
+                    args.concurrent,
+                    args.client_procs,
+                    conc_users,
+                    triples(http_conc),
+                    watch,
+                )
+                phases.append(
+                    (
+                        f"HTTP, {args.concurrent} concurrent clients: {conc.requests:,} requests "
+                        f"({conc.requests / max(m_conc.seconds, 1e-9):.0f}/s)",
+                        m_conc,
+                    )
+                )
                 print(f"concurrent run: {m_conc.seconds:.0f} s", file=sys.stderr)
             time.sleep(0.3)
             times, _ = read_access_log(access_log)
@@ -947,48 +1232,87 @@ def main(argv=None) -> int:
                 total.merge(r)
 
         # in-process: scoring, the API's re-score path, the app's WSGI callable, cold start
-        with CpuMeter({"benchmark (in-process)": own_cpu, **({"store server": lambda: tree_cpu([store_pid])}
-                                                             if store_pid else {})}) as m_in:
-            inproc = rescore_in_process(settings, plan, sized, args.per_size, args.repeats, args.seed)
+        with CpuMeter(
+            {
+                "benchmark (in-process)": own_cpu,
+                **({"store server": lambda: tree_cpu([store_pid])} if store_pid else {}),
+            }
+        ) as m_in:
+            inproc = rescore_in_process(
+                settings, plan, sized, args.per_size, args.repeats, args.seed
+            )
             app = wsgi_app(settings)
             try:
                 # warm-up, not counted: the app's first live request loads the LiveModel
-                total.touched |= run_sessions(lambda: WSGICaller(app), Plan(plan.genres, plan.popular, plan.n, 1), 1,
-                                              [], f"warm/{args.seed}").touched
-                wplan = Plan(plan.genres, plan.popular, plan.n, max(1, args.repeats // max(args.per_size, 1)))
-                wsgi_rec = run_sessions(lambda: WSGICaller(app), wplan, args.per_size,
-                                        [(g, u, tokens[u]) for g, us in sized.items() for u in us], args.seed)
+                total.touched |= run_sessions(
+                    lambda: WSGICaller(app),
+                    Plan(plan.genres, plan.popular, plan.n, 1),
+                    1,
+                    [],
+                    f"warm/{args.seed}",
+                ).touched
+                wplan = Plan(
+                    plan.genres, plan.popular, plan.n, max(1, args.repeats // max(args.per_size, 1))
+                )
+                wsgi_rec = run_sessions(
+                    lambda: WSGICaller(app),
+                    wplan,
+                    args.per_size,
+                    [(g, u, tokens[u]) for g, us in sized.items() for u in us],
+                    args.seed,
+                )
             finally:
                 app.config["movietime.store"].close()
-            biggest = max((u for us in sized.values() for u in us), key=lambda u: facts.users[u], default=None)
+            biggest = max(
+                (u for us in sized.values() for u in us), key=lambda u: facts.users[u], default=None
+            )
             cold = cold_start(settings, biggest if biggest is not None else next(iter(facts.users)))
         phases.append(("in-process (recommend_live, live_items, WSGI app, cold starts)", m_in))
         total.merge(inproc)
         total.merge(wsgi_rec)
         if args.mongodb_url:
-            notes.append(f"deleted the profiles and accounts of the {len(total.touched):,} users the benchmark "
-                         "wrote as" + (f", and the {args.profiles:,} added profiles" if args.profiles else ""))
+            notes.append(
+                f"deleted the profiles and accounts of the {len(total.touched):,} users the benchmark "
+                "wrote as"
+                + (f", and the {args.profiles:,} added profiles" if args.profiles else "")
+            )
 
     print("\n# Live paths (issue 4): onboarding and feedback to recommendations\n")
     for note in notes:
         print(f"- {note}")
     print(f"- {busy_note(phases)}")
-    print_table("Over HTTP, one client at a time (gunicorn "
-                f"{srv.label}, api/gunicorn_conf.py; wall = client, server = gunicorn access log)", seq)
+    print_table(
+        "Over HTTP, one client at a time (gunicorn "
+        f"{srv.label}, api/gunicorn_conf.py; wall = client, server = gunicorn access log)",
+        seq,
+    )
     if conc is not None:
-        print_table(f"Over HTTP, {args.concurrent} concurrent clients (under contention; same sessions, other users)",
-                    conc)
-    print_table("Server side in-process: the API's re-score path and two of its parts (a fresh rev each "
-                "time: always a cache miss)", inproc, server=False, steps=(READ_USER, COMPUTE, LIVE_ITEMS))
-    print_table("Server side in-process: the app's WSGI callable on the same sessions (no HTTP, no gunicorn)",
-                wsgi_rec, server=False)
+        print_table(
+            f"Over HTTP, {args.concurrent} concurrent clients (under contention; same sessions, other users)",
+            conc,
+        )
+    print_table(
+        "Server side in-process: the API's re-score path and two of its parts (a fresh rev each "
+        "time: always a cache miss)",
+        inproc,
+        server=False,
+        steps=(READ_USER, COMPUTE, LIVE_ITEMS),
+    )
+    print_table(
+        "Server side in-process: the app's WSGI callable on the same sessions (no HTTP, no gunicorn)",
+        wsgi_rec,
+        server=False,
+    )
     print("\n## The first live request of a worker\n")
     print("| what | count | p50 ms | p90 ms | p99 ms | max ms |\n|---|---|---|---|---|---|")
     for what, ms in cold.items():
         print(f"| {what} | {len(ms)} " + _pct(ms) + "|")
     if firsts:
-        print(f"| first live request (POST /users) of each gunicorn worker, server side | {len(firsts)} "
-              + _pct(firsts) + "|")
+        print(
+            f"| first live request (POST /users) of each gunicorn worker, server side | {len(firsts)} "
+            + _pct(firsts)
+            + "|"
+        )
     print("\n## Checks (every run together)")
     print_checks(total)
     print_cpu(phases)
@@ -999,8 +1323,10 @@ def main(argv=None) -> int:
     for line in lines:
         print(line)
     bad = sum(v for _, v in total.checks.values())
-    print(f"- feedback reflected in the next list: {bad} violations of "
-          f"{sum(n for n, _ in total.checks.values()):,} checks; {len(total.errors)} unexpected answers")
+    print(
+        f"- feedback reflected in the next list: {bad} violations of "
+        f"{sum(n for n, _ in total.checks.values()):,} checks; {len(total.errors)} unexpected answers"
+    )
     return 0 if bad == 0 and not total.errors else 1
 
 

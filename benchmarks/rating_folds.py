@@ -25,7 +25,9 @@ def main(argv=None) -> int:
     from pipeline.features import build_features
     from pipeline.rating import RatingModel
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--dataset", required=True)
     p.add_argument("--folds", default="5,2,1")
     args = p.parse_args(argv)
@@ -44,8 +46,10 @@ def main(argv=None) -> int:
         model = RatingModel(replace(config, stack_folds=folds)).fit(train, features)
         seconds = time.perf_counter() - t
         err = model.predict(test[["userId", "movieId"]]) - test["rating"].to_numpy()
-        print(f"| {folds} | {np.sqrt(np.mean(err ** 2)):.4f} | {np.mean(np.abs(err)):.4f} | {seconds:.1f} |",
-              flush=True)
+        print(
+            f"| {folds} | {np.sqrt(np.mean(err**2)):.4f} | {np.mean(np.abs(err)):.4f} | {seconds:.1f} |",
+            flush=True,
+        )
     return 0
 
 

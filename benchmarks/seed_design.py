@@ -96,18 +96,36 @@ def recommend(store, model, user_id: int, n: int) -> dict | None:
     user, candidates = cluster_candidates(users, user_id)
     if user is None:
         return None
-    pairs = pd.DataFrame({"userId": np.full(len(candidates), user_id, np.int64), "movieId": candidates})
+    pairs = pd.DataFrame(
+        {"userId": np.full(len(candidates), user_id, np.int64), "movieId": candidates}
+    )
     scores = model.predict(pairs) if len(candidates) else np.empty(0)
     best = np.argsort(-scores, kind="stable")[:n]
     ids = [int(m) for m in candidates[best]]
     movies = store.collection("movies", pointer)
-    details = {d["_id"]: d for d in movies.find({"_id": {"$in": ids}},
-                                                 {"title": 1, "year": 1, "genres": 1, "poster_url": 1})}
-    recs = [{"movieId": m, "title": details.get(m, {}).get("title"), "year": details.get(m, {}).get("year"),
-             "genres": details.get(m, {}).get("genres", []), "poster_url": details.get(m, {}).get("poster_url"),
-             "predicted_rating": round(float(s), 3)} for m, s in zip(ids, scores[best])]
-    return {"userId": user_id, "model_version": pointer["version"], "source": "seed-design",
-            "recommendations": recs}
+    details = {
+        d["_id"]: d
+        for d in movies.find(
+            {"_id": {"$in": ids}}, {"title": 1, "year": 1, "genres": 1, "poster_url": 1}
+        )
+    }
+    recs = [
+        {
+            "movieId": m,
+            "title": details.get(m, {}).get("title"),
+            "year": details.get(m, {}).get("year"),
+            "genres": details.get(m, {}).get("genres", []),
+            "poster_url": details.get(m, {}).get("poster_url"),
+            "predicted_rating": round(float(s), 3),
+        }
+        for m, s in zip(ids, scores[best])
+    ]
+    return {
+        "userId": user_id,
+        "model_version": pointer["version"],
+        "source": "seed-design",
+        "recommendations": recs,
+    }
 
 
 def create_app(config: SeedDesignConfig):
@@ -126,7 +144,11 @@ def create_app(config: SeedDesignConfig):
             with open(config.model_path, "rb") as fh:
                 state["model"] = pickle.load(fh)
             client = pymongo.MongoClient(config.mongodb_url, serverSelectionTimeoutMS=5000)
-            db = client[config.database] if config.database else client.get_default_database(default="movietime")
+            db = (
+                client[config.database]
+                if config.database
+                else client.get_default_database(default="movietime")
+            )
             state["store"] = Store(db)
         return state["store"], state["model"]
 
@@ -157,15 +179,21 @@ def create_app(config: SeedDesignConfig):
 def create():
     """gunicorn entry point: ``"benchmarks.seed_design:create()"`` with MONGODB_URL and
     SEED_MODEL_PATH in the environment. Loads the model before the worker takes requests."""
-    app = create_app(SeedDesignConfig(mongodb_url=os.environ["MONGODB_URL"],
-                                      model_path=os.environ["SEED_MODEL_PATH"]))
+    app = create_app(
+        SeedDesignConfig(
+            mongodb_url=os.environ["MONGODB_URL"], model_path=os.environ["SEED_MODEL_PATH"]
+        )
+    )
     app.config["seed.resources"]()
     return app
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.seed_design", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.seed_design",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="command", required=True)
     fit = sub.add_parser("fit", help="fit the rating model once and pickle it")
     fit.add_argument("--dataset", default="ml-latest-small")
@@ -174,7 +202,10 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     model = fit_rating_model(args.dataset)
     Path(args.out).write_bytes(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
-    print(f"rating model fitted in {time.perf_counter() - started:.1f} s -> {args.out}", file=sys.stderr)
+    print(
+        f"rating model fitted in {time.perf_counter() - started:.1f} s -> {args.out}",
+        file=sys.stderr,
+    )
     return 0
 
 

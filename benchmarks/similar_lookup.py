@@ -26,7 +26,9 @@ from benchmarks._util import REPO, secantus
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--lists", type=int, default=50, help="movies per lookup (a heavy user's reason seeds: 50)")
+    parser.add_argument(
+        "--lists", type=int, default=50, help="movies per lookup (a heavy user's reason seeds: 50)"
+    )
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -35,8 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     from api.store import ServingStore
 
     with secantus() as (url, _proc):
-        subprocess.run([sys.executable, "-m", "pipeline", "-q", "run", "--no-evaluate"], cwd=REPO, check=True,
-                       env={**os.environ, "MONGODB_URL": url}, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "pipeline", "-q", "run", "--no-evaluate"],
+            cwd=REPO,
+            check=True,
+            env={**os.environ, "MONGODB_URL": url},
+            stdout=subprocess.DEVNULL,
+        )
         store = ServingStore(Settings(mongodb_url=url, database="movietime", movie_cache_size=0))
         pointer = store.pointer()
         model = store.live_model(pointer)
@@ -61,12 +68,16 @@ def main(argv: list[str] | None = None) -> int:
         return f"| {name} | {statistics.median(ms):.3f} | {ms[int(0.95 * (len(ms) - 1))]:.3f} | {ms[-1]:.3f} |"
 
     size = model.similar_ids.nbytes + model.similar_scores.nbytes + model.similar_indptr.nbytes
-    print(f"## {args.lists} similar lists per lookup, {args.repeats} lookups (same lists from both)\n")
+    print(
+        f"## {args.lists} similar lists per lookup, {args.repeats} lookups (same lists from both)\n"
+    )
     print("| source | p50 ms | p95 ms | max ms |\n|---|---|---|---|")
     print(row("store (`ServingStore.similar_lists`, uncached)", from_store))
     print(row("live model (`LiveModel.similar_lists`, in memory)", from_model))
-    print(f"\np50 ratio store / live model: {statistics.median(from_store) / statistics.median(from_model):.0f}x; "
-          f"the live model's similar arrays: {size / 2**20:.1f} MiB for {len(model.catalogue_ids):,} movies")
+    print(
+        f"\np50 ratio store / live model: {statistics.median(from_store) / statistics.median(from_model):.0f}x; "
+        f"the live model's similar arrays: {size / 2**20:.1f} MiB for {len(model.catalogue_ids):,} movies"
+    )
     return 0
 
 

@@ -95,7 +95,9 @@ class SoakConfig:
     seconds: float = 60.0
     warmup_s: float = 3.0
     write_share: float = 0.2  # of all requests, burst writes included
-    burst_every_s: float = 1.0  # every client rates one hot (user, movie) at once this often; 0: never
+    burst_every_s: float = (
+        1.0  # every client rates one hot (user, movie) at once this often; 0: never
+    )
     n: int = 10
     seed: int = 0
     timeout_s: float = 30.0
@@ -121,10 +123,14 @@ class Outcome:
     sent: collections.Counter = field(default_factory=collections.Counter)  # by kind, whole run
     errors: collections.Counter = field(default_factory=collections.Counter)  # by "kind: problem"
     samples: list = field(default_factory=list)
-    acks: list = field(default_factory=list)  # (user, movie, type, rating, event id, rev, answered ns)
+    acks: list = field(
+        default_factory=list
+    )  # (user, movie, type, rating, event id, rev, answered ns)
     errored_writes: list = field(default_factory=list)  # (user, movie, type, rating): may be stored
     errored_sent_ns: list = field(default_factory=list)  # when each errored write was sent
-    retried_writes: list = field(default_factory=list)  # sent again on a fresh connection: may be stored twice
+    retried_writes: list = field(
+        default_factory=list
+    )  # sent again on a fresh connection: may be stored twice
     bursts: list = field(default_factory=list)  # (burst number, sent ns, answered ns)
     connects: int = 0
 
@@ -148,8 +154,10 @@ class Outcome:
 def post_request(host: str, path: str, payload: dict, token: str | None = None) -> bytes:
     body = json.dumps(payload, separators=(",", ":")).encode()
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
-    return (f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{auth}"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{auth}"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 def get_request(host: str, path: str) -> bytes:
@@ -163,7 +171,12 @@ def check_write(status: int, body: bytes, uid: int, mid: int) -> tuple[str | Non
     try:
         doc = json.loads(body)
         event_id, rev = doc["event"]["id"], doc["rev"]
-        ok = doc["userId"] == uid and doc["movieId"] == mid and isinstance(event_id, str) and isinstance(rev, int)
+        ok = (
+            doc["userId"] == uid
+            and doc["movieId"] == mid
+            and isinstance(event_id, str)
+            and isinstance(rev, int)
+        )
     except (ValueError, KeyError, TypeError):
         ok = False
     return (None, (event_id, rev)) if ok else ("bad answer", None)
@@ -177,21 +190,27 @@ def check_read(kind: str, status: int, body: bytes, key: int, n: int) -> str | N
         return f"HTTP {status}"
     try:
         doc = json.loads(body)
-        ok = isinstance(doc.get("results"), list) if kind == "GET search" else (
-            doc.get("movieId") == key and isinstance(doc.get("similar"), list))
+        ok = (
+            isinstance(doc.get("results"), list)
+            if kind == "GET search"
+            else (doc.get("movieId") == key and isinstance(doc.get("similar"), list))
+        )
     except (ValueError, AttributeError):
         ok = False
     return None if ok else "bad answer"
 
 
-def _client_thread(host: str, port: int, t: Targets, cfg: SoakConfig, index: int, window: Window,
-                   out: Outcome) -> None:
+def _client_thread(
+    host: str, port: int, t: Targets, cfg: SoakConfig, index: int, window: Window, out: Outcome
+) -> None:
     rnd = random.Random(f"{cfg.seed}/soak/{index}")
     tokens = dict(t.writers)
     writer_ids = [u for u, _ in t.writers]
     conn = HTTPConnection(host, port, cfg.timeout_s)
     clock = time.perf_counter_ns
-    begin_ns, start_ns, stop_ns = (int(x * 1e9) for x in (window.begin_at, window.start_at, window.stop_at))
+    begin_ns, start_ns, stop_ns = (
+        int(x * 1e9) for x in (window.begin_at, window.start_at, window.stop_at)
+    )
     burst_ns = int(cfg.burst_every_s * 1e9) if t.hot else 0
     next_burst = done = writes = 0
     time.sleep(max(0.0, (begin_ns - clock()) / 1e9))
@@ -205,9 +224,14 @@ def _client_thread(host: str, port: int, t: Targets, cfg: SoakConfig, index: int
                 burst, next_burst = next_burst, (now - start_ns) // burst_ns + 1
                 kind = "POST ratings, burst"
                 uid, mid = t.hot[burst % len(t.hot)]
-            elif rnd.random() < cfg.write_share * (done + 1) - writes:  # bursts included: writes stay at the share
+            elif (
+                rnd.random() < cfg.write_share * (done + 1) - writes
+            ):  # bursts included: writes stay at the share
                 kind = "POST ratings" if rnd.random() < 0.5 else "POST feedback"
-                uid, mid = writer_ids[rnd.randrange(len(writer_ids))], t.movies[rnd.randrange(len(t.movies))]
+                uid, mid = (
+                    writer_ids[rnd.randrange(len(writer_ids))],
+                    t.movies[rnd.randrange(len(t.movies))],
+                )
             else:
                 r = rnd.random()
                 kind = READS[0] if r < 0.6 else READS[1] if r < 0.8 else READS[2]
@@ -254,7 +278,9 @@ def _client_thread(host: str, port: int, t: Targets, cfg: SoakConfig, index: int
                 out.errors[f"{kind}: {problem}"] += 1
                 if len(out.samples) < 3:
                     what = f"{kind} (user {uid}, movie {mid})" if kind.startswith("POST") else kind
-                    out.samples.append(f"{what} at +{(t0 - begin_ns) / 1e9:.2f} s -> {problem}: {body[:120]!r}")
+                    out.samples.append(
+                        f"{what} at +{(t0 - begin_ns) / 1e9:.2f} s -> {problem}: {body[:120]!r}"
+                    )
             if kind.startswith("POST"):
                 key4 = (uid, mid, etype, rating)
                 if ack is not None:
@@ -262,7 +288,9 @@ def _client_thread(host: str, port: int, t: Targets, cfg: SoakConfig, index: int
                 else:
                     out.errored_writes.append(key4)
                     out.errored_sent_ns.append(t0)
-                if conn.connects - connects > (0 if had_socket else 1):  # api_load's client sent it twice
+                if conn.connects - connects > (
+                    0 if had_socket else 1
+                ):  # api_load's client sent it twice
                     out.retried_writes.append(key4)
                 if burst >= 0:
                     out.bursts.append((burst, t0, t1))
@@ -271,12 +299,23 @@ def _client_thread(host: str, port: int, t: Targets, cfg: SoakConfig, index: int
         conn.close()
 
 
-def client_process(host: str, port: int, targets: Targets, cfg: SoakConfig, first: int, n_clients: int,
-                   window: Window, queue) -> None:
+def client_process(
+    host: str,
+    port: int,
+    targets: Targets,
+    cfg: SoakConfig,
+    first: int,
+    n_clients: int,
+    window: Window,
+    queue,
+) -> None:
     """``n_clients`` threads, one keep-alive connection each; puts the merged Outcome on ``queue``."""
     outs = [Outcome() for _ in range(n_clients)]
-    run_client_threads(_client_thread, [(host, port, targets, cfg, first + i, window, outs[i])
-                                        for i in range(n_clients)], window)
+    run_client_threads(
+        _client_thread,
+        [(host, port, targets, cfg, first + i, window, outs[i]) for i in range(n_clients)],
+        window,
+    )
     merged = Outcome()
     for o in outs:
         merged.merge(o)
@@ -284,14 +323,21 @@ def client_process(host: str, port: int, targets: Targets, cfg: SoakConfig, firs
     queue.put(merged)
 
 
-def run_clients(port: int, targets: Targets, cfg: SoakConfig, watch: dict[str, list[int]]) -> tuple[Outcome, dict]:
+def run_clients(
+    port: int, targets: Targets, cfg: SoakConfig, watch: dict[str, list[int]]
+) -> tuple[Outcome, dict]:
     """Drive the server; returns the merged Outcome and CPU seconds per component over the window."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     begin_at = time.perf_counter() + cfg.spawn_allowance_s
     window = Window(begin_at, begin_at + cfg.warmup_s, begin_at + cfg.warmup_s + cfg.seconds)
-    procs = spawn_clients(ctx, client_process, cfg.clients, cfg.procs,
-                          lambda first, k: ("127.0.0.1", port, targets, cfg, first, k, window, queue))
+    procs = spawn_clients(
+        ctx,
+        client_process,
+        cfg.clients,
+        cfg.procs,
+        lambda first, k: ("127.0.0.1", port, targets, cfg, first, k, window, queue),
+    )
     cpu = window_cpu(watch, [p.pid for p in procs], window)
     merged, reported = Outcome(), 0
     deadline = window.stop_at + cfg.timeout_s + 15
@@ -327,15 +373,22 @@ def catalogue(url: str, top: int = 300) -> tuple[list[int], list[str], list[str]
     client = pymongo.MongoClient(url, serverSelectionTimeoutMS=10_000)
     try:
         store = Store(_database(client, url))
-        docs = list(store.collection("movies", store.current())
-                    .find({}, {"_id": 1, "name": 1, "title": 1, "genres": 1, "stats.n_ratings": 1})
-                    .sort("stats.n_ratings", -1).limit(top))
+        docs = list(
+            store.collection("movies", store.current())
+            .find({}, {"_id": 1, "name": 1, "title": 1, "genres": 1, "stats.n_ratings": 1})
+            .sort("stats.n_ratings", -1)
+            .limit(top)
+        )
     finally:
         client.close()
     movies = [int(d["_id"]) for d in docs]
     queries = []
     for d in docs:
-        words = [w for w in str(d.get("name") or d.get("title") or "").lower().split() if any(c.isalnum() for c in w)]
+        words = [
+            w
+            for w in str(d.get("name") or d.get("title") or "").lower().split()
+            if any(c.isalnum() for c in w)
+        ]
         if words:
             queries.append(" ".join(words[:2])[:100])
             queries.append(words[0][:4] if len(words[0]) > 4 else words[0])
@@ -358,8 +411,15 @@ class Writers:
     baseline: dict[int, set]  # userId -> event ids stored before the load
 
 
-def make_writers(url: str, port: int, read_users: list[int], n_dataset: int, n_onboard: int, genres: list[str],
-                 seed: int) -> Writers:
+def make_writers(
+    url: str,
+    port: int,
+    read_users: list[int],
+    n_dataset: int,
+    n_onboard: int,
+    genres: list[str],
+    seed: int,
+) -> Writers:
     """Data-set users with no profile and no account get tokens; ``n_onboard`` users onboard."""
     import pymongo
 
@@ -425,7 +485,9 @@ class Safety:
     unacked_unexplained: int = 0  # stored, not acknowledged, matching no errored write
     errored_first: int = 0  # errored writes sent before any write of their user was acknowledged
     rev_mismatch: int = 0  # profiles whose rev is not their number of events
-    replay_mismatch: int = 0  # profiles whose ratings/feedback are not their events replayed in order
+    replay_mismatch: int = (
+        0  # profiles whose ratings/feedback are not their events replayed in order
+    )
     ack_position_mismatch: int = 0  # acknowledgements whose rev is not their event's position
     hot_pairs: int = 0
     hot_writes: int = 0  # acknowledged burst ratings
@@ -435,8 +497,15 @@ class Safety:
 
     @property
     def failures(self) -> int:
-        return (self.duplicates + self.missing + self.unacked_unexplained + self.rev_mismatch
-                + self.replay_mismatch + self.ack_position_mismatch + self.hot_violations)
+        return (
+            self.duplicates
+            + self.missing
+            + self.unacked_unexplained
+            + self.rev_mismatch
+            + self.replay_mismatch
+            + self.ack_position_mismatch
+            + self.hot_violations
+        )
 
 
 def _replay(events: list[dict]) -> tuple[dict, dict]:
@@ -473,7 +542,9 @@ def check_store(url: str, writers: Writers, hot: list[tuple[int, int]], outcome:
     client = pymongo.MongoClient(url, serverSelectionTimeoutMS=10_000)
     try:
         ids = [u for u, _ in writers.users]
-        profiles = {d["_id"]: d for d in _database(client, url)[schema.PROFILES].find({"_id": {"$in": ids}})}
+        profiles = {
+            d["_id"]: d for d in _database(client, url)[schema.PROFILES].find({"_id": {"$in": ids}})
+        }
     finally:
         client.close()
     stored = collections.Counter()
@@ -482,21 +553,31 @@ def check_store(url: str, writers: Writers, hot: list[tuple[int, int]], outcome:
         events = p.get("events") or []
         if int(p.get("rev") or 0) != len(events):
             s.rev_mismatch += 1
-        if _replay(events) != ({k: float(v) for k, v in (p.get("ratings") or {}).items()}, p.get("feedback") or {}):
+        if _replay(events) != (
+            {k: float(v) for k, v in (p.get("ratings") or {}).items()},
+            p.get("feedback") or {},
+        ):
             s.replay_mismatch += 1
         for e in events:
             if e["id"] in writers.baseline.get(uid, ()):
                 continue
             stored[e["id"]] += 1
-            stored_key[e["id"]] = (uid, int(e["movieId"]), e["type"],
-                                   float(e["rating"]) if e["type"] == "rating" else None)
+            stored_key[e["id"]] = (
+                uid,
+                int(e["movieId"]),
+                e["type"],
+                float(e["rating"]) if e["type"] == "rating" else None,
+            )
     s.stored = sum(stored.values())
     acked = set()
     first_ack = {}
     for a in outcome.acks:
         first_ack[a[0]] = min(first_ack.get(a[0], a[6]), a[6])
-    s.errored_first = sum(1 for w, t0 in zip(outcome.errored_writes, outcome.errored_sent_ns)
-                          if t0 < first_ack.get(w[0], float("inf")))
+    s.errored_first = sum(
+        1
+        for w, t0 in zip(outcome.errored_writes, outcome.errored_sent_ns)
+        if t0 < first_ack.get(w[0], float("inf"))
+    )
     for uid, mid, _etype, _rating, event_id, rev, _t1 in outcome.acks:
         acked.add(event_id)
         copies = stored.get(event_id, 0)
@@ -506,7 +587,9 @@ def check_store(url: str, writers: Writers, hot: list[tuple[int, int]], outcome:
         if not (1 <= rev <= len(events) and events[rev - 1]["id"] == event_id):
             s.ack_position_mismatch += 1
     s.duplicates += sum(c - 1 for i, c in stored.items() if c > 1 and i not in acked)
-    allowance = collections.Counter(outcome.errored_writes) + collections.Counter(outcome.retried_writes)
+    allowance = collections.Counter(outcome.errored_writes) + collections.Counter(
+        outcome.retried_writes
+    )
     for event_id, copies in stored.items():
         if event_id in acked:
             continue
@@ -552,17 +635,32 @@ class SoakResult:
         return self.errors == 0 and self.safety.failures == 0
 
 
-def soak(url: str, cfg: SoakConfig, server: ServerConfig, log_path: Path, *, store_pid: int | None = None,
-         n_writers: int = 40, n_onboard: int = 4, n_hot: int = 8, cleanup: bool = False) -> SoakResult:
+def soak(
+    url: str,
+    cfg: SoakConfig,
+    server: ServerConfig,
+    log_path: Path,
+    *,
+    store_pid: int | None = None,
+    n_writers: int = 40,
+    n_onboard: int = 4,
+    n_hot: int = 8,
+    cleanup: bool = False,
+) -> SoakResult:
     """Serve the loaded store at ``url`` with gunicorn, run the load, check the stored events."""
     user_ids, _version = served_user_ids(url)
     read_users = [int(u) for u in user_ids]
     movies, queries, genres = catalogue(url)
-    with gunicorn(server, url, f"/user/{read_users[0]}/recommendation?n={cfg.n}", log_path) as (port, proc):
+    with gunicorn(server, url, f"/user/{read_users[0]}/recommendation?n={cfg.n}", log_path) as (
+        port,
+        proc,
+    ):
         writers = make_writers(url, port, read_users, n_writers, n_onboard, genres, cfg.seed)
         try:
             hot = hot_pairs(writers, movies, n_hot, cfg.seed)
-            targets = Targets(tuple(read_users), tuple(writers.users), tuple(movies), tuple(queries), tuple(hot))
+            targets = Targets(
+                tuple(read_users), tuple(writers.users), tuple(movies), tuple(queries), tuple(hot)
+            )
             watch = {"gunicorn": [proc.pid]}
             if store_pid is not None:
                 watch["store server"] = [store_pid]
@@ -586,25 +684,33 @@ def _pct(lat_ms: np.ndarray, q: float) -> str:
 
 def print_report(r: SoakResult) -> None:
     cfg, o, s = r.cfg, r.outcome, r.safety
-    lat = {k: np.frombuffer(v, np.int64).astype(np.float64) / 1e6 for k, v in o.latencies_ns.items()}
+    lat = {
+        k: np.frombuffer(v, np.int64).astype(np.float64) / 1e6 for k, v in o.latencies_ns.items()
+    }
     measured = sum(len(v) for v in lat.values())
     writes_sent = sum(o.sent[k] for k in WRITES)
     total_sent = sum(o.sent.values())
-    print(f"\n## Soak: {cfg.clients} keep-alive clients in {min(cfg.procs, cfg.clients)} processes, closed loop, "
-          f"{cfg.seconds:g} s measured after {cfg.warmup_s:g} s warm-up; gunicorn {r.server}\n")
-    print(f"requests (whole run) {total_sent:,}, of which writes {writes_sent:,} "
-          f"({100 * writes_sent / max(total_sent, 1):.1f}%; {o.sent[WRITES[2]]:,} of them in bursts); "
-          f"answered OK in the measured window {measured:,} = {measured / cfg.seconds:,.0f} rps; "
-          f"errors {r.errors}; connections opened {o.connects}\n")
+    print(
+        f"\n## Soak: {cfg.clients} keep-alive clients in {min(cfg.procs, cfg.clients)} processes, closed loop, "
+        f"{cfg.seconds:g} s measured after {cfg.warmup_s:g} s warm-up; gunicorn {r.server}\n"
+    )
+    print(
+        f"requests (whole run) {total_sent:,}, of which writes {writes_sent:,} "
+        f"({100 * writes_sent / max(total_sent, 1):.1f}%; {o.sent[WRITES[2]]:,} of them in bursts); "
+        f"answered OK in the measured window {measured:,} = {measured / cfg.seconds:,.0f} rps; "
+        f"errors {r.errors}; connections opened {o.connects}\n"
+    )
     print("| requests | sent | OK in window | rps | p50 ms | p90 ms | p99 ms | max ms | errors |")
     print("|---|---|---|---|---|---|---|---|---|")
 
     def row(name: str, kinds: tuple[str, ...]) -> None:
         v = np.concatenate([lat[k] for k in kinds])
         errs = sum(n for e, n in o.errors.items() if e.split(":")[0] in kinds)
-        print(f"| {name} | {sum(o.sent[k] for k in kinds):,} | {len(v):,} | {len(v) / cfg.seconds:,.1f} | "
-              f"{_pct(v, 50)} | {_pct(v, 90)} | {_pct(v, 99)} | "
-              f"{f'{v.max():.1f}' if len(v) else '-'} | {errs} |")
+        print(
+            f"| {name} | {sum(o.sent[k] for k in kinds):,} | {len(v):,} | {len(v) / cfg.seconds:,.1f} | "
+            f"{_pct(v, 50)} | {_pct(v, 90)} | {_pct(v, 99)} | "
+            f"{f'{v.max():.1f}' if len(v) else '-'} | {errs} |"
+        )
 
     for k in READS:
         row(k, (k,))
@@ -621,68 +727,136 @@ def print_report(r: SoakResult) -> None:
             print(f"  gunicorn log: {line}")
 
     onboarded = len(r.writers.onboarded)
-    print(f"\n## Data safety ({len(r.writers.users) - onboarded} data-set users with tokens + {onboarded} onboarded "
-          f"with POST /users; "
-          f"{s.hot_pairs} hot (user, movie) pairs, every client rating one of them every {cfg.burst_every_s:g} s)\n")
+    print(
+        f"\n## Data safety ({len(r.writers.users) - onboarded} data-set users with tokens + {onboarded} onboarded "
+        f"with POST /users; "
+        f"{s.hot_pairs} hot (user, movie) pairs, every client rating one of them every {cfg.burst_every_s:g} s)\n"
+    )
     print("| check | count | expected |")
     print("|---|---|---|")
     checks = [
         ("acknowledged writes (200 with event.id)", f"{s.acknowledged:,}", ""),
         ("events stored by the run", f"{s.stored:,}", "acknowledged + errored-but-stored"),
         ("writes that errored (no acknowledgement)", f"{len(o.errored_writes):,}", "0"),
-        ("... of them sent before any write of their user was acknowledged (profile not created yet)",
-         f"{s.errored_first:,}", ""),
-        ("writes sent twice by the client (keep-alive connection dropped)", f"{len(o.retried_writes):,}", "0"),
+        (
+            "... of them sent before any write of their user was acknowledged (profile not created yet)",
+            f"{s.errored_first:,}",
+            "",
+        ),
+        (
+            "writes sent twice by the client (keep-alive connection dropped)",
+            f"{len(o.retried_writes):,}",
+            "0",
+        ),
         ("acknowledged events stored more than once (duplicates)", f"{s.duplicates}", "0"),
         ("acknowledged events not stored (missing)", f"{s.missing}", "0"),
-        ("stored, not acknowledged, its request errored", f"{s.unacked_errored}", "<= errored writes"),
+        (
+            "stored, not acknowledged, its request errored",
+            f"{s.unacked_errored}",
+            "<= errored writes",
+        ),
         ("stored, not acknowledged, unexplained", f"{s.unacked_unexplained}", "0"),
         ("profiles with rev != number of events", f"{s.rev_mismatch}", "0"),
         ("acknowledged rev != the event's position in `events`", f"{s.ack_position_mismatch}", "0"),
-        ("profiles whose ratings/feedback != their events replayed in order", f"{s.replay_mismatch}", "0"),
+        (
+            "profiles whose ratings/feedback != their events replayed in order",
+            f"{s.replay_mismatch}",
+            "0",
+        ),
         ("acknowledged concurrent ratings of the hot pairs", f"{s.hot_writes:,}", ""),
-        ("most of them in flight at once on one pair (max / mean per burst)",
-         f"{s.max_in_flight} / {s.mean_in_flight:.1f}", f"up to {cfg.clients}"),
+        (
+            "most of them in flight at once on one pair (max / mean per burst)",
+            f"{s.max_in_flight} / {s.mean_in_flight:.1f}",
+            f"up to {cfg.clients}",
+        ),
         ("hot pairs whose stored rating != the last event's rating", f"{s.hot_violations}", "0"),
     ]
     for name, value, expected in checks:
         print(f"| {name} | {value} | {expected} |")
 
-    print(f"\nCPU during the measured window, in cores (CPU seconds / {cfg.seconds:g} s; the machine has "
-          f"{psutil.cpu_count()}); 'other' is everything else running on the machine meanwhile:\n")
-    names = [k for k in ("load generator", "gunicorn", "store server", "other processes") if k in r.cpu_s]
+    print(
+        f"\nCPU during the measured window, in cores (CPU seconds / {cfg.seconds:g} s; the machine has "
+        f"{psutil.cpu_count()}); 'other' is everything else running on the machine meanwhile:\n"
+    )
+    names = [
+        k for k in ("load generator", "gunicorn", "store server", "other processes") if k in r.cpu_s
+    ]
     print("| " + " | ".join(names) + " | CPU ms per answered request: gunicorn / store server |")
     print("|" + "---|" * (len(names) + 1))
-    per = " / ".join(f"{1000 * r.cpu_s.get(k, 0.0) / max(measured, 1):.2f}" for k in ("gunicorn", "store server"))
+    per = " / ".join(
+        f"{1000 * r.cpu_s.get(k, 0.0) / max(measured, 1):.2f}" for k in ("gunicorn", "store server")
+    )
     print("| " + " | ".join(f"{r.cpu_s[k] / cfg.seconds:.2f}" for k in names) + f" | {per} |")
-    print(f"\nresult: {'PASS' if r.ok else 'FAIL'} ({r.errors} errors, {s.failures} data-safety failures)")
+    print(
+        f"\nresult: {'PASS' if r.ok else 'FAIL'} ({r.errors} errors, {s.failures} data-safety failures)"
+    )
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--seconds", type=float, default=60.0, help="measured seconds (default: 60)")
-    p.add_argument("--warmup", type=float, default=3.0, help="seconds of load before measuring (default: 3)")
-    p.add_argument("--clients", type=int, default=32, help="concurrent keep-alive connections (default: 32)")
-    p.add_argument("--client-procs", type=int, default=4, help="load-generator processes (default: 4)")
-    p.add_argument("--write-share", type=float, default=0.2,
-                   help="share of writes among all requests, bursts included (default: 0.2)")
-    p.add_argument("--burst-every", type=float, default=1.0,
-                   help="seconds between bursts of every client rating one hot pair (0: none; default: 1)")
-    p.add_argument("--writers", type=int, default=40, help="data-set users given tokens (default: 40)")
-    p.add_argument("--onboard", type=int, default=4, help="users onboarded with POST /users (default: 4)")
+    p.add_argument(
+        "--warmup", type=float, default=3.0, help="seconds of load before measuring (default: 3)"
+    )
+    p.add_argument(
+        "--clients", type=int, default=32, help="concurrent keep-alive connections (default: 32)"
+    )
+    p.add_argument(
+        "--client-procs", type=int, default=4, help="load-generator processes (default: 4)"
+    )
+    p.add_argument(
+        "--write-share",
+        type=float,
+        default=0.2,
+        help="share of writes among all requests, bursts included (default: 0.2)",
+    )
+    p.add_argument(
+        "--burst-every",
+        type=float,
+        default=1.0,
+        help="seconds between bursts of every client rating one hot pair (0: none; default: 1)",
+    )
+    p.add_argument(
+        "--writers", type=int, default=40, help="data-set users given tokens (default: 40)"
+    )
+    p.add_argument(
+        "--onboard", type=int, default=4, help="users onboarded with POST /users (default: 4)"
+    )
     p.add_argument("--hot", type=int, default=8, help="hot (user, movie) pairs (default: 8)")
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers (default: 2)")
-    p.add_argument("--threads", type=int, default=16, help="threads per gthread worker (default: 16)")
+    p.add_argument(
+        "--threads", type=int, default=16, help="threads per gthread worker (default: 16)"
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mongodb-url", default=None, help="an already loaded store (default: start and load one)")
+    p.add_argument(
+        "--mongodb-url", default=None, help="an already loaded store (default: start and load one)"
+    )
     args = p.parse_args(argv)
 
-    cfg = SoakConfig(clients=args.clients, procs=args.client_procs, seconds=args.seconds, warmup_s=args.warmup,
-                     write_share=args.write_share, burst_every_s=args.burst_every, seed=args.seed)
-    server = ServerConfig(workers=args.workers, threads=args.threads,
-                          env=(("GUNICORN_CMD_ARGS", "--no-control-socket"),))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    with tempfile.TemporaryDirectory(prefix="mt-bench-soak-") as tmp, contextlib.ExitStack() as stack:
+    cfg = SoakConfig(
+        clients=args.clients,
+        procs=args.client_procs,
+        seconds=args.seconds,
+        warmup_s=args.warmup,
+        write_share=args.write_share,
+        burst_every_s=args.burst_every,
+        seed=args.seed,
+    )
+    server = ServerConfig(
+        workers=args.workers,
+        threads=args.threads,
+        env=(("GUNICORN_CMD_ARGS", "--no-control-socket"),),
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="mt-bench-soak-") as tmp,
+        contextlib.ExitStack() as stack,
+    ):
         tmp = Path(tmp)
         if args.mongodb_url:
             url, store_pid = args.mongodb_url, store_pid_for(args.mongodb_url)
@@ -690,13 +864,37 @@ def main(argv=None) -> int:
         else:
             url, store = stack.enter_context(secantus())
             store_pid = store.pid
-            took = _timed([sys.executable, "-m", "pipeline", "-q", "run", "--no-evaluate", "--run-dir",
-                           str(tmp / "runs")], {**env, "MONGODB_URL": url}, tmp, "loading the store with the pipeline",
-                          tmp / "setup.log")
-            note = (f"store: fresh SecantusDB (durable, --sync-on-commit), loaded by `python -m pipeline run "
-                    f"--no-evaluate` in {took:.0f} s")
-        result = soak(url, cfg, server, tmp / "gunicorn.log", store_pid=store_pid, n_writers=args.writers,
-                      n_onboard=args.onboard, n_hot=args.hot, cleanup=bool(args.mongodb_url))
+            took = _timed(
+                [
+                    sys.executable,
+                    "-m",
+                    "pipeline",
+                    "-q",
+                    "run",
+                    "--no-evaluate",
+                    "--run-dir",
+                    str(tmp / "runs"),
+                ],
+                {**env, "MONGODB_URL": url},
+                tmp,
+                "loading the store with the pipeline",
+                tmp / "setup.log",
+            )
+            note = (
+                f"store: fresh SecantusDB (durable, --sync-on-commit), loaded by `python -m pipeline run "
+                f"--no-evaluate` in {took:.0f} s"
+            )
+        result = soak(
+            url,
+            cfg,
+            server,
+            tmp / "gunicorn.log",
+            store_pid=store_pid,
+            n_writers=args.writers,
+            n_onboard=args.onboard,
+            n_hot=args.hot,
+            cleanup=bool(args.mongodb_url),
+        )
         print_report(result)
         print(f"- {note}")
         return 0 if result.ok else 1

@@ -37,7 +37,9 @@ def _best(f, repeat: int) -> tuple[float, np.ndarray]:
 def main(argv=None) -> int:
     from pipeline.topk import top_positions
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--rows", type=int, default=2048)
     p.add_argument("--repeat", type=int, default=5)
     args = p.parse_args(argv)
@@ -51,8 +53,10 @@ def main(argv=None) -> int:
         for k in ks:
             old_s, old = _best(lambda: _argpartition(scores, k), args.repeat)
             new_s, new = _best(lambda: top_positions(scores, k), args.repeat)
-            print(f"| {args.rows:,} x {width:,} | {k} | {old_s:.3f} | {new_s:.3f} | {old_s / new_s:.1f}x "
-                  f"| {np.array_equal(np.take_along_axis(scores, old, 1), np.take_along_axis(scores, new, 1))} |")
+            print(
+                f"| {args.rows:,} x {width:,} | {k} | {old_s:.3f} | {new_s:.3f} | {old_s / new_s:.1f}x "
+                f"| {np.array_equal(np.take_along_axis(scores, old, 1), np.take_along_axis(scores, new, 1))} |"
+            )
     return 0
 
 

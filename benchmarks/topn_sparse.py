@@ -27,12 +27,16 @@ def main(argv=None) -> int:
     from pipeline.matrix import RatingMatrix
     from pipeline.retrieval import TopNRecommender, sparsify_weights
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--dataset", required=True)
     p.add_argument("--keep", default="200,500,1000")
     args = p.parse_args(argv)
 
-    ratings = pd.read_csv(Path(args.dataset) / "ratings.csv", usecols=["userId", "movieId", "rating"])
+    ratings = pd.read_csv(
+        Path(args.dataset) / "ratings.csv", usecols=["userId", "movieId", "rating"]
+    )
     rng = np.random.default_rng(42)
     held = rng.random(len(ratings)) < 0.2
     train, test = ratings[~held], ratings[held]
@@ -40,7 +44,9 @@ def main(argv=None) -> int:
     config = PipelineConfig().topn
     t = time.perf_counter()
     dense = TopNRecommender(config).fit(matrix)
-    print(f"{len(ratings):,} ratings, {len(dense.items_):,} model items; dense fit {time.perf_counter() - t:.1f} s")
+    print(
+        f"{len(ratings):,} ratings, {len(dense.items_):,} model items; dense fit {time.perf_counter() - t:.1f} s"
+    )
     users = np.unique(test.userId.to_numpy())
     rows = matrix.user_index(users)
     users, rows = users[rows >= 0], rows[rows >= 0]
@@ -55,12 +61,26 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         cols, _, _ = model.recommend(rows, n=10, exclude_seen=True)
         seconds = time.perf_counter() - t
-        recs = pd.DataFrame({"userId": np.repeat(users, 10), "rank": np.tile(np.arange(1, 11), len(users)),
-                             "movieId": np.where(cols >= 0, matrix.item_ids[np.maximum(cols, 0)], -1).ravel()})
+        recs = pd.DataFrame(
+            {
+                "userId": np.repeat(users, 10),
+                "rank": np.tile(np.arange(1, 11), len(users)),
+                "movieId": np.where(cols >= 0, matrix.item_ids[np.maximum(cols, 0)], -1).ravel(),
+            }
+        )
         m = metrics.topn_metrics(recs[recs.movieId >= 0], test, 10, 4.0, len(matrix.item_ids))
-        size = sum(b.data.nbytes + b.indices.nbytes + b.indptr.nbytes if hasattr(b, "indptr") else b.nbytes
-                   for b in model.weights_) / 2**20
-        print(f"| {keep or 'all'} | {m['ndcg@10']:.4f} | {m['coverage@10']:.4f} | {seconds:.1f} | {size:.0f} |")
+        size = (
+            sum(
+                b.data.nbytes + b.indices.nbytes + b.indptr.nbytes
+                if hasattr(b, "indptr")
+                else b.nbytes
+                for b in model.weights_
+            )
+            / 2**20
+        )
+        print(
+            f"| {keep or 'all'} | {m['ndcg@10']:.4f} | {m['coverage@10']:.4f} | {seconds:.1f} | {size:.0f} |"
+        )
     return 0
 
 

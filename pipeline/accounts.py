@@ -29,13 +29,19 @@ def token_hash(token: str) -> str:
 
 
 def account_doc(user_id: int, token: str, origin: str) -> dict[str, Any]:
-    return {"_id": int(user_id), "token_sha256": token_hash(token), "origin": origin,
-            "created_at": datetime.now(UTC)}
+    return {
+        "_id": int(user_id),
+        "token_sha256": token_hash(token),
+        "origin": origin,
+        "created_at": datetime.now(UTC),
+    }
 
 
 def issue_token(db, user_id: int, origin: str = "issued") -> str:
     """Create or replace ``user_id``'s token; returns the new token (shown once, stored hashed).
     The previous token, if any, stops working at once."""
     token = new_token(user_id)
-    db[schema.ACCOUNTS].replace_one({"_id": int(user_id)}, account_doc(user_id, token, origin), upsert=True)
+    db[schema.ACCOUNTS].replace_one(
+        {"_id": int(user_id)}, account_doc(user_id, token, origin), upsert=True
+    )
     return token

@@ -28,12 +28,12 @@ import pandas as pd
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    n_clusters: int | None = None   # override the eigengap choice
+    n_clusters: int | None = None  # override the eigengap choice
     k_min: int = 4
     k_max: int = 12
-    n_landmarks: int = 800          # Nystroem landmarks; exact spectral clustering when users <= this
-    gamma: float | None = None      # RBF width; None: 1 / median squared distance between profiles
-    block_rows: int = 16_384        # users per block of the feature map (bounds its memory)
+    n_landmarks: int = 800  # Nystroem landmarks; exact spectral clustering when users <= this
+    gamma: float | None = None  # RBF width; None: 1 / median squared distance between profiles
+    block_rows: int = 16_384  # users per block of the feature map (bounds its memory)
     seed: int = 42
 
     def __post_init__(self):
@@ -47,16 +47,22 @@ class ClusterConfig:
 class ClusterAssigner:
     """What it takes to put a new profile into a cluster (all plain arrays, JSON-able)."""
 
-    landmarks: np.ndarray        # (m, g) landmark profiles
+    landmarks: np.ndarray  # (m, g) landmark profiles
     gamma: float
-    projection: np.ndarray       # (m, k): normalisation.T @ V_k @ diag(1/s_k)
-    degree_weights: np.ndarray   # (m,):   normalisation.T @ (Phi.T @ 1)
-    centers: np.ndarray          # (k, k) k-means centres in the embedding
+    projection: np.ndarray  # (m, k): normalisation.T @ V_k @ diag(1/s_k)
+    degree_weights: np.ndarray  # (m,):   normalisation.T @ (Phi.T @ 1)
+    centers: np.ndarray  # (k, k) k-means centres in the embedding
 
     def embed(self, profiles: np.ndarray) -> np.ndarray:
         x = np.atleast_2d(np.asarray(profiles, float))
-        sq = (x * x).sum(1)[:, None] + (self.landmarks * self.landmarks).sum(1)[None, :] - 2 * x @ self.landmarks.T
-        kx = np.exp(-self.gamma * np.maximum(sq, 0.0))  # the RBF kernel (as sklearn's rbf_kernel), numpy only
+        sq = (
+            (x * x).sum(1)[:, None]
+            + (self.landmarks * self.landmarks).sum(1)[None, :]
+            - 2 * x @ self.landmarks.T
+        )
+        kx = np.exp(
+            -self.gamma * np.maximum(sq, 0.0)
+        )  # the RBF kernel (as sklearn's rbf_kernel), numpy only
         degree = np.maximum(kx @ self.degree_weights, 1e-12)
         u = (kx @ self.projection) / np.sqrt(degree)[:, None]
         return u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
@@ -67,14 +73,23 @@ class ClusterAssigner:
         return d.argmin(axis=1)
 
     def to_dict(self) -> dict:
-        return {"landmarks": self.landmarks.tolist(), "gamma": float(self.gamma),
-                "projection": self.projection.tolist(),
-                "degree_weights": self.degree_weights.tolist(), "centers": self.centers.tolist()}
+        return {
+            "landmarks": self.landmarks.tolist(),
+            "gamma": float(self.gamma),
+            "projection": self.projection.tolist(),
+            "degree_weights": self.degree_weights.tolist(),
+            "centers": self.centers.tolist(),
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> "ClusterAssigner":
-        return cls(np.asarray(d["landmarks"], float), float(d["gamma"]), np.asarray(d["projection"], float),
-                   np.asarray(d["degree_weights"], float), np.asarray(d["centers"], float))
+        return cls(
+            np.asarray(d["landmarks"], float),
+            float(d["gamma"]),
+            np.asarray(d["projection"], float),
+            np.asarray(d["degree_weights"], float),
+            np.asarray(d["centers"], float),
+        )
 
 
 class UserClustering:
@@ -99,9 +114,9 @@ class UserClustering:
         # Phi (n x m) is never held whole: three passes over row blocks give Phi.T @ 1, the
         # m x m Gram of D^-1/2 Phi and the embedding (at 160k users Phi alone is 1 GB)
         blocks = [slice(lo, lo + cfg.block_rows) for lo in range(0, n, cfg.block_rows)]
-        col_sum = sum(nys.transform(x[b]).sum(axis=0) for b in blocks)      # Phi.T @ 1
+        col_sum = sum(nys.transform(x[b]).sum(axis=0) for b in blocks)  # Phi.T @ 1
 
-        def normalised(b: slice) -> np.ndarray:                              # rows of D^-1/2 Phi
+        def normalised(b: slice) -> np.ndarray:  # rows of D^-1/2 Phi
             phi = nys.transform(x[b])
             return phi / np.sqrt(np.maximum(phi @ col_sum, 1e-12))[:, None]
 
@@ -112,17 +127,20 @@ class UserClustering:
         # Eigen-pairs of the small (m x m) Gram matrix give the SVD of the tall D^-1/2 Phi.
         eig, v = np.linalg.eigh(gram)
         order = np.argsort(eig)[::-1]
-        eig, v = np.maximum(eig[order], 0.0), v[:, order]       # eigenvalues of D^-1/2 K D^-1/2
+        eig, v = np.maximum(eig[order], 0.0), v[:, order]  # eigenvalues of D^-1/2 K D^-1/2
         s = np.sqrt(np.maximum(eig, 1e-12))
         k_hi = min(cfg.k_max, len(eig) - 1)
-        gaps = eig[cfg.k_min - 1:k_hi] - eig[cfg.k_min:k_hi + 1]
+        gaps = eig[cfg.k_min - 1 : k_hi] - eig[cfg.k_min : k_hi + 1]
         k = cfg.n_clusters or int(cfg.k_min + np.argmax(gaps))
-        v_k = v[:, :k] / s[:k]                                   # (m, k)
-        u = np.concatenate([normalised(b) @ v_k for b in blocks])  # leading eigenvectors of the affinity
+        v_k = v[:, :k] / s[:k]  # (m, k)
+        u = np.concatenate(
+            [normalised(b) @ v_k for b in blocks]
+        )  # leading eigenvectors of the affinity
         emb = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
         km = KMeans(n_clusters=k, n_init=10 if n <= 20_000 else 3, random_state=cfg.seed).fit(emb)
         self.assigner_ = ClusterAssigner(
-            landmarks=nys.components_, gamma=gamma,
+            landmarks=nys.components_,
+            gamma=gamma,
             projection=nys.normalization_.T @ v_k,
             degree_weights=nys.normalization_.T @ col_sum,
             centers=km.cluster_centers_,
@@ -141,14 +159,20 @@ class UserClustering:
 def _median_gamma(x: np.ndarray, rng: np.random.Generator, sample: int = 2000) -> float:
     idx = rng.choice(len(x), size=min(sample, len(x)), replace=False)
     s = x[idx]
-    sq = (s ** 2).sum(axis=1)
+    sq = (s**2).sum(axis=1)
     d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * s @ s.T, 0.0)
     med = np.median(d2[np.triu_indices(len(s), k=1)]) if len(s) > 1 else 1.0
     return 1.0 / med if med > 0 else 1.0
 
 
-def describe_clusters(labels: pd.Series, profiles: pd.DataFrame, genres: list[str], matrix,
-                      n_top: int = 20, like_threshold: float = 4.0) -> pd.DataFrame:
+def describe_clusters(
+    labels: pd.Series,
+    profiles: pd.DataFrame,
+    genres: list[str],
+    matrix,
+    n_top: int = 20,
+    like_threshold: float = 4.0,
+) -> pd.DataFrame:
     """One row per cluster: size, persona (most over-represented genres), mean profile, top movies.
 
     ``persona`` ranks genres by how far the cluster's mean profile sits above the population
@@ -161,7 +185,7 @@ def describe_clusters(labels: pd.Series, profiles: pd.DataFrame, genres: list[st
     liked = matrix.binary(like_threshold)
     out = []
     for c in np.sort(labels.unique()):
-        member = (labels.to_numpy() == c)
+        member = labels.to_numpy() == c
         mean = x[member].mean(axis=0)
         z = (mean - pop_mean) / pop_std
         persona = [genres[i] for i in np.argsort(-z)[:3]]
@@ -169,8 +193,19 @@ def describe_clusters(labels: pd.Series, profiles: pd.DataFrame, genres: list[st
         counts = np.asarray(liked[r].sum(axis=0)).ravel() if len(r) else np.zeros(liked.shape[1])
         top = np.argsort(-counts, kind="stable")[:n_top]
         top = top[counts[top] > 0]
-        out.append({"cluster": int(c), "size": int(member.sum()), "persona": persona,
-                    "profile": {g: round(float(v), 4) for g, v in zip(genres, mean)},
-                    "top_movies": [{"movieId": int(matrix.item_ids[i]), "score": round(float(counts[i]) / member.sum(), 4)}
-                                   for i in top]})
+        out.append(
+            {
+                "cluster": int(c),
+                "size": int(member.sum()),
+                "persona": persona,
+                "profile": {g: round(float(v), 4) for g, v in zip(genres, mean)},
+                "top_movies": [
+                    {
+                        "movieId": int(matrix.item_ids[i]),
+                        "score": round(float(counts[i]) / member.sum(), 4),
+                    }
+                    for i in top
+                ],
+            }
+        )
     return pd.DataFrame(out).set_index("cluster")

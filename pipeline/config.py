@@ -27,7 +27,7 @@ BUNDLED_TMDB = REPO_ROOT / "resources" / "tmdb"
 
 @dataclass(frozen=True)
 class StoreTarget:
-    url: str | None = None              # mongodb:// URL; None = the embedded SecantusDB server
+    url: str | None = None  # mongodb:// URL; None = the embedded SecantusDB server
     database: str = "movietime"
     embedded: EmbeddedConfig = field(default_factory=EmbeddedConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -35,15 +35,17 @@ class StoreTarget:
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    dataset: str = "ml-latest-small"    # a named MovieLens data set or a folder
+    dataset: str = "ml-latest-small"  # a named MovieLens data set or a folder
     tmdb: str | None = str(BUNDLED_TMDB)  # folder with the TMDB metadata bundle; None: no TMDB
-    run_dir: str = "runs"               # evaluation reports go to run_dir/<version>/
-    evaluate: bool = True               # hold-out evaluation before the refit on all data
-    top_n: int = 50                     # precomputed list length per user
-    live_neighbors: int = 200           # live model: largest EASE weights kept per movie (pipeline.live_model)
-    use_feedback: bool = True           # train the final refit on the API's feedback events too
-    k: int = 10                         # cut-off of the top-N metrics
-    relevance_threshold: float = 4.0    # a held-out rating this high is "relevant"
+    run_dir: str = "runs"  # evaluation reports go to run_dir/<version>/
+    evaluate: bool = True  # hold-out evaluation before the refit on all data
+    top_n: int = 50  # precomputed list length per user
+    live_neighbors: int = (
+        200  # live model: largest EASE weights kept per movie (pipeline.live_model)
+    )
+    use_feedback: bool = True  # train the final refit on the API's feedback events too
+    k: int = 10  # cut-off of the top-N metrics
+    relevance_threshold: float = 4.0  # a held-out rating this high is "relevant"
     data: DatasetConfig = field(default_factory=DatasetConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
@@ -65,9 +67,15 @@ class PipelineConfig:
         Dask worker holds falls from two dense item x item matrices to about a third)."""
         if n_ratings <= self.large_data_ratings:
             return self
-        return replace(self, rating=replace(self.rating, stack_folds=1),
-                       topn=replace(self.topn, max_items=min(self.topn.max_items, 15_000),
-                                    score_neighbors=self.topn.score_neighbors or 2_000))
+        return replace(
+            self,
+            rating=replace(self.rating, stack_folds=1),
+            topn=replace(
+                self.topn,
+                max_items=min(self.topn.max_items, 15_000),
+                score_neighbors=self.topn.score_neighbors or 2_000,
+            ),
+        )
 
     def params(self) -> dict:
         """The parameters worth recording with a model version (no URLs or local paths)."""

@@ -120,7 +120,9 @@ class MovieLensData:
     tags: pd.DataFrame
     links: pd.DataFrame
     path: Path | None = None  # the folder the files were read from
-    quality: dict = field(default_factory=dict)  # what was dropped per file and why (see the readers)
+    quality: dict = field(
+        default_factory=dict
+    )  # what was dropped per file and why (see the readers)
 
 
 def repo_root() -> Path:
@@ -132,7 +134,9 @@ def bundled_path() -> Path:
     return repo_root() / "resources" / BUNDLED
 
 
-def load_movielens(source: str | os.PathLike, config: DatasetConfig = DatasetConfig()) -> MovieLensData:
+def load_movielens(
+    source: str | os.PathLike, config: DatasetConfig = DatasetConfig()
+) -> MovieLensData:
     """Load a MovieLens folder or named set into :class:`MovieLensData`."""
     text = os.fspath(source)
     if text in NAMED_SETS:
@@ -151,8 +155,15 @@ def load_movielens(source: str | os.PathLike, config: DatasetConfig = DatasetCon
     quality = _finish_quality(tables)
     for level, line in quality_lines(quality):
         log.log(level, "%s", line)
-    return MovieLensData(name=name, ratings=ratings, movies=movies, tags=tags, links=links, path=folder,
-                         quality=quality)
+    return MovieLensData(
+        name=name,
+        ratings=ratings,
+        movies=movies,
+        tags=tags,
+        links=links,
+        path=folder,
+        quality=quality,
+    )
 
 
 def detect_layout(folder: Path) -> str:
@@ -243,7 +254,11 @@ def _cache_dir(config: DatasetConfig) -> Path:
 
 
 def _manual_help(name: str, zip_path: Path, url: str, why: str) -> str:
-    extra = "" if name in PINNED_MD5 else f" together with its checksum file {url}.md5 as {zip_path}.md5"
+    extra = (
+        ""
+        if name in PINNED_MD5
+        else f" together with its checksum file {url}.md5 as {zip_path}.md5"
+    )
     return (
         f"MovieLens set {name!r} is not in the cache and cannot be downloaded ({why}). "
         f"Download {url} by hand and put it at {zip_path}{extra}; it is checked and unzipped on the next run."
@@ -276,7 +291,9 @@ def _expected_md5(name: str, zip_path: Path, url: str, config: DatasetConfig) ->
     match = re.match(r"^([0-9a-fA-F]{32})\b", text)
     if not match:
         md5_path.unlink(missing_ok=True)
-        raise DatasetError(f"{md5_path} does not hold an MD5 (starts {text[:40]!r}); it was removed")
+        raise DatasetError(
+            f"{md5_path} does not hold an MD5 (starts {text[:40]!r}); it was removed"
+        )
     return match.group(1).lower()
 
 
@@ -321,7 +338,14 @@ INT64_MAX = 2**63 - 1
 
 #: Why rows are dropped, per file, in the order the checks apply.
 QUALITY_REASONS = {
-    "ratings": ("bad_encoding", "malformed", "out_of_range", "bad_timestamp", "unknown_movie", "duplicate"),
+    "ratings": (
+        "bad_encoding",
+        "malformed",
+        "out_of_range",
+        "bad_timestamp",
+        "unknown_movie",
+        "duplicate",
+    ),
     "movies": ("malformed", "duplicate"),
     "links": ("bad_encoding", "malformed", "bad_id", "unknown_movie", "duplicate"),
     "tags": ("bad_encoding", "malformed", "empty", "unknown_movie"),
@@ -342,7 +366,12 @@ WHOLE_STARS = (1.0, 5.0, 1.0)
 
 
 def _table_report(table: str, file: str) -> dict:
-    report = {"file": file, "rows": 0, "kept": 0, "dropped": dict.fromkeys(QUALITY_REASONS[table], 0)}
+    report = {
+        "file": file,
+        "rows": 0,
+        "kept": 0,
+        "dropped": dict.fromkeys(QUALITY_REASONS[table], 0),
+    }
     if table == "movies":
         report["repaired"] = {"bad_encoding": 0}
     return report
@@ -374,13 +403,23 @@ def quality_lines(quality: dict) -> list[tuple[int, str]]:
         dropped = sum(report["dropped"].values())
         if dropped:
             why = ", ".join(f"{n:,} {_REASON_TEXT[r]}" for r, n in report["dropped"].items() if n)
-            lines.append((logging.WARNING, f"{report['file']}: dropped {dropped:,} of {report['rows']:,} rows: {why}"))
+            lines.append(
+                (
+                    logging.WARNING,
+                    f"{report['file']}: dropped {dropped:,} of {report['rows']:,} rows: {why}",
+                )
+            )
         else:
             lines.append((logging.INFO, f"{report['file']}: {report['rows']:,} rows, none dropped"))
         repaired = report.get("repaired", {}).get("bad_encoding", 0)
         if repaired:
-            lines.append((logging.WARNING, f"{report['file']}: {repaired:,} rows kept with undecodable bytes "
-                                           f"replaced by U+FFFD"))
+            lines.append(
+                (
+                    logging.WARNING,
+                    f"{report['file']}: {repaired:,} rows kept with undecodable bytes "
+                    f"replaced by U+FFFD",
+                )
+            )
     return lines
 
 
@@ -388,8 +427,10 @@ def _refuse_if_empty(path: Path, report: dict) -> None:
     if report["rows"] - sum(report["dropped"].values()) > 0:
         return
     why = ", ".join(f"{n:,} {_REASON_TEXT[r]}" for r, n in report["dropped"].items() if n)
-    raise DatasetError(f"{path}: refused: no valid rows ({report['rows']:,} data rows read"
-                       f"{': ' + why if why else ''}); nothing was loaded")
+    raise DatasetError(
+        f"{path}: refused: no valid rows ({report['rows']:,} data rows read"
+        f"{': ' + why if why else ''}); nothing was loaded"
+    )
 
 
 def _read_file(path: Path) -> bytes:
@@ -412,7 +453,7 @@ def _text_lines(data: bytes, latin1_ok: bool) -> tuple[list[str], set[int]]:
     decoded with U+FFFD for its bad bytes, and reported.
     """
     if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8):]
+        data = data[len(codecs.BOM_UTF8) :]
     try:
         return _split_text(data.decode("utf-8")), set()
     except UnicodeDecodeError:
@@ -453,7 +494,9 @@ def _split_csv(line: str) -> list[str] | None:
         return None
 
 
-Records = list[tuple[list[str] | None, bool]]  # per data line: its fields (None: malformed), undecodable bytes
+Records = list[
+    tuple[list[str] | None, bool]
+]  # per data line: its fields (None: malformed), undecodable bytes
 
 
 def _csv_records(path: Path, columns: tuple[str, ...]) -> Records:
@@ -466,8 +509,10 @@ def _csv_records(path: Path, columns: tuple[str, ...]) -> Records:
     names = [n.strip() for n in (_split_csv(numbered[0][1]) or [])]
     missing = [c for c in columns if c not in names]
     if missing:
-        raise DatasetError(f"{path}: refused: its header {numbered[0][1][:200]!r} lacks the column(s) "
-                           f"{', '.join(missing)}")
+        raise DatasetError(
+            f"{path}: refused: its header {numbered[0][1][:200]!r} lacks the column(s) "
+            f"{', '.join(missing)}"
+        )
     where = [names.index(c) for c in columns]
     records: Records = []
     for i, line in numbered[1:]:
@@ -489,11 +534,15 @@ def _dat_records(path: Path, n_fields: int, text_field: int) -> Records:
             records.append((None, i in bad))
             continue
         end = text_field + len(parts) - n_fields + 1
-        records.append((parts[:text_field] + ["::".join(parts[text_field:end])] + parts[end:], i in bad))
+        records.append(
+            (parts[:text_field] + ["::".join(parts[text_field:end])] + parts[end:], i in bad)
+        )
     return records
 
 
-def _keep_movie(fields: list[str] | None, bad_bytes: bool, seen: set[int], report: dict) -> int | None:
+def _keep_movie(
+    fields: list[str] | None, bad_bytes: bool, seen: set[int], report: dict
+) -> int | None:
     """The movie id of a valid, first-seen movie row, else None (and the reason counted)."""
     report["rows"] += 1
     movie_id = _int(fields[0]) if fields is not None else None
@@ -524,7 +573,11 @@ def _tags_from(records: Records, movie_ids: set[int], report: dict) -> pd.DataFr
     rows = []
     for fields, bad_bytes in records:
         report["rows"] += 1
-        parsed = None if fields is None else (_int(fields[0]), _int(fields[1]), _int(fields[3], 0, INT64_MAX))
+        parsed = (
+            None
+            if fields is None
+            else (_int(fields[0]), _int(fields[1]), _int(fields[3], 0, INT64_MAX))
+        )
         if bad_bytes:
             _drop(report, "bad_encoding")
         elif parsed is None or None in parsed:
@@ -582,39 +635,70 @@ def _ratings_meta() -> pd.DataFrame:
 
 def _read_csv_layout(folder: Path, config: DatasetConfig):
     movies_rep = _table_report("movies", "movies.csv")
-    movies = _movies_from(_csv_records(folder / "movies.csv", ("movieId", "title", "genres")),
-                          folder / "movies.csv", movies_rep)
+    movies = _movies_from(
+        _csv_records(folder / "movies.csv", ("movieId", "title", "genres")),
+        folder / "movies.csv",
+        movies_rep,
+    )
     movie_ids = set(movies["movieId"].tolist())
     tables = {"movies": movies_rep}
     tags = _empty_tags()
     if (folder / "tags.csv").is_file():
         tables["tags"] = _table_report("tags", "tags.csv")
-        tags = _tags_from(_csv_records(folder / "tags.csv", ("userId", "movieId", "tag", "timestamp")),
-                          movie_ids, tables["tags"])
+        tags = _tags_from(
+            _csv_records(folder / "tags.csv", ("userId", "movieId", "tag", "timestamp")),
+            movie_ids,
+            tables["tags"],
+        )
     links = _empty_links()
     if (folder / "links.csv").is_file():
         tables["links"] = _table_report("links", "links.csv")
-        links = _links_from(_csv_records(folder / "links.csv", ("movieId", "imdbId", "tmdbId")),
-                            movie_ids, tables["links"])
+        links = _links_from(
+            _csv_records(folder / "links.csv", ("movieId", "imdbId", "tmdbId")),
+            movie_ids,
+            tables["links"],
+        )
     names = _csv_header(folder / "ratings.csv")
     tables["ratings"] = _table_report("ratings", "ratings.csv")
-    fmt = _RatingsFormat(str(folder / "ratings.csv"), sep=b",", names=names, header=True, quoted=True, scale=HALF_STARS)
-    ratings = _read_ratings(folder / "ratings.csv", fmt, config.blocksize, movies["movieId"], tables["ratings"])
+    fmt = _RatingsFormat(
+        str(folder / "ratings.csv"),
+        sep=b",",
+        names=names,
+        header=True,
+        quoted=True,
+        scale=HALF_STARS,
+    )
+    ratings = _read_ratings(
+        folder / "ratings.csv", fmt, config.blocksize, movies["movieId"], tables["ratings"]
+    )
     return ratings, movies, tags, links, tables
 
 
 def _read_dat_layout(folder: Path, config: DatasetConfig):
     tables = {"movies": _table_report("movies", "movies.dat")}
-    movies = _movies_from(_dat_records(folder / "movies.dat", 3, 1), folder / "movies.dat", tables["movies"])
+    movies = _movies_from(
+        _dat_records(folder / "movies.dat", 3, 1), folder / "movies.dat", tables["movies"]
+    )
     tags = _empty_tags()
     if (folder / "tags.dat").is_file():
         tables["tags"] = _table_report("tags", "tags.dat")
-        tags = _tags_from(_dat_records(folder / "tags.dat", 4, 2), set(movies["movieId"].tolist()), tables["tags"])
+        tags = _tags_from(
+            _dat_records(folder / "tags.dat", 4, 2), set(movies["movieId"].tolist()), tables["tags"]
+        )
     # 1m (the release with users.dat) has whole stars; 10m has half stars.
     scale = WHOLE_STARS if (folder / "users.dat").is_file() else HALF_STARS
     tables["ratings"] = _table_report("ratings", "ratings.dat")
-    fmt = _RatingsFormat(str(folder / "ratings.dat"), sep=b"\t", names=tuple(RATING_COLUMNS), header=False, dat=True, scale=scale)
-    ratings = _read_ratings(folder / "ratings.dat", fmt, config.blocksize, movies["movieId"], tables["ratings"])
+    fmt = _RatingsFormat(
+        str(folder / "ratings.dat"),
+        sep=b"\t",
+        names=tuple(RATING_COLUMNS),
+        header=False,
+        dat=True,
+        scale=scale,
+    )
+    ratings = _read_ratings(
+        folder / "ratings.dat", fmt, config.blocksize, movies["movieId"], tables["ratings"]
+    )
     return ratings, movies, tags, _empty_links(), tables
 
 
@@ -638,19 +722,46 @@ def _read_100k_layout(folder: Path, config: DatasetConfig):
             genres.append(list(names[np.asarray(flags) == "1"]))
             dates.append(fields[2])
     _refuse_if_empty(folder / "u.item", report)
-    release_year = pd.to_datetime(pd.Series(dates, dtype=str), format="%d-%b-%Y", errors="coerce").dt.year
-    movies = _movies_frame(pd.Series(ids, dtype="int64"), titles, genres, fallback_year=release_year.astype("Int64"))
+    release_year = pd.to_datetime(
+        pd.Series(dates, dtype=str), format="%d-%b-%Y", errors="coerce"
+    ).dt.year
+    movies = _movies_frame(
+        pd.Series(ids, dtype="int64"), titles, genres, fallback_year=release_year.astype("Int64")
+    )
     tables = {"movies": report, "ratings": _table_report("ratings", "u.data")}
-    fmt = _RatingsFormat(str(folder / "u.data"), sep=b"\t", names=tuple(RATING_COLUMNS), header=False,
-                         scale=WHOLE_STARS)
-    ratings = _read_ratings(folder / "u.data", fmt, config.blocksize, movies["movieId"], tables["ratings"])
+    fmt = _RatingsFormat(
+        str(folder / "u.data"),
+        sep=b"\t",
+        names=tuple(RATING_COLUMNS),
+        header=False,
+        scale=WHOLE_STARS,
+    )
+    ratings = _read_ratings(
+        folder / "u.data", fmt, config.blocksize, movies["movieId"], tables["ratings"]
+    )
     return ratings, movies, _empty_tags(), _empty_links(), tables
 
 
 DEFAULT_100K_GENRES = [
-    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
-    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
-    "War", "Western",
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
 ]
 
 
@@ -697,11 +808,15 @@ def _csv_header(path: Path) -> tuple[str, ...]:
     names = tuple(n.strip() for n in (_split_csv(text) or []))
     missing = [c for c in RATING_COLUMNS if c not in names]
     if missing:
-        raise DatasetError(f"{path}: refused: its header {text[:200]!r} lacks the column(s) {', '.join(missing)}")
+        raise DatasetError(
+            f"{path}: refused: its header {text[:200]!r} lacks the column(s) {', '.join(missing)}"
+        )
     return names
 
 
-def _read_ratings(path: Path, fmt: _RatingsFormat, blocksize, movie_ids, report: dict) -> dd.DataFrame:
+def _read_ratings(
+    path: Path, fmt: _RatingsFormat, blocksize, movie_ids, report: dict
+) -> dd.DataFrame:
     """The valid ratings of ``path`` as a persisted Dask DataFrame; the counts go to ``report``.
 
     Each block is parsed and checked on a worker (:func:`_parse_ratings_block`), which drops a
@@ -716,8 +831,12 @@ def _read_ratings(path: Path, fmt: _RatingsFormat, blocksize, movie_ids, report:
     except OSError as exc:
         raise DatasetError(f"{path}: refused: the file cannot be read ({exc})") from exc
     ids = dask.delayed(np.unique(np.asarray(movie_ids, np.int64)), pure=True)
-    parsed = dask.persist(*[dask.delayed(_parse_ratings_block, pure=True)(block, fmt, i == 0, ids)
-                            for i, block in enumerate(blocks[0])])
+    parsed = dask.persist(
+        *[
+            dask.delayed(_parse_ratings_block, pure=True)(block, fmt, i == 0, ids)
+            for i, block in enumerate(blocks[0])
+        ]
+    )
     infos = dask.compute(*[p[1] for p in parsed])
     frames = [p[0] for p in parsed]
     for info in infos:
@@ -735,7 +854,7 @@ def _parse_ratings_block(data: bytes, fmt: _RatingsFormat, first: bool, movie_id
     dropped = dict.fromkeys(QUALITY_REASONS["ratings"], 0)
     if first and fmt.header:
         end = data.find(b"\n")
-        data = b"" if end < 0 else data[end + 1:]
+        data = b"" if end < 0 else data[end + 1 :]
     if not data.isascii():  # numbers only: a line with other bytes cannot be a rating
         data = _drop_non_ascii_lines(data, dropped)
     if fmt.dat:
@@ -765,16 +884,26 @@ def _parse_ratings_block(data: bytes, fmt: _RatingsFormat, first: bool, movie_id
     keep &= ~unknown
     u, m, r, t = u[keep].astype(np.int64), m_int[keep], r[keep], t[keep].astype(np.int64)
     key = (u << 32) | m
-    increasing = bool((key[1:] > key[:-1]).all())  # the published files are sorted: no repeat possible
-    if not increasing and pd.Index(key).has_duplicates:  # keep the latest rating; on a tie, the last line
+    increasing = bool(
+        (key[1:] > key[:-1]).all()
+    )  # the published files are sorted: no repeat possible
+    if (
+        not increasing and pd.Index(key).has_duplicates
+    ):  # keep the latest rating; on a tie, the last line
         order = np.lexsort((np.arange(len(key)), t, key))
         last = np.ones(len(order), bool)
         last[:-1] = key[order][1:] != key[order][:-1]
         winners = np.sort(order[last])
         dropped["duplicate"] += len(key) - len(winners)
         u, m, r, t = u[winners], m[winners], r[winners], t[winners]
-    out = pd.DataFrame({"userId": u.astype(np.int32), "movieId": m.astype(np.int32),
-                        "rating": r.astype(np.float32), "timestamp": t})
+    out = pd.DataFrame(
+        {
+            "userId": u.astype(np.int32),
+            "movieId": m.astype(np.int32),
+            "rating": r.astype(np.float32),
+            "timestamp": t,
+        }
+    )
     return out, {"rows": rows, "dropped": dropped, "users": pd.unique(out["userId"].to_numpy())}
 
 
@@ -791,8 +920,15 @@ def _parse_fields(data: bytes, fmt: _RatingsFormat, dtype: dict | None = None) -
     if not data or data.isspace():
         return pd.DataFrame({name: pd.Series([], dtype="float64") for name in fmt.names})
     try:
-        return pd.read_csv(io.BytesIO(data), sep=fmt.sep.decode(), header=None, names=list(fmt.names), dtype=dtype,
-                           engine="c", quoting=csv.QUOTE_MINIMAL if fmt.quoted else csv.QUOTE_NONE)
+        return pd.read_csv(
+            io.BytesIO(data),
+            sep=fmt.sep.decode(),
+            header=None,
+            names=list(fmt.names),
+            dtype=dtype,
+            engine="c",
+            quoting=csv.QUOTE_MINIMAL if fmt.quoted else csv.QUOTE_NONE,
+        )
     except ValueError as exc:  # pandas' ParserError is a ValueError
         raise DatasetError(f"{fmt.file}: refused: a block cannot be parsed ({exc})") from exc
 
@@ -805,10 +941,18 @@ def _parse_clean_block(data: bytes, fmt: _RatingsFormat) -> pd.DataFrame | None:
         return _parse_fields(b"", fmt)
     try:
         frame = _parse_fields(data, fmt, _STRICT_DTYPES)
-    except DatasetError:  # a field that is not an integer (or a number, for the rating), a line too long
+    except (
+        DatasetError
+    ):  # a field that is not an integer (or a number, for the rating), a line too long
         return None
-    if len(frame) != n_lines or not isinstance(frame.index, pd.RangeIndex) or frame["rating"].isna().any():
-        return None  # blank lines, every line too long, a broken quote joining lines, an empty rating
+    if (
+        len(frame) != n_lines
+        or not isinstance(frame.index, pd.RangeIndex)
+        or frame["rating"].isna().any()
+    ):
+        return (
+            None  # blank lines, every line too long, a broken quote joining lines, an empty rating
+        )
     return frame
 
 
@@ -884,7 +1028,9 @@ def _drop_repeats_across_blocks(frames: list, users: list[np.ndarray]) -> tuple[
     if not len(shared):
         return frames, 0
     shared = dask.delayed(shared, pure=True)
-    keys = np.sort(np.concatenate(dask.compute(*[dask.delayed(_keys_of_users)(f, shared) for f in frames])))
+    keys = np.sort(
+        np.concatenate(dask.compute(*[dask.delayed(_keys_of_users)(f, shared) for f in frames]))
+    )
     repeated = np.unique(keys[1:][keys[1:] == keys[:-1]])
     if not len(repeated):
         return frames, 0
@@ -938,46 +1084,56 @@ def _movies_frame(movie_ids, titles, genre_lists, fallback_year=None) -> pd.Data
     if fallback_year is not None:
         year = year.fillna(pd.Series(fallback_year, dtype="Int64").reset_index(drop=True))
     genres = [[g.strip() for g in gl if g.strip() not in NO_GENRES] for gl in genre_lists]
-    frame = pd.DataFrame({
-        "movieId": pd.Series(movie_ids, dtype="int64").reset_index(drop=True),
-        "title": titles,
-        "name": pd.Series([n for n, _ in split], dtype=str),
-        "year": year,
-    })
+    frame = pd.DataFrame(
+        {
+            "movieId": pd.Series(movie_ids, dtype="int64").reset_index(drop=True),
+            "title": titles,
+            "name": pd.Series([n for n, _ in split], dtype=str),
+            "year": year,
+        }
+    )
     frame["genres"] = pd.Series(genres, dtype=object)
     return frame
 
 
 def _tags_frame(raw: pd.DataFrame) -> pd.DataFrame:
     raw = raw[raw["tag"].astype(str).str.strip() != ""]
-    return pd.DataFrame({
-        "userId": raw["userId"].astype("int64").to_numpy(),
-        "movieId": raw["movieId"].astype("int64").to_numpy(),
-        "tag": pd.Series(raw["tag"].to_numpy(), dtype=str),
-        "timestamp": raw["timestamp"].astype("int64").to_numpy(),
-    })
+    return pd.DataFrame(
+        {
+            "userId": raw["userId"].astype("int64").to_numpy(),
+            "movieId": raw["movieId"].astype("int64").to_numpy(),
+            "tag": pd.Series(raw["tag"].to_numpy(), dtype=str),
+            "timestamp": raw["timestamp"].astype("int64").to_numpy(),
+        }
+    )
 
 
 def _links_frame(raw: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({
-        "movieId": raw["movieId"].astype("int64").to_numpy(),
-        "imdbId": pd.array(raw["imdbId"], dtype="Int64"),
-        "tmdbId": pd.array(raw["tmdbId"], dtype="Int64"),
-    })
+    return pd.DataFrame(
+        {
+            "movieId": raw["movieId"].astype("int64").to_numpy(),
+            "imdbId": pd.array(raw["imdbId"], dtype="Int64"),
+            "tmdbId": pd.array(raw["tmdbId"], dtype="Int64"),
+        }
+    )
 
 
 def _empty_tags() -> pd.DataFrame:
-    return pd.DataFrame({
-        "userId": pd.Series([], dtype="int64"),
-        "movieId": pd.Series([], dtype="int64"),
-        "tag": pd.Series([], dtype=str),
-        "timestamp": pd.Series([], dtype="int64"),
-    })
+    return pd.DataFrame(
+        {
+            "userId": pd.Series([], dtype="int64"),
+            "movieId": pd.Series([], dtype="int64"),
+            "tag": pd.Series([], dtype=str),
+            "timestamp": pd.Series([], dtype="int64"),
+        }
+    )
 
 
 def _empty_links() -> pd.DataFrame:
-    return pd.DataFrame({
-        "movieId": pd.Series([], dtype="int64"),
-        "imdbId": pd.Series([], dtype="Int64"),
-        "tmdbId": pd.Series([], dtype="Int64"),
-    })
+    return pd.DataFrame(
+        {
+            "movieId": pd.Series([], dtype="int64"),
+            "imdbId": pd.Series([], dtype="Int64"),
+            "tmdbId": pd.Series([], dtype="Int64"),
+        }
+    )

@@ -26,7 +26,9 @@ def _str_or_none(v):
     return None if v is None or (not isinstance(v, str) and pd.isna(v)) or v == "" else str(v)
 
 
-def catalogue(movies: pd.DataFrame, links: pd.DataFrame, metadata: pd.DataFrame | None) -> pd.DataFrame:
+def catalogue(
+    movies: pd.DataFrame, links: pd.DataFrame, metadata: pd.DataFrame | None
+) -> pd.DataFrame:
     """movies + links + TMDB metadata, one row per movieId (the metadata columns may be missing)."""
     cat = movies.set_index("movieId")
     if links is not None and len(links):
@@ -40,7 +42,7 @@ def catalogue(movies: pd.DataFrame, links: pd.DataFrame, metadata: pd.DataFrame 
 
 
 def display_title(row) -> str:
-    """"The Terminator (1984)" from MovieLens's "Terminator, The (1984)"."""
+    """ "The Terminator (1984)" from MovieLens's "Terminator, The (1984)"."""
     name = display_name(row.get("name") or row["title"])
     year = _int_or_none(row.get("year"))
     return f"{name} ({year})" if year else name
@@ -50,25 +52,41 @@ def _poster(row) -> str | None:
     return poster_url(_str_or_none(row.get("tmdb_poster_path")))
 
 
-def movie_docs(cat: pd.DataFrame, models: FittedModels, similar: Mapping[int, list]) -> Iterator[dict]:
+def movie_docs(
+    cat: pd.DataFrame, models: FittedModels, similar: Mapping[int, list]
+) -> Iterator[dict]:
     stats = models.features.movies
     for movie_id, row in cat.iterrows():
         s = stats.loc[movie_id] if movie_id in stats.index else None
         name = display_name(row.get("name") or row["title"])
         yield {
-            "_id": int(movie_id), "title": row["title"], "name": name, "year": _int_or_none(row.get("year")),
-            "genres": list(row["genres"]), "imdbId": _int_or_none(row.get("imdbId")),
-            "tmdbId": _int_or_none(row.get("tmdbId")), "poster_url": _poster(row),
-            "stats": {"n_ratings": int(s["n_ratings"]) if s is not None else 0,
-                      "mean": _float_or_none(s["mean"]) if s is not None else None,
-                      "shrunk_mean": _float_or_none(s["shrunk_mean"]) if s is not None else models.features.global_mean,
-                      "popularity": _float_or_none(s["popularity"]) if s is not None else 0.0},
-            "similar": [{"movieId": int(m), "score": round(float(sc), 4)} for m, sc in similar.get(int(movie_id), [])],
+            "_id": int(movie_id),
+            "title": row["title"],
+            "name": name,
+            "year": _int_or_none(row.get("year")),
+            "genres": list(row["genres"]),
+            "imdbId": _int_or_none(row.get("imdbId")),
+            "tmdbId": _int_or_none(row.get("tmdbId")),
+            "poster_url": _poster(row),
+            "stats": {
+                "n_ratings": int(s["n_ratings"]) if s is not None else 0,
+                "mean": _float_or_none(s["mean"]) if s is not None else None,
+                "shrunk_mean": _float_or_none(s["shrunk_mean"])
+                if s is not None
+                else models.features.global_mean,
+                "popularity": _float_or_none(s["popularity"]) if s is not None else 0.0,
+            },
+            "similar": [
+                {"movieId": int(m), "score": round(float(sc), 4)}
+                for m, sc in similar.get(int(movie_id), [])
+            ],
             "search": {"key": search_key(name)},
         }
 
 
-def metadata_docs(cat: pd.DataFrame, tags: pd.DataFrame | None, max_tags: int = 30) -> Iterator[dict]:
+def metadata_docs(
+    cat: pd.DataFrame, tags: pd.DataFrame | None, max_tags: int = 30
+) -> Iterator[dict]:
     tag_lists: dict[int, list[str]] = {}
     if tags is not None and len(tags):
         t = tags.assign(tag=tags["tag"].astype(str).str.strip().str.lower())
@@ -80,13 +98,17 @@ def metadata_docs(cat: pd.DataFrame, tags: pd.DataFrame | None, max_tags: int = 
         keywords = row.get("tmdb_keywords")
         runtime = _float_or_none(row.get("tmdb_runtime"))
         yield {
-            "_id": int(movie_id), "tmdbId": _int_or_none(row.get("tmdbId")), "imdbId": _int_or_none(row.get("imdbId")),
-            "title": row["title"], "overview": _str_or_none(row.get("tmdb_overview")),
+            "_id": int(movie_id),
+            "tmdbId": _int_or_none(row.get("tmdbId")),
+            "imdbId": _int_or_none(row.get("imdbId")),
+            "title": row["title"],
+            "overview": _str_or_none(row.get("tmdb_overview")),
             "tagline": _str_or_none(row.get("tmdb_tagline")),
             "runtime": int(runtime) if runtime else None,
             "release_date": _str_or_none(row.get("tmdb_release_date")),
             "original_language": _str_or_none(row.get("tmdb_original_language")),
-            "poster_path": _str_or_none(row.get("tmdb_poster_path")), "poster_url": _poster(row),
+            "poster_path": _str_or_none(row.get("tmdb_poster_path")),
+            "poster_url": _poster(row),
             "vote_average": _float_or_none(row.get("tmdb_vote_average")),
             "vote_count": _int_or_none(row.get("tmdb_vote_count")),
             "keywords": list(keywords) if isinstance(keywords, (list, np.ndarray)) else [],
@@ -97,18 +119,33 @@ def metadata_docs(cat: pd.DataFrame, tags: pd.DataFrame | None, max_tags: int = 
 
 def cluster_docs(clusters: pd.DataFrame) -> Iterator[dict]:
     for c, row in clusters.iterrows():
-        yield {"_id": int(c), "size": int(row["size"]), "persona": list(row["persona"]),
-               "profile": dict(row["profile"]), "top_movies": list(row["top_movies"])}
+        yield {
+            "_id": int(c),
+            "size": int(row["size"]),
+            "persona": list(row["persona"]),
+            "profile": dict(row["profile"]),
+            "top_movies": list(row["top_movies"]),
+        }
 
 
-def user_docs(models: FittedModels, labels: pd.Series, clusters: pd.DataFrame, titles: dict[int, str],
-              version: str, n: int, block: int = 2048, similar: Mapping[int, list] | None = None,
-              min_rating: float | None = None) -> Iterator[dict]:
+def user_docs(
+    models: FittedModels,
+    labels: pd.Series,
+    clusters: pd.DataFrame,
+    titles: dict[int, str],
+    version: str,
+    n: int,
+    block: int = 2048,
+    similar: Mapping[int, list] | None = None,
+    min_rating: float | None = None,
+) -> Iterator[dict]:
     """Users with their activity, cluster and precomputed top-``n`` (scores, predicted ratings,
     reasons), built in this process (``pipeline.user_lists.block_docs`` gives the reasons'
     order; ``pipeline.user_lists.write_user_lists`` does the same on the Dask cluster).
     ``similar``: movieId -> ``[(movieId, score), ...]`` as stored in the movie documents;
     ``min_rating``: the lowest rating of a "because you liked" movie (default: the top-N
     model's ``because_min_rating``)."""
-    inputs = UserListInputs.from_models(models, labels, clusters, titles, version, n, similar, min_rating)
+    inputs = UserListInputs.from_models(
+        models, labels, clusters, titles, version, n, similar, min_rating
+    )
     return iter_user_docs(inputs, block)

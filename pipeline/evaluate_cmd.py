@@ -25,8 +25,15 @@ def read_ratings_csv(path: str, blocksize: str = "64MB"):
     return dd.read_csv(path, dtype=RATING_DTYPES, blocksize=blocksize)[list(RATING_DTYPES)]
 
 
-def evaluate_files(train_csv: str, test_csv: str, predictions_out: str | None, recommendations_out: str | None,
-                   movies_from: str, k: int, config) -> dict:
+def evaluate_files(
+    train_csv: str,
+    test_csv: str,
+    predictions_out: str | None,
+    recommendations_out: str | None,
+    movies_from: str,
+    k: int,
+    config,
+) -> dict:
     steps = Steps()
     with dask_client(config.dask):
         train = read_ratings_csv(train_csv).persist()
@@ -36,10 +43,14 @@ def evaluate_files(train_csv: str, test_csv: str, predictions_out: str | None, r
         out = {}
         if predictions_out:
             with steps.step("predict test rows"):
-                pred = models.rating.predict(test[["userId", "movieId", "timestamp"]] if "timestamp" in test
-                                             else test[["userId", "movieId"]])
-            pd.DataFrame({"userId": test.userId, "movieId": test.movieId, "prediction": np.round(pred, 5)}
-                         ).to_csv(predictions_out, index=False)
+                pred = models.rating.predict(
+                    test[["userId", "movieId", "timestamp"]]
+                    if "timestamp" in test
+                    else test[["userId", "movieId"]]
+                )
+            pd.DataFrame(
+                {"userId": test.userId, "movieId": test.movieId, "prediction": np.round(pred, 5)}
+            ).to_csv(predictions_out, index=False)
             if "rating" in test:
                 out["rmse"], out["mae"] = M.rmse(test.rating, pred), M.mae(test.rating, pred)
         if recommendations_out:

@@ -47,8 +47,12 @@ def predict_partitions(models: FittedModels, test, client=None, block_users: int
                 held[i] = part
                 yield i, part, models.rating.users(part["userId"].to_numpy())
 
-        predicted = ((held.pop(i), p) for i, p in map_blocks(client, _predict_part, models.rating.without_users(),
-                                                             blocks(), "test-predictions"))
+        predicted = (
+            (held.pop(i), p)
+            for i, p in map_blocks(
+                client, _predict_part, models.rating.without_users(), blocks(), "test-predictions"
+            )
+        )
     for part, prediction in predicted:
         yield part.assign(prediction=prediction, baseline=bias_baseline(models, part))
 
@@ -57,28 +61,51 @@ def _predict_part(rating, i: int, part: pd.DataFrame, users) -> tuple[int, np.nd
     return i, rating.predict(part, users=users)
 
 
-def evaluate_ratings(models: FittedModels, test, client=None, block_users: int = 8192) -> tuple[dict, pd.DataFrame]:
+def evaluate_ratings(
+    models: FittedModels, test, client=None, block_users: int = 8192
+) -> tuple[dict, pd.DataFrame]:
     """RMSE/MAE of the rating model and of two baselines, plus per-row errors for plots."""
     parts = []
     for part in predict_partitions(models, test, client, block_users):
-        n_user = models.features.users["n_ratings"].reindex(part["userId"].to_numpy()).fillna(0).to_numpy()
-        parts.append(pd.DataFrame({"rating": part["rating"].to_numpy(np.float32),
-                                   "prediction": part["prediction"].to_numpy(np.float32),
-                                   "baseline": part["baseline"].to_numpy(np.float32),
-                                   "user_ratings": n_user.astype(np.int32)}))
+        n_user = (
+            models.features.users["n_ratings"]
+            .reindex(part["userId"].to_numpy())
+            .fillna(0)
+            .to_numpy()
+        )
+        parts.append(
+            pd.DataFrame(
+                {
+                    "rating": part["rating"].to_numpy(np.float32),
+                    "prediction": part["prediction"].to_numpy(np.float32),
+                    "baseline": part["baseline"].to_numpy(np.float32),
+                    "user_ratings": n_user.astype(np.int32),
+                }
+            )
+        )
     rows = pd.concat(parts, ignore_index=True)
     mu = models.features.global_mean
     out = {
         "n_test": int(len(rows)),
-        "model": {"rmse": M.rmse(rows.rating, rows.prediction), "mae": M.mae(rows.rating, rows.prediction)},
-        "bias_baseline": {"rmse": M.rmse(rows.rating, rows.baseline), "mae": M.mae(rows.rating, rows.baseline)},
-        "global_mean": {"rmse": M.rmse(rows.rating, np.full(len(rows), mu)),
-                        "mae": M.mae(rows.rating, np.full(len(rows), mu))},
+        "model": {
+            "rmse": M.rmse(rows.rating, rows.prediction),
+            "mae": M.mae(rows.rating, rows.prediction),
+        },
+        "bias_baseline": {
+            "rmse": M.rmse(rows.rating, rows.baseline),
+            "mae": M.mae(rows.rating, rows.baseline),
+        },
+        "global_mean": {
+            "rmse": M.rmse(rows.rating, np.full(len(rows), mu)),
+            "mae": M.mae(rows.rating, np.full(len(rows), mu)),
+        },
     }
     return out, rows
 
 
-def top_n_frame(models: FittedModels, user_ids, n: int, client=None, block: int = 2048) -> pd.DataFrame:
+def top_n_frame(
+    models: FittedModels, user_ids, n: int, client=None, block: int = 2048
+) -> pd.DataFrame:
     """``userId, rank, movieId, score`` of every user's top-``n`` list, in blocks of users: as
     Dask tasks on the cluster of ``client`` (the top-N model without any user's data goes to
     every worker once, each task brings its users' ratings), else in this process. Users the
@@ -90,22 +117,41 @@ def top_n_frame(models: FittedModels, user_ids, n: int, client=None, block: int 
     unknown = user_ids[rows < 0]
     if len(unknown):
         popular = models.popular_items(n)
-        frames.append(pd.DataFrame({"userId": np.repeat(unknown, len(popular)),
-                                    "rank": np.tile(np.arange(1, len(popular) + 1), len(unknown)),
-                                    "movieId": np.tile(popular, len(unknown)), "score": np.float32(0.0)}))
-    blocks = ((lo, models.matrix.csr[rows[known[lo:lo + block]]], n) for lo in range(0, len(known), block))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "userId": np.repeat(unknown, len(popular)),
+                    "rank": np.tile(np.arange(1, len(popular) + 1), len(unknown)),
+                    "movieId": np.tile(popular, len(unknown)),
+                    "score": np.float32(0.0),
+                }
+            )
+        )
+    blocks = (
+        (lo, models.matrix.csr[rows[known[lo : lo + block]]], n)
+        for lo in range(0, len(known), block)
+    )
     with progress("top-N lists", len(user_ids), unit="users") as bar:
         bar.update(len(unknown))
         if client is None:
             results = (_block_top_n(models.topn, *b) for b in blocks)
         else:
-            results = map_blocks(client, _block_top_n, models.topn.without_users(), blocks, "top-n-lists")
+            results = map_blocks(
+                client, _block_top_n, models.topn.without_users(), blocks, "top-n-lists"
+            )
         for lo, cols, scores in results:
-            users = user_ids[known[lo:lo + len(cols)]]
+            users = user_ids[known[lo : lo + len(cols)]]
             ok = cols >= 0
-            frames.append(pd.DataFrame({"userId": np.repeat(users, ok.sum(axis=1)),
-                                        "rank": (np.cumsum(ok, axis=1))[ok],
-                                        "movieId": models.matrix.item_ids[cols[ok]], "score": scores[ok]}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "userId": np.repeat(users, ok.sum(axis=1)),
+                        "rank": (np.cumsum(ok, axis=1))[ok],
+                        "movieId": models.matrix.item_ids[cols[ok]],
+                        "score": scores[ok],
+                    }
+                )
+            )
             bar.update(len(cols))
     if not frames:
         return pd.DataFrame({"userId": [], "rank": [], "movieId": [], "score": []})
@@ -118,7 +164,9 @@ def _block_top_n(topn, lo: int, ratings, n: int) -> tuple[int, np.ndarray, np.nd
     return lo, cols, scores
 
 
-def evaluate_topn(models: FittedModels, test, k: int, threshold: float, client=None) -> tuple[dict, pd.DataFrame]:
+def evaluate_topn(
+    models: FittedModels, test, k: int, threshold: float, client=None
+) -> tuple[dict, pd.DataFrame]:
     """Top-k metrics of the recommender and of the popularity baseline on held-out items."""
     relevant = test[test["rating"] >= threshold][["userId", "movieId", "rating"]].compute()
     users = np.unique(test["userId"].unique().compute().to_numpy())
@@ -129,7 +177,9 @@ def evaluate_topn(models: FittedModels, test, k: int, threshold: float, client=N
     return {"model": model, "popularity": pop, "k": k, "threshold": threshold}, recs
 
 
-def popularity_lists(models: FittedModels, user_ids: np.ndarray, k: int, extra: int = 500) -> pd.DataFrame:
+def popularity_lists(
+    models: FittedModels, user_ids: np.ndarray, k: int, extra: int = 500
+) -> pd.DataFrame:
     """The popularity baseline: each user's ``k`` most popular movies among the ``k + extra``
     most popular, leaving out the user's training items as the model does."""
     popular = np.asarray(models.popular_items(k + extra), np.int64)
@@ -139,16 +189,22 @@ def popularity_lists(models: FittedModels, user_ids: np.ndarray, k: int, extra: 
     seen = np.zeros((len(user_ids), len(popular)), bool)
     known, rated = np.flatnonzero(rows >= 0), np.flatnonzero(cols >= 0)
     for lo in range(0, len(known) if len(rated) else 0, 16_384):
-        part = known[lo:lo + 16_384]
+        part = known[lo : lo + 16_384]
         seen[np.ix_(part, rated)] = matrix.csr[rows[part]][:, cols[rated]].toarray() != 0
     free = ~seen
     take = free & (np.cumsum(free, axis=1) <= k)
-    return pd.DataFrame({"userId": np.repeat(np.asarray(user_ids, np.int64), take.sum(axis=1)),
-                         "rank": np.cumsum(take, axis=1)[take],
-                         "movieId": np.broadcast_to(popular, take.shape)[take]})
+    return pd.DataFrame(
+        {
+            "userId": np.repeat(np.asarray(user_ids, np.int64), take.sum(axis=1)),
+            "rank": np.cumsum(take, axis=1)[take],
+            "movieId": np.broadcast_to(popular, take.shape)[take],
+        }
+    )
 
 
-def write_report(out_dir: Path, report: dict, rating_rows: pd.DataFrame, clusters: pd.DataFrame | None) -> None:
+def write_report(
+    out_dir: Path, report: dict, rating_rows: pd.DataFrame, clusters: pd.DataFrame | None
+) -> None:
     """metrics.json, report.md and PNG plots in ``out_dir``."""
     import matplotlib
 
@@ -161,12 +217,21 @@ def write_report(out_dir: Path, report: dict, rating_rows: pd.DataFrame, cluster
     err = rating_rows.prediction - rating_rows.rating
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.hist(err, bins=np.arange(-4.5, 4.75, 0.25), color="#4c72b0")
-    ax.set(title="Prediction error on held-out ratings", xlabel="predicted - actual", ylabel="ratings")
-    fig.tight_layout(); fig.savefig(out_dir / "error_distribution.png", dpi=110); plt.close(fig)
+    ax.set(
+        title="Prediction error on held-out ratings", xlabel="predicted - actual", ylabel="ratings"
+    )
+    fig.tight_layout()
+    fig.savefig(out_dir / "error_distribution.png", dpi=110)
+    plt.close(fig)
 
-    buckets = pd.cut(rating_rows.user_ratings, [0, 20, 50, 100, 250, 1000, np.inf],
-                     labels=["<=20", "21-50", "51-100", "101-250", "251-1000", ">1000"])
-    by = rating_rows.assign(b=buckets, se=err ** 2, sb=(rating_rows.baseline - rating_rows.rating) ** 2)
+    buckets = pd.cut(
+        rating_rows.user_ratings,
+        [0, 20, 50, 100, 250, 1000, np.inf],
+        labels=["<=20", "21-50", "51-100", "101-250", "251-1000", ">1000"],
+    )
+    by = rating_rows.assign(
+        b=buckets, se=err**2, sb=(rating_rows.baseline - rating_rows.rating) ** 2
+    )
     by = by.groupby("b", observed=True)[["se", "sb"]].mean() ** 0.5
     fig, ax = plt.subplots(figsize=(6, 3.5))
     x = np.arange(len(by))
@@ -174,13 +239,22 @@ def write_report(out_dir: Path, report: dict, rating_rows: pd.DataFrame, cluster
     ax.bar(x + 0.2, by.sb, 0.4, label="damped-means baseline")
     ax.set_xticks(x, by.index.astype(str))
     ax.set(title="RMSE by user activity (training ratings)", ylabel="RMSE")
-    ax.legend(); fig.tight_layout(); fig.savefig(out_dir / "rmse_by_activity.png", dpi=110); plt.close(fig)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "rmse_by_activity.png", dpi=110)
+    plt.close(fig)
 
     if clusters is not None and len(clusters):
         fig, ax = plt.subplots(figsize=(6, 0.4 * len(clusters) + 1))
-        ax.barh([f"{c}: {', '.join(p[:3])}" for c, p in zip(clusters.index, clusters.persona)], clusters["size"])
-        ax.invert_yaxis(); ax.set(title="User clusters (persona = top genres)", xlabel="users")
-        fig.tight_layout(); fig.savefig(out_dir / "clusters.png", dpi=110); plt.close(fig)
+        ax.barh(
+            [f"{c}: {', '.join(p[:3])}" for c, p in zip(clusters.index, clusters.persona)],
+            clusters["size"],
+        )
+        ax.invert_yaxis()
+        ax.set(title="User clusters (persona = top genres)", xlabel="users")
+        fig.tight_layout()
+        fig.savefig(out_dir / "clusters.png", dpi=110)
+        plt.close(fig)
 
     (out_dir / "report.md").write_text(report_markdown(report, clusters))
 
@@ -188,23 +262,49 @@ def write_report(out_dir: Path, report: dict, rating_rows: pd.DataFrame, cluster
 def report_markdown(report: dict, clusters: pd.DataFrame | None) -> str:
     r, t = report["rating"], report["topn"]
     k = t["k"]
-    lines = [f"# Movie Time evaluation — {report.get('dataset', '')}", "",
-             f"Split: `{report.get('split', {})}`; {r['n_test']} held-out ratings; "
-             f"{t['model']['n_eval_users']} users with a relevant held-out item (rating >= {t['threshold']}).", "",
-             "## Rating prediction (held-out ratings)", "", "| model | RMSE | MAE |", "|---|---|---|"]
-    for name, label in (("model", "gradient boosting (this run)"), ("bias_baseline", "damped user+movie means"),
-                        ("global_mean", "global mean")):
+    lines = [
+        f"# Movie Time evaluation — {report.get('dataset', '')}",
+        "",
+        f"Split: `{report.get('split', {})}`; {r['n_test']} held-out ratings; "
+        f"{t['model']['n_eval_users']} users with a relevant held-out item (rating >= {t['threshold']}).",
+        "",
+        "## Rating prediction (held-out ratings)",
+        "",
+        "| model | RMSE | MAE |",
+        "|---|---|---|",
+    ]
+    for name, label in (
+        ("model", "gradient boosting (this run)"),
+        ("bias_baseline", "damped user+movie means"),
+        ("global_mean", "global mean"),
+    ):
         lines.append(f"| {label} | {r[name]['rmse']:.4f} | {r[name]['mae']:.4f} |")
-    lines += ["", f"## Top-{k} (held-out items)", "",
-              f"| model | P@{k} | R@{k} | NDCG@{k} | HR@{k} | Cov@{k} |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"## Top-{k} (held-out items)",
+        "",
+        f"| model | P@{k} | R@{k} | NDCG@{k} | HR@{k} | Cov@{k} |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, label in (("model", "Movie Time top-N (this run)"), ("popularity", "popularity")):
         m = t[name]
-        lines.append(f"| {label} | {m[f'precision@{k}']:.4f} | {m[f'recall@{k}']:.4f} | {m[f'ndcg@{k}']:.4f} "
-                     f"| {m[f'hitrate@{k}']:.4f} | {m.get(f'coverage@{k}', float('nan')):.4f} |")
-    lines += ["", "![errors](error_distribution.png)", "", "![rmse by activity](rmse_by_activity.png)", ""]
+        lines.append(
+            f"| {label} | {m[f'precision@{k}']:.4f} | {m[f'recall@{k}']:.4f} | {m[f'ndcg@{k}']:.4f} "
+            f"| {m[f'hitrate@{k}']:.4f} | {m.get(f'coverage@{k}', float('nan')):.4f} |"
+        )
+    lines += [
+        "",
+        "![errors](error_distribution.png)",
+        "",
+        "![rmse by activity](rmse_by_activity.png)",
+        "",
+    ]
     if clusters is not None and len(clusters):
         lines += ["## Clusters", "", "| cluster | users | persona |", "|---|---|---|"]
-        lines += [f"| {c} | {s} | {', '.join(p)} |" for c, s, p in zip(clusters.index, clusters["size"], clusters.persona)]
+        lines += [
+            f"| {c} | {s} | {', '.join(p)} |"
+            for c, s, p in zip(clusters.index, clusters["size"], clusters.persona)
+        ]
         lines += ["", "![clusters](clusters.png)", ""]
     if "timings" in report:
         lines += ["## Timings (s)", "", "| step | seconds |", "|---|---|"]

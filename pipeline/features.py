@@ -127,13 +127,18 @@ def _user_partition(part: pd.DataFrame, movie_ids: np.ndarray, weights: np.ndarr
         movie = part["movieId"].to_numpy(np.int64)
         pos = np.clip(np.searchsorted(movie_ids, movie), 0, len(movie_ids) - 1)
         known = movie_ids[pos] == movie
-        rated = sp.csr_matrix((r[known], (codes[known], pos[known])), shape=(len(users), len(movie_ids)))
+        rated = sp.csr_matrix(
+            (r[known], (codes[known], pos[known])), shape=(len(users), len(movie_ids))
+        )
         genre_mass = rated @ weights
         mass = rated @ weights.sum(axis=1)
     else:
         genre_mass, mass = np.zeros((len(users), n_genres)), np.zeros(len(users))
-    frame = pd.DataFrame(np.asarray(genre_mass, np.float64).reshape(len(users), n_genres),
-                         index=pd.Index(users, name="userId"), columns=[f"w{k}" for k in range(n_genres)])
+    frame = pd.DataFrame(
+        np.asarray(genre_mass, np.float64).reshape(len(users), n_genres),
+        index=pd.Index(users, name="userId"),
+        columns=[f"w{k}" for k in range(n_genres)],
+    )
     frame["n"] = np.bincount(codes, minlength=len(users)).astype(np.int64)
     frame["s"] = np.bincount(codes, r, len(users))
     frame["ss"] = np.bincount(codes, r * r, len(users))
@@ -146,18 +151,24 @@ def _user_partition(part: pd.DataFrame, movie_ids: np.ndarray, weights: np.ndarr
 
 def _movie_partition(part: pd.DataFrame) -> pd.DataFrame:
     r = part["rating"].to_numpy(np.float64)
-    frame = pd.DataFrame({"movieId": part["movieId"].to_numpy(np.int64), "n": 1, "s": r, "ss": r * r})
+    frame = pd.DataFrame(
+        {"movieId": part["movieId"].to_numpy(np.int64), "n": 1, "s": r, "ss": r * r}
+    )
     return frame.groupby("movieId").sum()
 
 
 def _combine(parts: list[pd.DataFrame], how: dict[str, str]) -> pd.DataFrame:
     parts = [p for p in parts if len(p)]
     if not parts:
-        return pd.DataFrame({c: pd.Series(dtype="float64") for c in how}, index=pd.Index([], dtype="int64"))
+        return pd.DataFrame(
+            {c: pd.Series(dtype="float64") for c in how}, index=pd.Index([], dtype="int64")
+        )
     return pd.concat(parts).groupby(level=0).agg(how).sort_index()
 
 
-def build_features(train, movies: pd.DataFrame, config: FeatureConfig = FeatureConfig()) -> TrainingFeatures:
+def build_features(
+    train, movies: pd.DataFrame, config: FeatureConfig = FeatureConfig()
+) -> TrainingFeatures:
     """Fit all statistics on ``train``: the training ratings (userId, movieId, rating, timestamp).
 
     ``train`` is a Dask DataFrame (or a pandas DataFrame, or an iterable of pandas chunks). Each
@@ -170,8 +181,10 @@ def build_features(train, movies: pd.DataFrame, config: FeatureConfig = FeatureC
     catalogue = catalogue[~catalogue.index.duplicated()].sort_index()
     if "year" in movies:
         years = movies.drop_duplicates("movieId").set_index("movieId")["year"]
-        years = pd.Series(pd.to_numeric(years, errors="coerce").astype("float64").to_numpy(),
-                          index=years.index.to_numpy(np.int64))
+        years = pd.Series(
+            pd.to_numeric(years, errors="coerce").astype("float64").to_numpy(),
+            index=years.index.to_numpy(np.int64),
+        )
     else:
         years = pd.Series(np.nan, index=catalogue.index)
     return _fit(train, catalogue, years, vocab, config)
@@ -195,8 +208,10 @@ def _reduce(train, movie_ids: np.ndarray, weights: np.ndarray):
         import dask
 
         parts = train[["userId", "movieId", "rating", "timestamp"]].to_delayed()
-        users, movies = dask.compute([dask.delayed(_user_partition)(p, movie_ids, weights) for p in parts],
-                                     [dask.delayed(_movie_partition)(p) for p in parts])
+        users, movies = dask.compute(
+            [dask.delayed(_user_partition)(p, movie_ids, weights) for p in parts],
+            [dask.delayed(_movie_partition)(p) for p in parts],
+        )
         return list(users), list(movies)
     users, movies = [], []
     for part in train:
@@ -205,13 +220,17 @@ def _reduce(train, movie_ids: np.ndarray, weights: np.ndarray):
     return users, movies
 
 
-def _fit(train, catalogue: pd.DataFrame, years: pd.Series, vocab: list[str],
-         config: FeatureConfig) -> TrainingFeatures:
+def _fit(
+    train, catalogue: pd.DataFrame, years: pd.Series, vocab: list[str], config: FeatureConfig
+) -> TrainingFeatures:
     movie_ids = catalogue.index.to_numpy(np.int64)
     weights = catalogue.to_numpy(np.float64)
     user_parts, movie_parts = _reduce(train, movie_ids, weights)
     g_cols = [f"w{k}" for k in range(len(vocab))]
-    u = _combine(user_parts, {**{c: "sum" for c in g_cols + ["n", "s", "ss", "mass"]}, "t0": "min", "t1": "max"})
+    u = _combine(
+        user_parts,
+        {**{c: "sum" for c in g_cols + ["n", "s", "ss", "mass"]}, "t0": "min", "t1": "max"},
+    )
     m = _combine(movie_parts, {"n": "sum", "s": "sum", "ss": "sum"})
 
     total_n = float(u["n"].sum())
@@ -227,7 +246,9 @@ def _fit(train, catalogue: pd.DataFrame, years: pd.Series, vocab: list[str],
     movie_table = _stats_table(m, mu, config.damping)
     movie_table.index = pd.Index(all_ids, name="movieId")
     n_max = float(movie_table["n_ratings"].max()) if len(movie_table) else 0.0
-    movie_table["popularity"] = np.log1p(movie_table["n_ratings"].to_numpy(np.float64)) / np.log1p(max(n_max, 1.0))
+    movie_table["popularity"] = np.log1p(movie_table["n_ratings"].to_numpy(np.float64)) / np.log1p(
+        max(n_max, 1.0)
+    )
     years = years[~years.index.duplicated()]
     movie_table["year"] = years.reindex(all_ids).to_numpy(np.float64)
     dummies = catalogue.reindex(all_ids, fill_value=0.0)
@@ -257,12 +278,14 @@ def _stats_table(sums: pd.DataFrame, mu: float, damping: float) -> pd.DataFrame:
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(n > 0, s / np.maximum(n, 1), np.nan)
         var = np.where(n > 0, ss / np.maximum(n, 1) - np.nan_to_num(mean) ** 2, np.nan)
-    return pd.DataFrame({
-        "n_ratings": n.astype(np.int64),
-        "mean": mean,
-        "shrunk_mean": _shrunk(s, n, mu, damping),
-        "std": np.sqrt(np.clip(var, 0.0, None)),
-    })
+    return pd.DataFrame(
+        {
+            "n_ratings": n.astype(np.int64),
+            "mean": mean,
+            "shrunk_mean": _shrunk(s, n, mu, damping),
+            "std": np.sqrt(np.clip(var, 0.0, None)),
+        }
+    )
 
 
 def genre_share_profile(genre_mass: np.ndarray, mass: np.ndarray, prior: np.ndarray) -> np.ndarray:
@@ -285,7 +308,9 @@ def genre_share_profile(genre_mass: np.ndarray, mass: np.ndarray, prior: np.ndar
     return np.where(norm > 1e-12, centred / np.where(norm > 1e-12, norm, 1.0), 0.0)
 
 
-def single_user_features(features: TrainingFeatures, ratings: pd.DataFrame, user_id: int = -1) -> TrainingFeatures:
+def single_user_features(
+    features: TrainingFeatures, ratings: pd.DataFrame, user_id: int = -1
+) -> TrainingFeatures:
     """``features`` whose ``users`` and ``genre_profile`` hold only one (new) user.
 
     The user's row is computed from ``ratings`` (movieId, rating[, timestamp]) with exactly the
@@ -293,24 +318,36 @@ def single_user_features(features: TrainingFeatures, ratings: pd.DataFrame, user
     ``rating_rows`` builds the same features for a user folded in at request time as for a
     training user. Movie statistics are untouched.
     """
-    frame = pd.DataFrame({
-        "userId": np.full(len(ratings), user_id, np.int64),
-        "movieId": ratings["movieId"].to_numpy(np.int64),
-        "rating": ratings["rating"].to_numpy(np.float64),
-        "timestamp": (pd.to_numeric(ratings["timestamp"], errors="coerce").to_numpy(np.float64)
-                      if "timestamp" in ratings else np.full(len(ratings), np.nan)),
-    })
+    frame = pd.DataFrame(
+        {
+            "userId": np.full(len(ratings), user_id, np.int64),
+            "movieId": ratings["movieId"].to_numpy(np.int64),
+            "rating": ratings["rating"].to_numpy(np.float64),
+            "timestamp": (
+                pd.to_numeric(ratings["timestamp"], errors="coerce").to_numpy(np.float64)
+                if "timestamp" in ratings
+                else np.full(len(ratings), np.nan)
+            ),
+        }
+    )
     catalogue = features.movies[features.genre_columns]
-    sums = _user_partition(frame, catalogue.index.to_numpy(np.int64), catalogue.to_numpy(np.float64))
+    sums = _user_partition(
+        frame, catalogue.index.to_numpy(np.int64), catalogue.to_numpy(np.float64)
+    )
     if sums.empty:
-        sums = pd.DataFrame({c: [0.0] for c in sums.columns}, index=[user_id]).assign(t0=np.nan, t1=np.nan)
+        sums = pd.DataFrame({c: [0.0] for c in sums.columns}, index=[user_id]).assign(
+            t0=np.nan, t1=np.nan
+        )
     users = _stats_table(sums, features.global_mean, features.config.damping)
     users["first_ts"] = sums["t0"].to_numpy(np.float64)
     users["last_ts"] = sums["t1"].to_numpy(np.float64)
     users.index = pd.Index([user_id], dtype="int64", name="userId")
     g_cols = [f"w{k}" for k in range(len(features.genres))]
-    profile = genre_share_profile(sums[g_cols].to_numpy(np.float64), sums["mass"].to_numpy(np.float64),
-                                  features.genre_prior.to_numpy(np.float64))
+    profile = genre_share_profile(
+        sums[g_cols].to_numpy(np.float64),
+        sums["mass"].to_numpy(np.float64),
+        features.genre_prior.to_numpy(np.float64),
+    )
     genre_profile = pd.DataFrame(profile, index=users.index.copy(), columns=list(features.genres))
     return replace(features, users=users, genre_profile=genre_profile)
 
@@ -324,16 +361,21 @@ def profile_from_ratings(ratings: pd.DataFrame, features: TrainingFeatures) -> n
     return single_user_features(features, ratings).genre_profile.to_numpy(np.float64)[0]
 
 
-def movie_text(movies: pd.DataFrame, tags: pd.DataFrame | None = None, links: pd.DataFrame | None = None,
-               metadata: pd.DataFrame | None = None) -> pd.Series:
+def movie_text(
+    movies: pd.DataFrame,
+    tags: pd.DataFrame | None = None,
+    links: pd.DataFrame | None = None,
+    metadata: pd.DataFrame | None = None,
+) -> pd.Series:
     """movieId -> lower-case text of its genres, distinct user tags and TMDB keywords.
 
     Multi-word tags and keywords are kept whole (joined by spaces). ``metadata`` needs ``tmdbId``
     and ``keywords`` (list of str) and is matched through ``links`` (movieId -> tmdbId).
     """
     ids = movies["movieId"].to_numpy(np.int64)
-    pieces: dict[int, list[str]] = {int(m): [g.lower() for g in _genre_list(v)]
-                                    for m, v in zip(ids, movies["genres"])}
+    pieces: dict[int, list[str]] = {
+        int(m): [g.lower() for g in _genre_list(v)] for m, v in zip(ids, movies["genres"])
+    }
     if tags is not None and len(tags):
         t = tags[["movieId", "tag"]].dropna()
         t = t.assign(tag=t["tag"].astype(str).str.strip().str.lower())
@@ -345,7 +387,9 @@ def movie_text(movies: pd.DataFrame, tags: pd.DataFrame | None = None, links: pd
         tmdb = links[["movieId", "tmdbId"]].dropna()
         kw = metadata[["tmdbId", "keywords"]].dropna(subset=["tmdbId"]).drop_duplicates("tmdbId")
         kw = kw.assign(tmdbId=kw["tmdbId"].astype("int64"))
-        joined = tmdb.assign(tmdbId=tmdb["tmdbId"].astype("int64")).merge(kw, on="tmdbId", how="inner")
+        joined = tmdb.assign(tmdbId=tmdb["tmdbId"].astype("int64")).merge(
+            kw, on="tmdbId", how="inner"
+        )
         for movie, words in zip(joined["movieId"].to_numpy(np.int64), joined["keywords"]):
             if int(movie) in pieces:
                 pieces[int(movie)].extend(str(w).strip().lower() for w in _genre_list(words))
@@ -355,13 +399,30 @@ def movie_text(movies: pd.DataFrame, tags: pd.DataFrame | None = None, links: pd
 
 def weekday(timestamps) -> np.ndarray:
     """Day of week (0 = Monday, UTC) of unix-second timestamps; NaN where missing."""
-    ts = pd.to_numeric(pd.Series(np.asarray(timestamps)).astype(object), errors="coerce").to_numpy(np.float64)
+    ts = pd.to_numeric(pd.Series(np.asarray(timestamps)).astype(object), errors="coerce").to_numpy(
+        np.float64
+    )
     days = np.floor(ts / SECONDS_PER_DAY)
     return (days + 3) % 7  # 1970-01-01 was a Thursday (3); NaN stays NaN
 
 
-ROW_FEATURES = ["u_n", "u_mean", "u_shrunk", "u_std", "u_days", "u_since_first", "m_n", "m_mean",
-                "m_shrunk", "m_std", "popularity", "year", "movie_age", "weekday", "affinity"]
+ROW_FEATURES = [
+    "u_n",
+    "u_mean",
+    "u_shrunk",
+    "u_std",
+    "u_days",
+    "u_since_first",
+    "m_n",
+    "m_mean",
+    "m_shrunk",
+    "m_std",
+    "popularity",
+    "year",
+    "movie_age",
+    "weekday",
+    "affinity",
+]
 
 
 def rating_rows(pairs: pd.DataFrame, features: TrainingFeatures) -> pd.DataFrame:
@@ -380,8 +441,11 @@ def rating_rows(pairs: pd.DataFrame, features: TrainingFeatures) -> pd.DataFrame
     movies = features.movies
     uid = pairs["userId"].to_numpy(np.int64)
     mid = pairs["movieId"].to_numpy(np.int64)
-    ts = (pd.to_numeric(pairs["timestamp"], errors="coerce").to_numpy(np.float64)
-          if "timestamp" in pairs else np.full(len(pairs), np.nan))
+    ts = (
+        pd.to_numeric(pairs["timestamp"], errors="coerce").to_numpy(np.float64)
+        if "timestamp" in pairs
+        else np.full(len(pairs), np.nan)
+    )
     upos = lookup(users.index.to_numpy(np.int64), uid)
     mpos = lookup(movies.index.to_numpy(np.int64), mid)
     uk, mk = upos >= 0, mpos >= 0
@@ -411,7 +475,9 @@ def rating_rows(pairs: pd.DataFrame, features: TrainingFeatures) -> pd.DataFrame
     out["weekday"] = weekday(ts)
 
     gcols = features.genre_columns
-    dummies = movies[gcols].to_numpy(np.float32) if gcols else np.zeros((len(movies), 0), np.float32)
+    dummies = (
+        movies[gcols].to_numpy(np.float32) if gcols else np.zeros((len(movies), 0), np.float32)
+    )
     g = np.zeros((len(pairs), len(gcols)), np.float32)
     if len(movies):
         g[mk] = dummies[mpos[mk]]

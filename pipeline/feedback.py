@@ -49,14 +49,19 @@ def replay(events_by_user) -> pd.DataFrame:
                     continue
                 rows[key] = (LIKE_RATING if kind == "like" else DISLIKE_RATING, ts, False)
     if not rows:
-        return pd.DataFrame({c: pd.Series(dtype="int64" if c != "rating" else "float64") for c in COLUMNS})
+        return pd.DataFrame(
+            {c: pd.Series(dtype="int64" if c != "rating" else "float64") for c in COLUMNS}
+        )
     keys = np.array(list(rows), dtype=np.int64).reshape(-1, 2)
     vals = list(rows.values())
-    return pd.DataFrame({
-        "userId": keys[:, 0], "movieId": keys[:, 1],
-        "rating": np.array([v[0] for v in vals], np.float64),
-        "timestamp": np.array([v[1] for v in vals], np.int64),
-    })
+    return pd.DataFrame(
+        {
+            "userId": keys[:, 0],
+            "movieId": keys[:, 1],
+            "rating": np.array([v[0] for v in vals], np.float64),
+            "timestamp": np.array([v[1] for v in vals], np.int64),
+        }
+    )
 
 
 def read_feedback(db) -> pd.DataFrame:
@@ -65,16 +70,23 @@ def read_feedback(db) -> pd.DataFrame:
     return replay((doc["_id"], doc.get("events")) for doc in cursor)
 
 
-def with_feedback(ratings: dd.DataFrame, feedback: pd.DataFrame, movie_ids) -> tuple[dd.DataFrame, dict]:
+def with_feedback(
+    ratings: dd.DataFrame, feedback: pd.DataFrame, movie_ids
+) -> tuple[dd.DataFrame, dict]:
     """``ratings`` with ``feedback`` rows added; a feedback row replaces the data set's rating of
     the same user and movie. Returns the ratings and counts for the log and the model doc."""
     known = feedback["movieId"].isin(np.asarray(movie_ids, np.int64))
     dropped = int((~known).sum())
     feedback = feedback[known]
-    counts = {"rows": int(len(feedback)), "users": int(feedback["userId"].nunique()),
-              "dropped_unknown_movie": dropped}
+    counts = {
+        "rows": int(len(feedback)),
+        "users": int(feedback["userId"].nunique()),
+        "dropped_unknown_movie": dropped,
+    }
     if dropped:
-        log.warning("feedback: %d events on movies the data set does not have were dropped", dropped)
+        log.warning(
+            "feedback: %d events on movies the data set does not have were dropped", dropped
+        )
     if feedback.empty:
         return ratings, counts
     pairs = pd.MultiIndex.from_frame(feedback[["userId", "movieId"]])
@@ -85,10 +97,17 @@ def with_feedback(ratings: dd.DataFrame, feedback: pd.DataFrame, movie_ids) -> t
 
     kept = ratings.map_partitions(drop_replaced, meta=ratings._meta)
     extra = feedback.astype({c: ratings._meta[c].dtype for c in COLUMNS if c in ratings._meta})
-    extra = extra[list(ratings._meta.columns)] if set(ratings._meta.columns) <= set(extra.columns) else extra
+    extra = (
+        extra[list(ratings._meta.columns)]
+        if set(ratings._meta.columns) <= set(extra.columns)
+        else extra
+    )
     merged = dd.concat([kept, dd.from_pandas(extra, npartitions=1)])
-    log.info("feedback: %d rating rows from %d users added to the training ratings",
-             counts["rows"], counts["users"])
+    log.info(
+        "feedback: %d rating rows from %d users added to the training ratings",
+        counts["rows"],
+        counts["users"],
+    )
     return merged, counts
 
 

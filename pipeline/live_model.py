@@ -57,9 +57,16 @@ class LiveModel:
     # --- building -------------------------------------------------------------------------------
 
     @classmethod
-    def build(cls, topn: TopNRecommender, mf: BiasedMF, movie_ids: np.ndarray, genres: Iterable[str],
-              catalogue: Mapping[int, Iterable[str]], keep: int = 200,
-              similar: Mapping[int, Iterable[tuple[int, float]]] | None = None) -> "LiveModel":
+    def build(
+        cls,
+        topn: TopNRecommender,
+        mf: BiasedMF,
+        movie_ids: np.ndarray,
+        genres: Iterable[str],
+        catalogue: Mapping[int, Iterable[str]],
+        keep: int = 200,
+        similar: Mapping[int, Iterable[tuple[int, float]]] | None = None,
+    ) -> "LiveModel":
         """From fitted models. ``catalogue`` maps every movieId to its genre names; ``similar``
         maps movieIds to their stored similar lists ``[(movieId, score), ...]``."""
         genres = tuple(genres)
@@ -73,12 +80,26 @@ class LiveModel:
             setattr(item_side, name, getattr(mf, name))
         ids = np.array(sorted(int(m) for m in catalogue), dtype=np.int64)
         bit = {g: 1 << k for k, g in enumerate(genres)}
-        masks = np.array([sum(bit.get(g, 0) for g in set(catalogue[int(m)])) for m in ids], dtype=np.uint32)
+        masks = np.array(
+            [sum(bit.get(g, 0) for g in set(catalogue[int(m)])) for m in ids], dtype=np.uint32
+        )
         indptr = sim_ids = sim_scores = None
         if similar is not None:
             indptr, sim_ids, sim_scores = list_arrays(similar, ids)
-            sim_scores = np.array([round(sc, 4) for sc in sim_scores.tolist()], np.float32)  # as stored
-        return cls(np.asarray(movie_ids, np.int64), slim, item_side, genres, ids, masks, indptr, sim_ids, sim_scores)
+            sim_scores = np.array(
+                [round(sc, 4) for sc in sim_scores.tolist()], np.float32
+            )  # as stored
+        return cls(
+            np.asarray(movie_ids, np.int64),
+            slim,
+            item_side,
+            genres,
+            ids,
+            masks,
+            indptr,
+            sim_ids,
+            sim_scores,
+        )
 
     # --- use ------------------------------------------------------------------------------------
 
@@ -108,7 +129,9 @@ class LiveModel:
                 out[m] = ()
                 continue
             lo, hi = int(self.similar_indptr[p]), int(self.similar_indptr[p + 1])
-            out[m] = tuple(zip(self.similar_ids[lo:hi].tolist(), self.similar_scores[lo:hi].tolist()))
+            out[m] = tuple(
+                zip(self.similar_ids[lo:hi].tolist(), self.similar_scores[lo:hi].tolist())
+            )
         return out
 
     def model_movie_ids(self) -> np.ndarray:
@@ -120,16 +143,24 @@ class LiveModel:
     def arrays(self) -> dict[str, np.ndarray]:
         t = self.topn
         out = {
-            "movie_ids": self.movie_ids, "catalogue_ids": self.catalogue_ids,
+            "movie_ids": self.movie_ids,
+            "catalogue_ids": self.catalogue_ids,
             "catalogue_genres": self.catalogue_genres,
-            "topn.items": t.items_, "topn.counts": t.counts_, "topn.head_discount": t.head_discount_,
-            "topn.tail_discount": t.tail_discount_, "topn.fallback": t.fallback_,
-            "mf.item_ids": self.mf.item_ids_, "mf.item_factors": self.mf.item_factors_,
+            "topn.items": t.items_,
+            "topn.counts": t.counts_,
+            "topn.head_discount": t.head_discount_,
+            "topn.tail_discount": t.tail_discount_,
+            "topn.fallback": t.fallback_,
+            "mf.item_ids": self.mf.item_ids_,
+            "mf.item_factors": self.mf.item_factors_,
             "mf.item_bias": self.mf.item_bias_,
         }
         if self.similar_indptr is not None:
-            out |= {"similar.indptr": self.similar_indptr, "similar.ids": self.similar_ids,
-                    "similar.scores": self.similar_scores}
+            out |= {
+                "similar.indptr": self.similar_indptr,
+                "similar.ids": self.similar_ids,
+                "similar.scores": self.similar_scores,
+            }
         for k, b in enumerate(t.weights_):
             out[f"topn.w{k}.indptr"] = b.indptr
             out[f"topn.w{k}.indices"] = b.indices
@@ -140,10 +171,15 @@ class LiveModel:
         """The documents of the ``livemodel`` collection."""
         t = self.topn
         yield {
-            "_id": META_ID, "format": FORMAT, "genres": list(self.genres),
-            "topn_config": asdict(t.config), "blend": [float(w) for w in t.blend_],
-            "n_weights": len(t.weights_), "n_items": int(len(t.items_)),
-            "mf_config": asdict(self.mf.config), "global_mean": float(self.mf.global_mean_),
+            "_id": META_ID,
+            "format": FORMAT,
+            "genres": list(self.genres),
+            "topn_config": asdict(t.config),
+            "blend": [float(w) for w in t.blend_],
+            "n_weights": len(t.weights_),
+            "n_items": int(len(t.items_)),
+            "mf_config": asdict(self.mf.config),
+            "global_mean": float(self.mf.global_mean_),
         }
         for name, arr in self.arrays().items():
             arr = np.ascontiguousarray(arr)
@@ -151,9 +187,13 @@ class LiveModel:
             n_chunks = max(1, -(-len(raw) // CHUNK_BYTES))
             for part in range(n_chunks):
                 yield {
-                    "_id": f"{name}:{part}", "array": name, "part": part, "parts": n_chunks,
-                    "dtype": arr.dtype.str, "shape": list(arr.shape),
-                    "data": Binary(raw[part * CHUNK_BYTES:(part + 1) * CHUNK_BYTES]),
+                    "_id": f"{name}:{part}",
+                    "array": name,
+                    "part": part,
+                    "parts": n_chunks,
+                    "dtype": arr.dtype.str,
+                    "shape": list(arr.shape),
+                    "data": Binary(raw[part * CHUNK_BYTES : (part + 1) * CHUNK_BYTES]),
                 }
 
     @classmethod
@@ -170,9 +210,13 @@ class LiveModel:
         for name, parts in chunks.items():
             parts.sort(key=lambda d: d["part"])
             if len(parts) != parts[0]["parts"]:
-                raise ValueError(f"live model array {name!r}: {len(parts)} of {parts[0]['parts']} chunks")
+                raise ValueError(
+                    f"live model array {name!r}: {len(parts)} of {parts[0]['parts']} chunks"
+                )
             raw = b"".join(bytes(p["data"]) for p in parts)
-            arrays[name] = np.frombuffer(raw, dtype=np.dtype(parts[0]["dtype"])).reshape(parts[0]["shape"])
+            arrays[name] = np.frombuffer(raw, dtype=np.dtype(parts[0]["dtype"])).reshape(
+                parts[0]["shape"]
+            )
 
         topn = TopNRecommender(TopNConfig(**meta["topn_config"]))
         topn.items_ = arrays["topn.items"]
@@ -186,8 +230,14 @@ class LiveModel:
         topn.blend_ = list(meta["blend"])
         n = meta["n_items"]
         topn.weights_ = [
-            sp.csr_matrix((arrays[f"topn.w{k}.data"], arrays[f"topn.w{k}.indices"], arrays[f"topn.w{k}.indptr"]),
-                          shape=(n, n))
+            sp.csr_matrix(
+                (
+                    arrays[f"topn.w{k}.data"],
+                    arrays[f"topn.w{k}.indices"],
+                    arrays[f"topn.w{k}.indptr"],
+                ),
+                shape=(n, n),
+            )
             for k in range(meta["n_weights"])
         ]
         mf = BiasedMF(BiasedMFConfig(**meta["mf_config"]))
@@ -195,9 +245,17 @@ class LiveModel:
         mf.item_ids_ = arrays["mf.item_ids"]
         mf.item_factors_ = arrays["mf.item_factors"]
         mf.item_bias_ = arrays["mf.item_bias"]
-        return cls(arrays["movie_ids"], topn, mf, tuple(meta["genres"]), arrays["catalogue_ids"],
-                   arrays["catalogue_genres"], arrays.get("similar.indptr"), arrays.get("similar.ids"),
-                   arrays.get("similar.scores"))
+        return cls(
+            arrays["movie_ids"],
+            topn,
+            mf,
+            tuple(meta["genres"]),
+            arrays["catalogue_ids"],
+            arrays["catalogue_genres"],
+            arrays.get("similar.indptr"),
+            arrays.get("similar.ids"),
+            arrays.get("similar.scores"),
+        )
 
 
 # --- request-time scoring ------------------------------------------------------------------------
@@ -261,9 +319,13 @@ class LiveList:
     predicted: np.ndarray  # float64 predicted ratings (MF fold-in), clipped to the rating scale
 
 
-def recommend_live(model: LiveModel, signals: UserSignals, n: int,
-                   neighbors: Mapping[int, list[tuple[int, float]]] | None = None,
-                   config: ScoringConfig = ScoringConfig()) -> LiveList:
+def recommend_live(
+    model: LiveModel,
+    signals: UserSignals,
+    n: int,
+    neighbors: Mapping[int, list[tuple[int, float]]] | None = None,
+    config: ScoringConfig = ScoringConfig(),
+) -> LiveList:
     """A user's top ``n`` from ``signals``: the top-N model on their ratings and likes, minus
     everything rated, liked, disliked or hidden, with the similar movies of ``boost_sources``
     (their lists in ``neighbors``) pulled up or down and stated genres preferred."""
@@ -278,17 +340,24 @@ def recommend_live(model: LiveModel, signals: UserSignals, n: int,
     cols = model.columns(ids)
 
     boost = np.zeros(len(model_ids), np.float32)
-    pairs = [(mid, sign * config.similar_decay ** rank) for source, sign in (signals.boost_sources or {}).items()
-             for rank, (mid, _) in enumerate((neighbors or {}).get(source, ()))]
+    pairs = [
+        (mid, sign * config.similar_decay**rank)
+        for source, sign in (signals.boost_sources or {}).items()
+        for rank, (mid, _) in enumerate((neighbors or {}).get(source, ()))
+    ]
     if pairs:
         c = model.columns([p[0] for p in pairs])
         pos = np.where(c >= 0, model.topn.col_to_model_[np.maximum(c, 0)], -1)
         ok = pos >= 0
-        np.add.at(boost, pos[ok], config.similar_boost * np.array([p[1] for p in pairs], np.float32)[ok])
+        np.add.at(
+            boost, pos[ok], config.similar_boost * np.array([p[1] for p in pairs], np.float32)[ok]
+        )
     share = None
     if signals.genres:
-        mass = _bits(np.array([model.genre_mask([g]) for g in signals.genres], np.uint32)).sum(axis=0) \
+        mass = (
+            _bits(np.array([model.genre_mask([g]) for g in signals.genres], np.uint32)).sum(axis=0)
             * config.stated_genre_mass
+        )
         if len(ids):
             mass = mass + vals.astype(np.float64) @ _bits(model.genre_masks(ids))
         pref = mass / max(mass.sum(), 1e-9)
@@ -298,19 +367,25 @@ def recommend_live(model: LiveModel, signals: UserSignals, n: int,
     def adjust(affinity: np.ndarray) -> None:
         if share is not None:
             positive = affinity > 0
-            affinity[positive] *= (1.0 + config.genre_boost * share[positive])
+            affinity[positive] *= 1.0 + config.genre_boost * share[positive]
             if cold:
                 affinity[share == 0] *= config.cold_off_genre
         affinity += boost
 
-    items, scores, because = model.topn.recommend_for_ratings(cols, vals, n=n, exclude=exclude, adjust=adjust)
+    items, scores, because = model.topn.recommend_for_ratings(
+        cols, vals, n=n, exclude=exclude, adjust=adjust
+    )
     ok = items[0] >= 0
     movie_ids = np.where(ok, model.movie_ids[np.maximum(items[0], 0)], -1)[ok]
     because_ids = np.where(because[0] >= 0, model.movie_ids[np.maximum(because[0], 0)], -1)[ok]
     f_ids, f_vals = signals.fold_in_rows()
-    vector, bias = model.mf.fold_in(pd.DataFrame({"movieId": f_ids, "rating": f_vals}), config.fold_in_min_weight)
+    vector, bias = model.mf.fold_in(
+        pd.DataFrame({"movieId": f_ids, "rating": f_vals}), config.fold_in_min_weight
+    )
     predicted = np.clip(model.mf.predict_folded(vector, bias, movie_ids), 0.5, 5.0)
-    return LiveList(movie_ids.astype(np.int64), scores[0][ok], because_ids.astype(np.int64), predicted)
+    return LiveList(
+        movie_ids.astype(np.int64), scores[0][ok], because_ids.astype(np.int64), predicted
+    )
 
 
 def _bits(masks: np.ndarray) -> np.ndarray:

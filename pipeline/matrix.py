@@ -58,15 +58,29 @@ class RatingMatrix:
     @classmethod
     def from_frame(cls, ratings: pd.DataFrame, user_ids=None, item_ids=None) -> "RatingMatrix":
         """From a pandas frame with ``userId, movieId, rating`` (small data and tests)."""
-        users = np.unique(ratings["userId"].to_numpy(np.int64)) if user_ids is None else np.asarray(user_ids, np.int64)
-        items = np.unique(ratings["movieId"].to_numpy(np.int64)) if item_ids is None else np.asarray(item_ids, np.int64)
+        users = (
+            np.unique(ratings["userId"].to_numpy(np.int64))
+            if user_ids is None
+            else np.asarray(user_ids, np.int64)
+        )
+        items = (
+            np.unique(ratings["movieId"].to_numpy(np.int64))
+            if item_ids is None
+            else np.asarray(item_ids, np.int64)
+        )
         return cls._assemble(users, items, [_triplets(ratings, users, items)])
 
     def rows(self, lo: int, hi: int) -> "RatingMatrix":
         """Rows ``lo .. hi - 1`` as a matrix of their own (same columns; copies of the slices)."""
         a, b = int(self.csr.indptr[lo]), int(self.csr.indptr[hi])
-        csr = sp.csr_matrix((self.csr.data[a:b].copy(), self.csr.indices[a:b].copy(),
-                             self.csr.indptr[lo:hi + 1] - a), shape=(hi - lo, self.csr.shape[1]))
+        csr = sp.csr_matrix(
+            (
+                self.csr.data[a:b].copy(),
+                self.csr.indices[a:b].copy(),
+                self.csr.indptr[lo : hi + 1] - a,
+            ),
+            shape=(hi - lo, self.csr.shape[1]),
+        )
         ts = None if self.timestamps is None else self.timestamps[a:b].copy()
         return RatingMatrix(self.user_ids[lo:hi].copy(), self.item_ids, csr, ts)
 
@@ -152,4 +166,9 @@ def _triplets(frame: pd.DataFrame, users: np.ndarray, items: np.ndarray):
     c = lookup(items, frame["movieId"].to_numpy(np.int64))
     keep = (r >= 0) & (c >= 0)
     ts = frame["timestamp"].to_numpy(np.int64)[keep] if "timestamp" in frame.columns else None
-    return r[keep].astype(np.int32), c[keep].astype(np.int32), frame["rating"].to_numpy(np.float32)[keep], ts
+    return (
+        r[keep].astype(np.int32),
+        c[keep].astype(np.int32),
+        frame["rating"].to_numpy(np.float32)[keep],
+        ts,
+    )

@@ -27,8 +27,13 @@ def mae(truth, predicted) -> float:
     return float(np.mean(np.abs(t - p)))
 
 
-def topn_metrics(recommendations: pd.DataFrame, test: pd.DataFrame, k: int = 10,
-                 threshold: float = 4.0, catalogue_size: int | None = None) -> dict:
+def topn_metrics(
+    recommendations: pd.DataFrame,
+    test: pd.DataFrame,
+    k: int = 10,
+    threshold: float = 4.0,
+    catalogue_size: int | None = None,
+) -> dict:
     """Score ``recommendations`` (``userId, rank, movieId``) against ``test`` ratings."""
     relevant = test.loc[test["rating"] >= threshold, ["userId", "movieId"]]
     rel_sets = relevant.groupby("userId")["movieId"].agg(frozenset).to_dict()

@@ -119,7 +119,9 @@ class BiasedMF:
         csr = matrix.csr.astype(np.float32)
         csr.sort_indices()
         mu = float(csr.data.mean(dtype=np.float64)) if global_mean is None else float(global_mean)
-        centred = sp.csr_matrix((csr.data - np.float32(mu), csr.indices, csr.indptr), shape=csr.shape)
+        centred = sp.csr_matrix(
+            (csr.data - np.float32(mu), csr.indices, csr.indptr), shape=csr.shape
+        )
         by_item = centred.T.tocsr()
         by_item.sort_indices()
         k = cfg.factors
@@ -135,7 +137,7 @@ class BiasedMF:
                 bar.update(1)
                 items = self._half_step(by_item, items, users)
                 bar.update(1)
-        users[np.diff(centred.indptr) == 0] = 0.0   # no ratings: no evidence, so no factors or bias
+        users[np.diff(centred.indptr) == 0] = 0.0  # no ratings: no evidence, so no factors or bias
         items[np.diff(by_item.indptr) == 0] = 0.0
         self.global_mean_ = mu
         self.user_ids_ = np.asarray(matrix.user_ids, np.int64)
@@ -158,18 +160,22 @@ class BiasedMF:
         for start, stop in _row_blocks(indptr, cfg.block_ratings):
             lo, hi = indptr[start], indptr[stop]
             cols = mat.indices[lo:hi]
-            counts = np.diff(indptr[start:stop + 1])
-            local_ptr = indptr[start:stop + 1] - lo
+            counts = np.diff(indptr[start : stop + 1])
+            local_ptr = indptr[start : stop + 1] - lo
             target = mat.data[lo:hi] - other_bias[cols]
-            d = design[cols]                                    # ratings x (k+1)
+            d = design[cols]  # ratings x (k+1)
             lam = (cfg.regularization * counts).astype(np.float32)[:, None]
             n_rows = stop - start
 
             entry_row = np.repeat(np.arange(n_rows), counts)
-            spread = np.empty_like(d)  # reused by every matvec: no new ratings x (k+1) array each time
+            spread = np.empty_like(
+                d
+            )  # reused by every matvec: no new ratings x (k+1) array each time
 
             def scatter(values):
-                return sp.csr_matrix((values, cols, local_ptr), shape=(n_rows, len(design))) @ design
+                return (
+                    sp.csr_matrix((values, cols, local_ptr), shape=(n_rows, len(design))) @ design
+                )
 
             def matvec(v):
                 np.take(v, entry_row, axis=0, out=spread)
@@ -191,7 +197,9 @@ class BiasedMF:
             out[start:stop] = x
         return out
 
-    def estimate(self, user_index: np.ndarray, item_index: np.ndarray, block: int = 500_000) -> np.ndarray:
+    def estimate(
+        self, user_index: np.ndarray, item_index: np.ndarray, block: int = 500_000
+    ) -> np.ndarray:
         """Predictions for internal indices; an unknown side (-1) contributes nothing."""
         out = np.full(len(user_index), self.global_mean_, np.float64)
         uk, ik = user_index >= 0, item_index >= 0
@@ -199,8 +207,10 @@ class BiasedMF:
         out += np.where(ik, self.item_bias_[np.maximum(item_index, 0)], 0.0)
         both = np.flatnonzero(uk & ik)
         for s in range(0, len(both), block):
-            b = both[s:s + block]
-            out[b] += np.einsum("ij,ij->i", self.user_factors_[user_index[b]], self.item_factors_[item_index[b]])
+            b = both[s : s + block]
+            out[b] += np.einsum(
+                "ij,ij->i", self.user_factors_[user_index[b]], self.item_factors_[item_index[b]]
+            )
         return out
 
     def predict(self, user_ids, item_ids) -> np.ndarray:
@@ -221,8 +231,14 @@ class BiasedMF:
         known = idx >= 0
         if not known.any():
             return np.zeros(k, np.float32), 0.0
-        d = np.hstack([self.item_factors_[idx[known]], np.ones((known.sum(), 1), np.float32)]).astype(np.float64)
-        y = ratings["rating"].to_numpy(np.float64)[known] - self.global_mean_ - self.item_bias_[idx[known]]
+        d = np.hstack(
+            [self.item_factors_[idx[known]], np.ones((known.sum(), 1), np.float32)]
+        ).astype(np.float64)
+        y = (
+            ratings["rating"].to_numpy(np.float64)[known]
+            - self.global_mean_
+            - self.item_bias_[idx[known]]
+        )
         a = d.T @ d + self.config.regularization * max(int(known.sum()), min_weight) * np.eye(k + 1)
         x = np.linalg.solve(a, d.T @ y)
         return x[:k].astype(np.float32), float(x[k])
@@ -232,7 +248,9 @@ class BiasedMF:
         idx = lookup(self.item_ids_, item_ids)
         known = idx >= 0
         out = np.full(len(idx), self.global_mean_ + bias, np.float64)
-        out[known] += self.item_bias_[idx[known]] + self.item_factors_[idx[known]] @ np.asarray(vector, np.float32)
+        out[known] += self.item_bias_[idx[known]] + self.item_factors_[idx[known]] @ np.asarray(
+            vector, np.float32
+        )
         return out
 
 

@@ -28,8 +28,13 @@ class Steps:
             yield
         finally:
             self.timings[name] = round(time.perf_counter() - t, 3)
-            log.info("%s done in %.1f s (this process: %.2f GiB resident, %.2f GiB at most)", name,
-                     self.timings[name], _rss_gib(), _peak_rss_gib())
+            log.info(
+                "%s done in %.1f s (this process: %.2f GiB resident, %.2f GiB at most)",
+                name,
+                self.timings[name],
+                _rss_gib(),
+                _peak_rss_gib(),
+            )
 
     def total(self) -> float:
         return round(time.perf_counter() - self._t0, 3)
@@ -64,8 +69,17 @@ class _LogProgress:
             self._last = now
             rate = self.done / max(now - self._start, 1e-9)
             left = (self.total - self.done) / rate if rate > 0 else float("inf")
-            log.info("%s: %d/%d %s (%.0f%%), %.3g %s/s, %.0f s left", self.label, self.done, self.total,
-                     self.unit, 100.0 * self.done / max(self.total, 1), rate, self.unit, left)
+            log.info(
+                "%s: %d/%d %s (%.0f%%), %.3g %s/s, %.0f s left",
+                self.label,
+                self.done,
+                self.total,
+                self.unit,
+                100.0 * self.done / max(self.total, 1),
+                rate,
+                self.unit,
+                left,
+            )
 
 
 @contextlib.contextmanager
@@ -75,7 +89,9 @@ def progress(label: str, total: int, unit: str = "it", every_s: float = 5.0) -> 
     if sys.stderr.isatty():
         from tqdm import tqdm
 
-        with tqdm(total=total, desc=label, unit=f" {unit}", unit_scale=True, dynamic_ncols=True) as bar:
+        with tqdm(
+            total=total, desc=label, unit=f" {unit}", unit_scale=True, dynamic_ncols=True
+        ) as bar:
             yield bar
     else:
         yield _LogProgress(label, total, unit, every_s)

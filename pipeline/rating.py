@@ -98,28 +98,36 @@ class ItemKNN:
         z = z.astype(np.float32, copy=False)
         z_t = z.T.tocsr()
         # the co-rating counts' matrices share the residuals' index arrays
-        ones, ones_t = (sp.csr_matrix((np.ones(a.nnz, np.float32), a.indices, a.indptr), shape=a.shape)
-                        for a in (z, z_t))
+        ones, ones_t = (
+            sp.csr_matrix((np.ones(a.nnz, np.float32), a.indices, a.indptr), shape=a.shape)
+            for a in (z, z_t)
+        )
         norm = np.sqrt(np.asarray(z.multiply(z).sum(axis=0), np.float64).ravel()).astype(np.float32)
         norm[norm == 0] = 1.0
         block = max(1, cfg.block_cells // len(keep))
         with progress("item kNN similarities", len(keep), unit="items") as bar:
             for start in range(0, len(keep), block):
-                self._fill_block(start, min(start + block, len(keep)), keep, m, z_t, z, ones_t, ones, norm)
+                self._fill_block(
+                    start, min(start + block, len(keep)), keep, m, z_t, z, ones_t, ones, norm
+                )
                 bar.update(min(start + block, len(keep)) - start)
         return self
 
     def _fill_block(self, start, stop, keep, m, z_t, z, ones_t, ones, norm) -> None:
         """The neighbour lists of the kept items ``start .. stop - 1``."""
-        rows, cols, values = self._similar_pairs(z_t[start:stop], z, ones_t[start:stop], ones,
-                                                 norm[start:stop], norm, start)
+        rows, cols, values = self._similar_pairs(
+            z_t[start:stop], z, ones_t[start:stop], ones, norm[start:stop], norm, start
+        )
         n_rows, width = stop - start, len(keep)
         if len(values) > _DENSE_SELECT * n_rows * width:
             # many positives per row (a smaller catalogue): select in a dense block, the others -inf
             table = np.full((n_rows, width), -np.inf, np.float32)
             table[rows, cols] = values
-            top = np.argpartition(-table, m - 1, axis=1)[:, :m] if m < width else \
-                np.broadcast_to(np.arange(width), (n_rows, width)).copy()
+            top = (
+                np.argpartition(-table, m - 1, axis=1)[:, :m]
+                if m < width
+                else np.broadcast_to(np.arange(width), (n_rows, width)).copy()
+            )
             rows = np.repeat(np.arange(n_rows), top.shape[1])
             cols = top.ravel()
             values = table[rows, cols]
@@ -145,16 +153,28 @@ class ItemKNN:
         co = (ones_block @ ones).tocsr()
         co.data -= 1.0
         np.maximum(co.data, 0.0, out=co.data)
-        co.data = co.data / (co.data + shrinkage) if shrinkage > 0 else (co.data > 0).astype(np.float32)
+        co.data = (
+            co.data / (co.data + shrinkage) if shrinkage > 0 else (co.data > 0).astype(np.float32)
+        )
         sim = (z_block @ z).tocsr()
         row = np.repeat(np.arange(sim.shape[0]), np.diff(sim.indptr))
         sim.data /= norm_block[row] * norm[sim.indices]
         sim = sim.multiply(co).tocoo()
         ok = (sim.data > 0) & (sim.col != sim.row + start)  # never its own neighbour
-        return sim.row[ok].astype(np.int64), sim.col[ok].astype(np.int64), sim.data[ok].astype(np.float32)
+        return (
+            sim.row[ok].astype(np.int64),
+            sim.col[ok].astype(np.int64),
+            sim.data[ok].astype(np.float32),
+        )
 
-    def estimate(self, history: "_UserHistory", rows: np.ndarray, items: np.ndarray,
-                 dense_budget: int = 32_000_000, block: int = 50_000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def estimate(
+        self,
+        history: "_UserHistory",
+        rows: np.ndarray,
+        items: np.ndarray,
+        dense_budget: int = 32_000_000,
+        block: int = 50_000,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Similarity-weighted mean residual of the user's most similar rated items.
 
         Returns (offset, weight sum, neighbours used), 0 where the user or item is unknown or
@@ -175,12 +195,12 @@ class ItemKNN:
         users = np.unique(sorted_rows)
         per_block = max(1, dense_budget // max(n_items, 1))
         for us in range(0, len(users), per_block):
-            group = users[us:us + per_block]
+            group = users[us : us + per_block]
             table = history.dense(group)
             lo = int(np.searchsorted(sorted_rows, group[0], side="left"))
             hi = int(np.searchsorted(sorted_rows, group[-1], side="right"))
             for s in range(lo, hi, block):
-                b = valid[s:min(s + block, hi)]
+                b = valid[s : min(s + block, hi)]
                 local = np.searchsorted(group, rows[b])
                 nb = self.neighbours_[items[b]]
                 z = table[local[:, None], np.maximum(nb, 0)]
@@ -188,7 +208,9 @@ class ItemKNN:
                 hit &= np.cumsum(hit, axis=1) <= k
                 w = np.where(hit, self.similarities_[items[b]], 0.0)
                 ws = w.sum(axis=1)
-                out[b] = np.where(ws > 0, (w * np.where(hit, z, 0.0)).sum(axis=1) / np.maximum(ws, 1e-12), 0.0)
+                out[b] = np.where(
+                    ws > 0, (w * np.where(hit, z, 0.0)).sum(axis=1) / np.maximum(ws, 1e-12), 0.0
+                )
                 weight[b] = ws
                 used[b] = hit.sum(axis=1)
         return out, weight, used
@@ -265,27 +287,36 @@ class _UserHistory:
     t0: int
 
     @classmethod
-    def build(cls, n_rows, rows, items, n_items, base_residual, ts, mf_residual, t0) -> "_UserHistory":
+    def build(
+        cls, n_rows, rows, items, n_items, base_residual, ts, mf_residual, t0
+    ) -> "_UserHistory":
         """From entries (row, item, residuals[, timestamp]); entries already sorted by (row, item),
         as a CSR matrix's are, are used as they are (no copy)."""
         rows, items = np.asarray(rows), np.asarray(items)
         residual = np.asarray(base_residual, np.float32)
-        ordered = len(rows) < 2 or bool(np.all((rows[1:] > rows[:-1]) |
-                                               ((rows[1:] == rows[:-1]) & (items[1:] > items[:-1]))))
+        ordered = len(rows) < 2 or bool(
+            np.all((rows[1:] > rows[:-1]) | ((rows[1:] == rows[:-1]) & (items[1:] > items[:-1])))
+        )
         cols = np.asarray(items, np.int32)
         if not ordered:
             order = np.lexsort((items, rows))
             cols, residual = cols[order], residual[order]
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_rows))]).astype(np.int64)
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_rows))]).astype(
+            np.int64
+        )
         time_keys, cumsum = np.empty(0, np.int64), np.zeros(1)
         if ts is not None:
             ts = np.asarray(ts, np.float64)
             has_ts = ~np.isnan(ts)
-            offset = np.clip(np.nan_to_num(ts[has_ts]) - t0, 0, (1 << _TS_BITS) - 1).astype(np.int64)
+            offset = np.clip(np.nan_to_num(ts[has_ts]) - t0, 0, (1 << _TS_BITS) - 1).astype(
+                np.int64
+            )
             time_keys = (np.asarray(rows, np.int64)[has_ts] << _TS_BITS) | offset
             t_order = np.argsort(time_keys, kind="stable")
             time_keys = time_keys[t_order]
-            cumsum = np.concatenate([[0.0], np.cumsum(np.asarray(mf_residual, np.float64)[has_ts][t_order])])
+            cumsum = np.concatenate(
+                [[0.0], np.cumsum(np.asarray(mf_residual, np.float64)[has_ts][t_order])]
+            )
         return cls(n_items, indptr, cols, residual, time_keys, cumsum, int(t0))
 
     def take(self, rows: np.ndarray) -> "_UserHistory":
@@ -301,8 +332,15 @@ class _UserHistory:
         local = np.repeat(np.arange(len(rows), dtype=np.int64), t_hi - t_lo)
         offset = self.time_keys[t_entry] & ((1 << _TS_BITS) - 1)
         steps = self.time_cumsum[t_entry + 1] - self.time_cumsum[t_entry]
-        return _UserHistory(self.n_items, indptr, self.cols[entry], self.residual[entry],
-                            (local << _TS_BITS) | offset, np.concatenate([[0.0], np.cumsum(steps)]), self.t0)
+        return _UserHistory(
+            self.n_items,
+            indptr,
+            self.cols[entry],
+            self.residual[entry],
+            (local << _TS_BITS) | offset,
+            np.concatenate([[0.0], np.cumsum(steps)]),
+            self.t0,
+        )
 
     def dense(self, rows: np.ndarray) -> np.ndarray:
         """len(rows) x n_items float32 table of residuals, NaN where the user did not rate."""
@@ -343,7 +381,9 @@ class _UserState:
 
     def take(self, rows: np.ndarray) -> "_UserState":
         """The state of ``rows`` (in that order) as rows ``0 .. len(rows) - 1``."""
-        return _UserState(self.base_bias[rows], self.mf_bias[rows], self.mf_factors[rows], self.history.take(rows))
+        return _UserState(
+            self.base_bias[rows], self.mf_bias[rows], self.mf_factors[rows], self.history.take(rows)
+        )
 
 
 @dataclass
@@ -379,11 +419,19 @@ class _Collaborative:
     def __init__(self, config: RatingModelConfig):
         self.config = config
 
-    def fit(self, matrix: RatingMatrix, ts: np.ndarray, t0: int, global_mean: float) -> "_Collaborative":
+    def fit(
+        self, matrix: RatingMatrix, ts: np.ndarray, t0: int, global_mean: float
+    ) -> "_Collaborative":
         cfg = self.config
         started = time.perf_counter()
-        log.info("collaborative models on %s ratings: biases and matrix factorisation ...", f"{matrix.nnz:,}")
-        self.user_ids, self.item_ids = matrix.user_ids, matrix.item_ids  # the ratings themselves are not kept
+        log.info(
+            "collaborative models on %s ratings: biases and matrix factorisation ...",
+            f"{matrix.nnz:,}",
+        )
+        self.user_ids, self.item_ids = (
+            matrix.user_ids,
+            matrix.item_ids,
+        )  # the ratings themselves are not kept
         self.bias = Biases(cfg.bias).fit(matrix, global_mean)
         self.mf = BiasedMF(cfg.mf).fit(matrix, global_mean)
         mf_done = time.perf_counter()
@@ -393,21 +441,39 @@ class _Collaborative:
         # the same-day window needs the MF residuals in time order; without time features, neither
         mf_res = _residuals(csr, rows, self.mf.estimate) if cfg.time_features else None
         self.knn = None
-        log.info("collaborative models on %s ratings: biases and matrix factorisation fitted in %.1f s; item kNN ...",
-                 f"{matrix.nnz:,}", mf_done - started)
+        log.info(
+            "collaborative models on %s ratings: biases and matrix factorisation fitted in %.1f s; item kNN ...",
+            f"{matrix.nnz:,}",
+            mf_done - started,
+        )
         if cfg.knn.neighbors > 0:
             z = sp.csr_matrix((base_res, csr.indices, csr.indptr), shape=csr.shape)
             self.knn = ItemKNN(cfg.knn).fit(z)
             del z
-        history = _UserHistory.build(csr.shape[0], rows, csr.indices, csr.shape[1], base_res,
-                                     ts if cfg.time_features else None, mf_res, t0)
+        history = _UserHistory.build(
+            csr.shape[0],
+            rows,
+            csr.indices,
+            csr.shape[1],
+            base_res,
+            ts if cfg.time_features else None,
+            mf_res,
+            t0,
+        )
         del rows, base_res, mf_res
-        self.state = _UserState(self.bias.user_bias_, self.mf.user_bias_, self.mf.user_factors_, history)
-        log.info("collaborative models on %s ratings: item kNN and histories fitted in %.1f s",
-                 f"{matrix.nnz:,}", time.perf_counter() - mf_done)
+        self.state = _UserState(
+            self.bias.user_bias_, self.mf.user_bias_, self.mf.user_factors_, history
+        )
+        log.info(
+            "collaborative models on %s ratings: item kNN and histories fitted in %.1f s",
+            f"{matrix.nnz:,}",
+            time.perf_counter() - mf_done,
+        )
         return self
 
-    def columns(self, state: _UserState, rows: np.ndarray, items: np.ndarray, ts: np.ndarray) -> dict:
+    def columns(
+        self, state: _UserState, rows: np.ndarray, items: np.ndarray, ts: np.ndarray
+    ) -> dict:
         """The collaborative features of pairs given as (row in ``state``, item column, timestamp)."""
         cfg = self.config
         uk, ik = rows >= 0, items >= 0
@@ -419,14 +485,17 @@ class _Collaborative:
         mf_ib = np.where(ik, self.mf.item_bias_[i], np.nan)
         mf = self.mf.global_mean_ + np.nan_to_num(mf_ub) + np.nan_to_num(mf_ib)
         both = np.flatnonzero(uk & ik)
-        mf[both] += np.einsum("ij,ij->i", state.mf_factors[rows[both]], self.mf.item_factors_[items[both]])
+        mf[both] += np.einsum(
+            "ij,ij->i", state.mf_factors[rows[both]], self.mf.item_factors_[items[both]]
+        )
         out = {"base": base, "mf": mf, "mf_user_bias": mf_ub, "mf_item_bias": mf_ib}
         if self.knn is not None:
             offset, weight, used = self.knn.estimate(state.history, rows, items)
             out.update(knn=base + offset, knn_weight=weight, knn_n=used)
         if cfg.time_features:
             out["day_n"], out["day_res"] = state.history.window(
-                rows, ts, cfg.day_window_days * 86_400.0, cfg.day_damping)
+                rows, ts, cfg.day_window_days * 86_400.0, cfg.day_damping
+            )
         return out
 
     def user_index(self, ids) -> np.ndarray:
@@ -469,7 +538,9 @@ class RatingModel:
     def item_bias_(self) -> np.ndarray:
         return self.mf_.item_bias_
 
-    def fit(self, train, features: TrainingFeatures, matrix: RatingMatrix | None = None) -> "RatingModel":
+    def fit(
+        self, train, features: TrainingFeatures, matrix: RatingMatrix | None = None
+    ) -> "RatingModel":
         """Fit on ``train`` (Dask or pandas: userId, movieId, rating, timestamp) and the
         ``features`` built from the same ratings. ``matrix`` (optional) holds the same ratings
         with their timestamps (``RatingMatrix.from_dask(train)``): the model then takes its
@@ -480,23 +551,37 @@ class RatingModel:
         entries, user_ids, item_ids = self._collect(train, features, matrix)
 
         def final_fit() -> _Collaborative:  # the collaborative models on every training rating
-            return _Collaborative(cfg).fit(entries.matrix(user_ids, item_ids), entries.ts,
-                                           int(entries.ts.min()) - 1, features.global_mean)
+            return _Collaborative(cfg).fit(
+                entries.matrix(user_ids, item_ids),
+                entries.ts,
+                int(entries.ts.min()) - 1,
+                features.global_mean,
+            )
 
         # on a Dask cluster the fold fits run on the workers while this process makes the final
         # fit; in-process, one after the other
-        x, y, _, collaborative = self._stack(entries, user_ids, item_ids, features, _cluster_of(train), final_fit)
+        x, y, _, collaborative = self._stack(
+            entries, user_ids, item_ids, features, _cluster_of(train), final_fit
+        )
         # a column that is never observed (e.g. no release years at all) carries nothing
         self.columns_ = [c for c in x.columns if x[c].notna().any()]
         x = x[self.columns_]
         gbm = HistGradientBoostingRegressor(
-            max_iter=cfg.gbm_max_iter, learning_rate=cfg.gbm_learning_rate,
-            max_leaf_nodes=cfg.gbm_max_leaf_nodes, min_samples_leaf=cfg.gbm_min_samples_leaf,
-            l2_regularization=cfg.gbm_l2_regularization, early_stopping=False, random_state=cfg.seed,
+            max_iter=cfg.gbm_max_iter,
+            learning_rate=cfg.gbm_learning_rate,
+            max_leaf_nodes=cfg.gbm_max_leaf_nodes,
+            min_samples_leaf=cfg.gbm_min_samples_leaf,
+            l2_regularization=cfg.gbm_l2_regularization,
+            early_stopping=False,
+            random_state=cfg.seed,
         )
         started = time.perf_counter()
-        log.info("rating model: gradient boosting on %s rows x %d features (%d trees) ...", f"{len(y):,}",
-                 len(self.columns_), cfg.gbm_max_iter)
+        log.info(
+            "rating model: gradient boosting on %s rows x %d features (%d trees) ...",
+            f"{len(y):,}",
+            len(self.columns_),
+            cfg.gbm_max_iter,
+        )
         with self._threads(cfg.gbm_fit_threads):
             self.gbm_ = gbm.fit(x.to_numpy(np.float32), y)
         log.info("rating model: gradient boosting done in %.1f s", time.perf_counter() - started)
@@ -512,7 +597,9 @@ class RatingModel:
 
         return threadpool_limits(limits=limit, user_api="openmp")
 
-    def stacking_rows(self, train, features: TrainingFeatures) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    def stacking_rows(
+        self, train, features: TrainingFeatures
+    ) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
         """The out-of-fold rows the gradient-boosting model is trained on: (X, y, pairs).
 
         ``pairs`` has userId, movieId, timestamp (NaN where hidden) and fold of each row; each
@@ -524,20 +611,34 @@ class RatingModel:
         if self.config.stack_folds < 1:
             raise ValueError("stack_folds must be at least 1")
         user_ids = features.users.index.to_numpy(np.int64)
-        item_ids = features.movies.index[features.movies["n_ratings"].to_numpy() > 0].to_numpy(np.int64)
+        item_ids = features.movies.index[features.movies["n_ratings"].to_numpy() > 0].to_numpy(
+            np.int64
+        )
         if matrix is None:
             entries = _Entries.collect(train, user_ids, item_ids)
-        elif (matrix.timestamps is not None and np.array_equal(matrix.user_ids, user_ids)
-              and np.array_equal(matrix.item_ids, item_ids)):
+        elif (
+            matrix.timestamps is not None
+            and np.array_equal(matrix.user_ids, user_ids)
+            and np.array_equal(matrix.item_ids, item_ids)
+        ):
             entries = _Entries.from_matrix(matrix)
         else:
-            raise ValueError("the rating matrix must hold the features' users and rated movies, with timestamps")
+            raise ValueError(
+                "the rating matrix must hold the features' users and rated movies, with timestamps"
+            )
         if entries.size == 0:
             raise ValueError("no training ratings")
         return entries, user_ids, item_ids
 
-    def _stack(self, entries: "_Entries", user_ids: np.ndarray, item_ids: np.ndarray,
-               features: TrainingFeatures, client=None, meanwhile=None):
+    def _stack(
+        self,
+        entries: "_Entries",
+        user_ids: np.ndarray,
+        item_ids: np.ndarray,
+        features: TrainingFeatures,
+        client=None,
+        meanwhile=None,
+    ):
         """``(X, y, pairs, meanwhile())``: the stacking rows, their targets and pairs (with each
         row's fold), and the result of ``meanwhile`` (None when not given), which runs in this
         process while the fold fits run on the Dask cluster of ``client`` (or after them, in
@@ -545,13 +646,19 @@ class RatingModel:
         cfg = self.config
         h = _pair_hash(user_ids[entries.rows], item_ids[entries.cols], cfg.seed)
         rate = min(1.0 if cfg.stack_folds > 1 else cfg.blend_share, cfg.max_gbm_rows / entries.size)
-        chosen = (h >> np.uint64(11)).astype(np.float64) * 2.0 ** -53 < rate
+        chosen = (h >> np.uint64(11)).astype(np.float64) * 2.0**-53 < rate
         fold = np.where(chosen, (h % np.uint64(cfg.stack_folds)).astype(np.int8), np.int8(-1))
         del h, chosen
         present = [f for f in range(cfg.stack_folds) if (fold == f).any()]
         # each fold's rows and the rows of no fold apart: a fold's fit reads the others as they are
-        job = _FoldJob(self, {int(g): entries.subset(fold == g) for g in np.unique(fold)}, user_ids, item_ids,
-                       features, int(entries.ts.min()) - 1)
+        job = _FoldJob(
+            self,
+            {int(g): entries.subset(fold == g) for g in np.unique(fold)},
+            user_ids,
+            item_ids,
+            features,
+            int(entries.ts.min()) - 1,
+        )
         del fold
         with progress("rating model: stacking folds", len(present), unit="folds") as bar:
             if client is None:
@@ -573,17 +680,31 @@ class RatingModel:
                 parts = client.gather(futures)
                 del shared, futures
         frames, targets, folds = zip(*parts)
-        return (pd.concat(frames, ignore_index=True), np.concatenate(targets), pd.concat(folds, ignore_index=True),
-                other)
+        return (
+            pd.concat(frames, ignore_index=True),
+            np.concatenate(targets),
+            pd.concat(folds, ignore_index=True),
+            other,
+        )
 
-    def _design(self, collab: _Collaborative, state: _UserState, features: TrainingFeatures,
-                pairs: pd.DataFrame, rows: np.ndarray, items: np.ndarray) -> pd.DataFrame:
+    def _design(
+        self,
+        collab: _Collaborative,
+        state: _UserState,
+        features: TrainingFeatures,
+        pairs: pd.DataFrame,
+        rows: np.ndarray,
+        items: np.ndarray,
+    ) -> pd.DataFrame:
         """GBM input rows: ``rating_rows`` features plus the collaborative columns."""
         frame = rating_rows(pairs, features)
         if not self.config.time_features:
             frame = frame.drop(columns=[c for c in TIME_COLUMNS if c in frame.columns])
-        ts = (pd.to_numeric(pairs["timestamp"], errors="coerce").to_numpy(np.float64)
-              if "timestamp" in pairs else np.full(len(pairs), np.nan))
+        ts = (
+            pd.to_numeric(pairs["timestamp"], errors="coerce").to_numpy(np.float64)
+            if "timestamp" in pairs
+            else np.full(len(pairs), np.nan)
+        )
         for name, values in collab.columns(state, rows, items, ts).items():
             frame[name] = np.asarray(values, np.float32)
         return frame
@@ -599,14 +720,16 @@ class RatingModel:
         collab = self.collaborative_
         if users is None and collab.state is None:
             raise ValueError("this copy of the model holds no users: pass users=model.users(ids)")
-        state, index = (collab.state, collab.user_index) if users is None else (users.state, users.index)
+        state, index = (
+            (collab.state, collab.user_index) if users is None else (users.state, users.index)
+        )
         out = np.empty(len(pairs), np.float64)
         block = self.config.predict_block
         for s in range(0, len(pairs), block):
-            part = pairs.iloc[s:s + block]
+            part = pairs.iloc[s : s + block]
             rows = index(part["userId"].to_numpy(np.int64))
             items = collab.item_index(part["movieId"].to_numpy(np.int64))
-            out[s:s + block] = self._predict_rows(state, self.features_, part, rows, items)
+            out[s : s + block] = self._predict_rows(state, self.features_, part, rows, items)
         return out
 
     def users(self, user_ids) -> KnownUsers:
@@ -630,8 +753,14 @@ class RatingModel:
         pred = collab.bias.estimate(np.full(len(rows), -1), items)
         known = np.flatnonzero(rows >= 0)
         if len(known):
-            x = self._design(collab, state, features, pairs.iloc[known].reset_index(drop=True),
-                             rows[known], items[known])
+            x = self._design(
+                collab,
+                state,
+                features,
+                pairs.iloc[known].reset_index(drop=True),
+                rows[known],
+                items[known],
+            )
             with self._threads(self.config.gbm_threads):
                 pred[known] = self.gbm_.predict(x[self.columns_].to_numpy(np.float32))
         return np.clip(np.nan_to_num(pred, nan=collab.bias.global_mean_), MIN_RATING, MAX_RATING)
@@ -649,27 +778,56 @@ class RatingModel:
         r = ratings["rating"].to_numpy(np.float64)
         vector, bias = collab.mf.fold_in(ratings)
         base_bias = collab.bias.user_bias_for(items, r)
-        ts = (pd.to_numeric(ratings["timestamp"], errors="coerce").to_numpy(np.float64)
-              if "timestamp" in ratings else np.full(len(ratings), np.nan))
+        ts = (
+            pd.to_numeric(ratings["timestamp"], errors="coerce").to_numpy(np.float64)
+            if "timestamp" in ratings
+            else np.full(len(ratings), np.nan)
+        )
         known = items >= 0
         i = np.maximum(items, 0)
         base_res = r - (collab.bias.global_mean_ + base_bias + collab.bias.item_bias_[i])
-        mf_res = r - (collab.mf.global_mean_ + bias + collab.mf.item_bias_[i] + collab.mf.item_factors_[i] @ vector)
-        history = _UserHistory.build(1, np.zeros(known.sum(), np.int64), items[known], len(collab.item_ids),
-                                     base_res[known], ts[known], mf_res[known], collab.state.history.t0)
-        state = _UserState(np.array([base_bias], np.float32), np.array([bias], np.float32),
-                           vector[None, :].astype(np.float32), history)
-        return FoldedUser(vector, bias, single_user_features(self.features_, ratings), state, len(ratings))
+        mf_res = r - (
+            collab.mf.global_mean_
+            + bias
+            + collab.mf.item_bias_[i]
+            + collab.mf.item_factors_[i] @ vector
+        )
+        history = _UserHistory.build(
+            1,
+            np.zeros(known.sum(), np.int64),
+            items[known],
+            len(collab.item_ids),
+            base_res[known],
+            ts[known],
+            mf_res[known],
+            collab.state.history.t0,
+        )
+        state = _UserState(
+            np.array([base_bias], np.float32),
+            np.array([bias], np.float32),
+            vector[None, :].astype(np.float32),
+            history,
+        )
+        return FoldedUser(
+            vector, bias, single_user_features(self.features_, ratings), state, len(ratings)
+        )
 
-    def predict_folded(self, user: FoldedUser, movie_ids, timestamp: float | None = None) -> np.ndarray:
+    def predict_folded(
+        self, user: FoldedUser, movie_ids, timestamp: float | None = None
+    ) -> np.ndarray:
         """Predicted ratings of a folded-in user for ``movie_ids``, in [0.5, 5]."""
         movie_ids = np.asarray(movie_ids, np.int64)
         if user.n_ratings == 0:
             items = self.collaborative_.item_index(movie_ids)
             pred = self.collaborative_.bias.estimate(np.full(len(items), -1), items)
             return np.clip(pred, MIN_RATING, MAX_RATING)
-        pairs = pd.DataFrame({"userId": np.full(len(movie_ids), -1, np.int64), "movieId": movie_ids,
-                              "timestamp": np.full(len(movie_ids), np.nan if timestamp is None else timestamp)})
+        pairs = pd.DataFrame(
+            {
+                "userId": np.full(len(movie_ids), -1, np.int64),
+                "movieId": movie_ids,
+                "timestamp": np.full(len(movie_ids), np.nan if timestamp is None else timestamp),
+            }
+        )
         rows = np.zeros(len(movie_ids), np.int64)
         items = self.collaborative_.item_index(movie_ids)
         return self._predict_rows(user.state, user.features, pairs, rows, items)
@@ -695,11 +853,15 @@ class _FoldJob:
         held = self.parts[f]
         sub = _Entries.union([p for g, p in self.parts.items() if g != f])
         fold_features = refit_features(sub.frames(user_ids, item_ids), self.features)
-        collab = _Collaborative(cfg).fit(sub.matrix(user_ids, item_ids), sub.ts, self.t0, fold_features.global_mean)
+        collab = _Collaborative(cfg).fit(
+            sub.matrix(user_ids, item_ids), sub.ts, self.t0, fold_features.global_mean
+        )
         del sub
         ts = held.ts.astype(np.float64)
         if cfg.time_features:  # each fold its own stream, so the folds may run in any order
-            ts[np.random.default_rng([cfg.seed, f]).random(len(ts)) < cfg.timestamp_dropout] = np.nan
+            ts[np.random.default_rng([cfg.seed, f]).random(len(ts)) < cfg.timestamp_dropout] = (
+                np.nan
+            )
         else:
             ts[:] = np.nan
         rows, cols = held.rows.astype(np.int64), held.cols.astype(np.int64)
@@ -739,7 +901,9 @@ class _Entries:
             import dask
 
             cols = train[["userId", "movieId", "rating", "timestamp"]]
-            parts = dask.compute(*[dask.delayed(_arrays)(p, user_ids, item_ids) for p in cols.to_delayed()])
+            parts = dask.compute(
+                *[dask.delayed(_arrays)(p, user_ids, item_ids) for p in cols.to_delayed()]
+            )
         rows = np.concatenate([p[0] for p in parts])
         cols_ = np.concatenate([p[1] for p in parts])
         vals = np.concatenate([p[2] for p in parts])
@@ -752,8 +916,14 @@ class _Entries:
         """The entries of ``matrix`` (with timestamps), sharing its arrays (CSR order already)."""
         csr = matrix.csr
         rows = np.repeat(np.arange(csr.shape[0], dtype=np.int32), np.diff(csr.indptr))
-        return cls(rows, csr.indices.astype(np.int32, copy=False), csr.data.astype(np.float32, copy=False),
-                   matrix.timestamps, csr.shape[0], csr.shape[1])
+        return cls(
+            rows,
+            csr.indices.astype(np.int32, copy=False),
+            csr.data.astype(np.float32, copy=False),
+            matrix.timestamps,
+            csr.shape[0],
+            csr.shape[1],
+        )
 
     @classmethod
     def union(cls, parts: list["_Entries"]) -> "_Entries":
@@ -761,13 +931,29 @@ class _Entries:
         merged and sorted."""
         if len(parts) == 1:
             return parts[0]
-        rows, cols = np.concatenate([p.rows for p in parts]), np.concatenate([p.cols for p in parts])
+        rows, cols = (
+            np.concatenate([p.rows for p in parts]),
+            np.concatenate([p.cols for p in parts]),
+        )
         order = np.lexsort((cols, rows))
-        return cls(rows[order], cols[order], np.concatenate([p.vals for p in parts])[order],
-                   np.concatenate([p.ts for p in parts])[order], parts[0].n_users, parts[0].n_items)
+        return cls(
+            rows[order],
+            cols[order],
+            np.concatenate([p.vals for p in parts])[order],
+            np.concatenate([p.ts for p in parts])[order],
+            parts[0].n_users,
+            parts[0].n_items,
+        )
 
     def subset(self, mask: np.ndarray) -> "_Entries":
-        return _Entries(self.rows[mask], self.cols[mask], self.vals[mask], self.ts[mask], self.n_users, self.n_items)
+        return _Entries(
+            self.rows[mask],
+            self.cols[mask],
+            self.vals[mask],
+            self.ts[mask],
+            self.n_users,
+            self.n_items,
+        )
 
     def matrix(self, user_ids: np.ndarray, item_ids: np.ndarray) -> RatingMatrix:
         indptr = np.concatenate([[0], np.cumsum(np.bincount(self.rows, minlength=self.n_users))])
@@ -778,14 +964,20 @@ class _Entries:
         """The ratings as pandas chunks (for ``refit_features``)."""
         for s in range(0, self.size, chunk):
             e = s + chunk
-            yield pd.DataFrame({"userId": user_ids[self.rows[s:e]], "movieId": item_ids[self.cols[s:e]],
-                                "rating": self.vals[s:e].astype(np.float64), "timestamp": self.ts[s:e]})
+            yield pd.DataFrame(
+                {
+                    "userId": user_ids[self.rows[s:e]],
+                    "movieId": item_ids[self.cols[s:e]],
+                    "rating": self.vals[s:e].astype(np.float64),
+                    "timestamp": self.ts[s:e],
+                }
+            )
 
 
 def _pair_budget_cap(counts: np.ndarray, budget: int | None) -> int | None:
     """The largest per-user cap c with sum(min(n_u, c)^2) <= budget (None if no cap is needed)."""
     n = np.sort(np.asarray(counts, np.float64))
-    if budget is None or float((n ** 2).sum()) <= budget:
+    if budget is None or float((n**2).sum()) <= budget:
         return None
     lo, hi = 1, int(n[-1])
     while lo < hi:  # largest c that fits
@@ -804,7 +996,9 @@ def _cap_rows(csr: sp.csr_matrix, cap: int | None, seed: int) -> sp.csr_matrix:
     return keep_per_row(csr, cap, np.random.default_rng(seed).random(csr.nnz))
 
 
-def _residuals(csr: sp.csr_matrix, rows: np.ndarray, estimate, block: int = 4_000_000) -> np.ndarray:
+def _residuals(
+    csr: sp.csr_matrix, rows: np.ndarray, estimate, block: int = 4_000_000
+) -> np.ndarray:
     """``rating - estimate(row, column)`` of every stored rating, as float32, a block of entries
     at a time (the estimates' float64 temporaries stay small)."""
     out = np.empty(csr.nnz, np.float32)
@@ -820,9 +1014,15 @@ def _arrays(part: pd.DataFrame, user_ids: np.ndarray, item_ids: np.ndarray):
     rows = np.minimum(np.searchsorted(user_ids, users), max(len(user_ids) - 1, 0))
     cols = np.minimum(np.searchsorted(item_ids, items), max(len(item_ids) - 1, 0))
     if len(part) and not ((user_ids[rows] == users).all() and (item_ids[cols] == items).all()):
-        raise ValueError("a rating's user or movie is missing from the features: build them from the same ratings")
-    return (rows.astype(np.int32), cols.astype(np.int32), part["rating"].to_numpy(np.float32),
-            part["timestamp"].to_numpy(np.int64))
+        raise ValueError(
+            "a rating's user or movie is missing from the features: build them from the same ratings"
+        )
+    return (
+        rows.astype(np.int32),
+        cols.astype(np.int32),
+        part["rating"].to_numpy(np.float32),
+        part["timestamp"].to_numpy(np.int64),
+    )
 
 
 def _pair_hash(user_ids: np.ndarray, item_ids: np.ndarray, seed: int) -> np.ndarray:

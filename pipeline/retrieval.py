@@ -162,14 +162,18 @@ class TopNRecommender:
         self.user_ratings_ = self._restrict(csr)
 
         # each input is made for its fit, which scales it in place: one copy of the ratings at a time
-        self.weights_ = [self._weights(self._rating_input(self.user_ratings_), cfg.l2, cfg.user_weight_power)]
+        self.weights_ = [
+            self._weights(self._rating_input(self.user_ratings_), cfg.l2, cfg.user_weight_power)
+        ]
         self.blend_ = [1.0]
         if cfg.positive_weight > 0:
-            self.weights_.append(self._weights(self._positive_input(self.user_ratings_), cfg.positive_l2, 0.0))
+            self.weights_.append(
+                self._weights(self._positive_input(self.user_ratings_), cfg.positive_l2, 0.0)
+            )
             self.blend_.append(float(cfg.positive_weight))
 
         c = counts[self.items_].astype(np.float64)
-        self.head_discount_ = (c ** -cfg.head_popularity_power).astype(np.float32)
+        self.head_discount_ = (c**-cfg.head_popularity_power).astype(np.float32)
         self.fallback_ = (c / c.max()).astype(np.float32)
         self.tail_discount_ = self._calibrate()
         log.info("top-N: fitted %d items in %.1f s", len(self.items_), time.perf_counter() - t0)
@@ -186,9 +190,14 @@ class TopNRecommender:
         """Users x model items with the raw ratings (float32 CSR, sorted indices)."""
         keep = self.col_to_model_[csr.indices] >= 0
         row_of = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
-        out = sp.csr_matrix((csr.data[keep].astype(np.float32),
-                             (row_of[keep], self.col_to_model_[csr.indices[keep]])),
-                            shape=(csr.shape[0], len(self.items_)), dtype=np.float32)
+        out = sp.csr_matrix(
+            (
+                csr.data[keep].astype(np.float32),
+                (row_of[keep], self.col_to_model_[csr.indices[keep]]),
+            ),
+            shape=(csr.shape[0], len(self.items_)),
+            dtype=np.float32,
+        )
         out.sum_duplicates()
         out.sort_indices()
         return out
@@ -207,8 +216,10 @@ class TopNRecommender:
     @staticmethod
     def _with_data(ratings: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
         """A float32 CSR matrix with the pattern of ``ratings`` and ``data`` (copied indices)."""
-        return sp.csr_matrix((data.astype(np.float32), ratings.indices.copy(), ratings.indptr.copy()),
-                             shape=ratings.shape)
+        return sp.csr_matrix(
+            (data.astype(np.float32), ratings.indices.copy(), ratings.indptr.copy()),
+            shape=ratings.shape,
+        )
 
     def _calibrate(self) -> np.ndarray:
         """Per-item tail discount ``q_j ** -tail_calibration_power`` from a user sample."""
@@ -216,13 +227,17 @@ class TopNRecommender:
         n_users = self.user_ratings_.shape[0]
         rows = np.arange(n_users)
         if n_users > cfg.calibration_users:
-            rows = np.sort(np.random.default_rng(cfg.seed).choice(n_users, cfg.calibration_users, replace=False))
+            rows = np.sort(
+                np.random.default_rng(cfg.seed).choice(
+                    n_users, cfg.calibration_users, replace=False
+                )
+            )
         rows = rows[np.diff(self.user_ratings_.indptr)[rows] > 0]
         if len(rows) == 0:
             return np.ones(len(self.items_), dtype=np.float32)
         parts = []
         for start in range(0, len(rows), cfg.user_block):
-            xb = self.user_ratings_[rows[start:start + cfg.user_block]]
+            xb = self.user_ratings_[rows[start : start + cfg.user_block]]
             s, _ = self._affinity(xb)
             s[np.repeat(np.arange(xb.shape[0]), np.diff(xb.indptr)), xb.indices] = np.nan
             parts.append(s)
@@ -230,19 +245,28 @@ class TopNRecommender:
         q = np.empty(sample.shape[1], dtype=np.float64)
         step = 4096
         for start in range(0, sample.shape[1], step):
-            blk = sample[:, start:start + step]
+            blk = sample[:, start : start + step]
             n_valid = (~np.isnan(blk)).sum(axis=0)
             srt = np.sort(np.where(np.isnan(blk), -np.inf, blk), axis=0)  # raters (-inf) first
-            at = blk.shape[0] - n_valid + np.floor(cfg.calibration_quantile * np.maximum(n_valid - 1, 0)).astype(int)
-            q[start:start + step] = np.where(n_valid > 0, srt[np.minimum(at, blk.shape[0] - 1), np.arange(blk.shape[1])], np.nan)
+            at = (
+                blk.shape[0]
+                - n_valid
+                + np.floor(cfg.calibration_quantile * np.maximum(n_valid - 1, 0)).astype(int)
+            )
+            q[start : start + step] = np.where(
+                n_valid > 0, srt[np.minimum(at, blk.shape[0] - 1), np.arange(blk.shape[1])], np.nan
+            )
         pos = q[np.isfinite(q) & (q > 0)]
         floor = float(np.median(pos)) * 1e-3 if len(pos) else 1.0
-        q = np.where(np.isfinite(q) & (q > floor), q, floor)  # items no one likes: no boost beyond the floor
-        return (q ** -cfg.tail_calibration_power).astype(np.float32)
+        q = np.where(
+            np.isfinite(q) & (q > floor), q, floor
+        )  # items no one likes: no boost beyond the floor
+        return (q**-cfg.tail_calibration_power).astype(np.float32)
 
     # ------------------------------------------------------------ recommend
-    def recommend(self, user_rows: np.ndarray, n: int = 50,
-                  exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def recommend(
+        self, user_rows: np.ndarray, n: int = 50, exclude_seen: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Top-``n`` lists for training users (matrix row indices).
 
         Returns ``(items, scores, because)``, each of shape ``(len(user_rows), n)``:
@@ -253,16 +277,21 @@ class TopNRecommender:
         (-1 when none).
         """
         rows = np.asarray(user_rows, dtype=np.int64).reshape(-1)
-        return self._block_lists(lambda sel: self.user_ratings_[rows[sel]], len(rows), n, exclude_seen)
+        return self._block_lists(
+            lambda sel: self.user_ratings_[rows[sel]], len(rows), n, exclude_seen
+        )
 
-    def recommend_matrix(self, ratings: sp.csr_matrix, n: int = 50, exclude_seen: bool = True,
-                         because: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def recommend_matrix(
+        self, ratings: sp.csr_matrix, n: int = 50, exclude_seen: bool = True, because: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`recommend` for users given by their rows of raw ratings over the matrix
         columns (a block of the training matrix: ``RatingMatrix.rows(lo, hi).csr``), so a
         copy without ``user_ratings_`` (:meth:`without_users`) can serve them. ``because=False``
         leaves the "because" seeds out (all -1): an evaluation needs only the lists."""
         model_rows = self._restrict(ratings)
-        return self._block_lists(lambda sel: model_rows[sel], model_rows.shape[0], n, exclude_seen, because)
+        return self._block_lists(
+            lambda sel: model_rows[sel], model_rows.shape[0], n, exclude_seen, because
+        )
 
     def without_users(self) -> "TopNRecommender":
         """A copy that shares the item model and holds no user's ratings (``user_ratings_`` is
@@ -277,13 +306,19 @@ class TopNRecommender:
         out_because = np.full((n_rows, n), -1, dtype=np.int64)
         for start in range(0, n_rows, self.config.user_block):
             sel = slice(start, start + self.config.user_block)
-            out_items[sel], out_scores[sel], out_because[sel] = self._lists(rows_of(sel), n, exclude_seen, None,
-                                                                            because=because)
+            out_items[sel], out_scores[sel], out_because[sel] = self._lists(
+                rows_of(sel), n, exclude_seen, None, because=because
+            )
         return out_items, out_scores, out_because
 
-    def recommend_for_ratings(self, item_cols: np.ndarray, ratings: np.ndarray, n: int = 50,
-                              exclude: np.ndarray | None = None, adjust=None,
-                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def recommend_for_ratings(
+        self,
+        item_cols: np.ndarray,
+        ratings: np.ndarray,
+        n: int = 50,
+        exclude: np.ndarray | None = None,
+        adjust=None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Top-``n`` list for one user known only by ratings on matrix columns (a new
         user, or live feedback folded in at request time; use
         ``matrix.item_index(movie_ids)`` to get columns). Unknown columns (-1) are
@@ -300,8 +335,11 @@ class TopNRecommender:
         ok = (cols >= 0) & (cols < len(self.col_to_model_))
         pos = self.col_to_model_[cols[ok]]
         known = pos >= 0
-        x = sp.csr_matrix((vals[ok][known], (np.zeros(int(known.sum()), dtype=np.int64), pos[known])),
-                          shape=(1, len(self.items_)), dtype=np.float32)
+        x = sp.csr_matrix(
+            (vals[ok][known], (np.zeros(int(known.sum()), dtype=np.int64), pos[known])),
+            shape=(1, len(self.items_)),
+            dtype=np.float32,
+        )
         x.sum_duplicates()  # a column given twice counts once, with the later rating
         x.sort_indices()
         extra = None
@@ -333,15 +371,24 @@ class TopNRecommender:
             total[empty] = self.fallback_
         return total, parts
 
-    def _lists(self, ratings: sp.csr_matrix, n: int, exclude_seen: bool, extra_exclude, adjust=None,
-               because: bool = True):
+    def _lists(
+        self,
+        ratings: sp.csr_matrix,
+        n: int,
+        exclude_seen: bool,
+        extra_exclude,
+        adjust=None,
+        because: bool = True,
+    ):
         cfg = self.config
         m = len(self.items_)
         ranked, parts = self._affinity(ratings)  # modified in place: excluded items become -inf
         if adjust is not None:
             adjust(ranked[0] if ranked.shape[0] == 1 else ranked)
         if exclude_seen:
-            ranked[np.repeat(np.arange(ratings.shape[0]), np.diff(ratings.indptr)), ratings.indices] = -np.inf
+            ranked[
+                np.repeat(np.arange(ratings.shape[0]), np.diff(ratings.indptr)), ratings.indices
+            ] = -np.inf
         if extra_exclude is not None and len(extra_exclude):
             ranked[:, extra_exclude] = -np.inf
 
@@ -369,8 +416,14 @@ class TopNRecommender:
             seeds[:, : pos.shape[1]] = self._because(ratings, parts, pos, valid)
         return items, scores, seeds
 
-    def _because(self, ratings: sp.csr_matrix, parts, pos: np.ndarray, valid: np.ndarray,
-                 seed_block: int = 1024) -> np.ndarray:
+    def _because(
+        self,
+        ratings: sp.csr_matrix,
+        parts,
+        pos: np.ndarray,
+        valid: np.ndarray,
+        seed_block: int = 1024,
+    ) -> np.ndarray:
         """Column of the liked seed item with the largest positive contribution, per list entry
         (ties: the lower column).
 
@@ -386,7 +439,7 @@ class TopNRecommender:
             return out
         column = np.full(len(self.items_), -1, dtype=np.int64)
         column[listed] = np.arange(len(listed))
-        targets = column[np.where(valid, pos, listed[0])]          # (rows, width) into ``listed``
+        targets = column[np.where(valid, pos, listed[0])]  # (rows, width) into ``listed``
         user = np.repeat(np.arange(n_rows), np.diff(ratings.indptr))[liked]  # sorted, then by seed
         seed = ratings.indices[liked].astype(np.int64)
         weight = [(b, (factor[user] * x.data[liked]).astype(np.float32)) for x, b, factor in parts]
@@ -394,7 +447,7 @@ class TopNRecommender:
         best_seed = np.full(pos.shape, -1, dtype=np.int64)
         chunk_of = seed // seed_block
         for c in np.unique(chunk_of):
-            e = np.flatnonzero(chunk_of == c)                      # still sorted by (user, seed)
+            e = np.flatnonzero(chunk_of == c)  # still sorted by (user, seed)
             lo = int(c) * seed_block
             local = seed[e] - lo
             contrib = np.zeros((len(e), width), dtype=np.float32)
@@ -402,12 +455,12 @@ class TopNRecommender:
                 table = _columns(b, lo, min(lo + seed_block, b.shape[0]), listed, column)
                 contrib += w[e][:, None] * table[local[:, None], targets[user[e]]]
             starts = np.flatnonzero(np.r_[True, user[e][1:] != user[e][:-1]])
-            top = np.maximum.reduceat(contrib, starts, axis=0)   # per user of the chunk
+            top = np.maximum.reduceat(contrib, starts, axis=0)  # per user of the chunk
             group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(e)]))
             at = np.where(contrib == top[group], np.arange(len(e))[:, None], len(e))
-            first = np.minimum.reduceat(at, starts, axis=0)      # first (lowest) seed reaching it
+            first = np.minimum.reduceat(at, starts, axis=0)  # first (lowest) seed reaching it
             rows = user[e][starts]
-            better = top > best[rows]                            # earlier chunks hold lower seeds
+            better = top > best[rows]  # earlier chunks hold lower seeds
             best[rows] = np.where(better, top, best[rows])
             best_seed[rows] = np.where(better, seed[e][first], best_seed[rows])
         ok = (best > 0) & valid
@@ -424,7 +477,7 @@ def _columns(b, lo: int, hi: int, listed: np.ndarray, column: np.ndarray) -> np.
     at = column[b.indices[start:stop]]
     keep = np.flatnonzero(at >= 0)
     table = np.zeros((hi - lo, len(listed)), dtype=np.float32)
-    rows = np.searchsorted(b.indptr[lo:hi + 1], keep + start, side="right") - 1
+    rows = np.searchsorted(b.indptr[lo : hi + 1], keep + start, side="right") - 1
     table[rows, at[keep]] = b.data[start:stop][keep]
     return table
 
@@ -449,14 +502,18 @@ def _ease(x: sp.csr_matrix, l2: float, user_weight_power: float, cfg: TopNConfig
         (xt[start:stop] @ xw).toarray(out=gram[start:stop])
         return start
 
-    with ThreadPoolExecutor(cfg.gram_threads or os.cpu_count() or 1) as pool, \
-            progress(f"top-N: EASE Gram matrix (l2={l2:g})", k, unit="items") as bar:
+    with (
+        ThreadPoolExecutor(cfg.gram_threads or os.cpu_count() or 1) as pool,
+        progress(f"top-N: EASE Gram matrix (l2={l2:g})", k, unit="items") as bar,
+    ):
         for start in pool.map(fill, range(0, k, cfg.gram_block)):
             bar.update(min(start + cfg.gram_block, k) - start)
     del xw, xt
     gram[np.diag_indices(k)] += l2
     t1 = time.perf_counter()
-    potrf, potri = (lapack.dpotrf, lapack.dpotri) if dtype == np.float64 else (lapack.spotrf, lapack.spotri)
+    potrf, potri = (
+        (lapack.dpotrf, lapack.dpotri) if dtype == np.float64 else (lapack.spotrf, lapack.spotri)
+    )
     # gram is symmetric and C-ordered: its transpose is the same matrix in Fortran order,
     # which LAPACK factorises and inverts in place (no second k x k copy)
     chol, info = potrf(gram.T, lower=False, overwrite_a=True, clean=False)
@@ -473,10 +530,18 @@ def _ease(x: sp.csr_matrix, l2: float, user_weight_power: float, cfg: TopNConfig
     b = inv if inv.dtype == np.float32 else np.empty((k, k), dtype=np.float32)
     step = 2048
     for start in range(0, k, step):
-        np.divide(inv[start:start + step], -diag[None, :], out=b[start:start + step], casting="unsafe")
+        np.divide(
+            inv[start : start + step], -diag[None, :], out=b[start : start + step], casting="unsafe"
+        )
     del inv
     b[np.diag_indices(k)] = 0.0
-    log.info("top-N: EASE %d items (l2=%g): Gram %.1f s, inverse %.1f s", k, l2, t1 - t0, time.perf_counter() - t1)
+    log.info(
+        "top-N: EASE %d items (l2=%g): Gram %.1f s, inverse %.1f s",
+        k,
+        l2,
+        t1 - t0,
+        time.perf_counter() - t1,
+    )
     return b
 
 
@@ -511,10 +576,13 @@ def sparsify_weights(b, keep: int) -> sp.csr_matrix:
     vals = np.empty(b.shape[0] * k, dtype=np.float32)
     step = 1024  # rows per block: the temporary |B| block stays small
     for start in range(0, b.shape[0], step):
-        blk = b[start:start + step]
+        blk = b[start : start + step]
         blk = blk.toarray() if sp.issparse(blk) else blk
-        top = np.argpartition(-np.abs(blk), k - 1, axis=1)[:, :k] if k < b.shape[1] else \
-            np.broadcast_to(np.arange(b.shape[1]), blk.shape)
+        top = (
+            np.argpartition(-np.abs(blk), k - 1, axis=1)[:, :k]
+            if k < b.shape[1]
+            else np.broadcast_to(np.arange(b.shape[1]), blk.shape)
+        )
         at = slice(start * k, (start + blk.shape[0]) * k)
         cols[at] = top.ravel()
         vals[at] = np.take_along_axis(blk, top, axis=1).ravel()
@@ -535,9 +603,9 @@ def _symmetrize_upper(a: np.ndarray, step: int = 2048) -> None:
     k = a.shape[0]
     for i in range(0, k, step):
         for j in range(0, i + 1, step):
-            blk = a[j:j + step, i:i + step]  # upper block (j <= i)
+            blk = a[j : j + step, i : i + step]  # upper block (j <= i)
             if i == j:
                 iu = np.triu_indices(blk.shape[0], 1)
-                a[i:i + step, j:j + step][iu[1], iu[0]] = blk[iu]
+                a[i : i + step, j : j + step][iu[1], iu[0]] = blk[iu]
             else:
-                a[i:i + step, j:j + step] = blk.T
+                a[i : i + step, j : j + step] = blk.T

@@ -51,22 +51,34 @@ def load_inputs(config: PipelineConfig, steps: Steps) -> tuple[MovieLensData, pd
     return data, metadata
 
 
-def evaluate_holdout(data: MovieLensData, config: PipelineConfig, steps: Steps) -> tuple[dict, pd.DataFrame]:
+def evaluate_holdout(
+    data: MovieLensData, config: PipelineConfig, steps: Steps
+) -> tuple[dict, pd.DataFrame]:
     """Split first, fit on the training part only, score the held-out part."""
     steps.phase = "evaluation"
     with steps.step("split"):
         split = split_ratings(data.ratings, config.split)
-    models = fit_models(split.train, data.movies, config, steps, with_clusters=False, with_similar=False)
+    models = fit_models(
+        split.train, data.movies, config, steps, with_clusters=False, with_similar=False
+    )
     with steps.step("evaluate ratings"):
         rating_report, rows = evaluate_ratings(models, split.test, current_client())
     with steps.step("evaluate top-N"):
-        topn_report, _ = evaluate_topn(models, split.test, config.k, config.relevance_threshold, current_client())
+        topn_report, _ = evaluate_topn(
+            models, split.test, config.k, config.relevance_threshold, current_client()
+        )
     steps.phase = ""
     k = config.k
-    log.info("evaluation: RMSE %.4f (damped means %.4f), NDCG@%d %.4f (popularity %.4f), coverage@%d %.4f",
-             rating_report["model"]["rmse"], rating_report["bias_baseline"]["rmse"], k,
-             topn_report["model"][f"ndcg@{k}"], topn_report["popularity"][f"ndcg@{k}"], k,
-             topn_report["model"].get(f"coverage@{k}", float("nan")))
+    log.info(
+        "evaluation: RMSE %.4f (damped means %.4f), NDCG@%d %.4f (popularity %.4f), coverage@%d %.4f",
+        rating_report["model"]["rmse"],
+        rating_report["bias_baseline"]["rmse"],
+        k,
+        topn_report["model"][f"ndcg@{k}"],
+        topn_report["popularity"][f"ndcg@{k}"],
+        k,
+        topn_report["model"].get(f"coverage@{k}", float("nan")),
+    )
     return {"rating": rating_report, "topn": topn_report}, rows
 
 
@@ -106,9 +118,18 @@ def run(config: PipelineConfig, store, version: str, steps: Steps | None = None)
     n_ratings = len(data.ratings)
     if config.for_size(n_ratings) is not config:
         config = config.for_size(n_ratings)
-        log.info("%s ratings: large-data profile (%d stacking fold(s), top-N over <= %d movies, %s weights per movie)",
-                 f"{n_ratings:,}", config.rating.stack_folds, config.topn.max_items, config.topn.score_neighbors or "all")
-    report: dict = {"dataset": config.dataset, "split": vars(config.split), "data_quality": data.quality}
+        log.info(
+            "%s ratings: large-data profile (%d stacking fold(s), top-N over <= %d movies, %s weights per movie)",
+            f"{n_ratings:,}",
+            config.rating.stack_folds,
+            config.topn.max_items,
+            config.topn.score_neighbors or "all",
+        )
+    report: dict = {
+        "dataset": config.dataset,
+        "split": vars(config.split),
+        "data_quality": data.quality,
+    }
     rows = None
     if config.evaluate:
         holdout, rows = evaluate_holdout(data, config, steps)
@@ -118,21 +139,36 @@ def run(config: PipelineConfig, store, version: str, steps: Steps | None = None)
     if store is not None and config.use_feedback:
         with steps.step("feedback events"):
             events = read_feedback(store.db)
-            data.ratings, report["feedback"] = with_feedback(data.ratings, events, data.movies["movieId"])
+            data.ratings, report["feedback"] = with_feedback(
+                data.ratings, events, data.movies["movieId"]
+            )
 
     steps.phase = "refit"
     log.info("refit on all %s ratings", f"{len(data.ratings):,}")
-    models = fit_models(data.ratings, data.movies, config, steps, tags=data.tags, links=data.links,
-                        metadata=metadata, release_ratings=True)
+    models = fit_models(
+        data.ratings,
+        data.movies,
+        config,
+        steps,
+        tags=data.tags,
+        links=data.links,
+        metadata=metadata,
+        release_ratings=True,
+    )
     steps.phase = ""
     data.ratings = None  # every model is fitted: the workers drop the persisted ratings
     release_memory()
     with steps.step("cluster personas"):
         labels = models.clustering.labels_
-        clusters = describe_clusters(labels, models.features.genre_profile, models.features.genres, models.matrix)
-        report["clusters"] = {"k": int(models.clustering.n_clusters_), "exact": bool(models.clustering.exact_),
-                              "eigenvalues": [round(float(v), 5) for v in models.clustering.eigenvalues_],
-                              "sizes": {str(c): int(s) for c, s in clusters["size"].items()}}
+        clusters = describe_clusters(
+            labels, models.features.genre_profile, models.features.genres, models.matrix
+        )
+        report["clusters"] = {
+            "k": int(models.clustering.n_clusters_),
+            "exact": bool(models.clustering.exact_),
+            "eigenvalues": [round(float(v), 5) for v in models.clustering.eigenvalues_],
+            "sizes": {str(c): int(s) for c, s in clusters["size"].items()},
+        }
 
     if config.evaluate:
         result.run_dir = Path(config.run_dir) / version
@@ -148,7 +184,9 @@ def run(config: PipelineConfig, store, version: str, steps: Steps | None = None)
     return result
 
 
-def load_store(store, version, config, data, metadata, models, clusters, report, steps, result) -> None:
+def load_store(
+    store, version, config, data, metadata, models, clusters, report, steps, result
+) -> None:
     cat = D.catalogue(data.movies, data.links, metadata)
     titles = {int(m): display_title(row) for m, row in cat.iterrows()}
     models.topn = models.topn.without_users()  # its training users' ratings are in models.matrix
@@ -159,19 +197,40 @@ def load_store(store, version, config, data, metadata, models, clusters, report,
     staging = store.stage(version)
     try:
         with steps.step("store: movies, metadata, clusters"):
-            result.counts[schema.MOVIES] = staging.insert(schema.MOVIES, D.movie_docs(cat, models, similar))
-            result.counts[schema.METADATA] = staging.insert(schema.METADATA, D.metadata_docs(cat, data.tags))
-            result.counts[schema.CLUSTERS] = staging.insert(schema.CLUSTERS, D.cluster_docs(clusters))
+            result.counts[schema.MOVIES] = staging.insert(
+                schema.MOVIES, D.movie_docs(cat, models, similar)
+            )
+            result.counts[schema.METADATA] = staging.insert(
+                schema.METADATA, D.metadata_docs(cat, data.tags)
+            )
+            result.counts[schema.CLUSTERS] = staging.insert(
+                schema.CLUSTERS, D.cluster_docs(clusters)
+            )
         with steps.step("store: live model"):
-            live = LiveModel.build(models.topn, models.rating.mf_, models.matrix.item_ids, models.features.genres,
-                                   dict(zip(cat.index.astype(int), cat["genres"])), keep=config.live_neighbors,
-                                   similar=similar)
+            live = LiveModel.build(
+                models.topn,
+                models.rating.mf_,
+                models.matrix.item_ids,
+                models.features.genres,
+                dict(zip(cat.index.astype(int), cat["genres"])),
+                keep=config.live_neighbors,
+                similar=similar,
+            )
             result.counts[schema.LIVE_MODEL] = staging.insert(schema.LIVE_MODEL, live.to_docs())
             del live
         with steps.step("precompute top-N + store users"):
-            inputs = UserListInputs.from_models(models, models.clustering.labels_, clusters, titles, version,
-                                                config.top_n, similar=similar)
-            models.topn = models.rating = None  # their last use here: the workers get their own copies
+            inputs = UserListInputs.from_models(
+                models,
+                models.clustering.labels_,
+                clusters,
+                titles,
+                version,
+                config.top_n,
+                similar=similar,
+            )
+            models.topn = models.rating = (
+                None  # their last use here: the workers get their own copies
+            )
             del similar  # in ``inputs`` as a sparse matrix now
             release_memory()
             result.counts[schema.USERS] = store_user_lists(store, staging, inputs)
@@ -179,22 +238,34 @@ def load_store(store, version, config, data, metadata, models, clusters, report,
             release_memory()
         with steps.step("store: indexes + publish"):
             staging.ensure_indexes()
-            metrics = {k: report[k] for k in ("rating", "topn", "clusters", "feedback") if k in report}
-            staging.publish({
-                "created_at": datetime.now(UTC), "dataset": {
-                    "name": config.dataset, "n_ratings": int(models.matrix.nnz),
-                    "n_users": int(len(models.matrix.user_ids)), "n_movies": int(len(cat)),
-                    "quality": report.get("data_quality")},
-                "data_fingerprint": fingerprint(data), "params": config.params(), "metrics": metrics,
-                "artifacts": model_artifacts(models, clusters), "timings": dict(steps.timings),
-            })
+            metrics = {
+                k: report[k] for k in ("rating", "topn", "clusters", "feedback") if k in report
+            }
+            staging.publish(
+                {
+                    "created_at": datetime.now(UTC),
+                    "dataset": {
+                        "name": config.dataset,
+                        "n_ratings": int(models.matrix.nnz),
+                        "n_users": int(len(models.matrix.user_ids)),
+                        "n_movies": int(len(cat)),
+                        "quality": report.get("data_quality"),
+                    },
+                    "data_fingerprint": fingerprint(data),
+                    "params": config.params(),
+                    "metrics": metrics,
+                    "artifacts": model_artifacts(models, clusters),
+                    "timings": dict(steps.timings),
+                }
+            )
     except BaseException as exc:  # interrupted or failed: the previous version keeps serving
         staging.abort(error=f"{type(exc).__name__}: {exc}")
         if not_answering(exc):
             raise StoreNotAnswering(
                 f"the store stopped answering while version {version} was being loaded (no answer within "
                 f"{store.config.answer_timeout_s:.0f} s: {str(exc)[:160]}); nothing was published and the "
-                "store keeps serving its current version") from exc
+                "store keeps serving its current version"
+            ) from exc
         raise
 
 
@@ -204,11 +275,24 @@ def store_user_lists(store, staging, inputs: UserListInputs) -> int:
     (``Store.url``), else from here."""
     client = current_client()
     if store.url is None or client is None:
-        log.info("user documents: written from this process (%s)",
-                 "no Dask cluster" if client is None else "the store has no URL for the workers")
+        log.info(
+            "user documents: written from this process (%s)",
+            "no Dask cluster" if client is None else "the store has no URL for the workers",
+        )
         return staging.insert(schema.USERS, iter_user_docs(inputs))
-    out = write_user_lists(client, inputs, store.url, store.db.name, staging.collections[schema.USERS],
-                           store.config.client_options(), on_written=lambda n: staging.added(schema.USERS, n))
-    log.info("user documents: %d users written by %d worker process(es), %.1f s of task time",
-             out["users"], len(out["pids"]), out["task_seconds"])
+    out = write_user_lists(
+        client,
+        inputs,
+        store.url,
+        store.db.name,
+        staging.collections[schema.USERS],
+        store.config.client_options(),
+        on_written=lambda n: staging.added(schema.USERS, n),
+    )
+    log.info(
+        "user documents: %d users written by %d worker process(es), %.1f s of task time",
+        out["users"],
+        len(out["pids"]),
+        out["task_seconds"],
+    )
     return out["users"]

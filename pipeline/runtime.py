@@ -17,15 +17,19 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DaskConfig:
-    scheduler: str | None = None        # "tcp://host:8786" of an existing cluster; None starts a LocalCluster
+    scheduler: str | None = (
+        None  # "tcp://host:8786" of an existing cluster; None starts a LocalCluster
+    )
     # LocalCluster only. Each worker process gets its own copy of the fitted models without any
     # user's data for the per-user phase (the two top-N weight matrices: dense below 2M ratings,
     # 2,000 per movie above); one process with two threads holds one copy but was slower here
     # (README, "Scale").
     n_workers: int = 2
     threads_per_worker: int = 1
-    memory_limit: str = "8GiB"          # per LocalCluster worker (Dask pauses it at 80%, restarts it at 95%)
-    dashboard: bool = False             # LocalCluster only: serve the diagnostics dashboard on :8787
+    memory_limit: str = (
+        "8GiB"  # per LocalCluster worker (Dask pauses it at 80%, restarts it at 95%)
+    )
+    dashboard: bool = False  # LocalCluster only: serve the diagnostics dashboard on :8787
 
 
 @contextlib.contextmanager
@@ -52,7 +56,9 @@ def dask_client(config: DaskConfig) -> Iterator["distributed.Client"]:
     )
     try:
         with Client(cluster) as client:
-            log.info("local Dask cluster: %d workers at %s", config.n_workers, cluster.scheduler_address)
+            log.info(
+                "local Dask cluster: %d workers at %s", config.n_workers, cluster.scheduler_address
+            )
             yield client
     finally:
         cluster.close()
@@ -80,7 +86,9 @@ def current_client():
         return None
 
 
-def map_blocks(client, func, shared, blocks: Iterable[tuple], name: str, per_thread: int = 2) -> Iterator:
+def map_blocks(
+    client, func, shared, blocks: Iterable[tuple], name: str, per_thread: int = 2
+) -> Iterator:
     """Run ``func(shared, *block)`` as a Dask task for each of ``blocks`` and yield the results
     as the tasks finish (in any order).
 
@@ -94,14 +102,17 @@ def map_blocks(client, func, shared, blocks: Iterable[tuple], name: str, per_thr
     from distributed import Future, as_completed
 
     pending = iter(blocks)
-    data = shared if isinstance(shared, Future) else client.scatter(shared, broadcast=True, hash=False)
+    data = (
+        shared if isinstance(shared, Future) else client.scatter(shared, broadcast=True, hash=False)
+    )
     running, live = as_completed(), set()
 
     def submit_next() -> None:
         block = next(pending, None)
         if block is not None:
-            future = client.submit(func, data, *block, pure=False,
-                                   key=f"{name}-{os.getpid()}-{time.monotonic_ns()}")
+            future = client.submit(
+                func, data, *block, pure=False, key=f"{name}-{os.getpid()}-{time.monotonic_ns()}"
+            )
             live.add(future)
             running.add(future)
 

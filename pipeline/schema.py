@@ -292,7 +292,9 @@ class ProfileDoc(TypedDict):
     ratings: dict[str, float]
     feedback: dict[str, Literal["like", "dislike", "not_interested"]]
     events: list[FeedbackEvent]  # append-only, in the order they were applied
-    keys: NotRequired[list[IdempotencyEntry]]  # the last writes sent with an Idempotency-Key (api.live.record)
+    keys: NotRequired[
+        list[IdempotencyEntry]
+    ]  # the last writes sent with an Idempotency-Key (api.live.record)
     genres: NotRequired[list[str]]  # onboarding answers
     age: NotRequired[str]
     occupation: NotRequired[str]

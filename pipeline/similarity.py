@@ -94,28 +94,37 @@ class SimilarMovies:
         ratings = matrix.csr.tocsc().astype(np.float32)
         ratings.data /= cfg.rating_scale
         ratings = ratings.T.tocsr()  # matrix items x users
-        perm = sp.csr_matrix((np.ones(len(item_pos), np.float32), (item_pos, np.arange(len(item_pos)))),
-                             shape=(n, len(item_pos)))
+        perm = sp.csr_matrix(
+            (np.ones(len(item_pos), np.float32), (item_pos, np.arange(len(item_pos)))),
+            shape=(n, len(item_pos)),
+        )
         self.ratings_ = (perm @ ratings).tocsr()
-        self.rating_norms_ = np.sqrt(np.asarray(self.ratings_.multiply(self.ratings_).sum(axis=1)).ravel())
+        self.rating_norms_ = np.sqrt(
+            np.asarray(self.ratings_.multiply(self.ratings_).sum(axis=1)).ravel()
+        )
 
         # content: TF-IDF rows aligned with movie_ids_ (movies without text stay empty)
-        self.vectorizer_ = TfidfVectorizer(min_df=cfg.min_df, max_features=cfg.max_features,
-                                           ngram_range=(1, cfg.ngram_max), sublinear_tf=True,
-                                           dtype=np.float32)
+        self.vectorizer_ = TfidfVectorizer(
+            min_df=cfg.min_df,
+            max_features=cfg.max_features,
+            ngram_range=(1, cfg.ngram_max),
+            sublinear_tf=True,
+            dtype=np.float32,
+        )
         docs = text.astype(str).to_numpy()
         try:
             tfidf = self.vectorizer_.fit_transform(docs)
         except ValueError:  # no usable term at all (empty or stop-word-only texts)
             tfidf = sp.csr_matrix((len(docs), 0), dtype=np.float32)
         rows = np.searchsorted(self.movie_ids_, text_ids)
-        perm = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, np.arange(len(rows)))),
-                             shape=(n, len(rows)))
+        perm = sp.csr_matrix(
+            (np.ones(len(rows), np.float32), (rows, np.arange(len(rows)))), shape=(n, len(rows))
+        )
         self.tfidf_ = (perm @ tfidf).tocsr()
         self._ratings_t = self.ratings_.T.tocsr()
         frequency = np.bincount(self.tfidf_.indices, minlength=self.tfidf_.shape[1])
         frequent = np.zeros(self.tfidf_.shape[1], bool)
-        frequent[np.argsort(-frequency, kind="stable")[:cfg.dense_terms]] = True
+        frequent[np.argsort(-frequency, kind="stable")[: cfg.dense_terms]] = True
         self._content_dense = self.tfidf_[:, np.flatnonzero(frequent)].toarray()
         self._content_rare = self.tfidf_[:, np.flatnonzero(~frequent)].tocsr()
         self._content_rare_t = self._content_rare.T.tocsr()
@@ -129,7 +138,7 @@ class SimilarMovies:
         out: list[list[tuple[int, float]]] = [[] for _ in ids]
         idx = np.flatnonzero(pos >= 0)
         for start in range(0, len(idx), self.config.block):
-            chunk = idx[start:start + self.config.block]
+            chunk = idx[start : start + self.config.block]
             lengths, nbrs, scores = self._neighbour_arrays(pos[chunk])
             ends = np.cumsum(lengths)
             for i, lo, hi in zip(chunk, (ends - lengths).tolist(), ends.tolist()):
@@ -171,7 +180,11 @@ class SimilarMovies:
         part = top_positions(scores, k)  # best first, ties by lower position (= lower id)
         vals = np.take_along_axis(scores, part, axis=1)
         keep = vals > 0
-        return keep.sum(axis=1).astype(np.int64), self.movie_ids_[part[keep]], vals[keep].astype(np.float32)
+        return (
+            keep.sum(axis=1).astype(np.int64),
+            self.movie_ids_[part[keep]],
+            vals[keep].astype(np.float32),
+        )
 
 
 class SimilarLists(Mapping):
@@ -180,17 +193,25 @@ class SimilarLists(Mapping):
     mapping movieId -> ``[(movieId, score), ...]``; about 12 bytes per entry, where a dict of
     such lists takes about ten times more (0.4 GiB at 62,423 movies x 64)."""
 
-    def __init__(self, movie_ids: np.ndarray, indptr: np.ndarray, ids: np.ndarray, scores: np.ndarray):
+    def __init__(
+        self, movie_ids: np.ndarray, indptr: np.ndarray, ids: np.ndarray, scores: np.ndarray
+    ):
         self.movie_ids, self.indptr, self.ids, self.scores = movie_ids, indptr, ids, scores
 
     @classmethod
     def from_blocks(cls, movie_ids: np.ndarray, blocks) -> "SimilarLists":
         """From ``(lengths, ids, scores)`` blocks (:meth:`SimilarMovies.block_lists`) that cover
         ``movie_ids`` in order."""
-        blocks = list(blocks) or [(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))]
+        blocks = list(blocks) or [
+            (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
+        ]
         lengths, ids, scores = (np.concatenate(column) for column in zip(*blocks))
-        return cls(np.asarray(movie_ids, np.int64), np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                   ids, scores)
+        return cls(
+            np.asarray(movie_ids, np.int64),
+            np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            ids,
+            scores,
+        )
 
     def __getitem__(self, movie_id) -> list[tuple[int, float]]:
         p = int(lookup(self.movie_ids, [movie_id])[0])
@@ -206,7 +227,9 @@ class SimilarLists(Mapping):
         return len(self.movie_ids)
 
 
-def list_arrays(similar: Mapping[int, Sequence[tuple[int, float]]], movie_ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def list_arrays(
+    similar: Mapping[int, Sequence[tuple[int, float]]], movie_ids
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(indptr, ids, scores)``: the similar lists of ``movie_ids``, in that order, as CSR rows
     (an empty row for a movie without a list), from :class:`SimilarLists` without building
     tuples, or from any mapping of lists."""
@@ -216,12 +239,18 @@ def list_arrays(similar: Mapping[int, Sequence[tuple[int, float]]], movie_ids) -
         lo = np.where(pos >= 0, similar.indptr[np.maximum(pos, 0)], 0)
         lengths = np.where(pos >= 0, similar.indptr[np.maximum(pos, 0) + 1] - lo, 0)
         at = ranges(lo, lengths)
-        return (np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), similar.ids[at].astype(np.int64),
-                similar.scores[at].astype(np.float32))
+        return (
+            np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            similar.ids[at].astype(np.int64),
+            similar.scores[at].astype(np.float32),
+        )
     rows = [list(similar.get(int(m)) or ()) for m in movie_ids]
     indptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
-    return (indptr, np.array([int(m) for r in rows for m, _ in r], np.int64),
-            np.array([float(sc) for r in rows for _, sc in r], np.float32))
+    return (
+        indptr,
+        np.array([int(m) for r in rows for m, _ in r], np.int64),
+        np.array([float(sc) for r in rows for _, sc in r], np.float32),
+    )
 
 
 def _block_lists(model: SimilarMovies, i: int, bounds: tuple[int, int]):
@@ -247,14 +276,18 @@ def all_similar(model: SimilarMovies, client=None) -> SimilarLists:
                 parts[i] = model.block_lists(lo, hi)
                 bar.update(hi - lo)
         else:
-            for i, part in map_blocks(client, _block_lists, model, enumerate(bounds), "similar-movies"):
+            for i, part in map_blocks(
+                client, _block_lists, model, enumerate(bounds), "similar-movies"
+            ):
                 parts[i] = part
                 bar.update(bounds[i][1] - bounds[i][0])
     return SimilarLists.from_blocks(model.movie_ids_, parts)
 
 
 # ------------------------------------------------------------------ "because" seeds
-def neighbour_matrix(similar: Mapping[int, Sequence[tuple[int, float]]], item_ids: np.ndarray) -> sp.csr_matrix:
+def neighbour_matrix(
+    similar: Mapping[int, Sequence[tuple[int, float]]], item_ids: np.ndarray
+) -> sp.csr_matrix:
     """The similar lists as a ``len(item_ids) x len(item_ids)`` float32 CSR matrix.
 
     ``similar`` maps a movie id to its ``[(movieId, score), ...]`` list (as
@@ -274,8 +307,14 @@ def neighbour_matrix(similar: Mapping[int, Sequence[tuple[int, float]]], item_id
     return out
 
 
-def similar_seeds(neighbours: sp.csr_matrix, ratings: sp.csr_matrix, timestamps: np.ndarray | None,
-                  rows: np.ndarray, items: np.ndarray, min_rating: float) -> np.ndarray:
+def similar_seeds(
+    neighbours: sp.csr_matrix,
+    ratings: sp.csr_matrix,
+    timestamps: np.ndarray | None,
+    rows: np.ndarray,
+    items: np.ndarray,
+    min_rating: float,
+) -> np.ndarray:
     """The "because you liked" seed of each recommended item, from the similar lists.
 
     ``neighbours``: :func:`neighbour_matrix` over the columns of ``ratings`` (users x
@@ -298,7 +337,9 @@ def similar_seeds(neighbours: sp.csr_matrix, ratings: sp.csr_matrix, timestamps:
 
     # the block's liked ratings: (user of the block, seed column, rating, timestamp)
     known = rows >= 0
-    lengths = np.where(known, ratings.indptr[np.maximum(rows, 0) + 1] - ratings.indptr[np.maximum(rows, 0)], 0)
+    lengths = np.where(
+        known, ratings.indptr[np.maximum(rows, 0) + 1] - ratings.indptr[np.maximum(rows, 0)], 0
+    )
     entry = ranges(ratings.indptr[np.maximum(rows, 0)], lengths)
     user = np.repeat(np.arange(len(rows), dtype=np.int64), lengths)
     liked = ratings.data[entry] >= min_rating

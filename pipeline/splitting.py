@@ -29,12 +29,14 @@ Strategy = Literal["random", "user", "temporal"]
 class SplitConfig:
     strategy: Strategy = "user"
     test_fraction: float = 0.2
-    min_user_ratings: int = 5       # ``user``/``temporal``: users with fewer ratings stay whole in train
+    min_user_ratings: int = 5  # ``user``/``temporal``: users with fewer ratings stay whole in train
     seed: int = 42
 
     def __post_init__(self):
         if self.strategy not in ("random", "user", "temporal"):
-            raise ValueError(f"unknown split strategy {self.strategy!r}: use random, user or temporal")
+            raise ValueError(
+                f"unknown split strategy {self.strategy!r}: use random, user or temporal"
+            )
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError("test_fraction must be between 0 and 1")
 

@@ -61,6 +61,7 @@ from pipeline import schema
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class StoreConfig:
     keep_versions: int = 2  # published versions kept, current and previous included (>= 2)
@@ -76,15 +77,24 @@ class StoreConfig:
     def __post_init__(self) -> None:
         if self.keep_versions < 2:
             raise ValueError("keep_versions must be >= 2: current and previous are always kept")
-        if min(self.lease_s, self.lock_ttl_s, self.lock_wait_s, self.answer_timeout_s) <= 0 or self.batch_size < 1:
-            raise ValueError("lease_s, lock_ttl_s, lock_wait_s, answer_timeout_s and batch_size must be positive")
+        if (
+            min(self.lease_s, self.lock_ttl_s, self.lock_wait_s, self.answer_timeout_s) <= 0
+            or self.batch_size < 1
+        ):
+            raise ValueError(
+                "lease_s, lock_ttl_s, lock_wait_s, answer_timeout_s and batch_size must be positive"
+            )
 
     def client_options(self) -> dict[str, Any]:
         """``MongoClient`` options of the run's clients (the driver's and each Dask worker's): a
         store that stops answering fails the call, and the run, instead of hanging it."""
         wait_ms = int(self.answer_timeout_s * 1000)
-        return {"serverSelectionTimeoutMS": min(wait_ms, 10_000), "connectTimeoutMS": min(wait_ms, 10_000),
-                "socketTimeoutMS": wait_ms, "tz_aware": True}
+        return {
+            "serverSelectionTimeoutMS": min(wait_ms, 10_000),
+            "connectTimeoutMS": min(wait_ms, 10_000),
+            "socketTimeoutMS": wait_ms,
+            "tz_aware": True,
+        }
         if self.retire_grace_s < 0:
             raise ValueError("retire_grace_s must be >= 0")
 
@@ -131,7 +141,11 @@ class Store:
     """Writer (:meth:`stage`) and reader (:meth:`current`, :meth:`collection`) of the store."""
 
     def __init__(
-        self, db: Database, keep_versions: int = 2, *, config: StoreConfig | None = None,
+        self,
+        db: Database,
+        keep_versions: int = 2,
+        *,
+        config: StoreConfig | None = None,
         url: str | None = None,
     ) -> None:
         if config is not None and keep_versions not in (2, config.keep_versions):
@@ -451,9 +465,7 @@ class Staging:
         """The staging collection of versioned ``name`` (numpy scalars/arrays are encodable)."""
         if name not in self.collections:
             raise ValueError(f"{name!r} is not a versioned collection ({schema.VERSIONED})")
-        return self.store.db.get_collection(
-            self.collections[name], codec_options=self.store._codec
-        )
+        return self.store.db.get_collection(self.collections[name], codec_options=self.store._codec)
 
     def added(self, name: str, n: int) -> None:
         """Count ``n`` documents that another process inserted into ``name``'s staging
@@ -526,7 +538,9 @@ class Staging:
         # The collection's own count, not count_documents({}): that one is an aggregation which
         # SecantusDB answers by decoding every document (162k 25M-scale users took the server
         # past 17 GB and the OOM killer).
-        counts = {name: self.collection(name).estimated_document_count() for name in self.collections}
+        counts = {
+            name: self.collection(name).estimated_document_count() for name in self.collections
+        }
         empty = [name for name in schema.REQUIRED_NONEMPTY if counts[name] == 0]
         if empty:
             raise PublishError(f"refusing to publish {self.version!r}: empty {empty}")
@@ -592,8 +606,11 @@ class Staging:
                     },
                 )
         except PyMongoError as exc:
-            log.warning("could not drop the staging collections of %s (%s): the next run's cleanup will",
-                        self.version, str(exc)[:200])
+            log.warning(
+                "could not drop the staging collections of %s (%s): the next run's cleanup will",
+                self.version,
+                str(exc)[:200],
+            )
 
     def _check_open(self) -> None:
         if self.state != "open":

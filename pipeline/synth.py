@@ -48,20 +48,58 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 ML_GENRES = (
-    "Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama",
-    "Fantasy", "Film-Noir", "Horror", "IMAX", "Musical", "Mystery", "Romance", "Sci-Fi",
-    "Thriller", "War", "Western",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "IMAX",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
 )
 # Share of ml-latest-small movies carrying each genre (measured on the bundled movies.csv).
 ML_GENRE_RATE = (
-    0.188, 0.130, 0.063, 0.068, 0.386, 0.123, 0.045, 0.448, 0.080, 0.009, 0.100, 0.016, 0.034,
-    0.059, 0.164, 0.101, 0.194, 0.039, 0.017,
+    0.188,
+    0.130,
+    0.063,
+    0.068,
+    0.386,
+    0.123,
+    0.045,
+    0.448,
+    0.080,
+    0.009,
+    0.100,
+    0.016,
+    0.034,
+    0.059,
+    0.164,
+    0.101,
+    0.194,
+    0.039,
+    0.017,
 )
 # Tag words for the positive and negative end of each latent factor.
 FACTOR_TAGS = (
-    ("atmospheric", "lighthearted"), ("dark", "feel-good"), ("thought-provoking", "mindless fun"),
-    ("visually stunning", "dialogue driven"), ("slow", "fast-paced"), ("quirky", "formulaic"),
-    ("violent", "family friendly"), ("twist ending", "predictable"),
+    ("atmospheric", "lighthearted"),
+    ("dark", "feel-good"),
+    ("thought-provoking", "mindless fun"),
+    ("visually stunning", "dialogue driven"),
+    ("slow", "fast-paced"),
+    ("quirky", "formulaic"),
+    ("violent", "family friendly"),
+    ("twist ending", "predictable"),
 )
 RATING_VALUES = np.arange(1, 11) / 2.0  # 0.5 .. 5.0
 _RATING_TEXT = np.array([f"{v:.1f}" for v in RATING_VALUES], dtype=object)
@@ -139,25 +177,40 @@ def generate(config: SynthConfig, out_dir: str | os.PathLike) -> dict:
     n_chunks = math.ceil(config.n_users / config.chunk_users)
     histogram = np.zeros(len(RATING_VALUES), np.int64)
     n_tags = 0
-    schema = pa.schema([("userId", pa.int32()), ("movieId", pa.int32()), ("rating", pa.string()),
-                        ("timestamp", pa.int64())])
+    schema = pa.schema(
+        [
+            ("userId", pa.int32()),
+            ("movieId", pa.int32()),
+            ("rating", pa.string()),
+            ("timestamp", pa.int64()),
+        ]
+    )
     write_options = pacsv.WriteOptions(include_header=False, quoting_style="none")
-    with open(out / "ratings.csv", "wb") as ratings_file, \
-            open(out / "tags.csv", "w", encoding="utf-8", newline="") as tags_out:
+    with (
+        open(out / "ratings.csv", "wb") as ratings_file,
+        open(out / "tags.csv", "w", encoding="utf-8", newline="") as tags_out,
+    ):
         ratings_file.write(b"userId,movieId,rating,timestamp\n")
         ratings_out = pacsv.CSVWriter(ratings_file, schema, write_options=write_options)
         tags_out.write("userId,movieId,tag,timestamp\n")
         for chunk, seq in enumerate(chunk_seq.spawn(n_chunks)):
             lo = chunk * config.chunk_users
             hi = min(lo + config.chunk_users, config.n_users)
-            rows, tags = _make_chunk(config, movies, users, lo, hi, intercept, np.random.default_rng(seq))
+            rows, tags = _make_chunk(
+                config, movies, users, lo, hi, intercept, np.random.default_rng(seq)
+            )
             histogram += np.bincount(rows["rating_index"], minlength=len(RATING_VALUES))
-            ratings_out.write_table(pa.table({
-                "userId": pa.array(rows["userId"], pa.int32()),
-                "movieId": pa.array(rows["movieId"], pa.int32()),
-                "rating": pa.array(_RATING_TEXT[rows["rating_index"]], pa.string()),
-                "timestamp": pa.array(rows["timestamp"], pa.int64()),
-            }, schema=schema))
+            ratings_out.write_table(
+                pa.table(
+                    {
+                        "userId": pa.array(rows["userId"], pa.int32()),
+                        "movieId": pa.array(rows["movieId"], pa.int32()),
+                        "rating": pa.array(_RATING_TEXT[rows["rating_index"]], pa.string()),
+                        "timestamp": pa.array(rows["timestamp"], pa.int64()),
+                    },
+                    schema=schema,
+                )
+            )
             if len(tags):
                 tags.to_csv(tags_out, header=False, index=False, lineterminator="\n")
                 n_tags += len(tags)
@@ -171,8 +224,10 @@ def generate(config: SynthConfig, out_dir: str | os.PathLike) -> dict:
         "n_ratings": n_ratings,
         "n_tags": n_tags,
         "rating_mean": float((histogram * RATING_VALUES).sum() / max(n_ratings, 1)),
-        "rating_histogram": {f"{v:.1f}": round(float(c) / max(n_ratings, 1), 4)
-                             for v, c in zip(RATING_VALUES, histogram)},
+        "rating_histogram": {
+            f"{v:.1f}": round(float(c) / max(n_ratings, 1), 4)
+            for v, c in zip(RATING_VALUES, histogram)
+        },
         "intercept": round(intercept, 4),
         "seconds": round(time.perf_counter() - started, 2),
         "config": asdict(config),
@@ -183,7 +238,9 @@ def generate(config: SynthConfig, out_dir: str | os.PathLike) -> dict:
 
 def _validate(c: SynthConfig) -> None:
     if min(c.n_users, c.n_movies, c.n_factors, c.n_taste_groups, c.chunk_users) < 1:
-        raise ValueError("n_users, n_movies, n_factors, n_taste_groups and chunk_users must be >= 1")
+        raise ValueError(
+            "n_users, n_movies, n_factors, n_taste_groups and chunk_users must be >= 1"
+        )
     cap = _user_cap(c)
     if c.min_user_ratings > cap:
         raise ValueError(f"min_user_ratings={c.min_user_ratings} exceeds the per-user cap {cap}")
@@ -192,8 +249,12 @@ def _validate(c: SynthConfig) -> None:
             f"n_ratings={c.n_ratings} must lie in [{c.n_users * c.min_user_ratings}, {c.n_users * cap}] "
             f"for {c.n_users} users with {c.min_user_ratings}..{cap} ratings each"
         )
-    if not (0 < c.max_user_fraction <= 1 and 0 <= c.half_star_use <= 1 and c.user_activity_shape > 0):
-        raise ValueError("need 0 < max_user_fraction <= 1, 0 <= half_star_use <= 1, user_activity_shape > 0")
+    if not (
+        0 < c.max_user_fraction <= 1 and 0 <= c.half_star_use <= 1 and c.user_activity_shape > 0
+    ):
+        raise ValueError(
+            "need 0 < max_user_fraction <= 1, 0 <= half_star_use <= 1, user_activity_shape > 0"
+        )
     if c.end_year < c.start_year or c.first_movie_year > c.end_year:
         raise ValueError("need first_movie_year <= end_year and start_year <= end_year")
 
@@ -216,14 +277,16 @@ def _make_movies(c: SynthConfig, rng: np.random.Generator) -> dict:
     loadings = rng.standard_normal((len(ML_GENRES), k))
     rate = np.asarray(ML_GENRE_RATE)
     # widen the base logit so that E[sigmoid(base + strength * z)] stays near the MovieLens rate
-    base = np.log(rate / (1 - rate)) * math.sqrt(1 + math.pi * c.genre_strength ** 2 / 8)
+    base = np.log(rate / (1 - rate)) * math.sqrt(1 + math.pi * c.genre_strength**2 / 8)
     logits = base[None, :] + c.genre_strength * (factors @ loadings.T) / math.sqrt(k)
     probs = 1.0 / (1.0 + np.exp(-logits))
     flags = rng.random(probs.shape) < probs
     empty = ~flags.any(axis=1) & (rng.random(n) < 0.99)  # ~0.3% keep "(no genres listed)"
     flags[np.flatnonzero(empty), probs[empty].argmax(axis=1)] = True
 
-    years = np.clip(c.end_year - np.floor(rng.gamma(2.0, 10.0, n)), c.first_movie_year, c.end_year).astype(np.int64)
+    years = np.clip(
+        c.end_year - np.floor(rng.gamma(2.0, 10.0, n)), c.first_movie_year, c.end_year
+    ).astype(np.int64)
     release = _year_start(years) + (rng.random(n) * 364 * _DAY).astype(np.int64)
     movie_ids = np.cumsum(rng.geometric(0.7, n)).astype(np.int64)
     imdb = np.sort(rng.choice(np.arange(100_000, 9_999_999), n, replace=False))
@@ -238,33 +301,52 @@ def _make_movies(c: SynthConfig, rng: np.random.Generator) -> dict:
     cdf /= cdf[:, -1:]
     cdf[:, -1] = 1.0
     return {
-        "movieId": movie_ids, "factors": factors, "item_bias": item_bias, "genre_flags": flags,
-        "year": years, "release": release, "imdbId": imdb, "tmdbId": tmdb,
-        "log_w": log_w, "cdf_flat": (cdf + np.arange(c.n_taste_groups)[:, None]).ravel(),
+        "movieId": movie_ids,
+        "factors": factors,
+        "item_bias": item_bias,
+        "genre_flags": flags,
+        "year": years,
+        "release": release,
+        "imdbId": imdb,
+        "tmdbId": tmdb,
+        "log_w": log_w,
+        "cdf_flat": (cdf + np.arange(c.n_taste_groups)[:, None]).ravel(),
     }
 
 
 def _centres(c: SynthConfig) -> np.ndarray:
     # the group centres depend on the seed only (not on sizes), drawn from their own stream
-    return np.random.default_rng(np.random.SeedSequence([c.seed, 7])).standard_normal((c.n_taste_groups, c.n_factors))
+    return np.random.default_rng(np.random.SeedSequence([c.seed, 7])).standard_normal(
+        (c.n_taste_groups, c.n_factors)
+    )
 
 
 def _year_start(years: np.ndarray) -> np.ndarray:
     """Unix seconds of 1 January of each year."""
-    return (np.asarray(years, np.int64) - 1970).astype("datetime64[Y]").astype("datetime64[s]").astype(np.int64)
+    return (
+        (np.asarray(years, np.int64) - 1970)
+        .astype("datetime64[Y]")
+        .astype("datetime64[s]")
+        .astype(np.int64)
+    )
 
 
 def _write_movies(m: dict, out: Path) -> None:
     names = np.asarray(ML_GENRES, dtype=object)
-    genres = ["|".join(names[row]) if row.any() else "(no genres listed)" for row in m["genre_flags"]]
+    genres = [
+        "|".join(names[row]) if row.any() else "(no genres listed)" for row in m["genre_flags"]
+    ]
     titles = [f"Synthetic Movie {i} ({y})" for i, y in zip(m["movieId"], m["year"])]
     pd.DataFrame({"movieId": m["movieId"], "title": titles, "genres": genres}).to_csv(
-        out / "movies.csv", index=False, lineterminator="\n")
-    pd.DataFrame({
-        "movieId": m["movieId"],
-        "imdbId": [f"{v:07d}" for v in m["imdbId"]],
-        "tmdbId": m["tmdbId"],
-    }).to_csv(out / "links.csv", index=False, lineterminator="\n")
+        out / "movies.csv", index=False, lineterminator="\n"
+    )
+    pd.DataFrame(
+        {
+            "movieId": m["movieId"],
+            "imdbId": [f"{v:07d}" for v in m["imdbId"]],
+            "tmdbId": m["tmdbId"],
+        }
+    ).to_csv(out / "links.csv", index=False, lineterminator="\n")
 
 
 # --------------------------------------------------------------------------- users
@@ -277,17 +359,32 @@ def _make_users(c: SynthConfig, rng: np.random.Generator) -> dict:
     factors = _centres(c)[group] + c.user_spread * rng.standard_normal((n, k))
     bias = c.user_bias_sd * rng.standard_normal(n)
     concentration = 2.0
-    half = rng.beta(c.half_star_use * concentration, (1 - c.half_star_use) * concentration, n) \
-        if 0 < c.half_star_use < 1 else np.full(n, float(c.half_star_use))
+    half = (
+        rng.beta(c.half_star_use * concentration, (1 - c.half_star_use) * concentration, n)
+        if 0 < c.half_star_use < 1
+        else np.full(n, float(c.half_star_use))
+    )
     counts = _allocate_counts(c, rng.pareto(c.user_activity_shape, n) + 1e-9)
 
-    start_ts, end_ts = int(_year_start(np.array([c.start_year]))[0]), int(_year_start(np.array([c.end_year + 1]))[0]) - 1
+    start_ts, end_ts = (
+        int(_year_start(np.array([c.start_year]))[0]),
+        int(_year_start(np.array([c.end_year + 1]))[0]) - 1,
+    )
     begin = start_ts + (rng.random(n) * (end_ts - start_ts)).astype(np.int64)
     duration = np.exp(rng.normal(math.log(30 * _DAY), 2.0, n))  # median a month, some years
     duration = np.minimum(duration, end_ts - begin).astype(np.int64)
     tagger = rng.random(n) < c.tag_user_share
-    return {"group": group, "factors": factors, "bias": bias, "half": half, "count": counts,
-            "begin": begin, "duration": duration, "end_ts": end_ts, "tagger": tagger}
+    return {
+        "group": group,
+        "factors": factors,
+        "bias": bias,
+        "half": half,
+        "count": counts,
+        "begin": begin,
+        "duration": duration,
+        "end_ts": end_ts,
+        "tagger": tagger,
+    }
 
 
 def _allocate_counts(c: SynthConfig, weights: np.ndarray) -> np.ndarray:
@@ -318,8 +415,9 @@ def _allocate_counts(c: SynthConfig, weights: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- ratings
 
 
-def _make_chunk(c: SynthConfig, m: dict, u: dict, lo: int, hi: int, intercept: float,
-                rng: np.random.Generator):
+def _make_chunk(
+    c: SynthConfig, m: dict, u: dict, lo: int, hi: int, intercept: float, rng: np.random.Generator
+):
     users = np.arange(lo, hi)
     local, items = _sample_items(c, m, u["group"][users], u["count"][users], rng)
     uid = users[local]
@@ -328,20 +426,28 @@ def _make_chunk(c: SynthConfig, m: dict, u: dict, lo: int, hi: int, intercept: f
 
     when = u["begin"][uid] + (rng.random(len(uid)) * u["duration"][uid]).astype(np.int64)
     release = m["release"][items]
-    early = when < release  # rated before release: move to a random time between release and the end
-    when[early] = release[early] + (rng.random(int(early.sum())) * (u["end_ts"] - release[early])).astype(np.int64)
+    early = (
+        when < release
+    )  # rated before release: move to a random time between release and the end
+    when[early] = release[early] + (
+        rng.random(int(early.sum())) * (u["end_ts"] - release[early])
+    ).astype(np.int64)
 
     movie_ids = m["movieId"][items]
     order = np.argsort(uid * (int(m["movieId"][-1]) + 1) + movie_ids)
-    rows = {"userId": (uid + 1)[order], "movieId": movie_ids[order], "rating_index": rating_index[order],
-            "timestamp": when[order]}
+    rows = {
+        "userId": (uid + 1)[order],
+        "movieId": movie_ids[order],
+        "rating_index": rating_index[order],
+        "timestamp": when[order],
+    }
     return rows, _make_tags(c, m, u, uid[order], items[order], when[order], rng)
 
 
 def _rating_terms(c: SynthConfig, m: dict, u: dict, uid, items, rng: np.random.Generator):
     """Everything of a rating but the intercept (biases, taste, noise), and the half-star draws."""
     taste = np.einsum("ij,ij->i", u["factors"][uid], m["factors"][items])
-    taste *= c.taste_sd / math.sqrt(c.n_factors * (1 + c.user_spread ** 2))
+    taste *= c.taste_sd / math.sqrt(c.n_factors * (1 + c.user_spread**2))
     offset = u["bias"][uid] + m["item_bias"][items] + taste + c.noise_sd * _noise(c, rng, len(uid))
     halves = rng.random(len(uid)) < u["half"][uid]
     return offset, halves
@@ -380,7 +486,9 @@ def _noise(c: SynthConfig, rng: np.random.Generator, n: int) -> np.ndarray:
     return -(rng.gamma(c.noise_shape, 1.0, n) - c.noise_shape) / math.sqrt(c.noise_shape)
 
 
-def _sample_items(c: SynthConfig, m: dict, group: np.ndarray, count: np.ndarray, rng: np.random.Generator):
+def _sample_items(
+    c: SynthConfig, m: dict, group: np.ndarray, count: np.ndarray, rng: np.random.Generator
+):
     """For each user ``j`` of the chunk, ``count[j]`` distinct movies, by weighted sampling
     without replacement from the user's taste-group weights.
 
@@ -430,7 +538,7 @@ def _sample_items(c: SynthConfig, m: dict, group: np.ndarray, count: np.ndarray,
     out_user, out_item = [acc_user], [acc_item]
     bounds = np.concatenate([[0], np.cumsum(have)])  # acc is grouped by user here
     for j in np.flatnonzero(have < count):  # heavy users and stragglers: Gumbel top-k
-        seen = acc_item[bounds[j]:bounds[j + 1]]
+        seen = acc_item[bounds[j] : bounds[j + 1]]
         need = int(count[j] - len(seen))
         keys = m["log_w"][group[j]] + rng.gumbel(size=n_movies)
         keys[seen] = -np.inf
@@ -453,27 +561,38 @@ def _draw(m: dict, group: np.ndarray, n_movies: int, rng: np.random.Generator) -
     return np.minimum(item - group * n_movies, n_movies - 1)
 
 
-def _make_tags(c: SynthConfig, m: dict, u: dict, uid, items, when, rng: np.random.Generator) -> pd.DataFrame:
+def _make_tags(
+    c: SynthConfig, m: dict, u: dict, uid, items, when, rng: np.random.Generator
+) -> pd.DataFrame:
     pick = u["tagger"][uid] & (rng.random(len(uid)) < c.tag_rate)
     if not pick.any():
         return pd.DataFrame(columns=["userId", "movieId", "tag", "timestamp"])
     t_user, t_item, t_when = uid[pick], items[pick], when[pick]
     q = m["factors"][t_item]
     dim = np.abs(q).argmax(axis=1)
-    words = np.array([(FACTOR_TAGS[d % len(FACTOR_TAGS)][0 if s > 0 else 1]
-                       + ("" if d < len(FACTOR_TAGS) else f" {d // len(FACTOR_TAGS) + 1}"))
-                      for d, s in zip(dim, q[np.arange(len(dim)), dim])], dtype=object)
+    words = np.array(
+        [
+            (
+                FACTOR_TAGS[d % len(FACTOR_TAGS)][0 if s > 0 else 1]
+                + ("" if d < len(FACTOR_TAGS) else f" {d // len(FACTOR_TAGS) + 1}")
+            )
+            for d, s in zip(dim, q[np.arange(len(dim)), dim])
+        ],
+        dtype=object,
+    )
     flags = m["genre_flags"][t_item]
     use_genre = (rng.random(len(t_item)) < 0.5) & flags.any(axis=1)
     for j in np.flatnonzero(use_genre):
         options = np.flatnonzero(flags[j])
         words[j] = ML_GENRES[options[rng.integers(len(options))]].lower()
-    return pd.DataFrame({
-        "userId": t_user + 1,
-        "movieId": m["movieId"][t_item],
-        "tag": words,
-        "timestamp": t_when + rng.integers(1, 600, len(t_item)),
-    })
+    return pd.DataFrame(
+        {
+            "userId": t_user + 1,
+            "movieId": m["movieId"][t_item],
+            "tag": words,
+            "timestamp": t_when + rng.integers(1, 600, len(t_item)),
+        }
+    )
 
 
 def _write_readme(out: Path, config: SynthConfig, summary: dict) -> None:
@@ -488,8 +607,8 @@ model (rating = mean + user bias + movie bias + user factors . movie factors + n
 with long-tailed movie popularity and power-law user activity (at least
 {config.min_user_ratings} ratings per user). No GroupLens data is included.
 
-Summary: {summary['n_users']} users, {summary['n_movies']} movies, {summary['n_ratings']} ratings,
-{summary['n_tags']} tags, mean rating {summary['rating_mean']:.3f}.
+Summary: {summary["n_users"]} users, {summary["n_movies"]} movies, {summary["n_ratings"]} ratings,
+{summary["n_tags"]} tags, mean rating {summary["rating_mean"]:.3f}.
 
 Config (pipeline.synth.SynthConfig):
 {json.dumps(asdict(config), indent=2)}
@@ -497,7 +616,9 @@ Config (pipeline.synth.SynthConfig):
     (out / "README.txt").write_text(text, encoding="utf-8")
 
 
-if __name__ == "__main__":  # quick manual run: python -m pipeline.synth OUT [n_users n_movies n_ratings]
+if (
+    __name__ == "__main__"
+):  # quick manual run: python -m pipeline.synth OUT [n_users n_movies n_ratings]
     import sys
 
     args = sys.argv[1:]

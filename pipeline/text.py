@@ -5,14 +5,18 @@ from __future__ import annotations
 import re
 import unicodedata
 
-_ARTICLE = re.compile(r"^(?P<rest>.+), (?P<art>The|A|An|Les|La|Le|L'|Il|Das|Der|Die|El|Los|Las)$", re.I)
+_ARTICLE = re.compile(
+    r"^(?P<rest>.+), (?P<art>The|A|An|Les|La|Le|L'|Il|Das|Der|Die|El|Los|Las)$", re.I
+)
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 
 
 def fold(text: str) -> str:
     """Lower-case ASCII with accents removed and punctuation turned into single spaces."""
     decomposed = unicodedata.normalize("NFKD", text or "")
-    ascii_text = "".join(c if ord(c) < 128 else " " for c in decomposed if not unicodedata.combining(c))
+    ascii_text = "".join(
+        c if ord(c) < 128 else " " for c in decomposed if not unicodedata.combining(c)
+    )
     return _NON_WORD.sub(" ", ascii_text.lower()).strip()
 
 

@@ -43,11 +43,32 @@ KEYWORDS_FILE = ("the-movies-dataset", "keywords.csv")
 KEYWORDS_ONLY = "keywords_only"  # source label of rows that have keywords but no metadata row
 
 COLUMNS = [
-    "tmdbId", "imdb_id", "title", "overview", "tagline", "runtime", "release_date",
-    "original_language", "poster_path", "vote_average", "vote_count", "popularity",
-    "budget", "revenue", "keywords", "source",
+    "tmdbId",
+    "imdb_id",
+    "title",
+    "overview",
+    "tagline",
+    "runtime",
+    "release_date",
+    "original_language",
+    "poster_path",
+    "vote_average",
+    "vote_count",
+    "popularity",
+    "budget",
+    "revenue",
+    "keywords",
+    "source",
 ]
-TEXT_COLUMNS = ["imdb_id", "title", "overview", "tagline", "release_date", "original_language", "poster_path"]
+TEXT_COLUMNS = [
+    "imdb_id",
+    "title",
+    "overview",
+    "tagline",
+    "release_date",
+    "original_language",
+    "poster_path",
+]
 FLOAT_COLUMNS = ["runtime", "vote_average", "popularity"]
 INT_COLUMNS = ["vote_count", "budget", "revenue"]
 # TMDB's placeholder texts for a missing overview.
@@ -57,7 +78,11 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 def poster_url(poster_path: str | None) -> str | None:
     """Full w342 poster URL for a ``poster_path``, or None."""
-    if poster_path is None or (isinstance(poster_path, float) and math.isnan(poster_path)) or not poster_path:
+    if (
+        poster_path is None
+        or (isinstance(poster_path, float) and math.isnan(poster_path))
+        or not poster_path
+    ):
         return None
     return POSTER_BASE + poster_path
 
@@ -78,8 +103,12 @@ def load_metadata(folder: str | os.PathLike) -> pd.DataFrame:
     if path.is_dir():
         path = path / METADATA_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"no TMDB metadata at {path}; build it with `python -m pipeline.tmdb build`")
-    raw = pd.read_csv(path, dtype={c: str for c in [*TEXT_COLUMNS, "keywords", "source"]}, keep_default_na=False)
+        raise FileNotFoundError(
+            f"no TMDB metadata at {path}; build it with `python -m pipeline.tmdb build`"
+        )
+    raw = pd.read_csv(
+        path, dtype={c: str for c in [*TEXT_COLUMNS, "keywords", "source"]}, keep_default_na=False
+    )
     frame = pd.DataFrame({"tmdbId": raw["tmdbId"].astype("int64")})
     for col in TEXT_COLUMNS:
         frame[col] = pd.Series([v if v != "" else None for v in raw[col]], dtype=object)
@@ -87,7 +116,9 @@ def load_metadata(folder: str | os.PathLike) -> pd.DataFrame:
         frame[col] = pd.to_numeric(raw[col], errors="coerce").astype("float64")
     for col in INT_COLUMNS:
         frame[col] = pd.to_numeric(raw[col], errors="coerce").astype("Int64")
-    frame["keywords"] = pd.Series([json.loads(v) if v else [] for v in raw["keywords"]], dtype=object)
+    frame["keywords"] = pd.Series(
+        [json.loads(v) if v else [] for v in raw["keywords"]], dtype=object
+    )
     frame["source"] = raw["source"].astype(str)
     return frame[COLUMNS]
 
@@ -118,13 +149,20 @@ def build_bundle(shared_data: Path, links_csv: Path, out_dir: Path) -> dict:
     tmdb5000_keywords = _tmdb5000_keywords(shared_data / "tmdb" / "tmdb_5000_movies.csv")
     movies_dataset_keywords = _movies_dataset_keywords(shared_data.joinpath(*KEYWORDS_FILE), wanted)
     # Movies with keywords but no metadata row still get their keywords (source "keywords_only").
-    keyword_only = sorted(t for t, k in movies_dataset_keywords.items() if k and t not in set(merged["tmdbId"]))
+    keyword_only = sorted(
+        t for t, k in movies_dataset_keywords.items() if k and t not in set(merged["tmdbId"])
+    )
     if keyword_only:
-        extra = pd.DataFrame({"tmdbId": pd.Series(keyword_only, dtype="int64"), "source": KEYWORDS_ONLY})
+        extra = pd.DataFrame(
+            {"tmdbId": pd.Series(keyword_only, dtype="int64"), "source": KEYWORDS_ONLY}
+        )
         merged = pd.concat([merged, extra], ignore_index=True).sort_values("tmdbId", kind="stable")
         merged = merged.reset_index(drop=True)
     merged["keywords"] = pd.Series(
-        [_union(movies_dataset_keywords.get(t, []), tmdb5000_keywords.get(t, [])) for t in merged["tmdbId"]],
+        [
+            _union(movies_dataset_keywords.get(t, []), tmdb5000_keywords.get(t, []))
+            for t in merged["tmdbId"]
+        ],
         dtype=object,
     )
     merged = merged[COLUMNS]
@@ -133,17 +171,26 @@ def build_bundle(shared_data: Path, links_csv: Path, out_dir: Path) -> dict:
     out = merged.copy()
     out["keywords"] = [json.dumps(k, ensure_ascii=False) for k in out["keywords"]]
     # mtime=0 so that rebuilding from the same inputs gives the same bytes
-    with open(out_dir / METADATA_FILE, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+    with (
+        open(out_dir / METADATA_FILE, "wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz,
+    ):
         gz.write(out.to_csv(index=False, lineterminator="\n").encode("utf-8"))
 
-    covered = links["tmdbId"].isin(set(merged.loc[merged["source"] != KEYWORDS_ONLY, "tmdbId"])).fillna(False)
+    covered = (
+        links["tmdbId"]
+        .isin(set(merged.loc[merged["source"] != KEYWORDS_ONLY, "tmdbId"]))
+        .fillna(False)
+    )
     return {
         "links_rows": int(len(links)),
         "links_without_tmdbId": int(links["tmdbId"].isna().sum()),
         "distinct_tmdbIds_in_links": len(wanted),
         "matched_per_source_file": per_source_matched,
         "rows": int(len(merged)),
-        "rows_by_source": {k: int(v) for k, v in merged["source"].value_counts().sort_index().items()},
+        "rows_by_source": {
+            k: int(v) for k, v in merged["source"].value_counts().sort_index().items()
+        },
         "movies_covered": int(covered.sum()),
         "rows_with_keywords": int(sum(1 for k in merged["keywords"] if k)),
         "rows_with_poster": int(merged["poster_path"].notna().sum()),
@@ -158,9 +205,12 @@ def _read_source(path: Path, label: str) -> pd.DataFrame:
     for col in TEXT_COLUMNS:
         values = raw[col] if col in raw.columns else pd.Series([""] * len(raw))
         frame[col] = pd.Series([_clean_text(v) for v in values], dtype=object)
-    frame["overview"] = pd.Series([None if v in NO_OVERVIEW else v for v in frame["overview"]], dtype=object)
+    frame["overview"] = pd.Series(
+        [None if v in NO_OVERVIEW else v for v in frame["overview"]], dtype=object
+    )
     frame["release_date"] = pd.Series(
-        [v if isinstance(v, str) and _DATE.match(v) else None for v in frame["release_date"]], dtype=object
+        [v if isinstance(v, str) and _DATE.match(v) else None for v in frame["release_date"]],
+        dtype=object,
     )
     for col in FLOAT_COLUMNS:
         frame[col] = pd.to_numeric(raw[col], errors="coerce").to_numpy(np.float64)
@@ -218,15 +268,29 @@ def _union(first: list[str], second: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.tmdb", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.tmdb", description=__doc__.split("\n\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="build the bundled TMDB metadata file")
-    build.add_argument("--shared", type=Path, required=True, help="the shared/data folder (holds tmdb/, the-movies-dataset/)")
+    build.add_argument(
+        "--shared",
+        type=Path,
+        required=True,
+        help="the shared/data folder (holds tmdb/, the-movies-dataset/)",
+    )
     build.add_argument("--out", type=Path, default=Path("resources/tmdb"), help="output folder")
-    build.add_argument("--links", type=Path, default=None,
-                       help="MovieLens links.csv (default: the bundled ml-latest-small)")
+    build.add_argument(
+        "--links",
+        type=Path,
+        default=None,
+        help="MovieLens links.csv (default: the bundled ml-latest-small)",
+    )
     args = parser.parse_args(argv)
-    links = args.links or Path(__file__).resolve().parent.parent / "resources" / "ml-latest-small" / "links.csv"
+    links = (
+        args.links
+        or Path(__file__).resolve().parent.parent / "resources" / "ml-latest-small" / "links.csv"
+    )
     counts = build_bundle(args.shared, links, args.out)
     json.dump(counts, sys.stdout, indent=2)
     print()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-_GROUP = 64            # at most this many columns per group of the bound
+_GROUP = 64  # at most this many columns per group of the bound
 _MAX_SHORTLIST = 1024  # a row with more entries at or above its bound is sorted in full
 
 

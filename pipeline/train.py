@@ -33,9 +33,19 @@ class FittedModels:
         return counts.sort_values(ascending=False, kind="stable").index.to_numpy(np.int64)[:n]
 
 
-def fit_models(ratings, movies: pd.DataFrame, config, steps: Steps, *, tags=None, links=None,
-               metadata=None, with_clusters: bool = True, with_similar: bool = True,
-               release_ratings: bool = False) -> FittedModels:
+def fit_models(
+    ratings,
+    movies: pd.DataFrame,
+    config,
+    steps: Steps,
+    *,
+    tags=None,
+    links=None,
+    metadata=None,
+    with_clusters: bool = True,
+    with_similar: bool = True,
+    release_ratings: bool = False,
+) -> FittedModels:
     """Fit features, rating model, top-N model and (optionally) clusters and similar movies.
 
     ``ratings`` is a Dask DataFrame: the training part of a split, or every rating for the
@@ -78,5 +88,7 @@ def recommend_blocks(models: FittedModels, user_ids: np.ndarray, n: int, block: 
     rows = models.matrix.user_index(user_ids)
     popular = models.popular_items(n)
     for lo in range(0, len(user_ids), block):
-        yield (user_ids[lo:lo + block],
-               *recommend_rows(models.topn, models.matrix, popular, rows[lo:lo + block], n))
+        yield (
+            user_ids[lo : lo + block],
+            *recommend_rows(models.topn, models.matrix, popular, rows[lo : lo + block], n),
+        )

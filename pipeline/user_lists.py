@@ -84,36 +84,64 @@ class UserListInputs:
     mean: np.ndarray
 
     @classmethod
-    def from_models(cls, models, labels: pd.Series, clusters: pd.DataFrame, titles: dict[int, str],
-                    version: str, n: int, similar: Mapping[int, list] | None = None,
-                    min_rating: float | None = None) -> "UserListInputs":
+    def from_models(
+        cls,
+        models,
+        labels: pd.Series,
+        clusters: pd.DataFrame,
+        titles: dict[int, str],
+        version: str,
+        n: int,
+        similar: Mapping[int, list] | None = None,
+        min_rating: float | None = None,
+    ) -> "UserListInputs":
         """From :class:`pipeline.train.FittedModels`, the cluster ``labels`` (userId -> cluster),
         the cluster table (``top_movies`` per cluster) and the similar lists."""
         matrix = models.matrix
         stats = models.features.users.reindex(matrix.user_ids)
         items = ItemSide(
-            topn=models.topn, rating=models.rating,
-            favourites={int(c): frozenset(int(m["movieId"]) for m in row["top_movies"])
-                        for c, row in clusters.iterrows()},
+            topn=models.topn,
+            rating=models.rating,
+            favourites={
+                int(c): frozenset(int(m["movieId"]) for m in row["top_movies"])
+                for c, row in clusters.iterrows()
+            },
             neighbours=neighbour_matrix(similar, matrix.item_ids) if similar else None,
-            titles=titles, popular=models.popular_items(n), version=version, n=n,
-            min_rating=models.topn.config.because_min_rating if min_rating is None else min_rating)
-        return cls(items, matrix, clusters=labels.reindex(matrix.user_ids).fillna(-1).to_numpy(np.int64),
-                   n_ratings=stats["n_ratings"].fillna(0).to_numpy(np.int64),
-                   mean=stats["mean"].fillna(0.0).to_numpy(np.float64))
+            titles=titles,
+            popular=models.popular_items(n),
+            version=version,
+            n=n,
+            min_rating=models.topn.config.because_min_rating if min_rating is None else min_rating,
+        )
+        return cls(
+            items,
+            matrix,
+            clusters=labels.reindex(matrix.user_ids).fillna(-1).to_numpy(np.int64),
+            n_ratings=stats["n_ratings"].fillna(0).to_numpy(np.int64),
+            mean=stats["mean"].fillna(0.0).to_numpy(np.float64),
+        )
 
     @property
     def n_users(self) -> int:
         return len(self.matrix.user_ids)
 
     def item_side(self) -> ItemSide:
-        return replace(self.items, topn=self.items.topn.without_users(), rating=self.items.rating.without_users())
+        return replace(
+            self.items,
+            topn=self.items.topn.without_users(),
+            rating=self.items.rating.without_users(),
+        )
 
     def block(self, lo: int, hi: int) -> UserBlock:
         """Matrix rows ``lo .. hi - 1``."""
         rows = self.matrix.rows(lo, hi)
-        return UserBlock(rows, self.items.rating.users(rows.user_ids), self.clusters[lo:hi].copy(),
-                         self.n_ratings[lo:hi].copy(), self.mean[lo:hi].copy())
+        return UserBlock(
+            rows,
+            self.items.rating.users(rows.user_ids),
+            self.clusters[lo:hi].copy(),
+            self.n_ratings[lo:hi].copy(),
+            self.mean[lo:hi].copy(),
+        )
 
 
 def recommend_rows(topn, matrix: RatingMatrix, popular: np.ndarray, rows: np.ndarray, n: int):
@@ -126,7 +154,11 @@ def recommend_rows(topn, matrix: RatingMatrix, popular: np.ndarray, rows: np.nda
     if known.any():
         cols, sc, bc = topn.recommend(rows[known], n=n, exclude_seen=True)
         k = cols.shape[1]
-        items[known, :k], scores[known, :k], because[known, :k] = _ids(matrix, cols), sc, _ids(matrix, bc)
+        items[known, :k], scores[known, :k], because[known, :k] = (
+            _ids(matrix, cols),
+            sc,
+            _ids(matrix, bc),
+        )
     if (~known).any():
         items[~known, : len(popular)] = popular[:n]
     return items, scores, because
@@ -152,13 +184,23 @@ def block_docs(items: ItemSide, block: UserBlock) -> list[dict]:
     recommended, because = _ids(matrix, cols), _ids(matrix, seed_cols)
     valid = recommended >= 0
     if items.neighbours is not None:
-        seeds = similar_seeds(items.neighbours, matrix.csr, matrix.timestamps, rows,
-                              np.where(valid, cols, -1), items.min_rating)
+        seeds = similar_seeds(
+            items.neighbours,
+            matrix.csr,
+            matrix.timestamps,
+            rows,
+            np.where(valid, cols, -1),
+            items.min_rating,
+        )
         because = np.where(seeds >= 0, matrix.item_ids[np.maximum(seeds, 0)], because)
     predicted = np.zeros(recommended.shape, np.float32)
     if valid.any():
-        pairs = pd.DataFrame({"userId": np.repeat(u, recommended.shape[1])[valid.ravel()],
-                              "movieId": recommended[valid]})
+        pairs = pd.DataFrame(
+            {
+                "userId": np.repeat(u, recommended.shape[1])[valid.ravel()],
+                "movieId": recommended[valid],
+            }
+        )
         predicted[valid] = items.rating.predict(pairs, users=block.users)
     scores_r = np.round(scores.astype(np.float64), 5)
     predicted_r = np.round(predicted.astype(np.float64), 3)
@@ -170,20 +212,36 @@ def block_docs(items: ItemSide, block: UserBlock) -> list[dict]:
         for j in np.flatnonzero(valid[r]).tolist():
             m, b = int(recommended[r, j]), int(because[r, j])
             if b >= 0:
-                reason = {"kind": "because_you_liked", "movieId": b,
-                          "text": f"Because you liked {items.titles.get(b, b)}"}
+                reason = {
+                    "kind": "because_you_liked",
+                    "movieId": b,
+                    "text": f"Because you liked {items.titles.get(b, b)}",
+                }
             elif m in favourites:
                 reason = {"kind": "cluster_favourite", "text": CLUSTER_FAVOURITE_TEXT}
             else:
                 reason = {"kind": "taste_match", "text": TASTE_MATCH_TEXT}
-            top.append({"movieId": m, "score": float(scores_r[r, j]),
-                        "predicted_rating": float(predicted_r[r, j]), "reason": reason})
-        docs.append({
-            "_id": user, "cluster": cluster,
-            "stats": {"n_ratings": int(block.n_ratings[r]), "mean": round(float(block.mean[r]), 4)},
-            "ratings_packed": packed_ratings(matrix, r),
-            "top": top, "model_version": items.version,
-        })
+            top.append(
+                {
+                    "movieId": m,
+                    "score": float(scores_r[r, j]),
+                    "predicted_rating": float(predicted_r[r, j]),
+                    "reason": reason,
+                }
+            )
+        docs.append(
+            {
+                "_id": user,
+                "cluster": cluster,
+                "stats": {
+                    "n_ratings": int(block.n_ratings[r]),
+                    "mean": round(float(block.mean[r]), 4),
+                },
+                "ratings_packed": packed_ratings(matrix, r),
+                "top": top,
+                "model_version": items.version,
+            }
+        )
     return docs
 
 
@@ -193,9 +251,11 @@ def packed_ratings(matrix: RatingMatrix, row: int) -> dict:
     cols, vals, ts = matrix.row(row)
     order = np.argsort(-ts, kind="stable") if ts is not None else np.arange(len(cols))
     times = ts[order] if ts is not None else np.zeros(len(cols), np.int64)
-    return {"movieId": matrix.item_ids[cols[order]].astype("<i4").tobytes(),
-            "rating": np.asarray(vals[order], "<f4").tobytes(),
-            "timestamp": np.asarray(times, "<i8").tobytes()}
+    return {
+        "movieId": matrix.item_ids[cols[order]].astype("<i4").tobytes(),
+        "rating": np.asarray(vals[order], "<f4").tobytes(),
+        "timestamp": np.asarray(times, "<i8").tobytes(),
+    }
 
 
 def iter_user_docs(inputs: UserListInputs, block: int = 2048) -> Iterator[dict]:
@@ -222,8 +282,15 @@ def _client(url: str, options: Mapping[str, Any]):
         return client
 
 
-def write_block(items: ItemSide, block: UserBlock, url: str, database: str, collection: str,
-                options: Mapping[str, Any], batch_size: int = 1000) -> dict:
+def write_block(
+    items: ItemSide,
+    block: UserBlock,
+    url: str,
+    database: str,
+    collection: str,
+    options: Mapping[str, Any],
+    batch_size: int = 1000,
+) -> dict:
     """Build ``block``'s documents and insert them into ``database.collection`` (unordered;
     documents already there from an earlier try of this block are skipped).
     Returns ``{"users": n, "pid": this process's id, "seconds": s}``."""
@@ -234,17 +301,25 @@ def write_block(items: ItemSide, block: UserBlock, url: str, database: str, coll
     coll = _client(url, options)[database][collection]
     for s in range(0, len(docs), batch_size):
         try:
-            coll.insert_many(docs[s:s + batch_size], ordered=False)
+            coll.insert_many(docs[s : s + batch_size], ordered=False)
         except BulkWriteError as exc:  # a retried block: only duplicate keys are expected
-            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", ())) or \
-                    exc.details.get("writeConcernErrors"):
+            if any(
+                e.get("code") != 11000 for e in exc.details.get("writeErrors", ())
+            ) or exc.details.get("writeConcernErrors"):
                 raise
     return {"users": len(docs), "pid": os.getpid(), "seconds": time.perf_counter() - started}
 
 
-def write_user_lists(client, inputs: UserListInputs, url: str, database: str, collection: str,
-                     options: Mapping[str, Any], block: int = 2048,
-                     on_written: Callable[[int], None] | None = None) -> dict:
+def write_user_lists(
+    client,
+    inputs: UserListInputs,
+    url: str,
+    database: str,
+    collection: str,
+    options: Mapping[str, Any],
+    block: int = 2048,
+    on_written: Callable[[int], None] | None = None,
+) -> dict:
     """Run :func:`write_block` over every block of users on the cluster of ``client``.
 
     The item side goes to every worker once; each task brings its own block of users (a few
@@ -263,8 +338,10 @@ def write_user_lists(client, inputs: UserListInputs, url: str, database: str, co
     shared = client.scatter(inputs.item_side(), broadcast=True, hash=False)
     inputs.items = replace(inputs.items, topn=None)
     release_memory()
-    blocks = ((inputs.block(lo, min(lo + block, inputs.n_users)), url, database, collection, options)
-              for lo in range(0, inputs.n_users, block))
+    blocks = (
+        (inputs.block(lo, min(lo + block, inputs.n_users)), url, database, collection, options)
+        for lo in range(0, inputs.n_users, block)
+    )
     total, pids, task_s = 0, set(), 0.0
     with progress("user documents", inputs.n_users, unit="users") as bar:
         for out in map_blocks(client, write_block, shared, blocks, "user-documents"):

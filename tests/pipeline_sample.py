@@ -17,7 +17,9 @@ def write_sample(out: Path, max_user: int = 80, extra_movies: int = 40) -> Path:
     ratings = pd.read_csv(BUNDLED / "ratings.csv")
     ratings = ratings[ratings.userId <= max_user]
     movies = pd.read_csv(BUNDLED / "movies.csv")
-    keep = set(ratings.movieId) | set(movies.movieId[~movies.movieId.isin(ratings.movieId)].head(extra_movies))
+    keep = set(ratings.movieId) | set(
+        movies.movieId[~movies.movieId.isin(ratings.movieId)].head(extra_movies)
+    )
     movies = movies[movies.movieId.isin(keep)]
     links = pd.read_csv(BUNDLED / "links.csv", dtype={"imdbId": str})
     tags = pd.read_csv(BUNDLED / "tags.csv")
@@ -25,7 +27,9 @@ def write_sample(out: Path, max_user: int = 80, extra_movies: int = 40) -> Path:
     movies.to_csv(out / "movies.csv", index=False)
     links[links.movieId.isin(keep)].to_csv(out / "links.csv", index=False)
     tags[tags.movieId.isin(keep)].to_csv(out / "tags.csv", index=False)
-    (out / "README.txt").write_text("Sample of ml-latest-small for tests; see resources/ml-latest-small/README.txt\n")
+    (out / "README.txt").write_text(
+        "Sample of ml-latest-small for tests; see resources/ml-latest-small/README.txt\n"
+    )
     return out
 
 
@@ -46,8 +50,12 @@ def load_sample(db, tmp: Path, max_user: int = 80):
     from pipeline.runtime import DaskConfig, dask_client
     from pipeline.store import new_version
 
-    config = PipelineConfig(dataset=str(write_sample(tmp / "ml-sample", max_user=max_user)), run_dir=str(tmp / "runs"),
-                            evaluate=False, dask=DaskConfig(n_workers=1))
+    config = PipelineConfig(
+        dataset=str(write_sample(tmp / "ml-sample", max_user=max_user)),
+        run_dir=str(tmp / "runs"),
+        evaluate=False,
+        dask=DaskConfig(n_workers=1),
+    )
     with dask_client(config.dask):
         return config, run(config, pipeline_store(db), new_version()).version
 

@@ -179,7 +179,10 @@ def test_recommendations_are_the_precomputed_list_in_rank_order(app, served, spe
     movie = served.coll(schema.MOVIES).find_one({"_id": items[0]["movieId"]})
     first = user["top"][0]
     assert items[0]["title"] == movie["title"] and items[0]["genres"] == movie["genres"]
-    assert items[0]["predicted_rating"] == first["predicted_rating"] and items[0]["score"] == first["score"]
+    assert (
+        items[0]["predicted_rating"] == first["predicted_rating"]
+        and items[0]["score"] == first["score"]
+    )
     assert items[0]["reason"]["kind"] == first["reason"]["kind"] and items[0]["reason"]["text"]
     assert len(app.get("/user/1/recommendation?n=50").json["recommendations"]) == len(user["top"])
     assert len(app.get("/user/1/recommendation?n=1").json["recommendations"]) == 1
@@ -203,7 +206,9 @@ def test_recommendations_genre_filter_then_cut(app, served):
 
 
 def test_user_without_a_list_gets_labelled_cluster_fallback(app, served, spec):
-    favourites = [m["movieId"] for m in served.coll(schema.CLUSTERS).find_one({"_id": 1})["top_movies"]]
+    favourites = [
+        m["movieId"] for m in served.coll(schema.CLUSTERS).find_one({"_id": 1})["top_movies"]
+    ]
     body = app.get(f"/user/{COLD_USER}/recommendation?n=5").json
     validator(spec, "Recommendations").validate(body)
     assert body["source"] == "fallback_cluster"
@@ -240,8 +245,12 @@ def test_recommendation_bad_input(app):
         ("genre=", "genre"),
         ("x=1", "allowed"),
     ]:
-        assert_error(app.get(f"/user/1/recommendation?{query}", expect_errors=True), 400, "bad_request", word)
-    assert_error(app.get("/user/999999/recommendation", expect_errors=True), 404, "not_found", "999999")
+        assert_error(
+            app.get(f"/user/1/recommendation?{query}", expect_errors=True), 400, "bad_request", word
+        )
+    assert_error(
+        app.get("/user/999999/recommendation", expect_errors=True), 404, "not_found", "999999"
+    )
 
 
 @pytest.mark.parametrize(
@@ -276,8 +285,12 @@ def test_malformed_ids_are_rejected(app, raw):
 
 
 def test_largest_id_is_a_valid_unknown_id(app):
-    assert_error(app.get("/user/9223372036854775807/recommendation", expect_errors=True), 404, "not_found")
-    assert_error(app.get("/movie/9223372036854775807/similar", expect_errors=True), 404, "not_found")
+    assert_error(
+        app.get("/user/9223372036854775807/recommendation", expect_errors=True), 404, "not_found"
+    )
+    assert_error(
+        app.get("/movie/9223372036854775807/similar", expect_errors=True), 404, "not_found"
+    )
 
 
 # --- activity ----------------------------------------------------------------------------------
@@ -297,7 +310,9 @@ def test_rated_sorting_and_pagination(app, served, spec):
     assert [i["movieId"] for i in by_id] == sorted(r["movieId"] for r in ratings)[:5]
     # all pages together are every rating once
     pages = [app.get(f"/user/1/rated?per_page=100&page={p}").json["items"] for p in (1, 2, 3)]
-    assert sorted(i["movieId"] for page in pages for i in page) == sorted(r["movieId"] for r in ratings)
+    assert sorted(i["movieId"] for page in pages for i in page) == sorted(
+        r["movieId"] for r in ratings
+    )
 
 
 def test_pagination_edges(app):
@@ -311,7 +326,9 @@ def test_pagination_edges(app):
         ("sort=title", "'sort'"),
         ("order=up", "'order'"),
     ]:
-        assert_error(app.get(f"/user/1/rated?{query}", expect_errors=True), 400, "bad_request", word)
+        assert_error(
+            app.get(f"/user/1/rated?{query}", expect_errors=True), 400, "bad_request", word
+        )
     assert_error(app.get("/user/999999/rated", expect_errors=True), 404, "not_found")
     assert app.get("/movie/list/0?page=99").json["items"] == []
     assert app.get("/user/list/0?page=99").json["items"] == []
@@ -376,9 +393,15 @@ def test_movie_metadata(app, served, spec):
     doc = served.coll(schema.METADATA).find_one({"_id": 1})
     body = app.get("/movie/1/metadata").json
     validator(spec, "Metadata").validate(body)
-    assert body["movieId"] == 1 and body["overview"] == doc["overview"] and body["tmdbId"] == doc["tmdbId"]
+    assert (
+        body["movieId"] == 1
+        and body["overview"] == doc["overview"]
+        and body["tmdbId"] == doc["tmdbId"]
+    )
     assert body["keywords"] == doc["keywords"] and body["tags"] == doc["tags"]
-    assert_error(app.get("/movie/999999999/metadata", expect_errors=True), 404, "not_found", "999999999")
+    assert_error(
+        app.get("/movie/999999999/metadata", expect_errors=True), 404, "not_found", "999999999"
+    )
 
 
 def test_similar_movies(app, served, spec):
@@ -438,7 +461,9 @@ def test_search_bad_input_and_injection(app):
         ("q=a%00b", "control"),
         ("q=x&$where=1", "unknown"),
     ]:
-        assert_error(app.get(f"/movies/search?{query}", expect_errors=True), 400, "bad_request", word)
+        assert_error(
+            app.get(f"/movies/search?{query}", expect_errors=True), 400, "bad_request", word
+        )
     # operator-looking text is just text: folded to words, never a query operator
     assert search(app, '{"$gt": ""}')["results"] == search(app, "gt")["results"]
 
@@ -459,8 +484,12 @@ def test_metrics_count_requests_by_route_template(app):
     app.get("/movie/2/similar")
     app.get("/nope", expect_errors=True)
     text = app.get("/metrics").text
-    line = re.compile(r'^[a-z_]+(\{([a-z_]+="([^"\\]|\\.)*",?)*\})? -?[0-9.e+-]+(Inf)?$|^# (HELP|TYPE) .+$')
-    assert all(line.match(l) for l in text.splitlines()), [l for l in text.splitlines() if not line.match(l)]
+    line = re.compile(
+        r'^[a-z_]+(\{([a-z_]+="([^"\\]|\\.)*",?)*\})? -?[0-9.e+-]+(Inf)?$|^# (HELP|TYPE) .+$'
+    )
+    assert all(line.match(l) for l in text.splitlines()), [
+        l for l in text.splitlines() if not line.match(l)
+    ]
 
     def value(txt: str, series: str) -> float:
         m = re.search(re.escape(series) + r" (\S+)$", txt, re.M)
@@ -468,10 +497,17 @@ def test_metrics_count_requests_by_route_template(app):
 
     ok = 'movietime_http_requests_total{route="/movie/<id>/similar",method="GET",status="200"}'
     assert value(text, ok) - value(before.text, ok) == 2
-    assert value(text, 'movietime_http_requests_total{route="<unmatched>",method="GET",status="404"}') >= 1
+    assert (
+        value(text, 'movietime_http_requests_total{route="<unmatched>",method="GET",status="404"}')
+        >= 1
+    )
     series = 'movietime_http_request_duration_seconds_bucket{route="/movie/<id>/similar",method="GET",le="'
-    buckets = [float(v) for v in re.findall("^" + re.escape(series) + r'[^"]+"\} (\S+)$', text, re.M)]
-    count = 'movietime_http_request_duration_seconds_count{route="/movie/<id>/similar",method="GET"}'
+    buckets = [
+        float(v) for v in re.findall("^" + re.escape(series) + r'[^"]+"\} (\S+)$', text, re.M)
+    ]
+    count = (
+        'movietime_http_request_duration_seconds_count{route="/movie/<id>/similar",method="GET"}'
+    )
     assert len(buckets) == 14 and buckets == sorted(buckets) and buckets[-1] == value(text, count)
 
 
@@ -497,7 +533,9 @@ def test_unexpected_failure_is_a_json_500_without_details(served):
 
 
 def test_cors_header_only_for_allowed_origins(served):
-    app = webtest.TestApp(create_app(settings_for(served, cors_origins=("https://movietime.example",))))
+    app = webtest.TestApp(
+        create_app(settings_for(served, cors_origins=("https://movietime.example",)))
+    )
     allowed = app.get("/health", headers={"Origin": "https://movietime.example"})
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://movietime.example"
     other = app.get("/health", headers={"Origin": "https://evil.example"})
@@ -524,8 +562,10 @@ def warm_commands(served, **settings) -> list[tuple[str, str]]:
     client = pymongo.MongoClient(served.url, event_listeners=[listener])
     try:
         app = webtest.TestApp(
-            create_app(settings_for(served, pointer_cache_s=5, **settings),
-                       db_factory=lambda: client[served.db.name])
+            create_app(
+                settings_for(served, pointer_cache_s=5, **settings),
+                db_factory=lambda: client[served.db.name],
+            )
         )
         app.get("/user/1/recommendation?n=20")  # cold: pointer, live index, user, movie details
         assert len(listener.commands) >= 3
@@ -560,7 +600,9 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, str, bytes]:
 def test_gunicorn_serves_the_procfile_command(served, app, tmp_path):
     line = next(l for l in (REPO / "Procfile").read_text().splitlines() if l.startswith("web:"))
     port = free_port()
-    argv = shlex.split(line.removeprefix("web:").replace("$PORT", str(port)).replace("0.0.0.0", "127.0.0.1"))
+    argv = shlex.split(
+        line.removeprefix("web:").replace("$PORT", str(port)).replace("0.0.0.0", "127.0.0.1")
+    )
     assert argv[0] == "gunicorn"
     argv[0] = str(Path(sys.executable).parent / "gunicorn")
     env = {"PORT": str(port), "MONGODB_URL": served.url, "MOVIETIME_DATABASE": served.db.name}
@@ -570,7 +612,9 @@ def test_gunicorn_serves_the_procfile_command(served, app, tmp_path):
         assert status == 200 and ctype == JSON
         assert json.loads(body) == app.get("/user/1/recommendation?n=5").json
         status, ctype, body = http_get(base + "/user/abc/rated")
-        assert status == 400 and ctype == JSON and json.loads(body)["error"]["code"] == "bad_request"
+        assert (
+            status == 400 and ctype == JSON and json.loads(body)["error"]["code"] == "bad_request"
+        )
         status, ctype, body = http_get(base + "/nope")
         assert status == 404 and ctype == JSON
         for _ in range(6):  # both workers answer (each with its own client, created after fork)

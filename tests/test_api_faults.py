@@ -68,7 +68,8 @@ def publish(db, version: str, user_ids: tuple[int, ...] = (1, 2)) -> None:
             ],
         )
         staging.insert(
-            "metadata", [{"_id": m, "title": f"M{m}", "keywords": [], "tags": []} for m in (1, 2, 3)]
+            "metadata",
+            [{"_id": m, "title": f"M{m}", "keywords": [], "tags": []} for m in (1, 2, 3)],
         )
         staging.insert(
             "clusters",
@@ -89,7 +90,10 @@ def publish(db, version: str, user_ids: tuple[int, ...] = (1, 2)) -> None:
 def restart(server, timeout_s: float = 30.0) -> subprocess.Popen:
     """Start the killed server again with the same command line: same storage path and port."""
     proc = subprocess.Popen(
-        server.process.args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        server.process.args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + timeout_s
     while True:
@@ -134,7 +138,12 @@ def test_store_down_serves_memory_else_a_fast_503_and_the_app_recovers_by_itself
         assert res.headers["Served-From"] == "memory"
         assert elapsed < 1.0, f"the warm list took {elapsed:.2f} s"
         # what is not in memory fails at once now that the store is known not to answer
-        for path in ("/user/2/recommendation", "/movies/search?q=alpha", "/user/list/0", "/movie/1/metadata"):
+        for path in (
+            "/user/2/recommendation",
+            "/movies/search?q=alpha",
+            "/user/list/0",
+            "/movie/1/metadata",
+        ):
             res, elapsed = timed_get(app, path)
             assert res.status_int == 503, res.text
             assert res.headers["Content-Type"] == "application/json; charset=utf-8"
@@ -195,7 +204,9 @@ def test_entry_point_settings_from_the_environment():
             "API_CORS_ORIGINS": "https://a.example, https://b.example",
         }
     )
-    assert settings.mongodb_url == "mongodb://db.example:27017/mt" and settings.pointer_cache_s == 1.5
+    assert (
+        settings.mongodb_url == "mongodb://db.example:27017/mt" and settings.pointer_cache_s == 1.5
+    )
     assert settings.cors_origins == ("https://a.example", "https://b.example")
     with pytest.raises(ValueError, match="API_POINTER_CACHE_S"):
         Settings.from_env({"API_POINTER_CACHE_S": "soon"})

@@ -154,8 +154,14 @@ def test_metrics_render_prometheus_text():
     text = m.render()
     assert 'movietime_http_requests_total{route="/a/<id>",method="GET",status="200"} 2' in text
     assert 'route="we\\"ird\\\\"' in text
-    assert 'movietime_http_request_duration_seconds_bucket{route="/a/<id>",method="GET",le="0.01"} 1' in text
-    assert 'movietime_http_request_duration_seconds_bucket{route="/a/<id>",method="GET",le="+Inf"} 2' in text
+    assert (
+        'movietime_http_request_duration_seconds_bucket{route="/a/<id>",method="GET",le="0.01"} 1'
+        in text
+    )
+    assert (
+        'movietime_http_request_duration_seconds_bucket{route="/a/<id>",method="GET",le="+Inf"} 2'
+        in text
+    )
     assert 'movietime_http_request_duration_seconds_count{route="/a/<id>",method="GET"} 2' in text
     assert text.endswith("\n") and m.count("/a/<id>", "GET", 200) == 2
     with pytest.raises(ValueError):

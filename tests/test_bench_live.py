@@ -40,8 +40,13 @@ def test_sessions_in_process_rescore_and_cold_start(served, capsys):
     tokens = L.issue_tokens(settings, dataset)
     app = L.wsgi_app(settings)
     try:
-        rec = L.run_sessions(lambda: L.WSGICaller(app), plan, 2,
-                             [(L.size_group(facts.users[u]), u, tokens[u]) for u in dataset], seed=0)
+        rec = L.run_sessions(
+            lambda: L.WSGICaller(app),
+            plan,
+            2,
+            [(L.size_group(facts.users[u]), u, tokens[u]) for u in dataset],
+            seed=0,
+        )
     finally:
         app.config["movietime.store"].close()
     assert not rec.errors, rec.errors
@@ -49,7 +54,9 @@ def test_sessions_in_process_rescore_and_cold_start(served, capsys):
     steps = _steps(rec)
     assert steps[(L.NEW_USERS, L.ONBOARD)] == 2 and steps[(L.NEW_USERS, L.FIRST_GET)] == 2
     assert steps[(L.NEW_USERS, L.RESCORE_GET)] == 4 and steps[(L.NEW_USERS, L.REPEAT_GET)] == 4
-    dataset_rescores = sum(n for (g, step), n in steps.items() if g != L.NEW_USERS and step == L.RESCORE_GET)
+    dataset_rescores = sum(
+        n for (g, step), n in steps.items() if g != L.NEW_USERS and step == L.RESCORE_GET
+    )
     assert dataset_rescores == 4
     assert rec.checks["every movie rated or reacted to is gone from the next list"] == [8, 0]
     assert all(s.server_ms is not None for s in rec.samples)  # in-process: server = wall
@@ -82,18 +89,31 @@ def test_http_sessions_get_server_times_from_the_access_log(served):
     tokens = L.issue_tokens(settings, [user])
     access_log = tmp / "access.log"
     srv = L.server_config(1, "gthread", 2, access_log, env={"MOVIETIME_DATABASE": served["name"]})
-    with gunicorn(srv, served["url"], f"/user/{user}/recommendation?n=5", tmp / "gunicorn.log") as (port, _):
+    with gunicorn(srv, served["url"], f"/user/{user}/recommendation?n=5", tmp / "gunicorn.log") as (
+        port,
+        _,
+    ):
         warm, firsts = L.warm_workers(port, plan, 1, access_log, seed=0)
         assert not warm.errors and len(firsts) == 1
         seq = iter(range(100))
-        rec = L.run_sessions(lambda: L.HTTPCaller(port, f"t.{next(seq)}"), plan, 1,
-                             [(L.size_group(facts.users[user]), user, tokens[user])], seed=0)
+        rec = L.run_sessions(
+            lambda: L.HTTPCaller(port, f"t.{next(seq)}"),
+            plan,
+            1,
+            [(L.size_group(facts.users[user]), user, tokens[user])],
+            seed=0,
+        )
     times, lines = L.read_access_log(access_log)
     rec.fill_server_times(times)
     assert not rec.errors and not rec.violations
-    assert rec.requests == (2 + 3) + (1 + 3)  # onboard, first GET, a cycle (write, 2 GETs); precomputed GET, a cycle
+    assert rec.requests == (2 + 3) + (
+        1 + 3
+    )  # onboard, first GET, a cycle (write, 2 GETs); precomputed GET, a cycle
     # gunicorn's %(D)s ends after the response is closed (wall clock), the client's timer at the last
     # byte: the server's figure may run a little past the client's, never by much
-    assert all(s.server_ms is not None and s.server_ms <= s.wall_ms + 5.0 for s in rec.samples), \
-        [(s.server_ms, s.wall_ms) for s in rec.samples if s.server_ms is None or s.server_ms > s.wall_ms]
+    assert all(s.server_ms is not None and s.server_ms <= s.wall_ms + 5.0 for s in rec.samples), [
+        (s.server_ms, s.wall_ms)
+        for s in rec.samples
+        if s.server_ms is None or s.server_ms > s.wall_ms
+    ]
     assert any(rid == "-" for rid, *_ in lines)  # the probe, without X-Bench-Id

@@ -31,17 +31,34 @@ class ScoreByTable:
 @pytest.fixture
 def store(db):
     names = {"users": f"users__{VERSION}", "movies": f"movies__{VERSION}"}
-    db.serving.insert_one({"_id": "current", "version": VERSION, "collections": names, "previous": None,
-                           "serial": 1})
+    db.serving.insert_one(
+        {"_id": "current", "version": VERSION, "collections": names, "previous": None, "serial": 1}
+    )
     rated = lambda *ids: [{"movieId": m, "rating": 4.0, "timestamp": 0} for m in ids]  # noqa: E731
-    db[names["users"]].insert_many([
-        {"_id": 1, "cluster": 0, "ratings": rated(10, 11)},
-        {"_id": 2, "cluster": 0, "ratings": rated(11, 12, 13)},
-        {"_id": 3, "cluster": 0, "ratings": rated(14)},
-        {"_id": 4, "cluster": 1, "ratings": rated(15, 16)},  # another cluster: never a candidate for 1
-    ])
-    db[names["movies"]].insert_many([{"_id": m, "title": f"Movie {m} (2000)", "year": 2000, "genres": ["Drama"],
-                                      "poster_url": None} for m in range(10, 17)])
+    db[names["users"]].insert_many(
+        [
+            {"_id": 1, "cluster": 0, "ratings": rated(10, 11)},
+            {"_id": 2, "cluster": 0, "ratings": rated(11, 12, 13)},
+            {"_id": 3, "cluster": 0, "ratings": rated(14)},
+            {
+                "_id": 4,
+                "cluster": 1,
+                "ratings": rated(15, 16),
+            },  # another cluster: never a candidate for 1
+        ]
+    )
+    db[names["movies"]].insert_many(
+        [
+            {
+                "_id": m,
+                "title": f"Movie {m} (2000)",
+                "year": 2000,
+                "genres": ["Drama"],
+                "poster_url": None,
+            }
+            for m in range(10, 17)
+        ]
+    )
     return Store(db)
 
 
@@ -66,8 +83,16 @@ def test_recommend_scores_every_candidate_and_returns_the_best_first(store):
 
 def _get(app, path: str, query: str = "") -> tuple[str, dict]:
     seen = {}
-    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": query, "SERVER_NAME": "test",
-               "SERVER_PORT": "80", "wsgi.input": io.BytesIO(), "wsgi.url_scheme": "http", "wsgi.errors": io.StringIO()}
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SERVER_NAME": "test",
+        "SERVER_PORT": "80",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": io.StringIO(),
+    }
     body = b"".join(app(environ, lambda status, headers, exc=None: seen.update(status=status)))
     return seen["status"], json.loads(body)
 
@@ -75,7 +100,9 @@ def _get(app, path: str, query: str = "") -> tuple[str, dict]:
 def test_http_route(store, mongo_url, tmp_path):
     model_path = tmp_path / "model.pkl"
     model_path.write_bytes(pickle.dumps(ScoreByTable({12: 1.0, 13: 2.0, 14: 3.0})))
-    app = create_app(SeedDesignConfig(mongodb_url=mongo_url, model_path=str(model_path), database=store.db.name))
+    app = create_app(
+        SeedDesignConfig(mongodb_url=mongo_url, model_path=str(model_path), database=store.db.name)
+    )
     status, body = _get(app, "/user/1/recommendation", "n=1")
     assert status.startswith("200") and [r["movieId"] for r in body["recommendations"]] == [14]
     assert _get(app, "/user/99/recommendation")[0].startswith("404")

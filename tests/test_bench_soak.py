@@ -29,7 +29,9 @@ def small_store(mongo_client, mongo_url, tmp_path_factory):
 
 def test_soak_stores_every_acknowledged_event_exactly_once(small_store, tmp_path):
     url, db = small_store
-    cfg = SoakConfig(clients=4, procs=2, seconds=2.5, warmup_s=0.5, burst_every_s=0.25, spawn_allowance_s=1.5)
+    cfg = SoakConfig(
+        clients=4, procs=2, seconds=2.5, warmup_s=0.5, burst_every_s=0.25, spawn_allowance_s=1.5
+    )
     server = ServerConfig(workers=2, threads=4, env=(("GUNICORN_CMD_ARGS", "--no-control-socket"),))
     started = time.monotonic()
     result = soak(url, cfg, server, tmp_path / "gunicorn.log", n_writers=6, n_onboard=2, n_hot=2)
@@ -38,8 +40,17 @@ def test_soak_stores_every_acknowledged_event_exactly_once(small_store, tmp_path
     o, s = result.outcome, result.safety
     assert result.errors == 0, (o.errors, o.samples, result.log_tail)
     assert len(result.writers.users) == 8 and len(result.writers.onboarded) == 2
-    assert all(o.sent[k] > 0 for k in ("GET recommendation", "GET search", "GET similar", "POST ratings",
-                                       "POST feedback", "POST ratings, burst")), o.sent
+    assert all(
+        o.sent[k] > 0
+        for k in (
+            "GET recommendation",
+            "GET search",
+            "GET similar",
+            "POST ratings",
+            "POST feedback",
+            "POST ratings, burst",
+        )
+    ), o.sent
     assert s.acknowledged >= 20 and s.stored == s.acknowledged
     assert s.duplicates == s.missing == s.unacked_errored == s.unacked_unexplained == 0
     assert s.rev_mismatch == s.replay_mismatch == s.ack_position_mismatch == 0
@@ -61,4 +72,3 @@ def test_soak_stores_every_acknowledged_event_exactly_once(small_store, tmp_path
     broken = check_store(url, result.writers, hot, o)
     assert broken.missing == 1 and broken.duplicates == 1 and broken.hot_violations == 1
     assert broken.rev_mismatch == 2 and broken.replay_mismatch >= 1 and broken.failures > 0
-

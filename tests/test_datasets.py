@@ -35,7 +35,9 @@ def _check_schema(data: MovieLensData) -> pd.DataFrame:
     assert list(movies.columns) == ["movieId", "title", "name", "year", "genres"]
     assert str(movies["movieId"].dtype) == "int64"
     assert str(movies["year"].dtype) == "Int64"
-    assert pd.api.types.is_string_dtype(movies["title"]) and pd.api.types.is_string_dtype(movies["name"])
+    assert pd.api.types.is_string_dtype(movies["title"]) and pd.api.types.is_string_dtype(
+        movies["name"]
+    )
     assert all(isinstance(g, list) and all(isinstance(x, str) for x in g) for g in movies["genres"])
     assert not any("(no genres listed)" in g or "unknown" in g for g in movies["genres"])
 
@@ -74,7 +76,11 @@ def test_csv_layout_details():
     assert pd.isna(movies.loc[40697, "year"]) and movies.loc[40697, "name"] == "Babylon 5"
     assert movies.loc[171749, "year"] == 2006 and movies.loc[171749, "genres"] == []
     assert not movies["title"].str.endswith("\r").any()
-    assert data.tags["tag"].tolist() == ["funny", "quirky, French", "NA"]  # "NA" is a tag, not a gap
+    assert data.tags["tag"].tolist() == [
+        "funny",
+        "quirky, French",
+        "NA",
+    ]  # "NA" is a tag, not a gap
     links = data.links.set_index("movieId")
     assert links.loc[1, "imdbId"] == 114709 and links.loc[1, "tmdbId"] == 862
     assert pd.isna(links.loc[40697, "tmdbId"])
@@ -83,10 +89,16 @@ def test_csv_layout_details():
 def test_dat_layouts_decode_latin1_and_utf8_and_half_stars():
     one_m = load_movielens(DATA / "ml-1m")
     assert one_m.movies.set_index("movieId").loc[3, "title"] == "Amélie (2001)"  # latin-1 bytes
-    assert one_m.movies.set_index("movieId").loc[1, "genres"] == ["Animation", "Children's", "Comedy"]
+    assert one_m.movies.set_index("movieId").loc[1, "genres"] == [
+        "Animation",
+        "Children's",
+        "Comedy",
+    ]
     assert one_m.tags.empty and one_m.links.empty
     ten_m = load_movielens(DATA / "ml-10m")
-    assert ten_m.movies.set_index("movieId").loc[4973, "name"].startswith("Amélie (Fabuleux")  # UTF-8 bytes
+    assert (
+        ten_m.movies.set_index("movieId").loc[4973, "name"].startswith("Amélie (Fabuleux")
+    )  # UTF-8 bytes
     assert sorted(ten_m.ratings.compute()["rating"].tolist()) == [2.5, 3.0, 4.5, 5.0]
     assert ten_m.tags["tag"].tolist() == ["excellent!", "Pixar: animation"]
 
@@ -156,7 +168,9 @@ def test_no_download_names_the_path_and_url(tmp_path):
 
 
 def test_offline_download_failure_says_where_to_put_the_zip(tmp_path):
-    config = DatasetConfig(cache_dir=str(tmp_path / "cache"), base_url=(tmp_path / "offline").as_uri())
+    config = DatasetConfig(
+        cache_dir=str(tmp_path / "cache"), base_url=(tmp_path / "offline").as_uri()
+    )
     with pytest.raises(DatasetError) as err:
         fetch("ml-1m", config)
     message = str(err.value)

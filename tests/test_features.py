@@ -17,23 +17,27 @@ from pipeline.features import (
 
 
 def _movies():
-    return pd.DataFrame({
-        "movieId": [10, 20, 30, 40],
-        "title": ["A (1990)", "B (2000)", "C (2010)", "D"],
-        "name": ["A", "B", "C", "D"],
-        "year": pd.array([1990, 2000, 2010, None], dtype="Int64"),
-        "genres": [["Comedy", "Drama"], ["Drama"], ["Action", "Comedy"], []],
-    })
+    return pd.DataFrame(
+        {
+            "movieId": [10, 20, 30, 40],
+            "title": ["A (1990)", "B (2000)", "C (2010)", "D"],
+            "name": ["A", "B", "C", "D"],
+            "year": pd.array([1990, 2000, 2010, None], dtype="Int64"),
+            "genres": [["Comedy", "Drama"], ["Drama"], ["Action", "Comedy"], []],
+        }
+    )
 
 
 def _ratings():
     # timestamps 100..: user 1 rates 10, 20; user 2 rates 10, 30, 20; user 3 rates 30
-    return pd.DataFrame({
-        "userId": np.array([1, 1, 2, 2, 2, 3], np.int32),
-        "movieId": np.array([10, 20, 10, 30, 20, 30], np.int32),
-        "rating": np.array([4.0, 2.0, 5.0, 3.0, 1.0, 4.5], np.float32),
-        "timestamp": np.array([100, 200, 300, 400, 500, 600], np.int64),
-    })
+    return pd.DataFrame(
+        {
+            "userId": np.array([1, 1, 2, 2, 2, 3], np.int32),
+            "movieId": np.array([10, 20, 10, 30, 20, 30], np.int32),
+            "rating": np.array([4.0, 2.0, 5.0, 3.0, 1.0, 4.5], np.float32),
+            "timestamp": np.array([100, 200, 300, 400, 500, 600], np.int64),
+        }
+    )
 
 
 def _dask(frame, parts=2):
@@ -49,15 +53,15 @@ def test_counts_means_and_shrunk_means_by_hand():
     assert u["n_ratings"].tolist() == [2, 3, 1]
     assert u.loc[2, "mean"] == pytest.approx(3.0)
     assert u.loc[2, "shrunk_mean"] == pytest.approx((9.0 + 2 * mu) / (3 + 2))
-    assert u.loc[1, "std"] == pytest.approx(1.0)          # population std of 4 and 2
+    assert u.loc[1, "std"] == pytest.approx(1.0)  # population std of 4 and 2
     assert u.loc[2, "first_ts"] == 300 and u.loc[2, "last_ts"] == 500
     m = f.movies
-    assert m.index.tolist() == [10, 20, 30, 40]            # unrated movie 40 included
+    assert m.index.tolist() == [10, 20, 30, 40]  # unrated movie 40 included
     assert m.loc[30, "n_ratings"] == 2 and m.loc[30, "mean"] == pytest.approx(3.75)
     assert m.loc[30, "shrunk_mean"] == pytest.approx((7.5 + 2 * mu) / 4)
     assert m.loc[40, "n_ratings"] == 0 and np.isnan(m.loc[40, "mean"])
     assert m.loc[40, "shrunk_mean"] == pytest.approx(mu)
-    assert m.loc[10, "popularity"] == pytest.approx(1.0)   # the most rated movie (2) -> 1
+    assert m.loc[10, "popularity"] == pytest.approx(1.0)  # the most rated movie (2) -> 1
     assert m.loc[40, "popularity"] == 0.0
     assert m.loc[20, "year"] == 2000 and np.isnan(m.loc[40, "year"])
     assert f.genres == ["Action", "Comedy", "Drama"]
@@ -74,7 +78,7 @@ def test_genre_dummies_accepts_pipe_strings_and_drops_no_genre_marker():
 def test_weekday():
     monday = pd.Timestamp("2024-01-01", tz="UTC").timestamp()
     days = weekday([monday, monday + 86_400 * 5 + 3600, 0, np.nan])
-    assert days[:3].tolist() == [0, 5, 3]                 # Monday, Saturday, 1970-01-01 Thursday
+    assert days[:3].tolist() == [0, 5, 3]  # Monday, Saturday, 1970-01-01 Thursday
     assert np.isnan(days[3])
 
 
@@ -96,17 +100,25 @@ def test_profile_from_ratings_matches_training_profile():
     f = build_features(_dask(ratings), _movies())
     for user in (1, 2, 3):
         mine = ratings[ratings.userId == user][["movieId", "rating"]]
-        np.testing.assert_allclose(profile_from_ratings(mine, f), f.genre_profile.loc[user].to_numpy())
+        np.testing.assert_allclose(
+            profile_from_ratings(mine, f), f.genre_profile.loc[user].to_numpy()
+        )
     # unknown movies are ignored; no genre information gives the zero vector
-    assert not profile_from_ratings(pd.DataFrame({"movieId": [999, 40], "rating": [5.0, 4.0]}), f).any()
+    assert not profile_from_ratings(
+        pd.DataFrame({"movieId": [999, 40], "rating": [5.0, 4.0]}), f
+    ).any()
 
 
 def test_single_user_features_reproduce_a_training_user():
     ratings = _ratings()
     f = build_features(_dask(ratings), _movies())
-    one = single_user_features(f, ratings[ratings.userId == 2][["movieId", "rating", "timestamp"]], user_id=2)
+    one = single_user_features(
+        f, ratings[ratings.userId == 2][["movieId", "rating", "timestamp"]], user_id=2
+    )
     cols = ["n_ratings", "mean", "shrunk_mean", "std", "first_ts", "last_ts"]
-    np.testing.assert_allclose(one.users.loc[2, cols].to_numpy(float), f.users.loc[2, cols].to_numpy(float))
+    np.testing.assert_allclose(
+        one.users.loc[2, cols].to_numpy(float), f.users.loc[2, cols].to_numpy(float)
+    )
     pairs = pd.DataFrame({"userId": [2, 2], "movieId": [40, 10], "timestamp": [700, np.nan]})
     pd.testing.assert_frame_equal(rating_rows(pairs, one), rating_rows(pairs, f))
 
@@ -123,13 +135,15 @@ def test_refit_features_on_the_same_ratings_is_identical():
 def test_rating_rows_known_unknown_and_missing_timestamp():
     f = build_features(_dask(_ratings()), _movies())
     monday_noon = pd.Timestamp("2024-01-01 12:00", tz="UTC").timestamp()
-    pairs = pd.DataFrame({"userId": [1, 99, 1], "movieId": [30, 10, 999], "timestamp": [monday_noon, 100, np.nan]})
+    pairs = pd.DataFrame(
+        {"userId": [1, 99, 1], "movieId": [30, 10, 999], "timestamp": [monday_noon, 100, np.nan]}
+    )
     rows = rating_rows(pairs, f)
     assert len(rows) == 3 and rows.index.equals(pairs.index)
     assert rows["weekday"].iloc[0] == 0 and np.isnan(rows["weekday"].iloc[2])
     assert rows["u_n"].tolist() == [2, 0, 2]
-    assert rows["u_shrunk"].iloc[1] == pytest.approx(f.global_mean)          # unknown user
-    assert rows["m_shrunk"].iloc[2] == pytest.approx(f.global_mean)          # unknown movie
+    assert rows["u_shrunk"].iloc[1] == pytest.approx(f.global_mean)  # unknown user
+    assert rows["m_shrunk"].iloc[2] == pytest.approx(f.global_mean)  # unknown movie
     assert rows["m_n"].iloc[0] == 2 and rows["year"].iloc[0] == 2010
     assert rows["g_Action"].tolist() == [1, 0, 0]
     # affinity = profile . genres / number of genres
@@ -141,9 +155,17 @@ def test_rating_rows_known_unknown_and_missing_timestamp():
 
 
 def test_movie_text_joins_genres_tags_and_keywords():
-    tags = pd.DataFrame({"userId": [1, 2, 2], "movieId": [10, 10, 20], "tag": ["Funny", "funny ", "dark"],
-                         "timestamp": [1, 2, 3]})
-    links = pd.DataFrame({"movieId": [10, 20], "imdbId": [1, 2], "tmdbId": pd.array([100, None], dtype="Int64")})
+    tags = pd.DataFrame(
+        {
+            "userId": [1, 2, 2],
+            "movieId": [10, 10, 20],
+            "tag": ["Funny", "funny ", "dark"],
+            "timestamp": [1, 2, 3],
+        }
+    )
+    links = pd.DataFrame(
+        {"movieId": [10, 20], "imdbId": [1, 2], "tmdbId": pd.array([100, None], dtype="Int64")}
+    )
     metadata = pd.DataFrame({"tmdbId": [100], "keywords": [["time travel", "robot"]]})
     text = movie_text(_movies(), tags, links, metadata)
     assert text.loc[10] == "comedy drama funny time travel robot"
@@ -159,23 +181,29 @@ CUTOFF = 1_000  # the test's split: ratings at or after CUTOFF are held out
 def _full_ratings():
     rng = np.random.default_rng(7)
     n = 400
-    return pd.DataFrame({
-        "userId": rng.integers(1, 30, n).astype(np.int32),
-        "movieId": rng.choice([10, 20, 30, 40], n).astype(np.int32),
-        "rating": (rng.integers(1, 11, n) / 2).astype(np.float32),
-        "timestamp": rng.integers(0, 2 * CUTOFF, n).astype(np.int64),
-    })
+    return pd.DataFrame(
+        {
+            "userId": rng.integers(1, 30, n).astype(np.int32),
+            "movieId": rng.choice([10, 20, 30, 40], n).astype(np.int32),
+            "rating": (rng.integers(1, 11, n) / 2).astype(np.float32),
+            "timestamp": rng.integers(0, 2 * CUTOFF, n).astype(np.int64),
+        }
+    )
 
 
 def _features_of(all_ratings: pd.DataFrame, parts: int):
     train = all_ratings[all_ratings.timestamp < CUTOFF]
-    return build_features(dd.from_pandas(train.reset_index(drop=True), npartitions=parts), _movies())
+    return build_features(
+        dd.from_pandas(train.reset_index(drop=True), npartitions=parts), _movies()
+    )
 
 
 def _fingerprint(f):
     frames = [f.users, f.movies, f.genre_profile]
-    return [pd.util.hash_pandas_object(x).to_numpy().tobytes() + x.to_numpy(np.float64).tobytes()
-            for x in frames] + [np.float64(f.global_mean).tobytes(), f.genre_prior.to_numpy().tobytes()]
+    return [
+        pd.util.hash_pandas_object(x).to_numpy().tobytes() + x.to_numpy(np.float64).tobytes()
+        for x in frames
+    ] + [np.float64(f.global_mean).tobytes(), f.genre_prior.to_numpy().tobytes()]
 
 
 def test_held_out_ratings_cannot_change_any_training_feature():
@@ -185,20 +213,33 @@ def test_held_out_ratings_cannot_change_any_training_feature():
 
     changed = full.copy()
     changed.loc[held[:20], "rating"] = 5.0 - changed.loc[held[:20], "rating"] + 0.5
-    appended = pd.concat([full, pd.DataFrame({"userId": np.int32([1, 500]), "movieId": np.int32([10, 777]),
-                                              "rating": np.float32([0.5, 5.0]), "timestamp": [CUTOFF, 5 * CUTOFF]})],
-                         ignore_index=True)
+    appended = pd.concat(
+        [
+            full,
+            pd.DataFrame(
+                {
+                    "userId": np.int32([1, 500]),
+                    "movieId": np.int32([10, 777]),
+                    "rating": np.float32([0.5, 5.0]),
+                    "timestamp": [CUTOFF, 5 * CUTOFF],
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
     deleted = full.drop(index=held[::2])
     shuffled = full.sample(frac=1.0, random_state=3)  # other row order and partitioning
     for variant, parts in [(changed, 3), (appended, 2), (deleted, 4), (shuffled, 5)]:
         assert _fingerprint(_features_of(variant, parts)) == reference
 
     # control: the same edit on a training rating does change the features
-    train_rows = np.flatnonzero((full.timestamp.to_numpy() < CUTOFF) & (full.movieId.to_numpy() == 10))
+    train_rows = np.flatnonzero(
+        (full.timestamp.to_numpy() < CUTOFF) & (full.movieId.to_numpy() == 10)
+    )
     control = full.copy()
     control.loc[train_rows[0], "rating"] = 5.5 - control.loc[train_rows[0], "rating"]
     control_print = _fingerprint(_features_of(control, parts=2))
     assert control_print != reference
     assert control_print[0] != reference[0] and control_print[1] != reference[1]  # users, movies
-    assert control_print[2] != reference[2]                                     # genre profiles
-    assert control_print[3] != reference[3]                                     # global mean
+    assert control_print[2] != reference[2]  # genre profiles
+    assert control_print[3] != reference[3]  # global mean

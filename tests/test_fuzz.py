@@ -59,13 +59,21 @@ SEED = 20260505
 #: Hypothesis examples per operation in the fuzzing phase (the examples and coverage phases add
 #: their own deterministic cases): about 1,600 requests in all.
 MAX_EXAMPLES = 50
-REQUIRED_CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
-                   "response_schema_conformance")
+REQUIRED_CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_schema_conformance",
+)
 
 
 @pytest.fixture(scope="module")
 def served(mongo_client, mongo_url, tmp_path_factory):
-    with sample_database(mongo_client, tmp_path_factory.mktemp("fuzz"), "test_fuzz") as (db, config, version):
+    with sample_database(mongo_client, tmp_path_factory.mktemp("fuzz"), "test_fuzz") as (
+        db,
+        config,
+        version,
+    ):
         yield {"db": db, "url": mongo_url, "version": version, "config": config}
 
 
@@ -83,8 +91,15 @@ class Answer:
         return json.loads(self.body)
 
 
-def wsgi_call(app, method: str, path: bytes | str, query: bytes | str = b"", body: bytes = b"",
-              headers: dict[str, str] | None = None, content_length: str | None = "auto") -> Answer:
+def wsgi_call(
+    app,
+    method: str,
+    path: bytes | str,
+    query: bytes | str = b"",
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    content_length: str | None = "auto",
+) -> Answer:
     """One request straight into the WSGI app. ``path`` and ``query`` are the raw bytes a server
     would put (percent-decoded path, raw query) into ``PATH_INFO`` and ``QUERY_STRING`` (latin-1
     strings, PEP 3333); ``content_length`` "auto" is the body's length, None leaves it out (a
@@ -92,11 +107,21 @@ def wsgi_call(app, method: str, path: bytes | str, query: bytes | str = b"", bod
     raw_path = path if isinstance(path, bytes) else path.encode("utf-8")
     raw_query = query if isinstance(query, bytes) else query.encode("utf-8")
     environ = {
-        "REQUEST_METHOD": method, "SCRIPT_NAME": "", "PATH_INFO": raw_path.decode("latin-1"),
-        "QUERY_STRING": raw_query.decode("latin-1"), "SERVER_NAME": "localhost", "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1", "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body), "wsgi.errors": io.StringIO(),
-        "wsgi.multithread": False, "wsgi.multiprocess": False, "wsgi.run_once": False,
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": raw_path.decode("latin-1"),
+        "QUERY_STRING": raw_query.decode("latin-1"),
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": io.StringIO(),
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
     }
     if content_length == "auto":
         content_length = str(len(body)) if body else None
@@ -140,7 +165,9 @@ class Tally:
     checks: Counter = field(default_factory=Counter)  # checks that ran (not skipped) on non-probes
     probes: int = 0  # requests of a shape the operation does not take (see after_validate)
     past_401: Counter = field(default_factory=Counter)  # valid-token requests not stopped by auth
-    dropped: Counter = field(default_factory=Counter)  # positive-data 400s dropped, by DATA_RULES rule
+    dropped: Counter = field(
+        default_factory=Counter
+    )  # positive-data 400s dropped, by DATA_RULES rule
     http_requests: int = 0  # every request the app answered (some checks send their own)
     seconds: float = 0.0
 
@@ -165,7 +192,9 @@ class Dispatch:
 
 
 DISPATCH = Dispatch()
-schema = schemathesis.openapi.from_wsgi("/openapi.json", DISPATCH, config=schemathesis.Config(seed=SEED))
+schema = schemathesis.openapi.from_wsgi(
+    "/openapi.json", DISPATCH, config=schemathesis.Config(seed=SEED)
+)
 
 
 @schema.hook
@@ -175,7 +204,11 @@ def flatmap_case(context, case):
     token, or a random one), with TOKEN_USER's valid token, or with that token on TOKEN_USER's own
     path (per-user writes stop at the 403 otherwise)."""
     secured = bool(case.operation.definition.raw.get("security"))
-    auth = ["as generated", "own token", "own token and path", "own token and path"] if secured else ["as generated"]
+    auth = (
+        ["as generated", "own token", "own token and path", "own token and path"]
+        if secured
+        else ["as generated"]
+    )
     known = st.sampled_from([False, True, True])
     return st.tuples(st.sampled_from(auth), known, st.randoms(use_true_random=False)).map(
         lambda choice: _variant(case, *choice)
@@ -194,8 +227,14 @@ def _variant(case, auth: str, known: bool, rnd) -> object:
         if "slug" in path:
             path["slug"] = rnd.choice(values["slugs"])
         elif "id" in path:
-            pool = {"/user/": values["users"], "/movie/": values["movies"], "/clusters/": values["clusters"]}
-            path["id"] = rnd.choice(next((v for k, v in pool.items() if case.path.startswith(k)), [1]))
+            pool = {
+                "/user/": values["users"],
+                "/movie/": values["movies"],
+                "/clusters/": values["clusters"],
+            }
+            path["id"] = rnd.choice(
+                next((v for k, v in pool.items() if case.path.startswith(k)), [1])
+            )
         elif "cluster" in path:
             path["cluster"] = rnd.choice(values["clusters"])
         elif "name" in path:
@@ -211,17 +250,24 @@ def _variant(case, auth: str, known: bool, rnd) -> object:
             body["movieIds"] = rnd.sample(values["movies"], rnd.randint(1, 5))
         if isinstance(body.get("ratings"), list):
             movies = rnd.sample(values["movies"], min(len(body["ratings"]), len(values["movies"])))
-            body["ratings"] = [{**r, "movieId": m} if isinstance(r, dict) else r
-                               for r, m in zip(body["ratings"], movies)]
+            body["ratings"] = [
+                {**r, "movieId": m} if isinstance(r, dict) else r
+                for r, m in zip(body["ratings"], movies)
+            ]
         case.body = body
     if auth != "as generated" and ParameterLocation.HEADER not in negated:
-        case.headers = CaseInsensitiveDict({**(case.headers or {}), "Authorization": f"Bearer {DISPATCH.token}"})
+        case.headers = CaseInsensitiveDict(
+            {**(case.headers or {}), "Authorization": f"Bearer {DISPATCH.token}"}
+        )
         # real credentials, as Schemathesis' own apply_basic_auth marks them: its ignored_auth check
         # then sends the request again without them and with invalid ones, and expects a 401 (it takes
         # a header it generated for an invalid token, and a success with one for auth not enforced)
         case._has_explicit_auth = True
-        if auth == "own token and path" and "id" in (case.path_parameters or {}) \
-                and ParameterLocation.PATH not in negated:
+        if (
+            auth == "own token and path"
+            and "id" in (case.path_parameters or {})
+            and ParameterLocation.PATH not in negated
+        ):
             case.path_parameters = {**case.path_parameters, "id": TOKEN_USER}
     return case
 
@@ -268,29 +314,50 @@ def fuzz_app(served):
     # Failed authentications are limited per address (429 after 10 a minute); the fuzzer sends
     # thousands of bad tokens from one address, which would hide everything past the 401 behind
     # a 429. The limiter itself is tested in test_live.py.
-    settings = Settings(mongodb_url=served["url"], database=served["db"].name, auth_max_failures=10**9)
+    settings = Settings(
+        mongodb_url=served["url"], database=served["db"].name, auth_max_failures=10**9
+    )
     wsgi = create_app(settings)
     token = issue_token(served["db"], TOKEN_USER)
     auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     clusters = wsgi_call(wsgi, "GET", "/clusters").json["clusters"]
-    movies = sorted({m["movieId"] for c in clusters for m in c["top_movies"]}
-                    | {r["movieId"] for r in wsgi_call(wsgi, "GET", "/user/1/rated", "per_page=100").json["items"]})
+    movies = sorted(
+        {m["movieId"] for c in clusters for m in c["top_movies"]}
+        | {
+            r["movieId"]
+            for r in wsgi_call(wsgi, "GET", "/user/1/rated", "per_page=100").json["items"]
+        }
+    )
     slugs = []
     for i in range(6):
-        body = json.dumps({"title": f"Fuzz list {i}", "movieIds": movies[i:i + 3]}).encode()
+        body = json.dumps({"title": f"Fuzz list {i}", "movieIds": movies[i : i + 3]}).encode()
         ans = wsgi_call(wsgi, "POST", "/lists", body=body, headers=auth)
         assert ans.status == 201, ans.body
         slugs.append(ans.json["slug"])
-    genres = list(wsgi.config["movietime.store"].model(wsgi.config["movietime.store"].pointer()).genres)
+    genres = list(
+        wsgi.config["movietime.store"].model(wsgi.config["movietime.store"].pointer()).genres
+    )
     before = DISPATCH.target, DISPATCH.token, DISPATCH.known
     DISPATCH.target, DISPATCH.token = wsgi, token
-    DISPATCH.known = {"genres": genres, "movies": movies, "slugs": slugs, "users": [*SAMPLE_USERS],
-                      "clusters": [c["clusterId"] for c in clusters],
-                      "names": sorted(p.name for p in (REPO / "api" / "web").glob("*.*"))}
+    DISPATCH.known = {
+        "genres": genres,
+        "movies": movies,
+        "slugs": slugs,
+        "users": [*SAMPLE_USERS],
+        "clusters": [c["clusterId"] for c in clusters],
+        "names": sorted(p.name for p in (REPO / "api" / "web").glob("*.*")),
+    }
     # a list of TOKEN_USER's that the fuzzer is not told about (it may delete the others)
     body = json.dumps({"title": "Kept", "movieIds": movies[:2]}).encode()
     kept = wsgi_call(wsgi, "POST", "/lists", body=body, headers=auth).json["slug"]
-    yield {"wsgi": wsgi, "token": token, "movies": movies, "slugs": slugs, "genres": genres, "kept": kept}
+    yield {
+        "wsgi": wsgi,
+        "token": token,
+        "movies": movies,
+        "slugs": slugs,
+        "genres": genres,
+        "kept": kept,
+    }
     DISPATCH.target, DISPATCH.token, DISPATCH.known = before
     wsgi.config["movietime.store"].close()
 
@@ -301,11 +368,17 @@ def fuzz_app(served):
     derandomize=True,  # with the fixed Schemathesis seed: the same requests on every run
     database=None,  # no replay of earlier failures from .hypothesis/: reproducible in CI
     # generating bodies for these schemas is slow-ish and filters; neither is a bug in the API
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.data_too_large,
+    ],
 )
 @schema.parametrize()
 def test_fuzz_every_operation(case, fuzz_app):
-    authed = bool(case.headers) and case.headers.get("Authorization") == f"Bearer {fuzz_app['token']}"
+    authed = (
+        bool(case.headers) and case.headers.get("Authorization") == f"Bearer {fuzz_app['token']}"
+    )
     t0 = time.perf_counter()
     response = case.call_and_validate()  # all default checks; REQUIRED_CHECKS among them
     TALLY.seconds += time.perf_counter() - t0
@@ -321,16 +394,20 @@ def test_fuzzer_sent_enough_requests():
     if not TALLY.cases:
         pytest.skip("test_fuzz_every_operation did not run in this session")
     total = sum(TALLY.cases.values())
-    print(f"\nfuzzer: {total} generated requests ({TALLY.http_requests} answered, with the checks' own), "
-          f"{TALLY.seconds:.1f} s in requests and checks; {TALLY.probes} request-shape probes; "
-          f"checks run on the others: {dict(TALLY.checks)}; 400s dropped as data rules: {dict(TALLY.dropped)}")
+    print(
+        f"\nfuzzer: {total} generated requests ({TALLY.http_requests} answered, with the checks' own), "
+        f"{TALLY.seconds:.1f} s in requests and checks; {TALLY.probes} request-shape probes; "
+        f"checks run on the others: {dict(TALLY.checks)}; 400s dropped as data rules: {dict(TALLY.dropped)}"
+    )
     for label, n in sorted(TALLY.cases.items()):
         if n > 1:  # (each operation also gets one request per method it does not allow)
             statuses = {s: c for (lab, s), c in TALLY.statuses.items() if lab == label}
             print(f"  {label}: {n} {dict(sorted(statuses.items()))}")
     assert total >= MIN_REQUESTS
     spec = build_spec(ENDPOINTS)
-    operations = {f"{m.upper()} {p}": op for p, ops in spec["paths"].items() for m, op in ops.items()}
+    operations = {
+        f"{m.upper()} {p}": op for p, ops in spec["paths"].items() for m, op in ops.items()
+    }
     # Schemathesis does not test the operation it read the schema from (its operations.py,
     # _serves_schema_document); test_every_method_on_every_path sends it odd requests
     del operations["GET /openapi.json"]
@@ -340,7 +417,12 @@ def test_fuzzer_sent_enough_requests():
         if "security" in op:
             assert TALLY.past_401[label] >= 5, (label, TALLY.past_401[label])
     for name in REQUIRED_CHECKS:  # on every request but the probes
-        assert TALLY.checks[name] == total - TALLY.probes, (name, TALLY.checks[name], total, TALLY.probes)
+        assert TALLY.checks[name] == total - TALLY.probes, (
+            name,
+            TALLY.checks[name],
+            total,
+            TALLY.probes,
+        )
     assert not any(status >= 500 for _, status in TALLY.statuses)
     # the fuzzer got into the handlers: a success on every operation
     for label, op in operations.items():
@@ -371,7 +453,10 @@ def test_every_method_on_every_path(fuzz_app):
         templates[path] = ep.openapi_path
     for path, template in sorted(templates.items()):
         for method in METHODS:
-            for headers in ({}, {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}):
+            for headers in (
+                {},
+                {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+            ):
                 ans = wsgi_call(wsgi, method, path, headers=headers)
                 assert_sane(ans, method)
                 statuses = documented(spec, "GET" if method == "HEAD" else method, template)
@@ -385,7 +470,12 @@ def test_every_method_on_every_path(fuzz_app):
                 assert_sane(ans)
                 statuses = documented(spec, "GET", template)
                 if statuses is not None:
-                    assert ans.status == 400 and 400 in statuses, (path, query, ans.status, statuses)
+                    assert ans.status == 400 and 400 in statuses, (
+                        path,
+                        query,
+                        ans.status,
+                        statuses,
+                    )
 
 
 NASTY_PATHS = [
@@ -454,15 +544,24 @@ NASTY_QUERIES = [
 
 @pytest.mark.parametrize("query", NASTY_QUERIES, ids=lambda q: repr(q[:30]))
 def test_nasty_queries(fuzz_app, query):
-    for path in ("/movies/search", "/user/1/recommendation", "/user/1/rated", "/movie/list/0", "/health"):
+    for path in (
+        "/movies/search",
+        "/user/1/recommendation",
+        "/user/1/rated",
+        "/movie/list/0",
+        "/health",
+    ):
         assert_sane(wsgi_call(fuzz_app["wsgi"], "GET", path, query))
 
 
 def test_nasty_bodies(fuzz_app):
     wsgi, token, movies = fuzz_app["wsgi"], fuzz_app["token"], fuzz_app["movies"]
     json_auth = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-    deep = [b"[" * 10_000 + b"]" * 10_000, b'{"a":' * 10_000 + b"1" + b"}" * 10_000,
-            b"[" * 100_000 + b"]" * 100_000]
+    deep = [
+        b"[" * 10_000 + b"]" * 10_000,
+        b'{"a":' * 10_000 + b"1" + b"}" * 10_000,
+        b"[" * 100_000 + b"]" * 100_000,
+    ]
     cases = [
         *[(body, 400) for body in deep[:2]],
         (deep[2], 413),  # 200 KB
@@ -484,17 +583,26 @@ def test_nasty_bodies(fuzz_app):
         (b"null", 400),
         (b'"' + b"\\u0000" * 1000 + b'"', 400),
     ]
-    targets = [("POST", "/users"), ("POST", f"/user/{TOKEN_USER}/ratings"), ("POST", f"/user/{TOKEN_USER}/feedback"),
-               ("POST", "/lists"), ("PUT", f"/lists/{fuzz_app['kept']}")]
+    targets = [
+        ("POST", "/users"),
+        ("POST", f"/user/{TOKEN_USER}/ratings"),
+        ("POST", f"/user/{TOKEN_USER}/feedback"),
+        ("POST", "/lists"),
+        ("PUT", f"/lists/{fuzz_app['kept']}"),
+    ]
     for body, status in cases:
         for method, path in targets:
             ans = wsgi_call(wsgi, method, path, body=body, headers=json_auth)
             assert_sane(ans, method)
             assert ans.status == status, (method, path, body[:40], ans.status, ans.body[:200])
     # bodies where none is read: ignored, whatever their size or content
-    ans = wsgi_call(wsgi, "GET", "/health", body=b"[" * 1_000_000, headers={"Content-Type": "application/json"})
+    ans = wsgi_call(
+        wsgi, "GET", "/health", body=b"[" * 1_000_000, headers={"Content-Type": "application/json"}
+    )
     assert ans.status == 200
-    ans = wsgi_call(wsgi, "DELETE", "/lists/" + "B" * 22, body=b'{"$where": "1"}', headers=json_auth)
+    ans = wsgi_call(
+        wsgi, "DELETE", "/lists/" + "B" * 22, body=b'{"$where": "1"}', headers=json_auth
+    )
     assert ans.status == 404
 
 
@@ -509,7 +617,11 @@ UNKNOWN_MOVIE = b'{"movieId": 999999999, "rating": 4}'
         (UNKNOWN_MOVIE, "-1", 400),
         (UNKNOWN_MOVIE, "abc", 400),
         (UNKNOWN_MOVIE, "1e3", 400),
-        (UNKNOWN_MOVIE, f" {len(UNKNOWN_MOVIE)} ", 404),  # read as it is: a valid rating of no movie
+        (
+            UNKNOWN_MOVIE,
+            f" {len(UNKNOWN_MOVIE)} ",
+            404,
+        ),  # read as it is: a valid rating of no movie
         (UNKNOWN_MOVIE, "99999999999999999999999", 413),
         (UNKNOWN_MOVIE, "9" * 5000, 413),  # (int() refuses over 4,300 digits)
         (UNKNOWN_MOVIE, "0" * 5000 + str(len(UNKNOWN_MOVIE)), 404),
@@ -521,8 +633,14 @@ UNKNOWN_MOVIE = b'{"movieId": 999999999, "rating": 4}'
 )
 def test_content_length_lies_in_process(fuzz_app, body, content_length, status):
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {fuzz_app['token']}"}
-    ans = wsgi_call(fuzz_app["wsgi"], "POST", f"/user/{TOKEN_USER}/ratings", body=body, headers=headers,
-                    content_length=content_length)
+    ans = wsgi_call(
+        fuzz_app["wsgi"],
+        "POST",
+        f"/user/{TOKEN_USER}/ratings",
+        body=body,
+        headers=headers,
+        content_length=content_length,
+    )
     assert_sane(ans, "POST")
     assert ans.status == status, ans.body
 
@@ -533,7 +651,9 @@ def test_content_length_lies_in_process(fuzz_app, body, content_length, status):
 def run_gunicorn(served, log_path: Path, *extra: str):
     """gunicorn with api/gunicorn_conf.py (as the Procfile runs it), one worker, on a free port."""
     env = {"MONGODB_URL": served["url"], "MOVIETIME_DATABASE": served["db"].name}
-    return servers.gunicorn(["--config", servers.GUNICORN_CONF, "--workers", "1", *extra], env, log_path)
+    return servers.gunicorn(
+        ["--config", servers.GUNICORN_CONF, "--workers", "1", *extra], env, log_path
+    )
 
 
 @pytest.fixture(scope="module")
@@ -565,14 +685,21 @@ def http(port: int, request: bytes, timeout: float = 20) -> tuple[int | None, by
 
 
 def chunked(body: bytes, size: int = 1000) -> bytes:
-    parts = [b"%x\r\n%s\r\n" % (len(body[i:i + size]), body[i:i + size]) for i in range(0, len(body), size)]
+    parts = [
+        b"%x\r\n%s\r\n" % (len(body[i : i + size]), body[i : i + size])
+        for i in range(0, len(body), size)
+    ]
     return b"".join(parts) + b"0\r\n\r\n"
 
 
-def post(path: str, body: bytes, token: str, extra: bytes = b"", length: int | str | None = "auto") -> bytes:
+def post(
+    path: str, body: bytes, token: str, extra: bytes = b"", length: int | str | None = "auto"
+) -> bytes:
     """A raw POST; ``length`` "auto" is the body's length, None sends no Content-Length."""
-    head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Authorization: Bearer {token}\r\n").encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {token}\r\n"
+    ).encode()
     if length is not None:
         head += f"Content-Length: {len(body) if length == 'auto' else length}\r\n".encode()
     return head + extra + b"\r\n" + body
@@ -592,34 +719,102 @@ def test_nasty_requests_over_http(gunicorn, fuzz_app):
         ("Content-Length negative", post(rate, ok_body, token, length="-1"), 400),
         ("Content-Length twice", post(rate, ok_body, token, b"Content-Length: 3\r\n"), 400),
         ("a 1 MB body", post(rate, b"[" * 1_000_000, token), 413),
-        ("a chunked body", post(rate, chunked(ok_body, 7), token, b"Transfer-Encoding: chunked\r\n", None), 200),
-        ("a chunked operator", post(rate, chunked(b'{"movieId": {"$gt": 0}, "rating": 4}'), token,
-                                    b"Transfer-Encoding: chunked\r\n", None), 400),
-        ("a chunked 1 MB body", post(rate, chunked(b"[" * 1_000_000, 64 * 1024), token,
-                                     b"Transfer-Encoding: chunked\r\n", None), 413),
-        ("a malformed chunk", post(rate, b"zz\r\n{}\r\n0\r\n\r\n", token, b"Transfer-Encoding: chunked\r\n",
-                                   None), 400),
-        ("a truncated chunked body", post(rate, b"ff\r\n{\"movieId\"", token, b"Transfer-Encoding: chunked\r\n",
-                                          None), None),
-        ("chunked and Content-Length", post(rate, chunked(ok_body), token, b"Transfer-Encoding: chunked\r\n"),
-         None),
+        (
+            "a chunked body",
+            post(rate, chunked(ok_body, 7), token, b"Transfer-Encoding: chunked\r\n", None),
+            200,
+        ),
+        (
+            "a chunked operator",
+            post(
+                rate,
+                chunked(b'{"movieId": {"$gt": 0}, "rating": 4}'),
+                token,
+                b"Transfer-Encoding: chunked\r\n",
+                None,
+            ),
+            400,
+        ),
+        (
+            "a chunked 1 MB body",
+            post(
+                rate,
+                chunked(b"[" * 1_000_000, 64 * 1024),
+                token,
+                b"Transfer-Encoding: chunked\r\n",
+                None,
+            ),
+            413,
+        ),
+        (
+            "a malformed chunk",
+            post(rate, b"zz\r\n{}\r\n0\r\n\r\n", token, b"Transfer-Encoding: chunked\r\n", None),
+            400,
+        ),
+        (
+            "a truncated chunked body",
+            post(rate, b'ff\r\n{"movieId"', token, b"Transfer-Encoding: chunked\r\n", None),
+            None,
+        ),
+        (
+            "chunked and Content-Length",
+            post(rate, chunked(ok_body), token, b"Transfer-Encoding: chunked\r\n"),
+            None,
+        ),
         ("10,000 nested arrays", post(rate, b"[" * 10_000 + b"]" * 10_000, token), 400),
         ("NUL in the path", b"GET /user/1%00/rated HTTP/1.1\r\nHost: x\r\n\r\n", 400),
         ("invalid UTF-8 in the path", b"GET /user/1%FF/rated HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-        ("raw invalid UTF-8 in the path", b"GET /user/\xff\xfe/rated HTTP/1.1\r\nHost: x\r\n\r\n", None),
-        ("invalid UTF-8 in the query", b"GET /movies/search?q=%FF%FE HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-        ("raw bytes in the query", b"GET /movies/search?q=\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n", None),
+        (
+            "raw invalid UTF-8 in the path",
+            b"GET /user/\xff\xfe/rated HTTP/1.1\r\nHost: x\r\n\r\n",
+            None,
+        ),
+        (
+            "invalid UTF-8 in the query",
+            b"GET /movies/search?q=%FF%FE HTTP/1.1\r\nHost: x\r\n\r\n",
+            400,
+        ),
+        (
+            "raw bytes in the query",
+            b"GET /movies/search?q=\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n",
+            None,
+        ),
         ("a 100 KB path", b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", None),
-        ("a 100 KB query", b"GET /movies/search?q=" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", None),
-        ("a 3 KB query", b"GET /movies/search?q=" + b"a" * 3000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 400),
-        ("a 100 KB header", b"GET /health HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + b"a" * 100_000
-         + b"\r\n\r\n", None),
-        ("10,000 headers", b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"X-A: 1\r\n" * 10_000 + b"\r\n", None),
+        (
+            "a 100 KB query",
+            b"GET /movies/search?q=" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            None,
+        ),
+        (
+            "a 3 KB query",
+            b"GET /movies/search?q=" + b"a" * 3000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            400,
+        ),
+        (
+            "a 100 KB header",
+            b"GET /health HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            + b"a" * 100_000
+            + b"\r\n\r\n",
+            None,
+        ),
+        (
+            "10,000 headers",
+            b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"X-A: 1\r\n" * 10_000 + b"\r\n",
+            None,
+        ),
         ("HEAD", b"HEAD /movies/search?q=toy HTTP/1.1\r\nHost: x\r\n\r\n", 200),
         ("OPTIONS", b"OPTIONS /lists HTTP/1.1\r\nHost: x\r\n\r\n", 405),
-        ("a preflight", b"OPTIONS /lists HTTP/1.1\r\nHost: x\r\nOrigin: https://a.example\r\n"
-         b"Access-Control-Request-Method: POST\r\n\r\n", 403),
-        ("PATCH", b"PATCH /lists/" + b"A" * 22 + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", 405),
+        (
+            "a preflight",
+            b"OPTIONS /lists HTTP/1.1\r\nHost: x\r\nOrigin: https://a.example\r\n"
+            b"Access-Control-Request-Method: POST\r\n\r\n",
+            403,
+        ),
+        (
+            "PATCH",
+            b"PATCH /lists/" + b"A" * 22 + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+            405,
+        ),
         ("an unknown method", b"BREW /health HTTP/1.1\r\nHost: x\r\n\r\n", 405),
         ("HTTP/0.9", b"GET /health\r\n\r\n", None),
         ("garbage", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 100, None),
@@ -637,17 +832,23 @@ def test_nasty_requests_over_http(gunicorn, fuzz_app):
     assert "Traceback" not in log and '" 500 ' not in log, log[-3000:]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gunicorn's sync worker waits for the promised bytes until its timeout (30 s in api/gunicorn_conf.py, 2 s "
-    "here) and then kills the worker, answering its own HTML 500; the same happens to a client that stops in the "
-    "middle of its headers, before the app is called. A slowloris: the fix is in the deployment (a buffering "
-    "proxy in front of gunicorn, or a worker class with read timeouts), not in the app"))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "gunicorn's sync worker waits for the promised bytes until its timeout (30 s in api/gunicorn_conf.py, 2 s "
+        "here) and then kills the worker, answering its own HTML 500; the same happens to a client that stops in the "
+        "middle of its headers, before the app is called. A slowloris: the fix is in the deployment (a buffering "
+        "proxy in front of gunicorn, or a worker class with read timeouts), not in the app"
+    ),
+)
 def test_content_length_lie_held_open(served, fuzz_app, tmp_path):
     """A client that promises more bytes than it sends and keeps the connection open (the lie
     with our side closed is in test_nasty_requests_over_http: a 400 at once)."""
     log_path = tmp_path / "gunicorn.log"
     with run_gunicorn(served, log_path, "--timeout", "2") as port:
-        request = post(f"/user/{TOKEN_USER}/ratings", b'{"movieId": 1', fuzz_app["token"], length=1000)
+        request = post(
+            f"/user/{TOKEN_USER}/ratings", b'{"movieId": 1', fuzz_app["token"], length=1000
+        )
         with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
             sock.sendall(request)  # and keep our side open
             t0 = time.monotonic()
@@ -664,14 +865,24 @@ def test_content_length_lie_held_open(served, fuzz_app, tmp_path):
 
 BODY_ENDPOINTS = [ep for ep in ENDPOINTS if ep.body is not None]
 WRITE_ENDPOINTS = [ep for ep in ENDPOINTS if ep.writes]
-OPERATORS = [{"$gt": ""}, {"$ne": None}, {"$where": "sleep(1000) || true"}, {"$regex": ".*"}, [{"$gt": 0}]]
+OPERATORS = [
+    {"$gt": ""},
+    {"$ne": None},
+    {"$where": "sleep(1000) || true"},
+    {"$regex": ".*"},
+    [{"$gt": 0}],
+]
 
 
 def valid_body(ep, fuzz_app) -> dict:
     movies = fuzz_app["movies"]
     return {
-        "Onboarding": {"genres": ["Action", "Comedy", "Drama"], "ratings": [{"movieId": movies[0], "rating": 4}],
-                       "age": "25-34", "occupation": "writer"},
+        "Onboarding": {
+            "genres": ["Action", "Comedy", "Drama"],
+            "ratings": [{"movieId": movies[0], "rating": 4}],
+            "age": "25-34",
+            "occupation": "writer",
+        },
         "RatingInput": {"movieId": movies[1], "rating": 4.5},
         "FeedbackInput": {"movieId": movies[2], "action": "like"},
         "ListInput": {"title": "Injection test", "movieIds": movies[:2], "description": "d"},
@@ -684,14 +895,22 @@ def target(ep, fuzz_app) -> str:
 
 def online_state(served) -> dict:
     db = served["db"]
-    return {name: sorted(map(repr, db[name].find())) for name in (collections.ACCOUNTS, collections.PROFILES,
-                                                                    collections.LISTS)}
+    return {
+        name: sorted(map(repr, db[name].find()))
+        for name in (collections.ACCOUNTS, collections.PROFILES, collections.LISTS)
+    }
 
 
 def send(fuzz_app, ep, body: bytes, content_length: str | None = "auto") -> Answer:
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {fuzz_app['token']}"}
-    return wsgi_call(fuzz_app["wsgi"], ep.method, target(ep, fuzz_app), body=body, headers=headers,
-                     content_length=content_length)
+    return wsgi_call(
+        fuzz_app["wsgi"],
+        ep.method,
+        target(ep, fuzz_app),
+        body=body,
+        headers=headers,
+        content_length=content_length,
+    )
 
 
 def injected(ep, body: dict) -> list[tuple[str, dict]]:
@@ -707,7 +926,9 @@ def injected(ep, body: dict) -> list[tuple[str, dict]]:
                 for sub in f.item.fields:
                     item = {**body[f.name][0], sub.name: {"$gt": 0}}
                     out.append((f"{f.name}[0].{sub.name}=$gt", {**body, f.name: [item]}))
-                out.append((f"{f.name}[0].$where", {**body, f.name: [{**body[f.name][0], "$where": "1"}]}))
+                out.append(
+                    (f"{f.name}[0].$where", {**body, f.name: [{**body[f.name][0], "$where": "1"}]})
+                )
     out.append(("$where", {**body, "$where": "function() { return true; }"}))
     out.append(("$set", {**body, "$set": {"userId": 1}}))
     out.append(("dotted key", {**body, "userId.x": 1}))
@@ -720,7 +941,11 @@ def test_operator_injection_in_every_body_field_is_400(served, fuzz_app, ep):
     before = online_state(served)
     for what, payload in injected(ep, body):
         ans = send(fuzz_app, ep, json.dumps(payload).encode())
-        assert ans.status == 400 and ans.json["error"]["code"] == "bad_request", (what, ans.status, ans.body)
+        assert ans.status == 400 and ans.json["error"]["code"] == "bad_request", (
+            what,
+            ans.status,
+            ans.body,
+        )
     assert online_state(served) == before  # nothing was written
     # the same body without the operators is accepted (so the 400s were the operators')
     ans = send(fuzz_app, ep, json.dumps(body).encode())
@@ -752,7 +977,11 @@ def test_malformed_json_is_400_on_every_body_endpoint(served, fuzz_app, ep):
     before = online_state(served)
     for what, raw in MALFORMED.items():
         ans = send(fuzz_app, ep, raw)
-        assert ans.status == 400 and ans.json["error"]["code"] == "bad_request", (what, ans.status, ans.body)
+        assert ans.status == 400 and ans.json["error"]["code"] == "bad_request", (
+            what,
+            ans.status,
+            ans.body,
+        )
     assert online_state(served) == before
 
 
@@ -764,31 +993,49 @@ def test_body_over_the_limit_is_413_on_every_body_endpoint(served, fuzz_app, ep)
     assert send(fuzz_app, ep, big, content_length=None).status == 413  # by what arrives (chunked)
     assert send(fuzz_app, ep, b"{}", content_length=str(10**12)).status == 413  # by what it says
     assert online_state(served) == before
-    at_limit = json.dumps(valid_body(ep, fuzz_app)).encode().ljust(DEFAULT_MAX_BYTES)  # JSON and spaces
+    at_limit = (
+        json.dumps(valid_body(ep, fuzz_app)).encode().ljust(DEFAULT_MAX_BYTES)
+    )  # JSON and spaces
     assert 200 <= send(fuzz_app, ep, at_limit).status < 300
 
 
 def test_every_write_endpoint_is_covered():
     """The parametrized tests above cover every endpoint with a body; the rest of the writes
     (DELETE /lists/{slug}) read none, and an operator body changes nothing there."""
-    assert {f"{ep.method} {ep.path}" for ep in WRITE_ENDPOINTS if ep.body is None} == {"DELETE /lists/<slug>"}
+    assert {f"{ep.method} {ep.path}" for ep in WRITE_ENDPOINTS if ep.body is None} == {
+        "DELETE /lists/<slug>"
+    }
 
 
 def test_delete_ignores_operator_bodies(served, fuzz_app):
     ep = next(ep for ep in WRITE_ENDPOINTS if ep.method == "DELETE")
     before = online_state(served)
     for payload in ({"$where": "1"}, {"slug": {"$ne": None}}, {"_id": {"$gt": ""}}):
-        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {fuzz_app['token']}"}
-        ans = wsgi_call(fuzz_app["wsgi"], "DELETE", "/lists/" + "Z" * 22, body=json.dumps(payload).encode(),
-                        headers=headers)
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {fuzz_app['token']}",
+        }
+        ans = wsgi_call(
+            fuzz_app["wsgi"],
+            "DELETE",
+            "/lists/" + "Z" * 22,
+            body=json.dumps(payload).encode(),
+            headers=headers,
+        )
         assert ans.status == 404, ans.body
     ans = wsgi_call(fuzz_app["wsgi"], "DELETE", "/lists/" + quote('{"$ne":null}'))
     assert ans.status == 400
     assert online_state(served) == before
 
 
-QUERY_PARAMS = sorted({(ep.method, ep.openapi_path, p.name, isinstance(p, TextParam))
-                       for ep in ENDPOINTS for p in ep.params if p.where == "query"})
+QUERY_PARAMS = sorted(
+    {
+        (ep.method, ep.openapi_path, p.name, isinstance(p, TextParam))
+        for ep in ENDPOINTS
+        for p in ep.params
+        if p.where == "query"
+    }
+)
 
 
 def sample_path(template: str) -> str:
@@ -801,21 +1048,43 @@ def sample_path(template: str) -> str:
 def test_operator_injection_in_every_query_parameter_is_400(fuzz_app, method, path, name, text):
     wsgi = fuzz_app["wsgi"]
     base = {"q": "toy"} if path == "/movies/search" and name != "q" else {}
-    for query in (f"{name}[$ne]=", f"{name}[$gt]=", f"{name}[$regex]=.*", f"{name}[$where]=1", f"{name}[]=1",
-                  f"{name}.$ne=1", "$where=1", f"{name}=1&{name}=2"):
-        ans = wsgi_call(wsgi, method, sample_path(path), "&".join(filter(None, [urlencode(base), query])))
+    for query in (
+        f"{name}[$ne]=",
+        f"{name}[$gt]=",
+        f"{name}[$regex]=.*",
+        f"{name}[$where]=1",
+        f"{name}[]=1",
+        f"{name}.$ne=1",
+        "$where=1",
+        f"{name}=1&{name}=2",
+    ):
+        ans = wsgi_call(
+            wsgi, method, sample_path(path), "&".join(filter(None, [urlencode(base), query]))
+        )
         assert ans.status == 400 and ans.json["error"]["code"] == "bad_request", (query, ans.body)
     # operator-shaped values are values: for a text parameter, text
     for value in ('{"$gt": ""}', '{"$where": "1"}', "$ne", ".*", "^", "[", "\\", "(?i)a"):
         ans = wsgi_call(wsgi, method, sample_path(path), urlencode({**base, name: value}))
         assert_sane(ans)
-        if text and path == "/movies/search" and name == "q":  # not an operator: text, folded to words
+        if (
+            text and path == "/movies/search" and name == "q"
+        ):  # not an operator: text, folded to words
             assert ans.status in (200, 400), ans.body
 
 
-@pytest.mark.parametrize("text, same_as", [('{"$gt": ""}', "gt"), ("toy.*", "toy"), ("^toy$", "toy"),
-                                           ("toy|matrix", "toy matrix"), ("$where toy", "where toy"),
-                                           ("(toy)", "toy"), ("toy\\", "toy"), ("[toy]", "toy")])
+@pytest.mark.parametrize(
+    "text, same_as",
+    [
+        ('{"$gt": ""}', "gt"),
+        ("toy.*", "toy"),
+        ("^toy$", "toy"),
+        ("toy|matrix", "toy matrix"),
+        ("$where toy", "where toy"),
+        ("(toy)", "toy"),
+        ("toy\\", "toy"),
+        ("[toy]", "toy"),
+    ],
+)
 def test_search_text_is_text(fuzz_app, text, same_as):
     """Search folds the query to words (``pipeline.text.fold``) and matches them in memory or by
     exact index keys: no regex or operator is built from it."""
@@ -826,4 +1095,6 @@ def test_search_text_is_text(fuzz_app, text, same_as):
     assert got.json["results"] == want.json["results"]
     for text in (".*", "^", "$", "\\", "[", "|"):
         ans = wsgi_call(wsgi, "GET", "/movies/search", urlencode({"q": text}))
-        assert ans.status == 400 and "letter" in ans.json["error"]["message"]  # nothing to match, not "all"
+        assert (
+            ans.status == 400 and "letter" in ans.json["error"]["message"]
+        )  # nothing to match, not "all"

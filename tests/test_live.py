@@ -27,13 +27,19 @@ JSON = "application/json; charset=utf-8"
 TOY_STORY, TOY_STORY_2 = 1, 3114
 STAR_WARS = (260, 1196, 1210)
 MATRIX = 2571
-SCIFI_FANS = {"genres": ["Sci-Fi", "Action", "Adventure"],
-              "ratings": [{"movieId": m, "rating": 5} for m in (*STAR_WARS, MATRIX)]}
+SCIFI_FANS = {
+    "genres": ["Sci-Fi", "Action", "Adventure"],
+    "ratings": [{"movieId": m, "rating": 5} for m in (*STAR_WARS, MATRIX)],
+}
 
 
 @pytest.fixture(scope="module")
 def served(mongo_client, mongo_url, tmp_path_factory):
-    with sample_database(mongo_client, tmp_path_factory.mktemp("live"), "test_live") as (db, config, version):
+    with sample_database(mongo_client, tmp_path_factory.mktemp("live"), "test_live") as (
+        db,
+        config,
+        version,
+    ):
         yield {"db": db, "url": mongo_url, "version": version, "config": config}
 
 
@@ -73,8 +79,10 @@ def full_list(app, user_id: int) -> list[int]:
 
 def all_rated(app, user_id: int) -> set[int]:
     first = app.get(f"/user/{user_id}/rated", {"per_page": 100}).json
-    pages = [first] + [app.get(f"/user/{user_id}/rated", {"per_page": 100, "page": p}).json
-                       for p in range(2, first["pages"] + 1)]
+    pages = [first] + [
+        app.get(f"/user/{user_id}/rated", {"per_page": 100, "page": p}).json
+        for p in range(2, first["pages"] + 1)
+    ]
     return {r["movieId"] for page in pages for r in page["items"]}
 
 
@@ -98,8 +106,11 @@ def test_onboarding_answers_user_token_cluster_and_a_personal_list(app, served):
     scifi = sum("Sci-Fi" in r["genres"] for r in recs)
     assert scifi >= 6, [(r["title"], r["genres"]) for r in recs]  # mostly science fiction
     assert all(0.5 <= r["predicted_rating"] <= 5 for r in recs)
-    assert any(r["reason"]["kind"] == "because_you_liked" and r["reason"]["movieId"] in (*STAR_WARS, MATRIX)
-               for r in recs)
+    assert any(
+        r["reason"]["kind"] == "because_you_liked"
+        and r["reason"]["movieId"] in (*STAR_WARS, MATRIX)
+        for r in recs
+    )
     # the same list on the GET route, labelled live
     res = app.get(f"/user/{body['userId']}/recommendation")
     assert res.json["source"] == "live" and ids(res) == ids(body)
@@ -107,7 +118,9 @@ def test_onboarding_answers_user_token_cluster_and_a_personal_list(app, served):
 
 def test_different_answers_give_different_lists(app):
     scifi = onboard(app)
-    romance = onboard(app, {"genres": ["Romance", "Comedy", "Drama"], "age": "25-34", "occupation": "writer"})
+    romance = onboard(
+        app, {"genres": ["Romance", "Comedy", "Drama"], "age": "25-34", "occupation": "writer"}
+    )
     assert len(set(ids(scifi)) & set(ids(romance))) <= 3
     genres = [set(r["genres"]) for r in romance["recommendations"]]
     assert all(g & {"Romance", "Comedy", "Drama"} for g in genres)
@@ -125,21 +138,44 @@ def test_onboarding_stores_the_questionnaire_and_hashes_the_token(app, served):
     assert len(account["token_sha256"]) == 64
 
 
-@pytest.mark.parametrize("payload, status, code, words", [
-    ({"genres": ["Sci-Fi", "Action"]}, 400, "bad_request", "3 to 20 items"),
-    ({"genres": ["Sci-Fi", "Action", "Space Opera"]}, 400, "bad_request", "unknown genre"),
-    ({"genres": ["Sci-Fi", "Action", "sci-fi"]}, 400, "bad_request", "repeat"),
-    ({"genres": ["Sci-Fi", "Action", "Drama"], "ratings": [{"movieId": 1, "rating": 5}] * 2}, 400, "bad_request",
-     "twice"),
-    ({"genres": ["Sci-Fi", "Action", "Drama"], "ratings": [{"movieId": 99999999, "rating": 5}]}, 404, "not_found",
-     "99999999"),
-    ({"genres": ["Sci-Fi", "Action", "Drama"], "ratings": [{"movieId": 1, "rating": 4.3}]}, 400, "bad_request",
-     "multiple of 0.5"),
-    ({"genres": ["Sci-Fi", "Action", "Drama"], "age": "99"}, 400, "bad_request", "age"),
-    ({"genres": ["Sci-Fi", "Action", "Drama"], "admin": True}, 400, "bad_request", "unknown field"),
-    ({"genres": {"$ne": None}}, 400, "bad_request", "$"),
-    ({"genres": "Sci-Fi,Action,Drama"}, 400, "bad_request", "array"),
-])
+@pytest.mark.parametrize(
+    "payload, status, code, words",
+    [
+        ({"genres": ["Sci-Fi", "Action"]}, 400, "bad_request", "3 to 20 items"),
+        ({"genres": ["Sci-Fi", "Action", "Space Opera"]}, 400, "bad_request", "unknown genre"),
+        ({"genres": ["Sci-Fi", "Action", "sci-fi"]}, 400, "bad_request", "repeat"),
+        (
+            {"genres": ["Sci-Fi", "Action", "Drama"], "ratings": [{"movieId": 1, "rating": 5}] * 2},
+            400,
+            "bad_request",
+            "twice",
+        ),
+        (
+            {
+                "genres": ["Sci-Fi", "Action", "Drama"],
+                "ratings": [{"movieId": 99999999, "rating": 5}],
+            },
+            404,
+            "not_found",
+            "99999999",
+        ),
+        (
+            {"genres": ["Sci-Fi", "Action", "Drama"], "ratings": [{"movieId": 1, "rating": 4.3}]},
+            400,
+            "bad_request",
+            "multiple of 0.5",
+        ),
+        ({"genres": ["Sci-Fi", "Action", "Drama"], "age": "99"}, 400, "bad_request", "age"),
+        (
+            {"genres": ["Sci-Fi", "Action", "Drama"], "admin": True},
+            400,
+            "bad_request",
+            "unknown field",
+        ),
+        ({"genres": {"$ne": None}}, 400, "bad_request", "$"),
+        ({"genres": "Sci-Fi,Action,Drama"}, 400, "bad_request", "array"),
+    ],
+)
 def test_onboarding_rejects_bad_answers(app, payload, status, code, words):
     assert words in error(app.post_json("/users", payload, expect_errors=True), status, code)
 
@@ -152,15 +188,21 @@ def test_new_user_rates_five_movies_and_the_list_follows(app, served):
     user = onboard(app, {"genres": ["Animation", "Children", "Comedy"]})
     uid, token = user["userId"], user["token"]
     before = full_list(app, uid)
-    similar = [m["movieId"] for m in app.get(f"/movie/{TOY_STORY}/similar", {"n": 20}).json["similar"]]
+    similar = [
+        m["movieId"] for m in app.get(f"/movie/{TOY_STORY}/similar", {"n": 20}).json["similar"]
+    ]
     to_rate = [TOY_STORY, *[m for m in before if m != TOY_STORY and m not in similar][:4]]
     assert len(to_rate) == 5
     for movie in to_rate:
-        res = app.post_json(f"/user/{uid}/ratings", {"movieId": movie, "rating": 5}, headers=auth(token))
+        res = app.post_json(
+            f"/user/{uid}/ratings", {"movieId": movie, "rating": 5}, headers=auth(token)
+        )
         assert res.json["rating"] == 5.0 and res.json["movieId"] == movie
     after = full_list(app, uid)
     assert not set(after) & set(to_rate)
-    assert rank(after, similar[0]) < rank(before, similar[0])  # Toy Story's nearest neighbour moved up
+    assert rank(after, similar[0]) < rank(
+        before, similar[0]
+    )  # Toy Story's nearest neighbour moved up
     rated = app.get(f"/user/{uid}/rated", {"per_page": 100}).json
     assert sorted(r["movieId"] for r in rated["items"]) == sorted(to_rate)
     reasons = [r["reason"] for r in app.get(f"/user/{uid}/recommendation").json["recommendations"]]
@@ -175,27 +217,41 @@ def test_feedback_of_a_data_set_user(app, served):
     top = ids(precomputed)
     liked, hidden, disliked = top[0], top[1], top[2]
     for movie, action in ((liked, "like"), (hidden, "not_interested"), (disliked, "dislike")):
-        res = app.post_json(f"/user/{uid}/feedback", {"movieId": movie, "action": action}, headers=auth(token))
+        res = app.post_json(
+            f"/user/{uid}/feedback", {"movieId": movie, "action": action}, headers=auth(token)
+        )
         assert res.json["action"] == action and res.json["event"]["type"] == action
     live = app.get(f"/user/{uid}/recommendation", {"n": 50}).json
     assert live["source"] == "live"
     assert not {liked, hidden, disliked} & set(ids(live))
     rated = all_rated(app, uid)
-    neighbours = [m["movieId"] for m in app.get(f"/movie/{liked}/similar", {"n": 20}).json["similar"]]
+    neighbours = [
+        m["movieId"] for m in app.get(f"/movie/{liked}/similar", {"n": 20}).json["similar"]
+    ]
     candidates = [m for m in neighbours if m not in rated | {liked, hidden, disliked}][:3]
     assert candidates
     improved = [rank(ids(live), m) < rank(top, m) for m in candidates]
-    assert sum(improved) >= 2, (candidates, [rank(top, m) for m in candidates], [rank(ids(live), m) for m in candidates])
+    assert sum(improved) >= 2, (
+        candidates,
+        [rank(top, m) for m in candidates],
+        [rank(ids(live), m) for m in candidates],
+    )
 
 
 def test_a_new_rating_changes_predicted_ratings(app):
     user = onboard(app)
     uid, token = user["userId"], user["token"]
-    first = {r["movieId"]: r["predicted_rating"] for r in app.get(f"/user/{uid}/recommendation", {"n": 50}).json[
-        "recommendations"]}
-    app.post_json(f"/user/{uid}/ratings", {"movieId": TOY_STORY, "rating": 0.5}, headers=auth(token))
-    second = {r["movieId"]: r["predicted_rating"] for r in app.get(f"/user/{uid}/recommendation", {"n": 50}).json[
-        "recommendations"]}
+    first = {
+        r["movieId"]: r["predicted_rating"]
+        for r in app.get(f"/user/{uid}/recommendation", {"n": 50}).json["recommendations"]
+    }
+    app.post_json(
+        f"/user/{uid}/ratings", {"movieId": TOY_STORY, "rating": 0.5}, headers=auth(token)
+    )
+    second = {
+        r["movieId"]: r["predicted_rating"]
+        for r in app.get(f"/user/{uid}/recommendation", {"n": 50}).json["recommendations"]
+    }
     common = set(first) & set(second)
     assert common and sum(first[m] != second[m] for m in common) >= len(common) // 2
 
@@ -204,7 +260,9 @@ def test_rating_again_replaces_and_every_event_is_kept(app, served):
     user = onboard(app, {"genres": ["Drama", "War", "Crime"]})
     uid, token = user["userId"], user["token"]
     for value in (3, 4.5, 2):
-        app.post_json(f"/user/{uid}/ratings", {"movieId": TOY_STORY, "rating": value}, headers=auth(token))
+        app.post_json(
+            f"/user/{uid}/ratings", {"movieId": TOY_STORY, "rating": value}, headers=auth(token)
+        )
     rated = app.get(f"/user/{uid}/rated").json["items"]
     assert [(r["movieId"], r["rating"]) for r in rated] == [(TOY_STORY, 2.0)]
     profile = served["db"][schema.PROFILES].find_one({"_id": uid})
@@ -222,7 +280,9 @@ def test_concurrent_ratings_end_in_one_consistent_rating(app, served):
     def rate(values):
         client = webtest.TestApp(wsgi)
         for v in values:
-            res = client.post_json(f"/user/{uid}/ratings", {"movieId": TOY_STORY, "rating": v}, headers=auth(token))
+            res = client.post_json(
+                f"/user/{uid}/ratings", {"movieId": TOY_STORY, "rating": v}, headers=auth(token)
+            )
             with lock:
                 acked.append(res.json["event"]["id"])
 
@@ -241,15 +301,21 @@ def test_concurrent_ratings_end_in_one_consistent_rating(app, served):
 def test_a_write_retried_with_its_idempotency_key_is_applied_once(app, served):
     user = onboard(app)
     uid, token = user["userId"], user["token"]
-    first = app.post_json(f"/user/{uid}/feedback", {"movieId": TOY_STORY, "action": "like"},
-                          headers={**auth(token), "Idempotency-Key": "k-1"}).json
+    first = app.post_json(
+        f"/user/{uid}/feedback",
+        {"movieId": TOY_STORY, "action": "like"},
+        headers={**auth(token), "Idempotency-Key": "k-1"},
+    ).json
     # the same write again (its answer was lost), concurrently and then alone: the first answer each time
     wsgi = app.app
     answers = []
 
     def again():
-        res = webtest.TestApp(wsgi).post_json(f"/user/{uid}/feedback", {"movieId": TOY_STORY, "action": "like"},
-                                              headers={**auth(token), "Idempotency-Key": "k-1"})
+        res = webtest.TestApp(wsgi).post_json(
+            f"/user/{uid}/feedback",
+            {"movieId": TOY_STORY, "action": "like"},
+            headers={**auth(token), "Idempotency-Key": "k-1"},
+        )
         answers.append(res.json)
 
     threads = [threading.Thread(target=again) for _ in range(4)]
@@ -258,19 +324,30 @@ def test_a_write_retried_with_its_idempotency_key_is_applied_once(app, served):
     for t in threads:
         t.join()
     assert answers == [first] * 4
-    other = app.post_json(f"/user/{uid}/feedback", {"movieId": TOY_STORY, "action": "like"},
-                          headers={**auth(token), "Idempotency-Key": "k-2"}).json  # a new key: a new event
+    other = app.post_json(
+        f"/user/{uid}/feedback",
+        {"movieId": TOY_STORY, "action": "like"},
+        headers={**auth(token), "Idempotency-Key": "k-2"},
+    ).json  # a new key: a new event
     assert other["rev"] == first["rev"] + 1 and other["event"]["id"] != first["event"]["id"]
     profile = served["db"][schema.PROFILES].find_one({"_id": uid})
     assert [e["id"] for e in profile["events"][-2:]] == [first["event"]["id"], other["event"]["id"]]
     assert profile["rev"] == len(profile["events"])
     # a key reused for another write is refused, and nothing is written
-    res = app.post_json(f"/user/{uid}/ratings", {"movieId": TOY_STORY, "rating": 4},
-                        headers={**auth(token), "Idempotency-Key": "k-1"}, expect_errors=True)
+    res = app.post_json(
+        f"/user/{uid}/ratings",
+        {"movieId": TOY_STORY, "rating": 4},
+        headers={**auth(token), "Idempotency-Key": "k-1"},
+        expect_errors=True,
+    )
     assert "another request" in error(res, 422, "idempotency_key_reused")
     for bad in ("", "a b", "x" * 65, "k\u00e9"):
-        res = app.post_json(f"/user/{uid}/ratings", {"movieId": TOY_STORY, "rating": 4},
-                            headers={**auth(token), "Idempotency-Key": bad}, expect_errors=True)
+        res = app.post_json(
+            f"/user/{uid}/ratings",
+            {"movieId": TOY_STORY, "rating": 4},
+            headers={**auth(token), "Idempotency-Key": bad},
+            expect_errors=True,
+        )
         assert "Idempotency-Key" in error(res, 400, "bad_request")
     assert served["db"][schema.PROFILES].find_one({"_id": uid})["rev"] == profile["rev"]
 
@@ -283,36 +360,65 @@ def test_writes_need_the_users_own_token(app, served):
     path = f"/user/{a['userId']}/ratings"
     body = {"movieId": TOY_STORY, "rating": 4}
     assert "Bearer" in error(app.post_json(path, body, expect_errors=True), 401, "unauthorized")
-    res = app.post_json(path, body, headers={"Authorization": "Bearer nonsense"}, expect_errors=True)
+    res = app.post_json(
+        path, body, headers={"Authorization": "Bearer nonsense"}, expect_errors=True
+    )
     error(res, 401, "unauthorized")
     assert res.headers["WWW-Authenticate"].startswith("Bearer")
     forged = a["token"][:-4] + ("AAAA" if not a["token"].endswith("AAAA") else "BBBB")
     error(app.post_json(path, body, headers=auth(forged), expect_errors=True), 401, "unauthorized")
     error(app.post_json(path, body, headers=auth(b["token"]), expect_errors=True), 403, "forbidden")
     path = f"/user/{a['userId']}/feedback"
-    error(app.post_json(path, {"movieId": 1, "action": "like"}, headers=auth(b["token"]), expect_errors=True),
-          403, "forbidden")
+    error(
+        app.post_json(
+            path, {"movieId": 1, "action": "like"}, headers=auth(b["token"]), expect_errors=True
+        ),
+        403,
+        "forbidden",
+    )
     # a data-set user has no token until an operator issues one; a new one revokes the old one
-    error(app.post_json("/user/3/ratings", body, headers=auth(a["token"]), expect_errors=True), 403, "forbidden")
+    error(
+        app.post_json("/user/3/ratings", body, headers=auth(a["token"]), expect_errors=True),
+        403,
+        "forbidden",
+    )
     first = issue_token(served["db"], 3)
     second = issue_token(served["db"], 3)
-    error(app.post_json("/user/3/ratings", body, headers=auth(first), expect_errors=True), 401, "unauthorized")
+    error(
+        app.post_json("/user/3/ratings", body, headers=auth(first), expect_errors=True),
+        401,
+        "unauthorized",
+    )
     assert app.post_json("/user/3/ratings", body, headers=auth(second)).status_int == 200
 
 
 def test_failed_authentications_are_rate_limited(served):
-    wsgi = create_app(Settings(mongodb_url=served["url"], database=served["db"].name, auth_max_failures=3))
+    wsgi = create_app(
+        Settings(mongodb_url=served["url"], database=served["db"].name, auth_max_failures=3)
+    )
     client = webtest.TestApp(wsgi, extra_environ={"REMOTE_ADDR": "10.0.0.9"})
     body = {"movieId": TOY_STORY, "rating": 4}
     for _ in range(3):
-        error(client.post_json("/user/3/ratings", body, headers=auth("mt_3_" + "x" * 43), expect_errors=True),
-              401, "unauthorized")
-    res = client.post_json("/user/3/ratings", body, headers=auth("mt_3_" + "x" * 43), expect_errors=True)
+        error(
+            client.post_json(
+                "/user/3/ratings", body, headers=auth("mt_3_" + "x" * 43), expect_errors=True
+            ),
+            401,
+            "unauthorized",
+        )
+    res = client.post_json(
+        "/user/3/ratings", body, headers=auth("mt_3_" + "x" * 43), expect_errors=True
+    )
     error(res, 429, "too_many_requests")
     assert int(res.headers["Retry-After"]) >= 1
     other = webtest.TestApp(wsgi, extra_environ={"REMOTE_ADDR": "10.0.0.10"})
-    error(other.post_json("/user/3/ratings", body, headers=auth("mt_3_" + "x" * 43), expect_errors=True),
-          401, "unauthorized")
+    error(
+        other.post_json(
+            "/user/3/ratings", body, headers=auth("mt_3_" + "x" * 43), expect_errors=True
+        ),
+        401,
+        "unauthorized",
+    )
     wsgi.config["movietime.store"].close()
 
 
@@ -331,18 +437,47 @@ def test_bad_bodies(app):
     for payload, status, code in cases:
         error(app.post_json(path, payload, headers=headers, expect_errors=True), status, code)
     raw = {**headers, "Content-Type": "application/json"}
-    error(app.post(path, b'{"movieId": 1, "rating": 4', headers=raw, expect_errors=True), 400, "bad_request")
-    error(app.post(path, b'{"movieId": 1, "movieId": 2, "rating": 4}', headers=raw, expect_errors=True),
-          400, "bad_request")
-    error(app.post(path, b'{"movieId": 1, "rating": NaN}', headers=raw, expect_errors=True), 400, "bad_request")
+    error(
+        app.post(path, b'{"movieId": 1, "rating": 4', headers=raw, expect_errors=True),
+        400,
+        "bad_request",
+    )
+    error(
+        app.post(
+            path, b'{"movieId": 1, "movieId": 2, "rating": 4}', headers=raw, expect_errors=True
+        ),
+        400,
+        "bad_request",
+    )
+    error(
+        app.post(path, b'{"movieId": 1, "rating": NaN}', headers=raw, expect_errors=True),
+        400,
+        "bad_request",
+    )
     error(app.post(path, b"\xff\xfe", headers=raw, expect_errors=True), 400, "bad_request")
     error(app.post(path, b"", headers=raw, expect_errors=True), 400, "bad_request")
-    error(app.post(path, b"movieId=1&rating=4", headers={**headers, "Content-Type": "application/x-www-form-urlencoded"},
-                   expect_errors=True), 415, "unsupported_media_type")
+    error(
+        app.post(
+            path,
+            b"movieId=1&rating=4",
+            headers={**headers, "Content-Type": "application/x-www-form-urlencoded"},
+            expect_errors=True,
+        ),
+        415,
+        "unsupported_media_type",
+    )
     big = b'{"movieId": 1, "rating": 4, "pad": "' + b"x" * 70_000 + b'"}'
     error(app.post(path, big, headers=raw, expect_errors=True), 413, "payload_too_large")
-    error(app.post_json(f"/user/{user['userId']}/feedback", {"movieId": 1, "action": "love"}, headers=headers,
-                        expect_errors=True), 400, "bad_request")
+    error(
+        app.post_json(
+            f"/user/{user['userId']}/feedback",
+            {"movieId": 1, "action": "love"},
+            headers=headers,
+            expect_errors=True,
+        ),
+        400,
+        "bad_request",
+    )
     error(app.get(f"/user/{user['userId']}/ratings", expect_errors=True), 405, "method_not_allowed")
     profile_events = app.get(f"/user/{user['userId']}/rated").json["total"]
     assert profile_events == len(SCIFI_FANS["ratings"])  # nothing was written by the failures
@@ -353,14 +488,30 @@ def test_bad_bodies(app):
 
 def test_token_command_issues_a_working_token(app, served):
     env = {**os.environ, "MONGODB_URL": served["url"]}
-    done = subprocess.run([sys.executable, "-m", "pipeline", "token", "11", "--database", served["db"].name],
-                          capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "token", "11", "--database", served["db"].name],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     token = done.stdout.strip()
-    assert app.post_json("/user/11/feedback", {"movieId": TOY_STORY, "action": "like"},
-                         headers=auth(token)).status_int == 200
-    done = subprocess.run([sys.executable, "-m", "pipeline", "token", "987654", "--database", served["db"].name],
-                          capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+    assert (
+        app.post_json(
+            "/user/11/feedback", {"movieId": TOY_STORY, "action": "like"}, headers=auth(token)
+        ).status_int
+        == 200
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "token", "987654", "--database", served["db"].name],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+    )
     assert done.returncode == 2 and "not in the served version" in done.stderr
 
 
@@ -368,11 +519,18 @@ def test_token_command_issues_a_working_token(app, served):
 
 
 def test_next_pipeline_run_trains_on_feedback(app, served):
-    user = onboard(app, {"genres": ["Horror", "Thriller", "Mystery"],
-                         "ratings": [{"movieId": 1, "rating": 1}, {"movieId": 2, "rating": 4}]})
+    user = onboard(
+        app,
+        {
+            "genres": ["Horror", "Thriller", "Mystery"],
+            "ratings": [{"movieId": 1, "rating": 1}, {"movieId": 2, "rating": 4}],
+        },
+    )
     uid, token = user["userId"], user["token"]
     app.post_json(f"/user/{uid}/feedback", {"movieId": 3, "action": "like"}, headers=auth(token))
-    app.post_json(f"/user/{uid}/feedback", {"movieId": 5, "action": "not_interested"}, headers=auth(token))
+    app.post_json(
+        f"/user/{uid}/feedback", {"movieId": 5, "action": "not_interested"}, headers=auth(token)
+    )
     app.post_json(f"/user/{uid}/ratings", {"movieId": 2, "rating": 3.5}, headers=auth(token))
     db = served["db"]
     with dask_client(served["config"].dask):
@@ -386,7 +544,11 @@ def test_next_pipeline_run_trains_on_feedback(app, served):
     new_user = db[pointer["collections"][schema.USERS]].find_one({"_id": uid})
     assert new_user is not None, "an onboarded user with ratings is a training user of the next run"
     trained = {r["movieId"]: r["rating"] for r in rated_entries(new_user)}
-    assert trained == {1: 1.0, 2: 3.5, 3: 4.5}  # last rating wins; a like trains as 4.5; not_interested: nothing
+    assert trained == {
+        1: 1.0,
+        2: 3.5,
+        3: 4.5,
+    }  # last rating wins; a like trains as 4.5; not_interested: nothing
     assert len(new_user["top"]) > 0
     # online data survived the run, and the user is still served live
     assert db[schema.PROFILES].find_one({"_id": uid}) is not None

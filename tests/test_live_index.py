@@ -112,7 +112,9 @@ def _write_users(directory, first: int, count: int, threads: int) -> None:
 def test_processes_and_threads_writing_at_once_lose_no_user(tmp_path):
     index = open_index(tmp_path, capacity=4096)
     ctx = mp.get_context("spawn")  # as separate as two gunicorn workers
-    procs = [ctx.Process(target=_write_users, args=(tmp_path, 1 + 500 * k, 500, 4)) for k in range(3)]
+    procs = [
+        ctx.Process(target=_write_users, args=(tmp_path, 1 + 500 * k, 500, 4)) for k in range(3)
+    ]
     for p in procs:
         p.start()
     _write_users(tmp_path, 1501, 500, 4)
@@ -128,12 +130,16 @@ def test_processes_and_threads_writing_at_once_lose_no_user(tmp_path):
 
 @pytest.fixture(scope="module")
 def served(mongo_client, mongo_url, tmp_path_factory):
-    with sample_database(mongo_client, tmp_path_factory.mktemp("live-index"), "test_live_index") as (db, _, _):
+    with sample_database(
+        mongo_client, tmp_path_factory.mktemp("live-index"), "test_live_index"
+    ) as (db, _, _):
         yield {"db": db, "url": mongo_url}
 
 
 def settings(served, directory, **kw) -> Settings:
-    return Settings(mongodb_url=served["url"], database=served["db"].name, live_index_dir=str(directory), **kw)
+    return Settings(
+        mongodb_url=served["url"], database=served["db"].name, live_index_dir=str(directory), **kw
+    )
 
 
 def movie_ids(body) -> list[int]:
@@ -150,12 +156,15 @@ def test_a_write_through_one_process_shows_at_once_in_another(served, tmp_path):
     assert before["source"] == "precomputed"
     hidden = movie_ids(before)[:3]
     for k, movie in enumerate(hidden):
-        res = one.post_json(f"/user/{uid}/feedback", {"movieId": movie, "action": "not_interested"},
-                            headers={"Authorization": f"Bearer {token}"})
+        res = one.post_json(
+            f"/user/{uid}/feedback",
+            {"movieId": movie, "action": "not_interested"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
         assert res.json["rev"] == k + 1
         after = two.get(f"/user/{uid}/recommendation", {"n": 50}).json
         assert after["source"] == "live"
-        assert not set(hidden[:k + 1]) & set(movie_ids(after))
+        assert not set(hidden[: k + 1]) & set(movie_ids(after))
     created = one.post_json("/users", {"genres": ["Comedy", "Drama", "Romance"]}).json
     assert two.get(f"/user/{created['userId']}/recommendation").json["source"] == "live"
 
@@ -168,9 +177,19 @@ def test_a_database_from_elsewhere_at_the_same_address_gets_a_new_table(served, 
     assert first.get("/user/6/recommendation").json["source"] == "precomputed"  # builds the table
     assert db[schema.COUNTERS].find_one({"_id": "live_index"})["epoch"]
     # "restore" a database made elsewhere: its own epoch, and a profile this host never saw written
-    db[schema.COUNTERS].replace_one({"_id": "live_index"}, {"_id": "live_index", "epoch": "elsewhere"})
-    db[schema.PROFILES].insert_one({"_id": 6, "rev": 1, "ratings": {}, "feedback": {"1": "not_interested"},
-                                    "events": [], "genres": []})
+    db[schema.COUNTERS].replace_one(
+        {"_id": "live_index"}, {"_id": "live_index", "epoch": "elsewhere"}
+    )
+    db[schema.PROFILES].insert_one(
+        {
+            "_id": 6,
+            "rev": 1,
+            "ratings": {},
+            "feedback": {"1": "not_interested"},
+            "events": [],
+            "genres": [],
+        }
+    )
     try:
         later = webtest.TestApp(create_app(settings(served, tmp_path)))
         assert later.get("/user/6/recommendation").json["source"] == "live"
@@ -185,18 +204,26 @@ def test_no_table_possible_falls_back_to_reading_the_store(served, tmp_path, cap
     token = issue_token(served["db"], uid)
     top = movie_ids(app.get(f"/user/{uid}/recommendation").json)
     assert "no live index" in caplog.text
-    app.post_json(f"/user/{uid}/feedback", {"movieId": top[0], "action": "not_interested"},
-                  headers={"Authorization": f"Bearer {token}"})
+    app.post_json(
+        f"/user/{uid}/feedback",
+        {"movieId": top[0], "action": "not_interested"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert top[0] not in movie_ids(app.get(f"/user/{uid}/recommendation").json)
 
 
 def test_without_the_index_writes_still_show_at_once(served, tmp_path):
-    one, two = (webtest.TestApp(create_app(settings(served, tmp_path, live_index=False))) for _ in range(2))
+    one, two = (
+        webtest.TestApp(create_app(settings(served, tmp_path, live_index=False))) for _ in range(2)
+    )
     uid = 4
     token = issue_token(served["db"], uid)
     top = movie_ids(two.get(f"/user/{uid}/recommendation").json)
-    one.post_json(f"/user/{uid}/feedback", {"movieId": top[0], "action": "not_interested"},
-                  headers={"Authorization": f"Bearer {token}"})
+    one.post_json(
+        f"/user/{uid}/feedback",
+        {"movieId": top[0], "action": "not_interested"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert top[0] not in movie_ids(two.get(f"/user/{uid}/recommendation").json)
     assert not any(tmp_path.iterdir())  # no table was made
 
@@ -204,15 +231,23 @@ def test_without_the_index_writes_still_show_at_once(served, tmp_path):
 def test_gunicorn_workers_show_each_others_writes_at_once(served, tmp_path):
     """Two forked sync workers (a new connection per request, so either may answer): after each
     acknowledged 'not interested', the next answer, from whichever worker, no longer has it."""
-    env = {"MONGODB_URL": served["url"], "MOVIETIME_DATABASE": served["db"].name,
-           "API_LIVE_INDEX_DIR": str(tmp_path / "index")}
+    env = {
+        "MONGODB_URL": served["url"],
+        "MOVIETIME_DATABASE": served["db"].name,
+        "API_LIVE_INDEX_DIR": str(tmp_path / "index"),
+    }
     flags = ["--config", servers.GUNICORN_CONF, "--workers", "2", "--worker-class", "sync"]
     uid = 5
     token = issue_token(served["db"], uid)
     with servers.gunicorn(flags, env, tmp_path / "gunicorn.log") as port:
+
         def call(method, path, body=None):
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"} if body else {}
+            headers = (
+                {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+                if body
+                else {}
+            )
             conn.request(method, path, json.dumps(body) if body else None, headers)
             res = conn.getresponse()
             status, data = res.status, json.loads(res.read())
@@ -226,7 +261,9 @@ def test_gunicorn_workers_show_each_others_writes_at_once(served, tmp_path):
         for k in range(12):
             top = movie_ids(call("GET", f"/user/{uid}/recommendation?n=50"))
             hidden.append(top[0])
-            ack = call("POST", f"/user/{uid}/feedback", {"movieId": top[0], "action": "not_interested"})
+            ack = call(
+                "POST", f"/user/{uid}/feedback", {"movieId": top[0], "action": "not_interested"}
+            )
             assert ack["rev"] == k + 1
             for _ in range(3):
                 answer = call("GET", f"/user/{uid}/recommendation?n=50")

@@ -30,18 +30,24 @@ def model() -> LiveModel:
             rows.append((u + 1, int(m) + 1, float(rng.choice([4.0, 4.5, 5.0])), 1_000_000 + u))
         for m in rng.choice(40, 2, replace=False):
             rows.append((u + 1, int(m) + 1, 2.0, 1_000_000 + u))
-    frame = pd.DataFrame(rows, columns=["userId", "movieId", "rating", "timestamp"]).drop_duplicates(
-        ["userId", "movieId"])
+    frame = pd.DataFrame(
+        rows, columns=["userId", "movieId", "rating", "timestamp"]
+    ).drop_duplicates(["userId", "movieId"])
     matrix = RatingMatrix.from_frame(frame)
     topn = TopNRecommender(TopNConfig(min_item_ratings=1, calibration_users=60)).fit(matrix)
     mf = BiasedMF(BiasedMFConfig(factors=4, iterations=5)).fit(matrix)
-    catalogue = {m: (["Action"] if m <= 20 else ["Comedy"]) + (["Drama"] if m % 5 == 0 else []) for m in range(1, 41)}
+    catalogue = {
+        m: (["Action"] if m <= 20 else ["Comedy"]) + (["Drama"] if m % 5 == 0 else [])
+        for m in range(1, 41)
+    }
     catalogue[41] = ["Drama"]  # in the catalogue, never rated
     return LiveModel.build(topn, mf, matrix.item_ids, GENRES, catalogue, keep=10)
 
 
 def signals(ratings=None, liked=(), disliked=(), hidden=(), genres=(), boost=None) -> UserSignals:
-    return UserSignals(dict(ratings or {}), set(liked), set(disliked), set(hidden), tuple(genres), boost)
+    return UserSignals(
+        dict(ratings or {}), set(liked), set(disliked), set(hidden), tuple(genres), boost
+    )
 
 
 def test_store_round_trip_gives_the_same_lists(model):
@@ -53,19 +59,28 @@ def test_store_round_trip_gives_the_same_lists(model):
     assert a.movie_ids.tolist() == b.movie_ids.tolist()
     np.testing.assert_allclose(a.predicted, b.predicted)
     assert again.genre_masks([41, 99]).tolist() == [4, 0]
-    assert model.similar_lists([1]) is None and again.similar_lists([1]) is None  # built without lists
+    assert (
+        model.similar_lists([1]) is None and again.similar_lists([1]) is None
+    )  # built without lists
 
 
 def test_similar_lists_are_kept_and_survive_the_store(model):
     similar = {1: [(2, 0.91234), (3, 0.5)], 20: [(19, 0.25)], 41: []}
-    built = LiveModel.build(model.topn, model.mf, model.movie_ids, GENRES,
-                            dict(zip(model.catalogue_ids.tolist(), [["Drama"]] * len(model.catalogue_ids))),
-                            similar=similar)
+    built = LiveModel.build(
+        model.topn,
+        model.mf,
+        model.movie_ids,
+        GENRES,
+        dict(zip(model.catalogue_ids.tolist(), [["Drama"]] * len(model.catalogue_ids))),
+        similar=similar,
+    )
     again = LiveModel.from_docs(list(built.to_docs()))
     for m in (built, again):
         lists = m.similar_lists([1, 20, 41, 2, 99, 1])
         assert list(lists) == [1, 20, 41, 2, 99]
-        assert [x for x, _ in lists[1]] == [2, 3] and lists[1][0][1] == pytest.approx(0.9123, abs=1e-6)
+        assert [x for x, _ in lists[1]] == [2, 3] and lists[1][0][1] == pytest.approx(
+            0.9123, abs=1e-6
+        )
         assert lists[20] == ((19, 0.25),) and lists[41] == lists[2] == lists[99] == ()
 
 
@@ -78,8 +93,12 @@ def test_from_docs_refuses_incomplete_models(model):
 
 
 def test_lists_follow_the_users_taste_and_exclude_what_they_reacted_to(model):
-    action_fan = recommend_live(model, signals({1: 5.0, 2: 5.0, 3: 4.5}, hidden=[4], disliked=[5]), 10)
-    assert set(action_fan.movie_ids.tolist()) <= set(range(6, 21))  # Action, unseen, not hidden/disliked
+    action_fan = recommend_live(
+        model, signals({1: 5.0, 2: 5.0, 3: 4.5}, hidden=[4], disliked=[5]), 10
+    )
+    assert set(action_fan.movie_ids.tolist()) <= set(
+        range(6, 21)
+    )  # Action, unseen, not hidden/disliked
     comedy_fan = recommend_live(model, signals({21: 5.0, 22: 5.0}), 10)
     assert set(comedy_fan.movie_ids.tolist()) <= set(range(23, 41))
     assert np.all((action_fan.predicted >= 0.5) & (action_fan.predicted <= 5.0))
@@ -90,10 +109,14 @@ def test_a_like_pulls_the_liked_movies_similar_movies_up(model):
     before = recommend_live(model, base, 30).movie_ids.tolist()
     target = before[-1]  # the comedy fan's weakest pick
     liked = signals({21: 5.0, 22: 5.0}, liked=[3], boost={3: 1.0})
-    after = recommend_live(model, liked, 30, neighbors={3: [(target, 0.9), (7, 0.8)]}).movie_ids.tolist()
+    after = recommend_live(
+        model, liked, 30, neighbors={3: [(target, 0.9), (7, 0.8)]}
+    ).movie_ids.tolist()
     assert after.index(target) < before.index(target)
     disliked = signals({21: 5.0, 22: 5.0}, disliked=[3], boost={3: -1.0})
-    pushed = recommend_live(model, disliked, 30, neighbors={3: [(before[0], 0.9)]}).movie_ids.tolist()
+    pushed = recommend_live(
+        model, disliked, 30, neighbors={3: [(before[0], 0.9)]}
+    ).movie_ids.tolist()
     assert before[0] not in pushed[:1]
 
 
@@ -105,8 +128,10 @@ def test_a_new_user_with_only_genres_gets_those_genres(model):
 
 
 def test_sparsify_keeps_the_largest_magnitudes_per_row():
-    b = np.array([[0.0, 3.0, -5.0, 1.0], [2.0, 0.0, 0.5, -0.1], [1.0, 1.0, 0.0, 0.0], [0.1, 0.2, 0.3, 0.0]],
-                 np.float32)
+    b = np.array(
+        [[0.0, 3.0, -5.0, 1.0], [2.0, 0.0, 0.5, -0.1], [1.0, 1.0, 0.0, 0.0], [0.1, 0.2, 0.3, 0.0]],
+        np.float32,
+    )
     s = sparsify_weights(b, 2).toarray()
     np.testing.assert_array_equal(s[0], [0, 3, -5, 0])
     np.testing.assert_array_equal(s[1], [2, 0, 0.5, 0])
@@ -117,27 +142,52 @@ def test_replay_turns_events_into_training_ratings():
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     at = [t0 + timedelta(seconds=i) for i in range(10)]
     events = {
-        7: [{"type": "rating", "movieId": 1, "rating": 3.0, "at": at[0]},
-            {"type": "like", "movieId": 1, "at": at[1]},          # an explicit rating wins over a like
+        7: [
+            {"type": "rating", "movieId": 1, "rating": 3.0, "at": at[0]},
+            {"type": "like", "movieId": 1, "at": at[1]},  # an explicit rating wins over a like
             {"type": "rating", "movieId": 1, "rating": 4.5, "at": at[2]},  # the last rating wins
             {"type": "like", "movieId": 2, "at": at[3]},
             {"type": "dislike", "movieId": 3, "at": at[4]},
-            {"type": "dislike", "movieId": 2, "at": at[5]},       # a later reaction replaces a like
+            {"type": "dislike", "movieId": 2, "at": at[5]},  # a later reaction replaces a like
             {"type": "not_interested", "movieId": 4, "at": at[6]},
-            {"type": "rating", "movieId": "5", "rating": 4.0, "at": at[7]}],  # malformed: skipped
+            {"type": "rating", "movieId": "5", "rating": 4.0, "at": at[7]},
+        ],  # malformed: skipped
         8: [],
     }
     out = replay(events.items()).sort_values("movieId")
-    assert out[["userId", "movieId", "rating"]].values.tolist() == [[7, 1, 4.5], [7, 2, 1.0], [7, 3, 1.0]]
-    assert out["timestamp"].tolist() == [int(at[2].timestamp()), int(at[5].timestamp()), int(at[4].timestamp())]
+    assert out[["userId", "movieId", "rating"]].values.tolist() == [
+        [7, 1, 4.5],
+        [7, 2, 1.0],
+        [7, 3, 1.0],
+    ]
+    assert out["timestamp"].tolist() == [
+        int(at[2].timestamp()),
+        int(at[5].timestamp()),
+        int(at[4].timestamp()),
+    ]
     assert replay([]).empty
 
 
 def test_feedback_replaces_data_set_ratings_and_drops_unknown_movies():
-    ratings = dd.from_pandas(pd.DataFrame({"userId": [1, 1, 2], "movieId": [10, 11, 10],
-                                           "rating": [2.0, 3.0, 4.0], "timestamp": [5, 6, 7]}), npartitions=2)
-    fb = pd.DataFrame({"userId": [1, 9, 9], "movieId": [10, 10, 999], "rating": [5.0, 4.0, 3.0],
-                       "timestamp": [100, 101, 102]})
+    ratings = dd.from_pandas(
+        pd.DataFrame(
+            {
+                "userId": [1, 1, 2],
+                "movieId": [10, 11, 10],
+                "rating": [2.0, 3.0, 4.0],
+                "timestamp": [5, 6, 7],
+            }
+        ),
+        npartitions=2,
+    )
+    fb = pd.DataFrame(
+        {
+            "userId": [1, 9, 9],
+            "movieId": [10, 10, 999],
+            "rating": [5.0, 4.0, 3.0],
+            "timestamp": [100, 101, 102],
+        }
+    )
     merged, counts = with_feedback(ratings, fb, [10, 11])
     rows = sorted(map(tuple, merged.compute()[["userId", "movieId", "rating"]].values.tolist()))
     assert rows == [(1, 10, 5.0), (1, 11, 3.0), (2, 10, 4.0), (9, 10, 4.0)]

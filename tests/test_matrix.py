@@ -6,8 +6,14 @@ from pipeline.matrix import RatingMatrix
 
 
 def _ratings():
-    return pd.DataFrame({"userId": [3, 1, 1, 7, 3], "movieId": [20, 10, 30, 10, 10],
-                         "rating": [4.0, 3.5, 5.0, 1.0, 2.0], "timestamp": [5, 1, 2, 3, 4]})
+    return pd.DataFrame(
+        {
+            "userId": [3, 1, 1, 7, 3],
+            "movieId": [20, 10, 30, 10, 10],
+            "rating": [4.0, 3.5, 5.0, 1.0, 2.0],
+            "timestamp": [5, 1, 2, 3, 4],
+        }
+    )
 
 
 def test_from_frame_layout_and_lookup():
@@ -34,7 +40,9 @@ def test_binary_threshold():
 
 
 def test_repeated_pair_keeps_last_row():
-    df = pd.DataFrame({"userId": [1, 1], "movieId": [10, 10], "rating": [2.0, 4.5], "timestamp": [1, 9]})
+    df = pd.DataFrame(
+        {"userId": [1, 1], "movieId": [10, 10], "rating": [2.0, 4.5], "timestamp": [1, 9]}
+    )
     m = RatingMatrix.from_frame(df)
     assert m.nnz == 1 and m.csr[0, 0] == 4.5 and m.timestamps.tolist() == [9]
 

@@ -15,10 +15,20 @@ def test_topn_hand_computed():
     # user 1: relevant {10, 20} (30 is below the threshold); list 10, 99, 20 -> hits at ranks 1 and 3
     # user 2: relevant {40}; no hit in the list
     # user 3: nothing relevant -> not evaluated
-    test = pd.DataFrame({"userId": [1, 1, 1, 2, 3], "movieId": [10, 20, 30, 40, 50],
-                         "rating": [5.0, 4.0, 3.5, 4.5, 2.0]})
-    recs = pd.DataFrame({"userId": [1, 1, 1, 2, 2, 2], "rank": [1, 2, 3, 1, 2, 3],
-                         "movieId": [10, 99, 20, 10, 20, 30]})
+    test = pd.DataFrame(
+        {
+            "userId": [1, 1, 1, 2, 3],
+            "movieId": [10, 20, 30, 40, 50],
+            "rating": [5.0, 4.0, 3.5, 4.5, 2.0],
+        }
+    )
+    recs = pd.DataFrame(
+        {
+            "userId": [1, 1, 1, 2, 2, 2],
+            "rank": [1, 2, 3, 1, 2, 3],
+            "movieId": [10, 99, 20, 10, 20, 30],
+        }
+    )
     m = topn_metrics(recs, test, k=3, threshold=4.0, catalogue_size=10)
     d = [1 / math.log2(r + 1) for r in (1, 2, 3)]
     assert m["n_eval_users"] == 2

@@ -37,8 +37,12 @@ def test_biases_by_hand():
     bu = np.array([(4 - mu - bi[0] + 2 - mu - bi[1]) / 3, (5 - mu - bi[0]) / 2])
     np.testing.assert_allclose(b.item_bias_, bi, rtol=1e-6)
     np.testing.assert_allclose(b.user_bias_, bu, rtol=1e-6)
-    np.testing.assert_allclose(b.estimate(np.array([0, -1]), np.array([1, -1])), [mu + bu[0] + bi[1], mu], rtol=1e-6)
-    assert b.user_bias_for(np.array([1, -1]), np.array([2.0, 5.0])) == pytest.approx((2 - mu - bi[1]) / 2)
+    np.testing.assert_allclose(
+        b.estimate(np.array([0, -1]), np.array([1, -1])), [mu + bu[0] + bi[1], mu], rtol=1e-6
+    )
+    assert b.user_bias_for(np.array([1, -1]), np.array([2.0, 5.0])) == pytest.approx(
+        (2 - mu - bi[1]) / 2
+    )
 
 
 def test_mf_recovers_low_rank_structure_better_than_biases():
@@ -47,7 +51,9 @@ def test_mf_recovers_low_rank_structure_better_than_biases():
     mf = BiasedMF(BiasedMFConfig(factors=5, iterations=15, regularization=0.02)).fit(m)
     bias = Biases().fit(m)
     mf_rmse = _rmse(mf.predict(test.userId, test.movieId), test.rating)
-    bias_rmse = _rmse(bias.estimate(m.user_index(test.userId), m.item_index(test.movieId)), test.rating)
+    bias_rmse = _rmse(
+        bias.estimate(m.user_index(test.userId), m.item_index(test.movieId)), test.rating
+    )
     assert mf_rmse < 0.6 * bias_rmse
     assert mf.user_factors_.shape == (m.shape[0], 5) and mf.item_factors_.dtype == np.float32
 
@@ -62,7 +68,7 @@ def test_blocked_solves_match_one_block():
 
 def test_rows_without_ratings_get_no_factors_and_unknown_ids_fall_back():
     frame = _low_rank(30, 20)
-    users = np.append(np.unique(frame.userId), 999)          # a user with no ratings
+    users = np.append(np.unique(frame.userId), 999)  # a user with no ratings
     m = RatingMatrix.from_frame(frame, user_ids=users)
     mf = BiasedMF(BiasedMFConfig(factors=3, iterations=3)).fit(m)
     assert not mf.user_factors_[-1].any() and mf.user_bias_[-1] == 0

@@ -45,7 +45,11 @@ class Poller:
             i += 1
             try:
                 res = self.app.get(path, expect_errors=True)
-                version = res.json.get("model_version") if res.content_type == "application/json" else None
+                version = (
+                    res.json.get("model_version")
+                    if res.content_type == "application/json"
+                    else None
+                )
                 self.records.append((time.monotonic(), path, res.status_int, version))
             except Exception as exc:  # noqa: BLE001  (recorded as a failed answer)
                 self.records.append((time.monotonic(), path, 0, repr(exc)))
@@ -71,14 +75,32 @@ class Poller:
         return False
 
 
-def test_api_keeps_serving_while_a_run_is_killed_mid_load(mongo_client, mongo_url, sample, tmp_path):
+def test_api_keeps_serving_while_a_run_is_killed_mid_load(
+    mongo_client, mongo_url, sample, tmp_path
+):
     db = mongo_client.get_database("test_pipeline_faults_load")
     mongo_client.drop_database(db.name)
     store = Store(db)
     env = {**os.environ, "MONGODB_URL": mongo_url, "PYTHONPATH": str(REPO)}
-    argv = [sys.executable, "-m", "pipeline", "-q", "run", "--dataset", str(sample), "--no-evaluate",
-            "--database", db.name, "--workers", "1", "--run-dir", str(tmp_path)]
-    app = webtest.TestApp(create_app(Settings(mongodb_url=mongo_url, database=db.name, pointer_cache_s=0.2)))
+    argv = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "-q",
+        "run",
+        "--dataset",
+        str(sample),
+        "--no-evaluate",
+        "--database",
+        db.name,
+        "--workers",
+        "1",
+        "--run-dir",
+        str(tmp_path),
+    ]
+    app = webtest.TestApp(
+        create_app(Settings(mongodb_url=mongo_url, database=db.name, pointer_cache_s=0.2))
+    )
     try:
         subprocess.run(argv, env=env, check=True, timeout=300, cwd=tmp_path)
         old = store.current()["version"]
@@ -96,8 +118,12 @@ def test_api_keeps_serving_while_a_run_is_killed_mid_load(mongo_client, mongo_ur
                 while time.monotonic() < deadline and staged is None and proc.poll() is None:
                     for name in db.list_collection_names():
                         parsed = schema.parse_versioned(name)
-                        if parsed and parsed[0] == schema.MOVIES and parsed[1] != old \
-                                and db[name].estimated_document_count():
+                        if (
+                            parsed
+                            and parsed[0] == schema.MOVIES
+                            and parsed[1] != old
+                            and db[name].estimated_document_count()
+                        ):
                             staged = name
                     time.sleep(0.01)
                 assert staged, "the second run never started loading"
@@ -111,22 +137,30 @@ def test_api_keeps_serving_while_a_run_is_killed_mid_load(mongo_client, mongo_ur
 
             window = poller.since(window_start, window_end)
             errors = [r for r in window if r[2] != 200 or r[3] != old]
-            print(f"\nkill window: {len(window)} answers over {window_end - window_start:.1f} s, "
-                  f"{len(errors)} errors or other versions")
+            print(
+                f"\nkill window: {len(window)} answers over {window_end - window_start:.1f} s, "
+                f"{len(errors)} errors or other versions"
+            )
             assert len(window) >= 20 and not errors, errors[:5]
 
             # The next run succeeds, the orphan is cleaned up, and the API switches to the new version.
             subprocess.run(argv, env=env, check=True, timeout=300, cwd=tmp_path)
             new = store.current()["version"]
             assert new != old and staged not in db.list_collection_names()
-            assert poller.wait_for(lambda r: r[3] == new, 10), "the API never served the new version"
+            assert poller.wait_for(lambda r: r[3] == new, 10), (
+                "the API never served the new version"
+            )
             time.sleep(0.3)
         after = poller.since(window_end)
-        assert all(r[2] == 200 and r[3] in (old, new) for r in after), [r for r in after if r[2] != 200][:5]
+        assert all(r[2] == 200 and r[3] in (old, new) for r in after), [
+            r for r in after if r[2] != 200
+        ][:5]
         versions = [r[3] for r in poller.records]
         first_new = versions.index(new)
         assert set(versions[first_new:]) == {new}  # never back to the old version once switched
-        print(f"whole test: {len(poller.records)} answers, all 200, from the old version then the new one")
+        print(
+            f"whole test: {len(poller.records)} answers, all 200, from the old version then the new one"
+        )
     finally:
         app.app.config["movietime.store"].close()
         mongo_client.drop_database(db.name)
@@ -163,14 +197,36 @@ def test_dask_worker_killed_mid_run(mongo_client, mongo_url, sample, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     started = time.monotonic()
     try:
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address=":0") as cluster, Client(cluster) as client:
-            argv = [sys.executable, "-c", RUNNER, cluster.scheduler_address, str(sample), mongo_url, db.name,
-                    str(tmp_path / "runs")]
+        with (
+            LocalCluster(
+                n_workers=2,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=":0",
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            argv = [
+                sys.executable,
+                "-c",
+                RUNNER,
+                cluster.scheduler_address,
+                str(sample),
+                mongo_url,
+                db.name,
+                str(tmp_path / "runs"),
+            ]
             log_path = tmp_path / "run1.log"
             with open(log_path, "w") as log:
-                proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+                proc = subprocess.Popen(
+                    argv,
+                    env=env,
+                    cwd=tmp_path,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             try:
                 # Kill once the ratings are loaded (persisted on the workers, so they are lost too)
                 # and a task of the refit is running.
@@ -180,7 +236,9 @@ def test_dask_worker_killed_mid_run(mongo_client, mongo_url, sample, tmp_path):
                         victim = next((w for w, keys in client.processing().items() if keys), None)
                     if victim is None:
                         time.sleep(0.005)
-                assert victim, f"no task seen running after the load:\n{log_path.read_text()[-3000:]}"
+                assert victim, (
+                    f"no task seen running after the load:\n{log_path.read_text()[-3000:]}"
+                )
                 pid = client.run(os.getpid, workers=[victim])[victim]
                 os.kill(pid, signal.SIGKILL)
                 step = [line for line in log_path.read_text().splitlines() if " ..." in line][-1]
@@ -199,12 +257,16 @@ def test_dask_worker_killed_mid_run(mongo_client, mongo_url, sample, tmp_path):
                 assert "KilledWorker" in output or "died" in output, output[-3000:]
                 assert store.current() is None
                 outcome = "failed clearly"
-            print(f"\nworker {victim} (pid {pid}) killed during '{step.split(' INFO ')[-1]}': the run {outcome}")
+            print(
+                f"\nworker {victim} (pid {pid}) killed during '{step.split(' INFO ')[-1]}': the run {outcome}"
+            )
 
             # The nanny restarted the worker; a rerun on the same cluster succeeds and publishes.
             client.wait_for_workers(2, timeout=60)
             assert pid not in client.run(os.getpid).values()
-            rerun = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240)
+            rerun = subprocess.run(
+                argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240
+            )
             assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-3000:]
             version = rerun.stdout.split("published ")[-1].split()[0]
             assert store.current()["version"] == version

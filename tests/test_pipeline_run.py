@@ -18,7 +18,6 @@ from pipeline.store import Store, new_version
 from pipeline_sample import pipeline_store, write_sample
 
 
-
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory) -> Path:
     return write_sample(tmp_path_factory.mktemp("sample") / "ml-sample")
@@ -26,8 +25,11 @@ def sample(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def config(sample, tmp_path_factory) -> PipelineConfig:
-    return PipelineConfig(dataset=str(sample), run_dir=str(tmp_path_factory.mktemp("runs")),
-                          dask=DaskConfig(n_workers=1))
+    return PipelineConfig(
+        dataset=str(sample),
+        run_dir=str(tmp_path_factory.mktemp("runs")),
+        dask=DaskConfig(n_workers=1),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,7 @@ def published(mongo_client, config):
     store = pipeline_store(db)
     with dask_client(config.dask):
         first = run(config, store, new_version())
-        second = run(config, store, new_version())   # a re-run: idempotent
+        second = run(config, store, new_version())  # a re-run: idempotent
     yield db, store, first, second
     mongo_client.drop_database(db.name)
 
@@ -68,7 +70,9 @@ def test_rerun_is_idempotent(published):
     prev = store.db[schema.versioned_name(schema.USERS, first.version)]
     for uid in (1, 7, 30):
         now = store.collection(schema.USERS).find_one({"_id": uid})
-        assert [t["movieId"] for t in prev.find_one({"_id": uid})["top"]] == [t["movieId"] for t in now["top"]]
+        assert [t["movieId"] for t in prev.find_one({"_id": uid})["top"]] == [
+            t["movieId"] for t in now["top"]
+        ]
 
 
 def test_user_documents(published, sample):
@@ -78,27 +82,32 @@ def test_user_documents(published, sample):
     for uid in (1, 15, 42):
         doc = users.find_one({"_id": uid})
         rated = set(ratings.movieId[ratings.userId == uid])
-        assert "ratings" not in doc                                   # stored once: packed
+        assert "ratings" not in doc  # stored once: packed
         entries = rated_entries(doc)
         assert {r["movieId"] for r in entries} == rated
         assert doc["stats"]["n_ratings"] == len(rated)
         top = doc["top"]
         assert len(top) == 50
         ids = [t["movieId"] for t in top]
-        assert len(set(ids)) == 50 and not rated & set(ids)          # unique, nothing already seen
-        assert all(t["score"] > 0 for t in top)                       # list order is the rank order
+        assert len(set(ids)) == 50 and not rated & set(ids)  # unique, nothing already seen
+        assert all(t["score"] > 0 for t in top)  # list order is the rank order
         assert all(0.5 <= t["predicted_rating"] <= 5.0 for t in top)
         for t in top:
             if t["reason"]["kind"] == "because_you_liked":
-                assert t["reason"]["movieId"] in rated and t["reason"]["text"].startswith("Because you liked")
+                assert t["reason"]["movieId"] in rated and t["reason"]["text"].startswith(
+                    "Because you liked"
+                )
         ts = [r["timestamp"] for r in entries]
-        assert ts == sorted(ts, reverse=True)                          # activity, newest first
-        ids, values = training_ratings(doc)                            # the re-score's view: same order
+        assert ts == sorted(ts, reverse=True)  # activity, newest first
+        ids, values = training_ratings(doc)  # the re-score's view: same order
         assert ids.tolist() == [r["movieId"] for r in entries]
         assert values.tolist() == [r["rating"] for r in entries]
         expected = ratings[ratings.userId == uid].set_index("movieId")
-        assert all(expected.rating[r["movieId"]] == r["rating"] and expected.timestamp[r["movieId"]] == r["timestamp"]
-                   for r in entries)
+        assert all(
+            expected.rating[r["movieId"]] == r["rating"]
+            and expected.timestamp[r["movieId"]] == r["timestamp"]
+            for r in entries
+        )
 
 
 def test_movie_and_metadata_documents(published):
@@ -113,14 +122,18 @@ def test_movie_and_metadata_documents(published):
     assert meta["runtime"] == 81 and meta["overview"] and meta["source"] != "movielens"
     assert "pixar" in " ".join(meta["tags"]).lower() or meta["keywords"]
     bare = store.collection(schema.METADATA).find_one({"source": "movielens"})
-    assert bare is not None and bare["title"]                         # movies without TMDB rows still load
+    assert bare is not None and bare["title"]  # movies without TMDB rows still load
     # the live model carries the same similar lists, for request-time reasons without store reads
     live = LiveModel.from_docs(store.collection(schema.LIVE_MODEL).find({}))
-    docs = list(store.collection(schema.MOVIES).find({"_id": {"$in": [1, 2, 260, 2571]}}, {"similar": 1}))
+    docs = list(
+        store.collection(schema.MOVIES).find({"_id": {"$in": [1, 2, 260, 2571]}}, {"similar": 1})
+    )
     lists = live.similar_lists([d["_id"] for d in docs])
     for d in docs:
         assert [m for m, _ in lists[d["_id"]]] == [e["movieId"] for e in d["similar"]]
-        assert [sc for _, sc in lists[d["_id"]]] == pytest.approx([e["score"] for e in d["similar"]], abs=1e-6)
+        assert [sc for _, sc in lists[d["_id"]]] == pytest.approx(
+            [e["score"] for e in d["similar"]], abs=1e-6
+        )
 
 
 def test_served_collections_have_their_indexes(published):
@@ -142,7 +155,13 @@ def test_cluster_documents(published):
 
 def test_evaluation_report_written(published):
     _, _, first, _ = published
-    for f in ("metrics.json", "report.md", "error_distribution.png", "rmse_by_activity.png", "clusters.png"):
+    for f in (
+        "metrics.json",
+        "report.md",
+        "error_distribution.png",
+        "rmse_by_activity.png",
+        "clusters.png",
+    ):
         assert (first.run_dir / f).stat().st_size > 0
 
 
@@ -152,9 +171,16 @@ def test_runs_on_an_existing_cluster_by_scheduler_address(mongo_client, config):
     db = mongo_client.get_database("test_pipeline_cluster")
     mongo_client.drop_database(db.name)
     try:
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address=None) as cluster:
-            cfg = replace(config, evaluate=False, dask=DaskConfig(scheduler=cluster.scheduler_address))
+        with LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster:
+            cfg = replace(
+                config, evaluate=False, dask=DaskConfig(scheduler=cluster.scheduler_address)
+            )
             with dask_client(cfg.dask) as client:
                 assert len(client.scheduler_info()["workers"]) == 2
                 result = run(cfg, Store(db), new_version())
@@ -168,5 +194,9 @@ def test_large_data_profile_only_above_the_threshold():
     cfg = PipelineConfig(large_data_ratings=1000)
     assert cfg.for_size(1000) is cfg
     big = cfg.for_size(1001)
-    assert big.rating.stack_folds == 1 and big.topn.max_items == 15_000 and big.topn.score_neighbors == 2_000
+    assert (
+        big.rating.stack_folds == 1
+        and big.topn.max_items == 15_000
+        and big.topn.score_neighbors == 2_000
+    )
     assert big.rating.mf == cfg.rating.mf and big.split == cfg.split

@@ -14,7 +14,9 @@ def test_progress_logs_rate_and_time_left_when_not_a_terminal(caplog):
         bar.update(60)
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0].startswith("user documents: 40/100 users (40%), ") and "users/s" in lines[0]
-    assert lines[-1].startswith("user documents: 100/100 users (100%)") and lines[-1].endswith("0 s left")
+    assert lines[-1].startswith("user documents: 100/100 users (100%)") and lines[-1].endswith(
+        "0 s left"
+    )
 
 
 def test_steps_time_each_step_and_report_memory(caplog):

@@ -11,8 +11,14 @@ from pipeline.mf import Biases, BiasedMFConfig
 from pipeline.rating import ItemKNN, ItemKNNConfig, RatingModel, RatingModelConfig
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "ml-latest-small"
-FAST = RatingModelConfig(mf=BiasedMFConfig(factors=20, iterations=5), knn=ItemKNNConfig(candidates=50),
-                         stack_folds=3, gbm_max_iter=80, gbm_learning_rate=0.1, time_features=True)
+FAST = RatingModelConfig(
+    mf=BiasedMFConfig(factors=20, iterations=5),
+    knn=ItemKNNConfig(candidates=50),
+    stack_folds=3,
+    gbm_max_iter=80,
+    gbm_learning_rate=0.1,
+    time_features=True,
+)
 
 
 def _rmse(a, b):
@@ -23,12 +29,16 @@ def _rmse(a, b):
 def sample():
     """~20k bundled ratings (users with id divisible by 5): 10 users held out whole (new users),
     the rest split 80/20 at random."""
-    ratings = pd.read_csv(RESOURCES / "ratings.csv", dtype={"userId": "int32", "movieId": "int32",
-                                                            "rating": "float32", "timestamp": "int64"})
+    ratings = pd.read_csv(
+        RESOURCES / "ratings.csv",
+        dtype={"userId": "int32", "movieId": "int32", "rating": "float32", "timestamp": "int64"},
+    )
     ratings = ratings[ratings.userId % 5 == 0].reset_index(drop=True)
     movies = pd.read_csv(RESOURCES / "movies.csv")
     movies["genres"] = movies["genres"].str.split("|")
-    movies["year"] = pd.to_numeric(movies["title"].str.extract(r"\((\d{4})\)\s*$")[0]).astype("Int64")
+    movies["year"] = pd.to_numeric(movies["title"].str.extract(r"\((\d{4})\)\s*$")[0]).astype(
+        "Int64"
+    )
     users = np.unique(ratings.userId)
     new_users = np.random.default_rng(0).choice(users, 10, replace=False)
     is_new = ratings.userId.isin(new_users).to_numpy()
@@ -64,20 +74,27 @@ def test_predictions_are_finite_in_range_and_in_order(sample):
     assert pred.shape == (len(test),) and np.isfinite(pred).all()
     assert pred.min() >= 0.5 and pred.max() <= 5.0
     shuffled = test.sample(frac=1.0, random_state=2)
-    np.testing.assert_allclose(model.predict(shuffled), pd.Series(pred, index=test.index)[shuffled.index])
+    np.testing.assert_allclose(
+        model.predict(shuffled), pd.Series(pred, index=test.index)[shuffled.index]
+    )
 
 
 def test_unknown_users_and_movies(sample):
     model, train = sample["model"], sample["train"]
     known_user, known_movie = int(train.userId.iloc[0]), int(train.movieId.iloc[0])
-    pairs = pd.DataFrame({"userId": [-5, -5, known_user, known_user],
-                          "movieId": [known_movie, -7, -7, known_movie], "timestamp": [np.nan, 0, 0, np.nan]})
+    pairs = pd.DataFrame(
+        {
+            "userId": [-5, -5, known_user, known_user],
+            "movieId": [known_movie, -7, -7, known_movie],
+            "timestamp": [np.nan, 0, 0, np.nan],
+        }
+    )
     pred = model.predict(pairs)
     assert np.isfinite(pred).all() and ((pred >= 0.5) & (pred <= 5)).all()
     c = model.collaborative_
     mu, bi = c.bias.global_mean_, c.bias.item_bias_[c.item_index([known_movie])[0]]
-    assert pred[0] == pytest.approx(np.clip(mu + bi, 0.5, 5))       # unknown user: mu + b_i
-    assert pred[1] == pytest.approx(np.clip(mu, 0.5, 5))            # nothing known: mu
+    assert pred[0] == pytest.approx(np.clip(mu + bi, 0.5, 5))  # unknown user: mu + b_i
+    assert pred[1] == pytest.approx(np.clip(mu, 0.5, 5))  # nothing known: mu
     assert model.predict(pairs.iloc[:0]).shape == (0,)
 
 
@@ -95,7 +112,7 @@ def test_fold_in_new_users_beats_the_baseline(sample):
         folded_err.append(pred - hidden.rating.to_numpy())
         base_err.append(_bias_only(model, hidden.assign(userId=-1)) - hidden.rating.to_numpy())
     folded, base = np.concatenate(folded_err), np.concatenate(base_err)
-    assert np.sqrt(np.mean(folded ** 2)) < np.sqrt(np.mean(base ** 2)) - 0.03
+    assert np.sqrt(np.mean(folded**2)) < np.sqrt(np.mean(base**2)) - 0.03
 
 
 def test_a_copy_without_users_predicts_a_slice_of_users_as_the_whole_model(sample):
@@ -120,7 +137,11 @@ def test_folded_training_user_matches_the_fitted_user(sample):
     mine = train[train.userId == user]
     folded = model.fold_in(mine[["movieId", "rating", "timestamp"]])
     row = model.collaborative_.user_index([user])[0]
-    cos = folded.vector @ model.user_factors_[row] / (np.linalg.norm(folded.vector) * np.linalg.norm(model.user_factors_[row]))
+    cos = (
+        folded.vector
+        @ model.user_factors_[row]
+        / (np.linalg.norm(folded.vector) * np.linalg.norm(model.user_factors_[row]))
+    )
     assert cos > 0.95
     movies = train.movieId.unique()[:200]
     as_known = model.predict(pd.DataFrame({"userId": user, "movieId": movies}))
@@ -144,7 +165,9 @@ def test_stacking_rows_are_out_of_fold(sample):
     fold0 = pairs.fold.to_numpy() == 0
     rest = train.merge(pairs[fold0][["userId", "movieId"]], how="left", indicator=True)
     rest = rest[rest["_merge"] == "left_only"]
-    m = RatingMatrix.from_frame(rest, user_ids=np.unique(train.userId), item_ids=np.unique(train.movieId))
+    m = RatingMatrix.from_frame(
+        rest, user_ids=np.unique(train.userId), item_ids=np.unique(train.movieId)
+    )
     b = Biases(FAST.bias).fit(m, global_mean=float(rest.rating.astype(np.float64).mean()))
     expected = b.estimate(m.user_index(pairs.userId[fold0]), m.item_index(pairs.movieId[fold0]))
     np.testing.assert_allclose(x["base"].to_numpy()[fold0], expected, rtol=1e-5)
@@ -155,13 +178,21 @@ def test_stacking_rows_are_out_of_fold(sample):
     hidden = pairs.timestamp.isna().mean()
     assert 0.1 < hidden < 0.3
     shown = pairs.timestamp.notna()
-    np.testing.assert_array_equal(pairs.timestamp[shown].to_numpy(), merged.timestamp[shown].to_numpy())
+    np.testing.assert_array_equal(
+        pairs.timestamp[shown].to_numpy(), merged.timestamp[shown].to_numpy()
+    )
 
 
 def test_row_cap_limits_the_stacking_sample(sample):
     train, features = sample["train"], sample["features"]
-    cfg = RatingModelConfig(mf=BiasedMFConfig(factors=5, iterations=2), knn=ItemKNNConfig(neighbors=0),
-                            stack_folds=2, max_gbm_rows=3000, gbm_max_iter=10, time_features=False)
+    cfg = RatingModelConfig(
+        mf=BiasedMFConfig(factors=5, iterations=2),
+        knn=ItemKNNConfig(neighbors=0),
+        stack_folds=2,
+        max_gbm_rows=3000,
+        gbm_max_iter=10,
+        time_features=False,
+    )
     model = RatingModel(cfg).fit(train, features)
     assert 2500 < model.n_stack_rows_ < 3500
     assert "knn" not in model.columns_ and "weekday" not in model.columns_
@@ -172,8 +203,14 @@ def test_one_fold_holds_out_a_share_of_the_ratings(sample):
     """Blending (one fold): the sample is at most ``blend_share`` of the ratings, and its rows
     are described by statistics fitted on the other ratings only."""
     train, features = sample["train"], sample["features"]
-    cfg = RatingModelConfig(mf=BiasedMFConfig(factors=5, iterations=2), knn=ItemKNNConfig(candidates=20),
-                            stack_folds=1, blend_share=0.25, gbm_max_iter=10, time_features=False)
+    cfg = RatingModelConfig(
+        mf=BiasedMFConfig(factors=5, iterations=2),
+        knn=ItemKNNConfig(candidates=20),
+        stack_folds=1,
+        blend_share=0.25,
+        gbm_max_iter=10,
+        time_features=False,
+    )
     x, y, pairs = RatingModel(cfg).stacking_rows(train, features)
     assert 0.2 * len(train) < len(y) < 0.3 * len(train)
     assert (pairs.fold == 0).all()
@@ -191,13 +228,17 @@ def test_item_knn_finds_the_item_rated_alike():
     import scipy.sparse as sp
 
     z = np.array([[1.0, 1.0, -1.0], [-0.5, -0.5, 0.5], [2.0, 2.0, -2.0], [-1.0, -1.0, 1.0]])
-    knn = ItemKNN(ItemKNNConfig(neighbors=1, candidates=2, min_support=2, shrinkage=0.0)).fit(sp.csr_matrix(z))
+    knn = ItemKNN(ItemKNNConfig(neighbors=1, candidates=2, min_support=2, shrinkage=0.0)).fit(
+        sp.csr_matrix(z)
+    )
     assert knn.neighbours_[0, 0] == 1 and knn.similarities_[0, 0] == pytest.approx(1.0)
-    assert knn.neighbours_[0, 1] == -1            # negative similarity is not a neighbour
+    assert knn.neighbours_[0, 1] == -1  # negative similarity is not a neighbour
 
 
 @pytest.mark.parametrize("shrinkage, block_cells", [(0.0, 1), (10.0, 7 * 40), (100.0, 10_000)])
-@pytest.mark.parametrize("dense_select", [0.0, 1.0])  # the top neighbours chosen in a dense block, or not
+@pytest.mark.parametrize(
+    "dense_select", [0.0, 1.0]
+)  # the top neighbours chosen in a dense block, or not
 def test_item_knn_matches_a_dense_oracle(shrinkage, block_cells, dense_select, monkeypatch):
     # the sparse co-rated-pairs computation gives each item the same neighbours, in the same
     # order, as the dense cosine-with-shrinkage over every item pair
@@ -208,17 +249,21 @@ def test_item_knn_matches_a_dense_oracle(shrinkage, block_cells, dense_select, m
     monkeypatch.setattr(pipeline.rating, "_DENSE_SELECT", dense_select)
 
     rng = np.random.default_rng(3)
-    dense = np.where(rng.random((60, 40)) < 0.3, rng.standard_normal((60, 40)), 0.0).astype(np.float32)
-    dense[:, 5] = 0.0                                 # an item nobody rated: no neighbours
+    dense = np.where(rng.random((60, 40)) < 0.3, rng.standard_normal((60, 40)), 0.0).astype(
+        np.float32
+    )
+    dense[:, 5] = 0.0  # an item nobody rated: no neighbours
     cfg = ItemKNNConfig(candidates=6, min_support=2, shrinkage=shrinkage, block_cells=block_cells)
     knn = ItemKNN(cfg).fit(sp.csr_matrix(dense))
 
     rated = (dense != 0).astype(np.float32)
     keep = rated.sum(axis=0) >= 2
-    norm = np.sqrt((dense ** 2).sum(axis=0))
+    norm = np.sqrt((dense**2).sum(axis=0))
     norm[norm == 0] = 1.0
     co = np.maximum(rated.T @ rated - 1.0, 0.0)
-    sim = (dense.T @ dense) / np.outer(norm, norm) * (co / (co + shrinkage) if shrinkage else co > 0)
+    sim = (
+        (dense.T @ dense) / np.outer(norm, norm) * (co / (co + shrinkage) if shrinkage else co > 0)
+    )
     sim[~keep, :] = 0.0
     sim[:, ~keep] = 0.0
     np.fill_diagonal(sim, 0.0)

@@ -1,4 +1,4 @@
-""""Because you liked X" reasons from the similar-movie lists (issue 4).
+""" "Because you liked X" reasons from the similar-movie lists (issue 4).
 
 * ``similar_seeds`` / ``neighbour_matrix`` on hand-built cases;
 * ``user_docs`` on a tiny fitted model: a similar-list seed wins, everything else keeps the
@@ -47,7 +47,7 @@ LISTS = {
     1: [(4, 0.7)],
     2: [(5, 0.9), (4, 0.95)],  # only ever rated low below: never a seed
     3: [(5, 0.3)],
-    7: [(6, 0.8)],             # 6 is in 7's list, not the other way round
+    7: [(6, 0.8)],  # 6 is in 7's list, not the other way round
 }
 NEIGHBOURS = _csr([LISTS.get(i, []) for i in range(N)], N)
 
@@ -71,19 +71,29 @@ def test_ties_on_score_and_rating_go_to_the_more_recent():
     seeds = similar_seeds(NEIGHBOURS, ratings, ts, np.array([0, 1]), np.array([[5], [5]]), 3.5)
     assert seeds.tolist() == [[3], [0]]
     # without timestamps: the lower column
-    assert similar_seeds(NEIGHBOURS, ratings, None, np.array([0, 1]), np.array([[5], [5]]), 3.5).tolist() == [[0], [0]]
+    assert similar_seeds(
+        NEIGHBOURS, ratings, None, np.array([0, 1]), np.array([[5], [5]]), 3.5
+    ).tolist() == [[0], [0]]
 
 
 def test_threshold_rows_and_blocks():
     ratings = _csr([[(1, 3.5)], [(1, 3.0)], [(0, 5.0), (1, 5.0)]], N)
     items = np.array([[4, 5], [4, 5], [5, 4]])
     # 3.5 is enough; 3.0 is not; rows are looked up, not assumed to be 0..n-1
-    assert similar_seeds(NEIGHBOURS, ratings, None, np.array([0, 1, 2]), items, 3.5).tolist() == \
-        [[1, -1], [-1, -1], [0, 1]]
-    assert similar_seeds(NEIGHBOURS, ratings, None, np.array([2, 0]), items[[2, 0]], 3.5).tolist() == \
-        [[0, 1], [1, -1]]
-    assert similar_seeds(NEIGHBOURS, ratings, None, np.array([-1]), items[:1], 3.5).tolist() == [[-1, -1]]
-    assert similar_seeds(NEIGHBOURS, ratings, None, np.array([1]), items[1:2], 3.0).tolist() == [[1, -1]]
+    assert similar_seeds(NEIGHBOURS, ratings, None, np.array([0, 1, 2]), items, 3.5).tolist() == [
+        [1, -1],
+        [-1, -1],
+        [0, 1],
+    ]
+    assert similar_seeds(
+        NEIGHBOURS, ratings, None, np.array([2, 0]), items[[2, 0]], 3.5
+    ).tolist() == [[0, 1], [1, -1]]
+    assert similar_seeds(NEIGHBOURS, ratings, None, np.array([-1]), items[:1], 3.5).tolist() == [
+        [-1, -1]
+    ]
+    assert similar_seeds(NEIGHBOURS, ratings, None, np.array([1]), items[1:2], 3.0).tolist() == [
+        [1, -1]
+    ]
 
 
 def test_neighbour_matrix_maps_ids_to_columns():
@@ -91,7 +101,9 @@ def test_neighbour_matrix_maps_ids_to_columns():
     similar = {10: [(20, 0.5), (99, 0.4), (40, 0.1)], 99: [(10, 0.9)], 30: [], 40: [(10, 0.2)]}
     m = neighbour_matrix(similar, item_ids)
     assert m.shape == (4, 4)
-    np.testing.assert_allclose(m.toarray(), [[0, 0.5, 0, 0.1], [0, 0, 0, 0], [0, 0, 0, 0], [0.2, 0, 0, 0]])
+    np.testing.assert_allclose(
+        m.toarray(), [[0, 0.5, 0, 0.1], [0, 0, 0, 0], [0, 0, 0, 0], [0.2, 0, 0, 0]]
+    )
     assert neighbour_matrix({}, item_ids).nnz == 0
 
 
@@ -115,13 +127,24 @@ def tiny():
     rows = []
     for u in range(1, 41):
         for m in rng.choice(np.arange(1, 31), 12, replace=False):
-            rows.append((u, int(m), float(rng.choice([2.0, 3.0, 3.5, 4.0, 4.5, 5.0])), 1000 + len(rows)))
+            rows.append(
+                (u, int(m), float(rng.choice([2.0, 3.0, 3.5, 4.0, 4.5, 5.0])), 1000 + len(rows))
+            )
     ratings = pd.DataFrame(rows, columns=["userId", "movieId", "rating", "timestamp"])
-    movies = pd.DataFrame({"movieId": np.arange(1, 31), "title": [f"M{m}" for m in range(1, 31)],
-                           "genres": ["Drama"] * 30})
+    movies = pd.DataFrame(
+        {
+            "movieId": np.arange(1, 31),
+            "title": [f"M{m}" for m in range(1, 31)],
+            "genres": ["Drama"] * 30,
+        }
+    )
     matrix = RatingMatrix.from_frame(ratings)
-    models = FittedModels(build_features(ratings, movies), matrix, _ConstantRating(),
-                          TopNRecommender(TopNConfig(min_item_ratings=1, calibration_users=64)).fit(matrix))
+    models = FittedModels(
+        build_features(ratings, movies),
+        matrix,
+        _ConstantRating(),
+        TopNRecommender(TopNConfig(min_item_ratings=1, calibration_users=64)).fit(matrix),
+    )
     labels = pd.Series(0, index=matrix.user_ids)
     clusters = pd.DataFrame({"top_movies": [[{"movieId": 1}]]}, index=[0])
     titles = {m: f"M{m}" for m in range(1, 31)}
@@ -154,13 +177,17 @@ def test_user_docs_take_the_similar_seed_and_fall_back_to_the_model_seed(tiny):
     other = int(next(m for m in liked.movieId if m not in (seed, model_seed)))
     similar = {
         seed: [(target, 0.4)],
-        other: [(target, 0.3)],                        # lower score: loses
+        other: [(target, 0.3)],  # lower score: loses
         int(disliked.movieId.iloc[0]): [(target, 0.9)],  # rated below 3.5: never a seed
-        999: [(target, 1.0)],                          # not a rated movie
+        999: [(target, 1.0)],  # not a rated movie
     }
     docs = list(D.user_docs(models, labels, clusters, titles, "v", 10, similar=similar))
     new = _reasons(docs)
-    assert new[(user, target)] == {"kind": "because_you_liked", "movieId": seed, "text": f"Because you liked M{seed}"}
+    assert new[(user, target)] == {
+        "kind": "because_you_liked",
+        "movieId": seed,
+        "text": f"Because you liked M{seed}",
+    }
     # for every user with target in the list: the best-scoring liked movie whose list holds it,
     # else the unchanged model reason; nothing else moves
     expected = dict(base)
@@ -170,11 +197,17 @@ def test_user_docs_take_the_similar_seed_and_fall_back_to_the_model_seed(tiny):
             scored = [(nb[0][1], i) for i, nb in similar.items() if i in liked_u]
             if scored:
                 best = max(scored)[1]
-                expected[(u, m)] = {"kind": "because_you_liked", "movieId": best, "text": f"Because you liked M{best}"}
+                expected[(u, m)] = {
+                    "kind": "because_you_liked",
+                    "movieId": best,
+                    "text": f"Because you liked M{best}",
+                }
     assert new == expected
     assert new != base
     # a raised threshold removes the seed: back to the model's reason
-    strict = _reasons(D.user_docs(models, labels, clusters, titles, "v", 10, similar=similar, min_rating=5.5))
+    strict = _reasons(
+        D.user_docs(models, labels, clusters, titles, "v", 10, similar=similar, min_rating=5.5)
+    )
     assert strict == base
 
 
@@ -182,8 +215,12 @@ def test_user_docs_take_the_similar_seed_and_fall_back_to_the_model_seed(tiny):
 @pytest.fixture(scope="module")
 def published(mongo_client, tmp_path_factory):
     sample = write_sample(tmp_path_factory.mktemp("sample") / "ml-sample")
-    config = PipelineConfig(dataset=str(sample), run_dir=str(tmp_path_factory.mktemp("runs")), evaluate=False,
-                            dask=DaskConfig(n_workers=1))
+    config = PipelineConfig(
+        dataset=str(sample),
+        run_dir=str(tmp_path_factory.mktemp("runs")),
+        evaluate=False,
+        dask=DaskConfig(n_workers=1),
+    )
     db = mongo_client.get_database("test_reasons_run")
     mongo_client.drop_database(db.name)
     store = pipeline_store(db)
@@ -196,8 +233,10 @@ def published(mongo_client, tmp_path_factory):
 def test_pipeline_reasons_come_from_the_similar_lists(published):
     store, config = published
     threshold = config.topn.because_min_rating
-    similar = {d["_id"]: {s["movieId"]: s["score"] for s in d["similar"]}
-               for d in store.collection(schema.MOVIES).find({}, {"similar": 1})}
+    similar = {
+        d["_id"]: {s["movieId"]: s["score"] for s in d["similar"]}
+        for d in store.collection(schema.MOVIES).find({}, {"similar": 1})
+    }
     shares, n_reasons, n_from_lists = [], 0, 0
     for doc in store.collection(schema.USERS).find({}, {"top": 1, "ratings_packed": 1}):
         rated = {r["movieId"]: (r["rating"], r["timestamp"]) for r in rated_entries(doc)}
@@ -216,6 +255,6 @@ def test_pipeline_reasons_come_from_the_similar_lists(published):
         n_from_lists += mine
         if reasons:
             shares.append(mine / len(reasons))
-    assert n_reasons > 0.9 * 50 * len(shares)             # nearly every entry has a because reason
+    assert n_reasons > 0.9 * 50 * len(shares)  # nearly every entry has a because reason
     assert n_from_lists / n_reasons > 0.6, n_from_lists / n_reasons
-    assert np.median(shares) > 0.5                        # most reasons of a typical user
+    assert np.median(shares) > 0.5  # most reasons of a typical user

@@ -17,7 +17,9 @@ from pipeline.retrieval import TopNConfig, TopNRecommender, _symmetrize_upper, s
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "ml-latest-small"
 
 # tiny worlds: every item needs >= min_item_ratings ratings to enter the model
-TINY = TopNConfig(l2=1.0, positive_l2=2.0, min_item_ratings=1, head_size=2, user_block=3, gram_block=2)
+TINY = TopNConfig(
+    l2=1.0, positive_l2=2.0, min_item_ratings=1, head_size=2, user_block=3, gram_block=2
+)
 
 
 def _random_matrix(n_users=40, n_items=25, density=0.3, seed=0) -> RatingMatrix:
@@ -53,10 +55,15 @@ def test_weights_match_closed_form():
     rec = TopNRecommender(replace(TINY, solve_dtype="float64")).fit(m)
     assert len(rec.items_) == m.shape[1]
     rating_x, positive_x = _dense_inputs(m, TINY)
-    np.testing.assert_allclose(rec.weights_[0], _ease_reference(rating_x, TINY.l2, TINY.user_weight_power),
-                               rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(rec.weights_[1], _ease_reference(positive_x, TINY.positive_l2, 0.0),
-                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        rec.weights_[0],
+        _ease_reference(rating_x, TINY.l2, TINY.user_weight_power),
+        rtol=1e-5,
+        atol=1e-7,
+    )
+    np.testing.assert_allclose(
+        rec.weights_[1], _ease_reference(positive_x, TINY.positive_l2, 0.0), rtol=1e-5, atol=1e-7
+    )
     assert rec.blend_ == [1.0, TINY.positive_weight]
     assert all(np.all(np.diag(b) == 0) for b in rec.weights_)
     single = TopNRecommender(replace(TINY, positive_weight=0.0)).fit(m)
@@ -91,7 +98,9 @@ def test_because_is_the_liked_item_contributing_most(score_neighbors):
     """The block-wise "because" seed equals, entry by entry, the argmax over the user's liked
     items of their blended contribution, computed here user by user on dense weights."""
     m = _random_matrix(n_users=50, n_items=30, density=0.4, seed=3)
-    model = TopNRecommender(replace(TINY, score_neighbors=score_neighbors, because_min_rating=3.0)).fit(m)
+    model = TopNRecommender(
+        replace(TINY, score_neighbors=score_neighbors, because_min_rating=3.0)
+    ).fit(m)
     x = model.user_ratings_
     _, parts = model._affinity(x)
     rng = np.random.default_rng(0)
@@ -113,7 +122,9 @@ def test_because_is_the_liked_item_contributing_most(score_neighbors):
         expected[r] = np.where(ok, model.items_[seeds[best]], -1)
     assert (expected >= 0).sum() > 100
     for seed_block in (4, 7, 1024):  # seeds taken a few items at a time, or all at once
-        np.testing.assert_array_equal(model._because(x, parts, pos, valid, seed_block=seed_block), expected)
+        np.testing.assert_array_equal(
+            model._because(x, parts, pos, valid, seed_block=seed_block), expected
+        )
 
 
 def test_score_neighbors_scores_with_the_cut_weights():
@@ -186,8 +197,12 @@ def test_because_is_a_liked_item_with_largest_contribution():
             if item < 0:
                 assert seed == -1
                 continue
-            contrib = {c: sum(f[r] * x[r, c] * b[c, item] for x, b, f in zip(inputs, rec.weights_, factors))
-                       for c in liked}
+            contrib = {
+                c: sum(
+                    f[r] * x[r, c] * b[c, item] for x, b, f in zip(inputs, rec.weights_, factors)
+                )
+                for c in liked
+            }
             best = max(contrib.values(), default=0.0)
             if best > 0:
                 assert seed in liked
@@ -231,8 +246,9 @@ def test_recommend_for_ratings_extra_exclude_and_unknown_columns():
     row = m.csr[0]
     first, _, _ = rec.recommend_for_ratings(row.indices, row.data, n=5)
     banned = first[0][:2]
-    again, _, _ = rec.recommend_for_ratings(np.append(row.indices, [-1, 10_000]), np.append(row.data, [5, 5]),
-                                            n=5, exclude=banned)
+    again, _, _ = rec.recommend_for_ratings(
+        np.append(row.indices, [-1, 10_000]), np.append(row.data, [5, 5]), n=5, exclude=banned
+    )
     assert not set(banned) & set(again[0])
     assert not set(row.indices) & set(again[0])
 
@@ -240,7 +256,9 @@ def test_recommend_for_ratings_extra_exclude_and_unknown_columns():
 def test_cold_user_gets_popular_items():
     m = _random_matrix(seed=9)
     rec = TopNRecommender(replace(TINY, head_popularity_power=0.0, head_size=5)).fit(m)
-    items, _, because = rec.recommend_for_ratings(np.array([], np.int64), np.array([], np.float32), n=5)
+    items, _, because = rec.recommend_for_ratings(
+        np.array([], np.int64), np.array([], np.float32), n=5
+    )
     counts = np.bincount(m.csr.indices, minlength=m.shape[1])
     expected = np.lexsort((np.arange(m.shape[1]), -counts))[:5]
     np.testing.assert_array_equal(items[0], expected)

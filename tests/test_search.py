@@ -41,7 +41,9 @@ from pipeline.text import display_name, search_key
 # --- matching and ranking on a few titles ----------------------------------------------------
 
 
-def movie(mid: int, title: str, year: int | None = None, genres=("Drama",), n_ratings: int = 0) -> dict:
+def movie(
+    mid: int, title: str, year: int | None = None, genres=("Drama",), n_ratings: int = 0
+) -> dict:
     return {
         "_id": mid,
         "year": year,
@@ -111,7 +113,13 @@ def test_typos_and_words_in_the_middle_are_fuzzy_matches(index):
     assert all(h.match == FUZZY and h.score == 88 for h in index.rank("star wras"))
     assert ids(index.rank("lord of the rngs")) == [16]  # stop words left out
     # an exact word in the middle of a title beats a typo; ties go to the more popular movie
-    assert [(h.movie_id, h.score) for h in index.rank("wars")] == [(3, 100), (4, 100), (6, 100), (5, 100), (17, 75)]
+    assert [(h.movie_id, h.score) for h in index.rank("wars")] == [
+        (3, 100),
+        (4, 100),
+        (6, 100),
+        (5, 100),
+        (17, 75),
+    ]
 
 
 def test_exact_and_prefix_classes_come_before_fuzzy_ones(index):
@@ -128,12 +136,24 @@ def test_exact_and_prefix_classes_come_before_fuzzy_ones(index):
 def test_exact_and_prefix_matches_are_those_of_the_search_key_index(index):
     """The matches ranked above fuzzy ones are what the search.key lookups find, with the same
     classes (the index path answers short queries on a worker that has not read the titles)."""
-    for text in ("matrix", "the matrix", "star", "star wars", "up", "godfather", "hope", "a", "misera", "les"):
+    for text in (
+        "matrix",
+        "the matrix",
+        "star",
+        "star wars",
+        "up",
+        "godfather",
+        "hope",
+        "a",
+        "misera",
+        "les",
+    ):
         exact, ranges = key_lookups(text)
         expected = {
             d["_id"]: relevance(d["search"]["key"], text)
             for d in TITLES
-            if d["search"]["key"] in exact or any(r.low <= d["search"]["key"] < r.high for r in ranges)
+            if d["search"]["key"] in exact
+            or any(r.low <= d["search"]["key"] < r.high for r in ranges)
         }
         assert {h.movie_id: h.match for h in index.rank(text) if h.match != FUZZY} == expected, text
 
@@ -171,7 +191,17 @@ def test_genre_filter_and_limit(index):
 
 def test_order_is_class_then_score_then_popularity(index):
     pop = {d["_id"]: d["stats"]["n_ratings"] for d in TITLES}
-    for text in ("star wars", "wars", "war", "hope", "matirx", "the", "sp", "spi", "godfather part"):
+    for text in (
+        "star wars",
+        "wars",
+        "war",
+        "hope",
+        "matirx",
+        "the",
+        "sp",
+        "spi",
+        "godfather part",
+    ):
         keys = [(h.match, h.score, pop[h.movie_id]) for h in index.rank(text)]
         assert keys == sorted(keys, reverse=True), text
 
@@ -207,8 +237,12 @@ def app(served):
 @pytest.fixture(scope="module")
 def validate(app):
     spec = app.get("/openapi.json").json
-    registry = Registry().with_resource("urn:spec", Resource.from_contents(spec, default_specification=DRAFT202012))
-    return Draft202012Validator({"$ref": "urn:spec#/components/schemas/SearchResults"}, registry=registry).validate
+    registry = Registry().with_resource(
+        "urn:spec", Resource.from_contents(spec, default_specification=DRAFT202012)
+    )
+    return Draft202012Validator(
+        {"$ref": "urn:spec#/components/schemas/SearchResults"}, registry=registry
+    ).validate
 
 
 def search(app, q: str, **params) -> dict:
@@ -229,13 +263,24 @@ def test_typos_and_middle_words_over_http(app, validate):
     assert found(app, "star wras")[:3] == [260, 1196, 1210]  # the most rated Star Wars films first
     assert found(app, "godfater")[:2] == [858, 1221]
     assert found(app, "amelie")[0] == 4973 and found(app, "AMÉLIE") == found(app, "amelie")
-    assert 260 in found(app, "hope") and {260, 1196, 1210, 166528} <= set(found(app, "wars", limit=50))
+    assert 260 in found(app, "hope") and {260, 1196, 1210, 166528} <= set(
+        found(app, "wars", limit=50)
+    )
     assert found(app, "spiderman")[0] == 5349
 
 
 def test_relevance_class_then_score_then_popularity_over_http(app):
     rank = {"exact": 3, "word_prefix": 2, "prefix": 1, "fuzzy": 0}
-    for q in ("star wars", "star", "hope", "matirx", "terminatr", "lord of the rngs", "toy story 2", "war"):
+    for q in (
+        "star wars",
+        "star",
+        "hope",
+        "matirx",
+        "terminatr",
+        "lord of the rngs",
+        "toy story 2",
+        "war",
+    ):
         results = search(app, q, limit=50)["results"]
         keys = [(rank[r["match"]], r["score"], r["n_ratings"]) for r in results]
         assert results and keys == sorted(keys, reverse=True), q
@@ -250,13 +295,18 @@ def test_genre_filter_over_http(app, validate):
     validate(body)
     assert body["genre"] == "Animation"
     assert [r["movieId"] for r in body["results"]] == [61160]  # Star Wars: The Clone Wars
-    results = search(app, "the", genre="drama", limit=50)["results"] + search(app, "love", genre="Drama")["results"]
+    results = (
+        search(app, "the", genre="drama", limit=50)["results"]
+        + search(app, "love", genre="Drama")["results"]
+    )
     assert all("Drama" in r["genres"] for r in results)
     assert found(app, "matrix", genre="Comedy") == []
     res = app.get("/movies/search?q=matrix&genre=Space%20Opera", expect_errors=True)
     assert res.status_int == 400 and res.json["error"]["code"] == "bad_request"
     assert "'genre'" in res.json["error"]["message"] and "Sci-Fi" in res.json["error"]["message"]
-    assert app.get("/movies/search?q=matrix&genre=" + "x" * 41, expect_errors=True).status_int == 400
+    assert (
+        app.get("/movies/search?q=matrix&genre=" + "x" * 41, expect_errors=True).status_int == 400
+    )
 
 
 def test_year_over_http(app):
@@ -272,7 +322,9 @@ class Commands(monitoring.CommandListener):
 
     def started(self, event) -> None:
         cmd = event.command
-        self.seen.append((event.command_name, str(cmd.get(event.command_name)), dict(cmd.get("filter") or {})))
+        self.seen.append(
+            (event.command_name, str(cmd.get(event.command_name)), dict(cmd.get("filter") or {}))
+        )
 
     def succeeded(self, event) -> None:
         pass
@@ -295,9 +347,16 @@ def cold(served):
 def test_titles_are_read_once_per_worker_and_short_queries_never_load_them(cold):
     app, listener, movies = cold
     short = [search(app, q, limit=50) for q in ("up", "it", "o", "sh")]
-    assert not any(c[0] == "find" and c[1] == movies and not c[2] for c in listener.seen)  # no full read
-    assert all(c[2] and "search.key" in c[2] for c in listener.seen if c[0] == "find" and c[1] == movies)
-    assert TITLE_INDEXES.peek(app.app.config["movietime.store"], {"version": movies.split("__", 1)[1]}) is None
+    assert not any(
+        c[0] == "find" and c[1] == movies and not c[2] for c in listener.seen
+    )  # no full read
+    assert all(
+        c[2] and "search.key" in c[2] for c in listener.seen if c[0] == "find" and c[1] == movies
+    )
+    assert (
+        TITLE_INDEXES.peek(app.app.config["movietime.store"], {"version": movies.split("__", 1)[1]})
+        is None
+    )
 
     listener.seen.clear()
     search(app, "matirx")  # loads the titles: one read of every movie
@@ -309,7 +368,9 @@ def test_titles_are_read_once_per_worker_and_short_queries_never_load_them(cold)
         assert len(reads) <= 1 and all(set(c[2]) == {"_id"} for c in reads), reads
     listener.seen.clear()
     search(app, "matirx")
-    assert [c for c in listener.seen if c[1] == movies] == []  # warm: ranked in memory, details cached
+    assert [
+        c for c in listener.seen if c[1] == movies
+    ] == []  # warm: ranked in memory, details cached
 
     # the short queries rank the same from memory as through the search.key index
     assert [search(app, q, limit=50) for q in ("up", "it", "o", "sh")] == short
@@ -323,14 +384,21 @@ def test_title_indexes_load_once_per_version_and_keep_two(served):
         versions = [dict(pointer, version=f"{version}-{i}") for i in range(3)]  # same collections
         cache = TitleIndexes()
         got = []
-        threads = [threading.Thread(target=lambda: got.append(cache.get(store, versions[0]))) for _ in range(3)]
+        threads = [
+            threading.Thread(target=lambda: got.append(cache.get(store, versions[0])))
+            for _ in range(3)
+        ]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         first = cache.peek(store, versions[0])
-        assert first is not None and len(first) == db[pointer["collections"][schema.MOVIES]].count_documents({})
-        assert len(got) == 3 and all(index is first for index in got)  # one load for the three requests
+        assert first is not None and len(first) == db[
+            pointer["collections"][schema.MOVIES]
+        ].count_documents({})
+        assert len(got) == 3 and all(
+            index is first for index in got
+        )  # one load for the three requests
         assert cache.get(store, versions[0]) is first
         cache.get(store, versions[1])
         cache.get(store, versions[2])

@@ -11,7 +11,13 @@ import pytest
 
 from pipeline.features import movie_text
 from pipeline.matrix import RatingMatrix
-from pipeline.similarity import SimilarityConfig, SimilarLists, SimilarMovies, all_similar, list_arrays
+from pipeline.similarity import (
+    SimilarityConfig,
+    SimilarLists,
+    SimilarMovies,
+    all_similar,
+    list_arrays,
+)
 from pipeline.tmdb import load_metadata
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "ml-latest-small"
@@ -20,7 +26,9 @@ TMDB = Path(__file__).resolve().parents[1] / "resources" / "tmdb"
 
 def _content(movies: pd.DataFrame, tags: pd.DataFrame) -> pd.Series:
     """movieId -> genres and distinct tags, lower case (what the features module builds)."""
-    text = {int(m): g.lower().replace("|", " ") for m, g in zip(movies["movieId"], movies["genres"])}
+    text = {
+        int(m): g.lower().replace("|", " ") for m, g in zip(movies["movieId"], movies["genres"])
+    }
     for movie, group in tags.dropna(subset=["tag"]).groupby("movieId")["tag"]:
         if int(movie) in text:
             text[int(movie)] += " " + " ".join(sorted(set(group.str.lower())))
@@ -65,7 +73,7 @@ def test_real_titles_toy_story(pipeline_fitted):
     (toy,) = pipeline_fitted.neighbors(np.array([TOY_STORY]))
     ids = _ids(toy)
     assert len(ids) == pipeline_fitted.config.n_neighbors
-    assert ids[0] == TOY_STORY_2, ids            # the closest neighbour is the sequel
+    assert ids[0] == TOY_STORY_2, ids  # the closest neighbour is the sequel
     assert TOY_STORY_3 in ids[:10], ids
     (toy2,) = pipeline_fitted.neighbors(np.array([TOY_STORY_2]))
     assert TOY_STORY in _ids(toy2)[:5]
@@ -74,7 +82,7 @@ def test_real_titles_toy_story(pipeline_fitted):
 def test_real_titles_star_wars(pipeline_fitted):
     hope, empire = pipeline_fitted.neighbors(np.array([A_NEW_HOPE, EMPIRE]))
     assert _ids(hope)[:2] == [EMPIRE, JEDI] or _ids(hope)[:2] == [JEDI, EMPIRE], _ids(hope)
-    assert PREQUELS & set(_ids(hope)[:10]), _ids(hope)   # at least one prequel near the top
+    assert PREQUELS & set(_ids(hope)[:10]), _ids(hope)  # at least one prequel near the top
     assert len(PREQUELS & set(_ids(hope))) >= 2, _ids(hope)
     assert {A_NEW_HOPE, JEDI} <= set(_ids(empire)[:3]), _ids(empire)
 
@@ -139,7 +147,11 @@ def test_all_similar_matches_neighbors(bundled):
             (expected,) = sim.neighbors(np.array([movie]))
             assert _ids(lst) == _ids(expected)
             np.testing.assert_allclose([s for _, s in lst], [s for _, s in expected], rtol=1e-6)
-    assert seen == len(sim.movie_ids_) == len(np.union1d(matrix.item_ids, text.index.to_numpy(np.int64)))
+    assert (
+        seen
+        == len(sim.movie_ids_)
+        == len(np.union1d(matrix.item_ids, text.index.to_numpy(np.int64)))
+    )
 
 
 def test_all_similar_on_the_workers_is_the_same_as_in_process(bundled, dask_cluster):
@@ -156,9 +168,13 @@ def test_all_similar_on_the_workers_is_the_same_as_in_process(bundled, dask_clus
 
 
 def test_similar_lists_are_a_mapping_of_compact_rows():
-    lists = SimilarLists.from_blocks(np.array([3, 5, 9]), [
-        (np.array([2, 0]), np.array([5, 9]), np.array([0.5, 0.25], np.float32)),
-        (np.array([1]), np.array([3]), np.array([0.75], np.float32))])
+    lists = SimilarLists.from_blocks(
+        np.array([3, 5, 9]),
+        [
+            (np.array([2, 0]), np.array([5, 9]), np.array([0.5, 0.25], np.float32)),
+            (np.array([1]), np.array([3]), np.array([0.75], np.float32)),
+        ],
+    )
     assert dict(lists) == {3: [(5, 0.5), (9, 0.25)], 5: [], 9: [(3, 0.75)]}
     assert lists.get(4) is None and len(lists) == 3 and list(lists) == [3, 5, 9]
     wanted = [9, 4, 3]  # any order, and a movie without a list

@@ -32,9 +32,9 @@ def test_user_holdout_counts_and_small_users_stay_in_train():
     r = _ratings()
     tr, te = split_frame(r, SplitConfig(strategy="user", test_fraction=0.2, min_user_ratings=5))
     counts = te.groupby("userId").size()
-    assert set(counts.index) == set(range(3, 41))          # users 1 and 2 have 3 ratings: all in train
-    assert (counts == 2).all()                              # floor(0.2 * 12) = 2
-    assert set(tr.userId) == set(r.userId)                  # nobody is cold in test
+    assert set(counts.index) == set(range(3, 41))  # users 1 and 2 have 3 ratings: all in train
+    assert (counts == 2).all()  # floor(0.2 * 12) = 2
+    assert set(tr.userId) == set(r.userId)  # nobody is cold in test
 
 
 def test_temporal_holds_out_each_users_latest():

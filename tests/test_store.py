@@ -116,7 +116,13 @@ def test_publish_then_read(db):
     assert store.collection("clusters").count_documents({}) == 3
     model = store.model()
     assert model["status"] == "serving"
-    assert model["counts"] == {"users": 30, "movies": 30, "metadata": 30, "clusters": 3, "livemodel": 0}
+    assert model["counts"] == {
+        "users": 30,
+        "movies": 30,
+        "metadata": 30,
+        "clusters": 3,
+        "livemodel": 0,
+    }
     assert model["metrics"] == {"rmse": 0.87, "n": 5}  # numpy values stored as numbers
     assert "owner" not in model and "lease_until" not in model
     assert store.collection("models").count_documents({}) == 1

@@ -11,7 +11,9 @@ import pytest
 from pipeline.datasets import load_movielens
 from pipeline.synth import ML_GENRES, RATING_VALUES, SynthConfig, generate
 
-CONFIG = SynthConfig(n_users=300, n_movies=4000, n_ratings=30_000, seed=11)  # ~ml-latest-small density
+CONFIG = SynthConfig(
+    n_users=300, n_movies=4000, n_ratings=30_000, seed=11
+)  # ~ml-latest-small density
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +27,13 @@ def synth(tmp_path_factory):
 
 def test_layout_loads_as_movielens(synth):
     out, summary, ratings, movies = synth
-    assert {p.name for p in out.iterdir()} == {"ratings.csv", "movies.csv", "tags.csv", "links.csv", "README.txt"}
+    assert {p.name for p in out.iterdir()} == {
+        "ratings.csv",
+        "movies.csv",
+        "tags.csv",
+        "links.csv",
+        "README.txt",
+    }
     assert (out / "ratings.csv").read_text().startswith("userId,movieId,rating,timestamp\n1,")
     readme = (out / "README.txt").read_text()
     assert "SYNTHETIC" in readme and '"n_ratings": 30000' in readme
@@ -33,7 +41,11 @@ def test_layout_loads_as_movielens(synth):
     assert data.ratings.shape[0].compute() == CONFIG.n_ratings == summary["n_ratings"]
     assert len(data.movies) == CONFIG.n_movies and len(data.links) == CONFIG.n_movies
     assert data.movies["title"].str.fullmatch(r"Synthetic Movie \d+ \(\d{4}\)").all()
-    assert (data.movies["name"] + " (" + data.movies["year"].astype(str) + ")").eq(data.movies["title"]).all()
+    assert (
+        (data.movies["name"] + " (" + data.movies["year"].astype(str) + ")")
+        .eq(data.movies["title"])
+        .all()
+    )
     assert set(data.movies["genres"].explode().dropna()) <= set(ML_GENRES)
     assert data.links["imdbId"].is_unique and data.links["tmdbId"].is_unique
     assert len(data.tags) > 0
@@ -48,7 +60,7 @@ def test_ratings_shape_uniqueness_and_ranges(synth):
     assert abs(ratings["rating"].mean() - 3.5) < 0.1
     assert summary["rating_mean"] == pytest.approx(ratings["rating"].mean())
     hist = ratings["rating"].value_counts(normalize=True)
-    assert hist.idxmax() == 4.0                      # the MovieLens mode
+    assert hist.idxmax() == 4.0  # the MovieLens mode
     assert hist[[1.0, 2.0, 3.0, 4.0, 5.0]].sum() > 0.6  # whole stars dominate
     assert hist.get(0.5, 0) > 0 and hist.get(4.5, 0) > 0.04
     assert hist[5.0] > hist[1.0] > hist[0.5]
@@ -69,7 +81,9 @@ def test_timestamps_follow_the_calendar(synth):
     out, _, ratings, movies = synth
     years = pd.to_datetime(ratings["timestamp"], unit="s").dt.year
     assert years.between(CONFIG.start_year, CONFIG.end_year).all()
-    release = ratings["movieId"].map(movies.set_index("movieId")["title"].str.extract(r"\((\d{4})\)$")[0].astype(int))
+    release = ratings["movieId"].map(
+        movies.set_index("movieId")["title"].str.extract(r"\((\d{4})\)$")[0].astype(int)
+    )
     assert (years >= release).all()
     tags = pd.read_csv(out / "tags.csv")
     rated = set(zip(ratings["userId"], ratings["movieId"]))
@@ -81,7 +95,9 @@ def test_a_bias_baseline_learns_something(synth):
     test = np.random.default_rng(0).random(len(ratings)) < 0.2
     train, held = ratings[~test], ratings[test]
     mu = train["rating"].mean()
-    item = (train["rating"] - mu).groupby(train["movieId"]).sum() / (train.groupby("movieId").size() + 5)
+    item = (train["rating"] - mu).groupby(train["movieId"]).sum() / (
+        train.groupby("movieId").size() + 5
+    )
     resid = train["rating"] - mu - train["movieId"].map(item)
     user = resid.groupby(train["userId"]).sum() / (train.groupby("userId").size() + 5)
     pred = mu + held["movieId"].map(item).fillna(0) + held["userId"].map(user).fillna(0)
@@ -114,7 +130,9 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     generate(replace(small, seed=6), tmp_path / "c")
     for name in ("ratings.csv", "movies.csv", "tags.csv", "links.csv"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
-    assert (tmp_path / "a" / "ratings.csv").read_bytes() != (tmp_path / "c" / "ratings.csv").read_bytes()
+    assert (tmp_path / "a" / "ratings.csv").read_bytes() != (
+        tmp_path / "c" / "ratings.csv"
+    ).read_bytes()
     ratings = pd.read_csv(tmp_path / "a" / "ratings.csv")
     assert len(ratings) == 3000 and not ratings.duplicated(["userId", "movieId"]).any()
 

@@ -27,7 +27,9 @@ def test_bundle_schema_and_uniqueness(metadata):
     assert str(metadata["tmdbId"].dtype) == "int64"
     assert not metadata["tmdbId"].duplicated().any()
     assert set(metadata["source"]) == SOURCES | {KEYWORDS_ONLY}
-    assert all(isinstance(k, list) and all(isinstance(w, str) for w in k) for k in metadata["keywords"])
+    assert all(
+        isinstance(k, list) and all(isinstance(w, str) for w in k) for k in metadata["keywords"]
+    )
     assert all(len(k) == len(set(k)) for k in metadata["keywords"])
     dates = metadata["release_date"].dropna()
     assert dates.str.fullmatch(r"\d{4}-\d{2}-\d{2}").all()
@@ -40,7 +42,11 @@ def test_toy_story_comes_from_the_verbatim_rows(metadata):
     assert toy["runtime"] == 81.0
     assert toy["poster_path"] == "/rhIRbceoE9lR4veEXuwCC2wARtG.jpg"
     assert poster_url(toy["poster_path"]) == POSTER_BASE + "/rhIRbceoE9lR4veEXuwCC2wARtG.jpg"
-    assert (toy["release_date"], toy["vote_count"], toy["budget"]) == ("1995-10-30", 5415, 30_000_000)
+    assert (toy["release_date"], toy["vote_count"], toy["budget"]) == (
+        "1995-10-30",
+        5415,
+        30_000_000,
+    )
     assert toy["popularity"] == pytest.approx(21.946943)
     assert toy["source"] == "movies_metadata_rows1-5000"
     assert toy["imdb_id"] == "tt0114709"
@@ -73,51 +79,126 @@ def _write(path: Path, frame: pd.DataFrame) -> None:
 
 
 def _movies_dataset_rows(rows):
-    cols = ["adult", "belongs_to_collection", "budget", "genres", "homepage", "id", "imdb_id",
-            "original_language", "original_title", "overview", "popularity", "poster_path",
-            "production_companies", "production_countries", "release_date", "revenue", "runtime",
-            "spoken_languages", "status", "tagline", "title", "video", "vote_average", "vote_count"]
+    cols = [
+        "adult",
+        "belongs_to_collection",
+        "budget",
+        "genres",
+        "homepage",
+        "id",
+        "imdb_id",
+        "original_language",
+        "original_title",
+        "overview",
+        "popularity",
+        "poster_path",
+        "production_companies",
+        "production_countries",
+        "release_date",
+        "revenue",
+        "runtime",
+        "spoken_languages",
+        "status",
+        "tagline",
+        "title",
+        "video",
+        "vote_average",
+        "vote_count",
+    ]
     out = []
     for tmdb_id, title, popularity in rows:
         row = dict.fromkeys(cols, "")
-        row.update(id=tmdb_id, title=title, popularity=popularity, imdb_id=f"tt{tmdb_id:07d}",
-                   poster_path=f"/{tmdb_id}.jpg", runtime=90.0, release_date="2001-02-03",
-                   budget=10, revenue=20, vote_average=6.5, vote_count=100, overview="No overview found.")
+        row.update(
+            id=tmdb_id,
+            title=title,
+            popularity=popularity,
+            imdb_id=f"tt{tmdb_id:07d}",
+            poster_path=f"/{tmdb_id}.jpg",
+            runtime=90.0,
+            release_date="2001-02-03",
+            budget=10,
+            revenue=20,
+            vote_average=6.5,
+            vote_count=100,
+            overview="No overview found.",
+        )
         out.append(row)
     return pd.DataFrame(out, columns=cols)
 
 
 def test_build_applies_precedence_dedupes_and_unions_keywords(tmp_path):
     shared = tmp_path / "shared"
-    _write(shared / "tmdb" / "movies_metadata_rows1-5000.csv",
-           _movies_dataset_rows([(1, "First", 1.5), (1, "First again", 9.0), (99, "Not in links", 1.0)]))
-    _write(shared / "tmdb" / "movies_metadata_subset2831.csv",
-           _movies_dataset_rows([(1, "Subset copy", 2.0), (2, "Second", 14.686035999999998)]))
-    tmdb5000 = pd.DataFrame({
-        "budget": [5, 7], "genres": ["[]", "[]"], "homepage": ["", ""], "id": [2, 3],
-        "keywords": [json.dumps([{"id": 1, "name": "space"}]), json.dumps([{"id": 2, "name": "robot"}, {"id": 3, "name": "love"}])],
-        "original_language": ["en", "fr"], "original_title": ["x", "y"], "overview": ["o2", "o3"],
-        "popularity": [50.0, 60.0], "production_companies": ["[]", "[]"], "production_countries": ["[]", "[]"],
-        "release_date": ["2000-01-01", ""], "revenue": [0, 0], "runtime": [100, 110], "spoken_languages": ["[]", "[]"],
-        "status": ["Released", "Released"], "tagline": ["", "t3"], "title": ["Second (5000)", "Third"],
-        "vote_average": [7.0, 8.0], "vote_count": [10, 20],
-    })
+    _write(
+        shared / "tmdb" / "movies_metadata_rows1-5000.csv",
+        _movies_dataset_rows(
+            [(1, "First", 1.5), (1, "First again", 9.0), (99, "Not in links", 1.0)]
+        ),
+    )
+    _write(
+        shared / "tmdb" / "movies_metadata_subset2831.csv",
+        _movies_dataset_rows([(1, "Subset copy", 2.0), (2, "Second", 14.686035999999998)]),
+    )
+    tmdb5000 = pd.DataFrame(
+        {
+            "budget": [5, 7],
+            "genres": ["[]", "[]"],
+            "homepage": ["", ""],
+            "id": [2, 3],
+            "keywords": [
+                json.dumps([{"id": 1, "name": "space"}]),
+                json.dumps([{"id": 2, "name": "robot"}, {"id": 3, "name": "love"}]),
+            ],
+            "original_language": ["en", "fr"],
+            "original_title": ["x", "y"],
+            "overview": ["o2", "o3"],
+            "popularity": [50.0, 60.0],
+            "production_companies": ["[]", "[]"],
+            "production_countries": ["[]", "[]"],
+            "release_date": ["2000-01-01", ""],
+            "revenue": [0, 0],
+            "runtime": [100, 110],
+            "spoken_languages": ["[]", "[]"],
+            "status": ["Released", "Released"],
+            "tagline": ["", "t3"],
+            "title": ["Second (5000)", "Third"],
+            "vote_average": [7.0, 8.0],
+            "vote_count": [10, 20],
+        }
+    )
     _write(shared / "tmdb" / "tmdb_5000_movies.csv", tmdb5000)
-    _write(shared / "the-movies-dataset" / "keywords.csv", pd.DataFrame({
-        "id": [1, 1, 3, 2],
-        "keywords": [str([{"id": 9, "name": "hero"}]), str([{"id": 8, "name": "ignored duplicate"}]),
-                     str([{"id": 3, "name": "love"}, {"id": 4, "name": "paris"}]), "[]"],
-    }))
+    _write(
+        shared / "the-movies-dataset" / "keywords.csv",
+        pd.DataFrame(
+            {
+                "id": [1, 1, 3, 2],
+                "keywords": [
+                    str([{"id": 9, "name": "hero"}]),
+                    str([{"id": 8, "name": "ignored duplicate"}]),
+                    str([{"id": 3, "name": "love"}, {"id": 4, "name": "paris"}]),
+                    "[]",
+                ],
+            }
+        ),
+    )
     links = tmp_path / "links.csv"
-    links.write_text("movieId,imdbId,tmdbId\n10,0000001,1\n20,0000002,2\n30,0000003,3\n40,0000004,\n50,0000005,3\n")
+    links.write_text(
+        "movieId,imdbId,tmdbId\n10,0000001,1\n20,0000002,2\n30,0000003,3\n40,0000004,\n50,0000005,3\n"
+    )
 
     counts = build_bundle(shared, links, tmp_path / "out")
     got = load_metadata(tmp_path / "out").set_index("tmdbId")
 
     assert list(got.index) == [1, 2, 3]
-    assert counts["rows"] == 3 and counts["movies_covered"] == 4 and counts["links_without_tmdbId"] == 1
-    assert counts["rows_by_source"] == {"movies_metadata_rows1-5000": 1, "movies_metadata_subset2831": 1,
-                                        "tmdb_5000_movies": 1}
+    assert (
+        counts["rows"] == 3
+        and counts["movies_covered"] == 4
+        and counts["links_without_tmdbId"] == 1
+    )
+    assert counts["rows_by_source"] == {
+        "movies_metadata_rows1-5000": 1,
+        "movies_metadata_subset2831": 1,
+        "tmdb_5000_movies": 1,
+    }
     assert (got.loc[1, "title"], got.loc[1, "source"]) == ("First", "movies_metadata_rows1-5000")
     assert (got.loc[2, "title"], got.loc[2, "source"]) == ("Second", "movies_metadata_subset2831")
     assert got.loc[2, "popularity"] == 14.686036  # re-save noise rounded away

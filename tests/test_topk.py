@@ -17,13 +17,13 @@ def test_matches_a_stable_sort(seed):
     rows, width, k = int(rng.integers(1, 30)), int(rng.integers(1, 5000)), int(rng.integers(0, 90))
     scores = rng.standard_normal((rows, width)).astype(np.float32)
     if seed % 3 == 0:
-        scores = np.round(scores, 1)                        # many ties
+        scores = np.round(scores, 1)  # many ties
     if seed % 4 == 0:
-        scores[rng.random(scores.shape) < 0.95] = -np.inf   # mostly excluded rows
+        scores[rng.random(scores.shape) < 0.95] = -np.inf  # mostly excluded rows
     if seed % 5 == 0:
         scores[rng.random(scores.shape) < 0.01] = np.nan
     if seed % 7 == 0:
-        scores[0] = 1.0                                     # a row of one value
+        scores[0] = 1.0  # a row of one value
     out = top_positions(scores, k)
     assert out.dtype == np.int64 and out.shape == (rows, min(k, width))
     assert np.array_equal(out, _sorted(scores, min(k, width)))

@@ -19,12 +19,21 @@ from pipeline.train import fit_models
 
 def _ratings() -> tuple[pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(5)
-    rows = [(u, int(m), float(rng.choice([1.0, 2.5, 3.0, 4.0, 4.5, 5.0])), 1_000 + 7 * u + int(m))
-            for u in range(1, 81) for m in rng.choice(np.arange(1, 51), 12, replace=False)]
+    rows = [
+        (u, int(m), float(rng.choice([1.0, 2.5, 3.0, 4.0, 4.5, 5.0])), 1_000 + 7 * u + int(m))
+        for u in range(1, 81)
+        for m in rng.choice(np.arange(1, 51), 12, replace=False)
+    ]
     ratings = pd.DataFrame(rows, columns=["userId", "movieId", "rating", "timestamp"]).astype(
-        {"userId": "int32", "movieId": "int32", "rating": "float32", "timestamp": "int64"})
-    movies = pd.DataFrame({"movieId": np.arange(1, 51), "title": [f"M{m} (1999)" for m in range(1, 51)],
-                           "genres": [["Drama"], ["Comedy", "Drama"]] * 25})
+        {"userId": "int32", "movieId": "int32", "rating": "float32", "timestamp": "int64"}
+    )
+    movies = pd.DataFrame(
+        {
+            "movieId": np.arange(1, 51),
+            "title": [f"M{m} (1999)" for m in range(1, 51)],
+            "genres": [["Drama"], ["Comedy", "Drama"]] * 25,
+        }
+    )
     return ratings, movies
 
 
@@ -37,16 +46,28 @@ def test_the_refit_releases_the_persisted_ratings(dask_cluster):
     from distributed import Client, futures_of, wait
 
     ratings, movies = _ratings()
-    config = replace(PipelineConfig(), rating=RatingModelConfig(stack_folds=2, gbm_max_iter=10),
-                     topn=TopNConfig(min_item_ratings=1, calibration_users=64))
+    config = replace(
+        PipelineConfig(),
+        rating=RatingModelConfig(stack_folds=2, gbm_max_iter=10),
+        topn=TopNConfig(min_item_ratings=1, calibration_users=64),
+    )
     with Client(dask_cluster.scheduler_address) as client:
         fitted = {}
         for release in (False, True):
-            persisted = dd.from_pandas(ratings, npartitions=3 + release).persist()  # keys of its own
+            persisted = dd.from_pandas(
+                ratings, npartitions=3 + release
+            ).persist()  # keys of its own
             keys = {f.key for f in futures_of(persisted)}
             wait(futures_of(persisted))
-            models = fit_models(persisted, movies, config, Steps(), with_clusters=False, with_similar=False,
-                                release_ratings=release)
+            models = fit_models(
+                persisted,
+                movies,
+                config,
+                Steps(),
+                with_clusters=False,
+                with_similar=False,
+                release_ratings=release,
+            )
             if release:  # the workers free cancelled data as the scheduler's message reaches them
                 deadline = time.monotonic() + 30
                 while keys & _stored(client) and time.monotonic() < deadline:
@@ -56,5 +77,7 @@ def test_the_refit_releases_the_persisted_ratings(dask_cluster):
             del persisted
     pairs = ratings.head(200)
     assert np.array_equal(fitted[False].rating.predict(pairs), fitted[True].rating.predict(pairs))
-    assert np.array_equal(fitted[False].topn.recommend(np.arange(10), n=5)[0],
-                          fitted[True].topn.recommend(np.arange(10), n=5)[0])
+    assert np.array_equal(
+        fitted[False].topn.recommend(np.arange(10), n=5)[0],
+        fitted[True].topn.recommend(np.arange(10), n=5)[0],
+    )

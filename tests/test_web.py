@@ -41,8 +41,12 @@ SLUG = r"[A-Za-z0-9_-]{22}"
 TIMEOUT_MS = 20_000  # 2 shared cores: generous waits, never sleeps
 DEVICES = {
     "desktop": {"viewport": {"width": 1280, "height": 900}},
-    "phone": {"viewport": {"width": 375, "height": 740}, "device_scale_factor": 2, "is_mobile": True,
-              "has_touch": True},
+    "phone": {
+        "viewport": {"width": 375, "height": 740},
+        "device_scale_factor": 2,
+        "is_mobile": True,
+        "has_touch": True,
+    },
 }
 
 
@@ -73,11 +77,30 @@ def start_site(mongodb_url: str, database: str, log: Path) -> Site:
     """``python -m api`` (gunicorn, 2 sync workers) on a free loopback port; waits until it serves
     the page's icon (which needs no store, so this works with the store down too)."""
     port = free_port()
-    env = {**os.environ, "MONGODB_URL": mongodb_url, "MOVIETIME_DATABASE": database, "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "MONGODB_URL": mongodb_url,
+        "MOVIETIME_DATABASE": database,
+        "PYTHONUNBUFFERED": "1",
+    }
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "api", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-            cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "api",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "2",
+            ],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     site = Site(f"http://127.0.0.1:{port}", proc, log)
@@ -125,7 +148,11 @@ def test_page_and_assets_are_served_with_security_headers(site):
     status, headers, body = http(site.url + "/")
     assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
     csp = headers["Content-Security-Policy"]
-    assert "default-src 'self'" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert (
+        "default-src 'self'" in csp
+        and "script-src 'self'" in csp
+        and "frame-ancestors 'none'" in csp
+    )
     assert "img-src 'self' https://image.tmdb.org" in csp and "unsafe-inline" not in csp
     assert headers["X-Frame-Options"] == "DENY" and headers["X-Content-Type-Options"] == "nosniff"
     assert headers["Referrer-Policy"] == "no-referrer" and headers["Cache-Control"] == "no-cache"
@@ -133,8 +160,11 @@ def test_page_and_assets_are_served_with_security_headers(site):
     links = dict(re.findall(r'/static/([\w.-]+)\?v=([0-9a-f]{16})"', html))
     assert {"app.js", "style.css", "icon.svg"} <= set(links)
 
-    types = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8",
-             "icon.svg": "image/svg+xml"}
+    types = {
+        "app.js": "text/javascript; charset=utf-8",
+        "style.css": "text/css; charset=utf-8",
+        "icon.svg": "image/svg+xml",
+    }
     for name, version in links.items():
         status, headers, body = http(f"{site.url}/static/{name}?v={version}")
         assert status == 200 and headers["Content-Type"] == types[name]
@@ -148,12 +178,25 @@ def test_page_and_assets_are_served_with_security_headers(site):
     assert status == 200 and headers["Cache-Control"] == "no-cache"
 
 
-@pytest.mark.parametrize("path", ["/static/__init__.py", "/static/index.html", "/static/..%2f__init__.py",
-                                  "/static/..%2f..%2fsettings.py", "/static/%2e%2e", "/static/.gitignore",
-                                  "/static/", "/static/app.js/x"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/__init__.py",
+        "/static/index.html",
+        "/static/..%2f__init__.py",
+        "/static/..%2f..%2fsettings.py",
+        "/static/%2e%2e",
+        "/static/.gitignore",
+        "/static/",
+        "/static/app.js/x",
+    ],
+)
 def test_static_serves_only_the_web_files(site, path):
     status, headers, body = http(site.url + path)
-    assert status == 404 and headers["Content-Type"] == "application/json; charset=utf-8", (path, status)
+    assert status == 404 and headers["Content-Type"] == "application/json; charset=utf-8", (
+        path,
+        status,
+    )
     assert json.loads(body)["error"]["code"] == "not_found"
 
 
@@ -174,7 +217,9 @@ def browser():
     if CHROMIUM is None:
         if IN_CI:
             pytest.fail("chromium is not installed: .ci/run installs Debian's chromium package")
-        pytest.skip("chromium is not installed (Debian: apt-get install chromium); CI installs and runs it")
+        pytest.skip(
+            "chromium is not installed (Debian: apt-get install chromium); CI installs and runs it"
+        )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -211,9 +256,16 @@ def new_page(browser, device: str):
     context.route("https://image.tmdb.org/**", poster)
     page = context.new_page()
     problems: list[str] = []
-    page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
+    page.on(
+        "console",
+        lambda msg: (
+            problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None
+        ),
+    )
     page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    page.on("requestfailed", lambda req: problems.append(f"request failed: {req.url} {req.failure}"))
+    page.on(
+        "requestfailed", lambda req: problems.append(f"request failed: {req.url} {req.failure}")
+    )
     page.problems = problems
     page.posters = posters
     return context, page
@@ -236,7 +288,10 @@ def fits_width(page) -> None:
 
 
 def card_ids(page, selector: str = "#recs .card") -> list[int]:
-    return [int(x) for x in page.locator(selector).evaluate_all("els => els.map(e => e.dataset.movieId)")]
+    return [
+        int(x)
+        for x in page.locator(selector).evaluate_all("els => els.map(e => e.dataset.movieId)")
+    ]
 
 
 def stored_user(page) -> dict:
@@ -270,10 +325,14 @@ def test_a_visitor_onboards_rates_explores_and_shares(browser, site, device):
 
     favourite = page.get_by_label("Find a movie you love")
     favourite.press_sequentially("star wars", delay=20)  # results while typing, no Enter
-    page.locator("#fav-results").get_by_role("button", name="Add Star Wars: Episode IV - A New Hope (1977) to your favourites").click()
+    page.locator("#fav-results").get_by_role(
+        "button", name="Add Star Wars: Episode IV - A New Hope (1977) to your favourites"
+    ).click()
     favourite.fill("")
     favourite.press_sequentially("matrix", delay=20)
-    page.locator("#fav-results").get_by_role("button", name="Add The Matrix (1999) to your favourites").click()
+    page.locator("#fav-results").get_by_role(
+        "button", name="Add The Matrix (1999) to your favourites"
+    ).click()
     page.get_by_label("Your rating of The Matrix").select_option("4.5")
     expect(page.locator("#favourites li")).to_have_count(2)
     shot(page, f"{device}-01-onboarding")
@@ -299,8 +358,10 @@ def test_a_visitor_onboards_rates_explores_and_shares(browser, site, device):
     expect(first.locator(".overview")).to_have_text(meta["overview"] or "No overview available.")
     if top["poster_url"]:
         expect(first.locator(".poster img")).to_have_attribute("src", top["poster_url"])
-        page.wait_for_function("() => [...document.querySelectorAll('#recs .poster img')]"
-                               ".some(i => i.complete && i.naturalWidth > 0)")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#recs .poster img')]"
+            ".some(i => i.complete && i.naturalWidth > 0)"
+        )
         assert top["poster_url"] in page.posters
     assert page.locator("#recs .reason").count() == len([m for m in api_recs if m["reason"]])
     shot(page, f"{device}-02-recommendations")
@@ -324,10 +385,15 @@ def test_a_visitor_onboards_rates_explores_and_shares(browser, site, device):
     second.get_by_role("button", name=re.compile("^Dislike ")).click()
     expect(page.locator("#recs-note")).to_contain_text("You disliked")
     expect(page.locator(f'#recs .card[data-movie-id="{disliked}"]')).to_have_count(0)
-    assert card_ids(page) == [m["movieId"] for m in site.get(f"/user/{user['userId']}/recommendation?n=12")["recommendations"]]
+    assert card_ids(page) == [
+        m["movieId"]
+        for m in site.get(f"/user/{user['userId']}/recommendation?n=12")["recommendations"]
+    ]
 
     # keyboard only: after an update the focus is on the card that took the place; Tab reaches its Like
-    focused = page.evaluate("document.activeElement.closest('.card') && document.activeElement.closest('.card').dataset.movieId")
+    focused = page.evaluate(
+        "document.activeElement.closest('.card') && document.activeElement.closest('.card').dataset.movieId"
+    )
     assert focused is not None and int(focused) == card_ids(page)[1]
     page.keyboard.press("Tab")
     label = page.evaluate("document.activeElement.getAttribute('aria-label')")
@@ -360,7 +426,10 @@ def test_a_visitor_onboards_rates_explores_and_shares(browser, site, device):
     page.unroute(recs_url, hold)
     expect(page.get_by_role("heading", name="Your recommendations")).to_be_visible()
     expect(page.locator("main")).not_to_have_attribute("aria-busy", "true")
-    assert card_ids(page) == [m["movieId"] for m in site.get(f"/user/{user['userId']}/recommendation?n=12")["recommendations"]]
+    assert card_ids(page) == [
+        m["movieId"]
+        for m in site.get(f"/user/{user['userId']}/recommendation?n=12")["recommendations"]
+    ]
     assert liked not in card_ids(page) and disliked not in card_ids(page)
 
     # --- a movie's page, then one of its similar movies
@@ -371,7 +440,9 @@ def test_a_visitor_onboards_rates_explores_and_shares(browser, site, device):
     similar = site.get(f"/movie/{movie_id}/similar?n=12")
     meta = site.get(f"/movie/{movie_id}/metadata")
     expect(page.get_by_role("heading", level=1)).to_contain_text(similar["name"])
-    expect(page.locator(".movie .overview")).to_have_text(meta["overview"] or "No overview available.")
+    expect(page.locator(".movie .overview")).to_have_text(
+        meta["overview"] or "No overview available."
+    )
     assert card_ids(page, "#similar .card") == [m["movieId"] for m in similar["similar"]]
     page.get_by_role("button", name=f"Add {similar['name']} to my list", exact=True).click()
     shot(page, f"{device}-04-movie")
@@ -386,7 +457,9 @@ def test_a_visitor_onboards_rates_explores_and_shares(browser, site, device):
     expect(page.locator("#list-count")).to_have_text("2")
     page.go_back()  # browser history works: back to the first movie
     expect(page.get_by_role("heading", level=1)).to_contain_text(similar["name"])
-    expect(page.get_by_role("button", name=f"Remove {similar['name']} from my list")).to_have_attribute("aria-pressed", "true")
+    expect(
+        page.get_by_role("button", name=f"Remove {similar['name']} from my list")
+    ).to_have_attribute("aria-pressed", "true")
     shot(page, f"{device}-05-similar-movie")
 
     # --- title search: results while typing, reachable with the keyboard
@@ -396,7 +469,8 @@ def test_a_visitor_onboards_rates_explores_and_shares(browser, site, device):
     expect(results.first).to_be_visible()
     api_search = site.get("/movies/search?q=toy%20sto&limit=8")["results"]
     assert results.evaluate_all("els => els.map(e => e.getAttribute('href'))") == [
-        f"#/movie/{m['movieId']}" for m in api_search]
+        f"#/movie/{m['movieId']}" for m in api_search
+    ]
     matches = "title matches" if len(api_search) == 1 else "titles match"
     expect(page.locator("#search-status")).to_contain_text(f"{len(api_search)} {matches}")
     shot(page, f"{device}-06-search")
@@ -428,7 +502,9 @@ def test_a_visitor_onboards_rates_explores_and_shares(browser, site, device):
     expect(friend.get_by_role("heading", level=1)).to_have_text(f"Sci-fi night ({device})")
     expect(friend.locator(".list-description")).to_have_text("Two for the weekend.")
     assert card_ids(friend, "#shared-movies .card") == [movie_id, other["movieId"]]
-    expect(friend.locator("#shared-movies .card").first).to_contain_text(shared["movies"][0]["name"])
+    expect(friend.locator("#shared-movies .card").first).to_contain_text(
+        shared["movies"][0]["name"]
+    )
     assert friend.evaluate("localStorage.getItem('movietime.user')") is None
     shot(friend, f"{device}-08-shared-list-opened")
     fits_width(friend)
@@ -465,7 +541,9 @@ def test_errors_are_shown_when_the_api_fails(browser, tmp_path):
         shot(page, "error-01-store-down")
 
         site.stop()  # now the API itself is unreachable: a search while typing fails
-        page.get_by_role("searchbox", name="Search movie titles").press_sequentially("star", delay=20)
+        page.get_by_role("searchbox", name="Search movie titles").press_sequentially(
+            "star", delay=20
+        )
         banner = page.locator("#banner")
         expect(banner).to_be_visible()
         expect(banner).to_have_attribute("role", "alert")

@@ -32,20 +32,29 @@ class Traffic:
     def __init__(self, port: int, tokens: dict[int, str], timeout_s: float = 10.0):
         self.port, self.tokens, self.timeout_s = port, tokens, timeout_s
         self.answers: list[Answer] = []
-        self.acked: dict[int, list[str]] = {uid: [] for uid in tokens}  # event ids acknowledged, per user
-        self.pending: dict[int, str] = {}  # a write not yet acknowledged when the traffic stopped: its key
+        self.acked: dict[int, list[str]] = {
+            uid: [] for uid in tokens
+        }  # event ids acknowledged, per user
+        self.pending: dict[
+            int, str
+        ] = {}  # a write not yet acknowledged when the traffic stopped: its key
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.threads: list[threading.Thread] = []
 
-    def _call(self, conn, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+    def _call(
+        self, conn, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+    ):
         start = time.monotonic()
         try:
             conn.request(method, path, body=body, headers=headers or {})
             res = conn.getresponse()
             data, status = res.read(), res.status
-            ctype, served, retry = res.getheader("Content-Type", ""), res.getheader("Served-From"), \
-                res.getheader("Retry-After")
+            ctype, served, retry = (
+                res.getheader("Content-Type", ""),
+                res.getheader("Served-From"),
+                res.getheader("Retry-After"),
+            )
         except (OSError, http.client.HTTPException):
             conn.close()
             data, status, ctype, served, retry = b"", 0, "", None, None
@@ -65,15 +74,20 @@ class Traffic:
             k += 1
             time.sleep(pause_s)
 
-    def writer(self, user_id: int, movies: tuple[int, ...] = (1, 2, 3), pause_s: float = 0.02) -> None:
+    def writer(
+        self, user_id: int, movies: tuple[int, ...] = (1, 2, 3), pause_s: float = 0.02
+    ) -> None:
         conn = self._connection()
         k = 0
         while not self.stop.is_set():
             action = ("like", "dislike", "not_interested")[k % 3]
             body = json.dumps({"movieId": movies[k % len(movies)], "action": action}).encode()
             key = uuid.uuid4().hex
-            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.tokens[user_id]}",
-                       "Idempotency-Key": key}
+            headers = {
+                "Content-Type": "application/json",
+                "Authorization": f"Bearer {self.tokens[user_id]}",
+                "Idempotency-Key": key,
+            }
             self.pending[user_id] = key
             while not self.stop.is_set():  # the same write, with its key, until it is acknowledged
                 answer = self._call(conn, "POST", f"/user/{user_id}/feedback", body, headers)
@@ -107,5 +121,9 @@ def p99(values: list[float]) -> float:
 def errors_in_log(path) -> str:
     """The tracebacks and error lines of a server's log (for assertion messages)."""
     lines = path.read_text(errors="replace").splitlines()
-    keep = [i for i, line in enumerate(lines) if "Traceback" in line or "ERROR" in line or "Error" in line]
-    return "\n".join("\n".join(lines[i:i + 25]) for i in keep[:3]) or "\n".join(lines[-20:])
+    keep = [
+        i
+        for i, line in enumerate(lines)
+        if "Traceback" in line or "ERROR" in line or "Error" in line
+    ]
+    return "\n".join("\n".join(lines[i : i + 25]) for i in keep[:3]) or "\n".join(lines[-20:])

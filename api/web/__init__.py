@@ -94,7 +94,9 @@ def index() -> Asset:
     def pin(match: re.Match) -> str:
         asset = table.get(match.group(1))
         if asset is None:
-            raise RuntimeError(f"{INDEX} links to /static/{match.group(1)}, which is not in {WEB_DIR}")
+            raise RuntimeError(
+                f"{INDEX} links to /static/{match.group(1)}, which is not in {WEB_DIR}"
+            )
         return f"{match.group(0)}?v={asset.version}"
 
     html = _STATIC_LINK.sub(pin, (WEB_DIR / INDEX).read_text(encoding="utf-8"))
