@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.requirements-installed
 
-.PHONY: setup run pipeline test bench wheelhouse clean
+.PHONY: setup run pipeline test lint bench wheelhouse clean
 
 # A virtual environment with the pinned requirements (re-installed when requirements.txt changes).
 # Offline machines: `make wheelhouse` once where the registry is reachable, then copy the folder.
@@ -27,6 +27,11 @@ run: setup
 # The tests: unit, integration (real SecantusDB server), notebook and end-to-end.
 test: setup
 	$(BIN)/python -m pytest
+
+# Lint rules and formatting (ruff, configured in pyproject.toml); `ruff format .` fixes the format.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: setup
 	$(BIN)/python -m benchmarks

@@ -42,9 +42,8 @@ GENRE_MASS = 5.0  # a stated genre counts like a 5-star rating of a movie of tha
 
 ACTIONS = ("like", "dislike", "not_interested")
 MAX_WRITE_ATTEMPTS = 100  # optimistic retries of one event under concurrent writes to one user
-KEYS_KEPT = (
-    100  # idempotency keys remembered per user (a retry must come within their next 100 writes)
-)
+# idempotency keys remembered per user (a retry must come within their next 100 writes)
+KEYS_KEPT = 100
 
 
 # --- writes ----------------------------------------------------------------------------------
@@ -339,7 +338,7 @@ def _reasons(
     store, pointer, result: LiveList, seeds, neighbors, sig: UserSignals, model
 ) -> list[dict]:
     best: dict[int, tuple[float, int]] = {}
-    for rank, seed in enumerate(seeds):
+    for seed in seeds:
         for mid, sim in neighbors.get(seed, ()):
             if mid not in best or sim > best[mid][0]:
                 best[mid] = (sim, seed)

@@ -194,9 +194,8 @@ class LiveIndex:
                     self._header[2],
                 )
                 return None
-            self._values[i] = (
-                DIRTY  # the value before the key: a reader never sees a key without one
-            )
+            # the value before the key: a reader never sees a key without one
+            self._values[i] = DIRTY
             self._keys[i] = user_id
             self._header[2] += 1
         return i

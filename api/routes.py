@@ -17,8 +17,8 @@ from api.live import rated_entries
 from api.metrics import CONTENT_TYPE as METRICS_TYPE
 from api.params import ChoiceParam, IntParam, TextParam, cluster_id, movie_id, page_params, user_id
 from api.recommendations import recommend
-from api.user_routes import ENDPOINTS as USER_WRITES
 from api.search import SEARCH_ENDPOINT
+from api.user_routes import ENDPOINTS as USER_WRITES
 from api.views import iso_time, movie_summary, page_slice, paged
 from api.web import page as web_page
 from api.web import static_asset

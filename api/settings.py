@@ -28,9 +28,8 @@ class Settings:
     # answering for the worker (api.availability): a request waits for a hanging store at most once
     store_deadline_ms: int = 800
     store_probe_s: float = 0.25  # while the store is not answering, ping it this often
-    scan_timeout_s: float = (
-        25.0  # deadline of the one-off read of a cluster's members (< gunicorn's 30 s)
-    )
+    # deadline of the one-off read of a cluster's members (< gunicorn's 30 s)
+    scan_timeout_s: float = 25.0
     max_pool_size: int = 16  # connections per worker process
     pointer_cache_s: float = 2.0  # re-read the serving pointer at most this often (<= 5 s)
     movie_cache_size: int = 50_000  # movie details kept per process (per model version)
@@ -39,9 +38,8 @@ class Settings:
     max_body_bytes: int = 64 * 1024  # larger request bodies get 413
     auth_max_failures: int = 10  # failed authentications per client address and window -> 429
     auth_window_s: float = 60.0
-    response_cache_size: int = (
-        4096  # users' lists (precomputed or re-scored) kept per process and version
-    )
+    # users' lists (precomputed or re-scored) kept per process and version
+    response_cache_size: int = 4096
     # which users have live state, shared by the API processes of this host (api.live_index);
     # off: every recommendation request reads the user's profile from the store (several API hosts)
     live_index: bool = True

@@ -70,9 +70,8 @@ class ModelInfo:
     popular: tuple[int, ...]  # movieIds, most popular first (the last-resort fallback)
     published_at: Any = None
     dataset: Mapping[str, Any] | None = None
-    cluster_assigner: Mapping[str, Any] | None = (
-        None  # pipeline.clustering.ClusterAssigner.to_dict()
-    )
+    # pipeline.clustering.ClusterAssigner.to_dict()
+    cluster_assigner: Mapping[str, Any] | None = None
     genre_prior: tuple[float, ...] = ()  # population genre shares, in ``genres`` order
 
     def genre(self, raw: str) -> str | None:
@@ -155,9 +154,8 @@ class ServingStore:
         self._caches: OrderedDict[str, VersionCache] = OrderedDict()
         self.availability = Availability(self._probe, settings.store_probe_s, clock)
         self._live_index: LiveIndex | None = None
-        self._live_index_pid: int | None = (
-            None  # the process that opened it (None: not yet, or off)
-        )
+        # the process that opened it (None: not yet, or off)
+        self._live_index_pid: int | None = None
         self._live_index_lock = threading.Lock()
         self._profiles: OrderedDict[int, dict] = (
             OrderedDict()

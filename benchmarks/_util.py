@@ -48,7 +48,7 @@ def secantus(sync_on_commit: bool = True, cache_size: str = "1G"):
                 break
             except pymongo.errors.PyMongoError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("store server did not start")
+                    raise RuntimeError("store server did not start") from None
                 time.sleep(0.2)
         try:
             yield url, proc

@@ -148,9 +148,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     from threadpoolctl import threadpool_limits
 
+    from benchmarks.live_latency import CpuMeter, busy_note, own_cpu
     from pipeline.datasets import load_movielens
     from pipeline.features import genre_vocabulary
-    from benchmarks.live_latency import CpuMeter, busy_note, own_cpu
     from pipeline.live_model import LiveModel
 
     bench = Path(args.bench)

@@ -95,9 +95,8 @@ class SoakConfig:
     seconds: float = 60.0
     warmup_s: float = 3.0
     write_share: float = 0.2  # of all requests, burst writes included
-    burst_every_s: float = (
-        1.0  # every client rates one hot (user, movie) at once this often; 0: never
-    )
+    # every client rates one hot (user, movie) at once this often; 0: never
+    burst_every_s: float = 1.0
     n: int = 10
     seed: int = 0
     timeout_s: float = 30.0
@@ -485,9 +484,8 @@ class Safety:
     unacked_unexplained: int = 0  # stored, not acknowledged, matching no errored write
     errored_first: int = 0  # errored writes sent before any write of their user was acknowledged
     rev_mismatch: int = 0  # profiles whose rev is not their number of events
-    replay_mismatch: int = (
-        0  # profiles whose ratings/feedback are not their events replayed in order
-    )
+    # profiles whose ratings/feedback are not their events replayed in order
+    replay_mismatch: int = 0
     ack_position_mismatch: int = 0  # acknowledgements whose rev is not their event's position
     hot_pairs: int = 0
     hot_writes: int = 0  # acknowledged burst ratings
@@ -578,7 +576,7 @@ def check_store(url: str, writers: Writers, hot: list[tuple[int, int]], outcome:
         for w, t0 in zip(outcome.errored_writes, outcome.errored_sent_ns)
         if t0 < first_ack.get(w[0], float("inf"))
     )
-    for uid, mid, _etype, _rating, event_id, rev, _t1 in outcome.acks:
+    for uid, _mid, _etype, _rating, event_id, rev, _t1 in outcome.acks:
         acked.add(event_id)
         copies = stored.get(event_id, 0)
         s.missing += copies == 0

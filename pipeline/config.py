@@ -40,9 +40,8 @@ class PipelineConfig:
     run_dir: str = "runs"  # evaluation reports go to run_dir/<version>/
     evaluate: bool = True  # hold-out evaluation before the refit on all data
     top_n: int = 50  # precomputed list length per user
-    live_neighbors: int = (
-        200  # live model: largest EASE weights kept per movie (pipeline.live_model)
-    )
+    # live model: largest EASE weights kept per movie (pipeline.live_model)
+    live_neighbors: int = 200
     use_feedback: bool = True  # train the final refit on the API's feedback events too
     k: int = 10  # cut-off of the top-N metrics
     relevance_threshold: float = 4.0  # a held-out rating this high is "relevant"

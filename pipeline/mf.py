@@ -168,19 +168,17 @@ class BiasedMF:
             n_rows = stop - start
 
             entry_row = np.repeat(np.arange(n_rows), counts)
-            spread = np.empty_like(
-                d
-            )  # reused by every matvec: no new ratings x (k+1) array each time
+            # reused by every matvec: no new ratings x (k+1) array each time
+            spread = np.empty_like(d)
 
             def scatter(values):
-                return (
-                    sp.csr_matrix((values, cols, local_ptr), shape=(n_rows, len(design))) @ design
-                )
+                shape = (n_rows, len(design))  # noqa: B023 (called within this block only)
+                return sp.csr_matrix((values, cols, local_ptr), shape=shape) @ design  # noqa: B023
 
             def matvec(v):
-                np.take(v, entry_row, axis=0, out=spread)
-                dots = np.einsum("ij,ij->i", spread, d)
-                return scatter(dots) + lam * v
+                np.take(v, entry_row, axis=0, out=spread)  # noqa: B023 (called within this block only)
+                dots = np.einsum("ij,ij->i", spread, d)  # noqa: B023
+                return scatter(dots) + lam * v  # noqa: B023
 
             x = own[start:stop].copy()
             resid = scatter(target) - matvec(x)

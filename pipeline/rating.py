@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 from pipeline.features import TrainingFeatures, rating_rows, refit_features, single_user_features
 from pipeline.matrix import RatingMatrix, keep_per_row, lookup, ranges
-from pipeline.mf import BiasConfig, Biases, BiasedMF, BiasedMFConfig
+from pipeline.mf import BiasConfig, BiasedMF, BiasedMFConfig, Biases
 from pipeline.progress import progress
 from pipeline.runtime import current_client
 

@@ -499,7 +499,7 @@ def _ease(x: sp.csr_matrix, l2: float, user_weight_power: float, cfg: TopNConfig
 
     def fill(start: int) -> int:
         stop = min(start + cfg.gram_block, k)
-        (xt[start:stop] @ xw).toarray(out=gram[start:stop])
+        (xt[start:stop] @ xw).toarray(out=gram[start:stop])  # noqa: F821 (deleted after the pool)
         return start
 
     with (

@@ -11,14 +11,14 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import documents as D
-from pipeline.documents import display_title
 from pipeline import schema
 from pipeline.clustering import describe_clusters
 from pipeline.config import PipelineConfig
 from pipeline.datasets import MovieLensData, load_movielens
+from pipeline.documents import display_title
+from pipeline.evaluation import evaluate_ratings, evaluate_topn, write_report
 from pipeline.feedback import read_feedback, with_feedback
 from pipeline.live_model import LiveModel
-from pipeline.evaluation import evaluate_ratings, evaluate_topn, write_report
 from pipeline.progress import Steps
 from pipeline.runtime import current_client, release_memory
 from pipeline.similarity import all_similar
@@ -228,9 +228,8 @@ def load_store(
                 config.top_n,
                 similar=similar,
             )
-            models.topn = models.rating = (
-                None  # their last use here: the workers get their own copies
-            )
+            # their last use here: the workers get their own copies
+            models.topn = models.rating = None
             del similar  # in ``inputs`` as a sparse matrix now
             release_memory()
             result.counts[schema.USERS] = store_user_lists(store, staging, inputs)

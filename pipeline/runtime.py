@@ -9,26 +9,28 @@ import gc
 import logging
 import os
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import distributed
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class DaskConfig:
-    scheduler: str | None = (
-        None  # "tcp://host:8786" of an existing cluster; None starts a LocalCluster
-    )
+    # "tcp://host:8786" of an existing cluster; None starts a LocalCluster
+    scheduler: str | None = None
     # LocalCluster only. Each worker process gets its own copy of the fitted models without any
     # user's data for the per-user phase (the two top-N weight matrices: dense below 2M ratings,
     # 2,000 per movie above); one process with two threads holds one copy but was slower here
     # (README, "Scale").
     n_workers: int = 2
     threads_per_worker: int = 1
-    memory_limit: str = (
-        "8GiB"  # per LocalCluster worker (Dask pauses it at 80%, restarts it at 95%)
-    )
+    # per LocalCluster worker (Dask pauses it at 80%, restarts it at 95%)
+    memory_limit: str = "8GiB"
     dashboard: bool = False  # LocalCluster only: serve the diagnostics dashboard on :8787
 
 
@@ -111,7 +113,11 @@ def map_blocks(
         block = next(pending, None)
         if block is not None:
             future = client.submit(
-                func, data, *block, pure=False, key=f"{name}-{os.getpid()}-{time.monotonic_ns()}"
+                func,
+                data,  # noqa: F821 (deleted once every block is submitted)
+                *block,
+                pure=False,
+                key=f"{name}-{os.getpid()}-{time.monotonic_ns()}",
             )
             live.add(future)
             running.add(future)

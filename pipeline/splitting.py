@@ -17,10 +17,13 @@ user (a Dask shuffle, fine at 25M ratings); ``random`` works partition by partit
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    import dask.dataframe as dd
 
 Strategy = Literal["random", "user", "temporal"]
 

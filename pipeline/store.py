@@ -50,8 +50,8 @@ from typing import Any
 
 import numpy as np
 import psutil
-from bson.codec_options import TypeRegistry
 import pymongo
+from bson.codec_options import TypeRegistry
 from pymongo import ReturnDocument
 from pymongo.collection import Collection
 from pymongo.database import Database

@@ -42,7 +42,9 @@ def wait_for_ping(url: str, proc: subprocess.Popen | None = None, timeout_s: flo
             return
         except PyMongoError:
             if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode} before answering ping")
+                raise RuntimeError(
+                    f"server exited with {proc.returncode} before answering ping"
+                ) from None
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no ping from {url} within {timeout_s} s") from None
             time.sleep(0.1)

@@ -33,7 +33,7 @@ from pipeline import schema
 from pipeline.config import PipelineConfig
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
-from pipeline.store import Store, new_version
+from pipeline.store import new_version
 
 REPO = Path(__file__).resolve().parents[1]
 JSON = "application/json; charset=utf-8"
@@ -487,8 +487,8 @@ def test_metrics_count_requests_by_route_template(app):
     line = re.compile(
         r'^[a-z_]+(\{([a-z_]+="([^"\\]|\\.)*",?)*\})? -?[0-9.e+-]+(Inf)?$|^# (HELP|TYPE) .+$'
     )
-    assert all(line.match(l) for l in text.splitlines()), [
-        l for l in text.splitlines() if not line.match(l)
+    assert all(line.match(row) for row in text.splitlines()), [
+        row for row in text.splitlines() if not line.match(row)
     ]
 
     def value(txt: str, series: str) -> float:
@@ -598,7 +598,9 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, str, bytes]:
 
 
 def test_gunicorn_serves_the_procfile_command(served, app, tmp_path):
-    line = next(l for l in (REPO / "Procfile").read_text().splitlines() if l.startswith("web:"))
+    line = next(
+        row for row in (REPO / "Procfile").read_text().splitlines() if row.startswith("web:")
+    )
     port = free_port()
     argv = shlex.split(
         line.removeprefix("web:").replace("$PORT", str(port)).replace("0.0.0.0", "127.0.0.1")

@@ -4,7 +4,6 @@ re-score timings and the cold start, and the printed tables. No assertion on tim
 
 from __future__ import annotations
 
-
 import pytest
 from pipeline_sample import sample_database
 

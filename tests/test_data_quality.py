@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from pipeline_sample import write_sample
 
+from api.live import rated_entries
 from pipeline import schema
 from pipeline.config import PipelineConfig
 from pipeline.datasets import DatasetConfig, DatasetError, load_movielens
-from api.live import rated_entries
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
 from pipeline.store import Store, new_version
-from pipeline_sample import write_sample
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"

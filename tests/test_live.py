@@ -20,7 +20,7 @@ from api.settings import Settings
 from pipeline import schema
 from pipeline.run import run
 from pipeline.runtime import dask_client
-from pipeline.store import Store, new_version
+from pipeline.store import new_version
 
 REPO = Path(__file__).resolve().parents[1]
 JSON = "application/json; charset=utf-8"

@@ -4,7 +4,7 @@ import pytest
 import scipy.sparse as sp
 
 from pipeline.matrix import RatingMatrix
-from pipeline.mf import BiasConfig, Biases, BiasedMF, BiasedMFConfig
+from pipeline.mf import BiasConfig, BiasedMF, BiasedMFConfig, Biases
 
 
 def _low_rank(n_users=120, n_items=80, rank=3, density=0.3, seed=0):

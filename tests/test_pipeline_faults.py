@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 import webtest
+from pipeline_sample import write_sample
 
 from api.app import create_app
 from api.settings import Settings
 from pipeline import schema
 from pipeline.store import Store
-from pipeline_sample import write_sample
 
 REPO = Path(__file__).resolve().parents[1]
 PATHS = ("/user/1/recommendation", "/user/7/rated", "/movie/1/metadata", "/movie/1/similar")

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from pipeline_sample import pipeline_store, write_sample
 
 from api.live import rated_entries, training_ratings
 from pipeline import schema
-from pipeline.live_model import LiveModel
 from pipeline.config import PipelineConfig
+from pipeline.live_model import LiveModel
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
 from pipeline.store import Store, new_version
-from pipeline_sample import pipeline_store, write_sample
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.features import build_features
 from pipeline.matrix import RatingMatrix
-from pipeline.mf import Biases, BiasedMFConfig
+from pipeline.mf import BiasedMFConfig, Biases
 from pipeline.rating import ItemKNN, ItemKNNConfig, RatingModel, RatingModelConfig
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "ml-latest-small"

@@ -9,11 +9,11 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from pipeline_sample import pipeline_store, write_sample
 
 from api.live import rated_entries
 from pipeline import documents as D
@@ -25,9 +25,8 @@ from pipeline.retrieval import TopNConfig, TopNRecommender
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
 from pipeline.similarity import neighbour_matrix, similar_seeds
-from pipeline.store import Store, new_version
+from pipeline.store import new_version
 from pipeline.train import FittedModels, recommend_blocks
-from pipeline_sample import pipeline_store, write_sample
 
 
 def _csr(rows: list[list[tuple[int, float]]], n_cols: int) -> sp.csr_matrix:

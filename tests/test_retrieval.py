@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,8 +11,6 @@ import pandas as pd
 import pytest
 
 from pipeline.matrix import RatingMatrix
-import copy
-
 from pipeline.retrieval import TopNConfig, TopNRecommender, _symmetrize_upper, sparsify_weights
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "ml-latest-small"

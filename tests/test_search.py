@@ -24,8 +24,8 @@ from api.search import (
     TITLE_INDEXES,
     WORD_PREFIX,
     TitleIndex,
-    key_lookups,
     TitleIndexes,
+    key_lookups,
     max_typos,
     relevance,
 )
@@ -35,7 +35,7 @@ from pipeline import schema
 from pipeline.config import PipelineConfig
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
-from pipeline.store import Store, new_version
+from pipeline.store import new_version
 from pipeline.text import display_name, search_key
 
 # --- matching and ranking on a few titles ----------------------------------------------------

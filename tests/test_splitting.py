@@ -23,7 +23,10 @@ def test_partitioning_does_not_change_the_split(strategy):
     _, te_pd = split_frame(r, cfg)
     split = split_ratings(dd.from_pandas(r.sample(frac=1, random_state=1), npartitions=5), cfg)
     te_dd = split.test.compute()
-    key = lambda f: sorted(zip(f.userId, f.movieId))
+
+    def key(f):
+        return sorted(zip(f.userId, f.movieId))
+
     assert key(te_pd) == key(te_dd)
     assert len(split.train.compute()) + len(te_dd) == len(r)
 

@@ -16,7 +16,6 @@ import pymongo
 import pytest
 
 from pipeline import schema
-from pipeline.text import search_key
 from pipeline.store import (
     LockTimeout,
     NotPublishedError,
@@ -26,6 +25,7 @@ from pipeline.store import (
     _host_id,
     new_version,
 )
+from pipeline.text import search_key
 
 REPO = Path(__file__).resolve().parents[1]
 TITLES = ["Amélie (2001)", "Matrix, The (1999)", "Heat (1995)", "Alien (1979)", "Aliens (1986)"]
@@ -203,7 +203,7 @@ def test_abort_drops_staging_and_marks_the_model_failed(db):
     with pytest.raises(ZeroDivisionError):  # an error inside the block aborts
         with store.stage("v3") as staging:
             staging.insert("users", user_docs("v3"))
-            1 / 0
+            raise ZeroDivisionError("division by zero")
     assert store.model("v3")["status"] == "failed"
     assert "ZeroDivisionError" in store.model("v3")["error"]
     assert versions_present(store) == {"v1"}

@@ -16,6 +16,7 @@ from pathlib import Path
 import pymongo
 import servers
 import webtest
+from pipeline_sample import write_sample
 from slow_proxy import SlowProxy
 from test_api_faults import publish
 from traffic import Traffic, errors_in_log, p99
@@ -25,7 +26,6 @@ from api.auth import issue_token
 from api.settings import Settings
 from pipeline import schema
 from pipeline.store import Store
-from pipeline_sample import write_sample
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -120,11 +120,9 @@ def test_store_paused_under_traffic_answers_within_a_second_and_loses_nothing(
         a for a in after if a.status != 200
     ][:3]
     back = min(
-        (
-            a.start - resumed
-            for a in answers
-            if a.start >= resumed and a.path in COLD and a.status == 200
-        )
+        a.start - resumed
+        for a in answers
+        if a.start >= resumed and a.path in COLD and a.status == 200
     )
     writes = [a for a in during if a.path.endswith("/feedback")]
     print(

@@ -31,7 +31,6 @@ import pytest
 from conftest import free_port
 from pipeline_sample import sample_database
 
-
 REPO = Path(__file__).resolve().parents[1]
 WEB = REPO / "api" / "web"
 ARTIFACTS = REPO / "test-artifacts" / "web"
