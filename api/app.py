@@ -48,8 +48,8 @@ def create_app(
     app = bottle.Bottle()
     app.config["catchall"] = True  # unexpected exceptions become a JSON 500, never a traceback
     app.config["json.disable"] = True  # handlers encode JSON themselves
-    store = ServingStore(settings, db_factory)
     metrics = Metrics()
+    store = ServingStore(settings, db_factory, event_listeners=(metrics.listener(),))
     spec = functools.cache(lambda: build_spec(ENDPOINTS))
     app_info = {
         "settings": settings,
@@ -84,6 +84,7 @@ def create_app(
         metrics.observe(
             rule, environ.get("REQUEST_METHOD", "?"), bottle.response.status_code, elapsed
         )
+        metrics.store_answering.set(0 if store.availability.down else 1)
         _cors(settings, bottle.request, bottle.response)
         bottle.response.set_header("X-Content-Type-Options", "nosniff")
 

@@ -1,107 +1,104 @@
-"""A tiny Prometheus registry: request counts and latency histograms per route template.
+"""The API's Prometheus metrics (prometheus-client): requests and their latency per route
+template, the store's calls and their latency per command, and whether the store answers.
 
-Counters live in the process that served the request: with gunicorn's N workers, each scrape of
-``/metrics`` reads the worker that answered it (see API_Documentation.md).
+Under gunicorn every worker process writes its values to files in ``PROMETHEUS_MULTIPROC_DIR``
+(set by ``api/gunicorn_conf.py`` before the app is loaded) and a scrape of ``/metrics``, whichever
+worker answers it, adds up every worker's: prometheus-client's multiprocess mode, made for this.
+Elsewhere (``python -m api --server wsgiref``, tests) a process reports its own registry.
 """
 
 from __future__ import annotations
 
-import bisect
-import math
-import threading
-import time
-from dataclasses import dataclass, field
+import os
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+from pymongo import monitoring
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-#: Upper bounds (seconds) of the latency histogram buckets.
+#: Upper bounds (seconds) of the request latency histogram buckets.
 DEFAULT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: ... and of the store calls' (a point read takes about half a millisecond on SecantusDB).
+STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
-@dataclass
-class _Histogram:
-    buckets: tuple[float, ...]
-    counts: list[int] = field(default_factory=list)
-    total: float = 0.0
-    n: int = 0
-
-    def __post_init__(self) -> None:
-        self.counts = [0] * (len(self.buckets) + 1)  # the last one is +Inf
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.buckets, value)] += 1
-        self.total += value
-        self.n += 1
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
 class Metrics:
-    """Thread-safe counters and histograms, rendered in the Prometheus text format 0.0.4."""
+    """The metrics of one app (its own registry, so that several apps in one process, as in the
+    tests, count apart)."""
 
     def __init__(self, prefix: str = "movietime", buckets: tuple[float, ...] = DEFAULT_BUCKETS):
         if list(buckets) != sorted(set(buckets)) or not buckets:
             raise ValueError("buckets must be increasing and unique")
-        self.prefix = prefix
-        self.buckets = tuple(float(b) for b in buckets)
-        self._lock = threading.Lock()
-        self._requests: dict[tuple[str, str, str], int] = {}
-        self._latency: dict[tuple[str, str], _Histogram] = {}
-        self._started = time.time()
+        disable_created_metrics()  # no *_created series: the 0.0.4 text format has none
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            f"{prefix}_http_requests",
+            "HTTP requests by route template, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            f"{prefix}_http_request_duration_seconds",
+            "Time to answer a request, by route template.",
+            ["route", "method"],
+            buckets=buckets,
+            registry=self.registry,
+        )
+        self.store_calls = Histogram(
+            f"{prefix}_store_call_duration_seconds",
+            "Time of each store command the API sent (pymongo command monitoring), by command "
+            "and outcome (ok, failed).",
+            ["command", "outcome"],
+            buckets=STORE_BUCKETS,
+            registry=self.registry,
+        )
+        self.store_answering = Gauge(
+            f"{prefix}_store_answering",
+            "1 while the store answers; 0 while a worker finds it not answering (the lowest of "
+            "the workers').",
+            registry=self.registry,
+            multiprocess_mode="livemin",
+        )
+        self.store_answering.set(1)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        with self._lock:
-            key = (route, method, str(status))
-            self._requests[key] = self._requests.get(key, 0) + 1
-            hist = self._latency.get((route, method))
-            if hist is None:
-                hist = self._latency[(route, method)] = _Histogram(self.buckets)
-            hist.observe(max(0.0, seconds))
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route, method).observe(max(0.0, seconds))
 
-    def count(self, route: str, method: str, status: int) -> int:
-        with self._lock:
-            return self._requests.get((route, method, str(status)), 0)
+    def listener(self) -> monitoring.CommandListener:
+        """A pymongo command listener that times every store command into ``store_calls``."""
+        return _StoreCalls(self.store_calls)
 
-    def render(self) -> str:
-        p = self.prefix
-        lines = [
-            f"# HELP {p}_http_requests_total HTTP requests by route template, method and status.",
-            f"# TYPE {p}_http_requests_total counter",
-        ]
-        with self._lock:
-            requests = sorted(self._requests.items())
-            latency = sorted((k, (list(h.counts), h.total, h.n)) for k, h in self._latency.items())
-        for (route, method, status), value in requests:
-            labels = _labels(route=route, method=method, status=status)
-            lines.append(f"{p}_http_requests_total{labels} {value}")
-        lines += [
-            f"# HELP {p}_http_request_duration_seconds Time to answer a request, by route template.",
-            f"# TYPE {p}_http_request_duration_seconds histogram",
-        ]
-        for (route, method), (counts, total, n) in latency:
-            cumulative = 0
-            for bound, count in zip((*self.buckets, math.inf), counts, strict=True):
-                cumulative += count
-                labels = _labels(route=route, method=method, le=_float(bound))
-                lines.append(f"{p}_http_request_duration_seconds_bucket{labels} {cumulative}")
-            labels = _labels(route=route, method=method)
-            lines.append(f"{p}_http_request_duration_seconds_sum{labels} {_float(total)}")
-            lines.append(f"{p}_http_request_duration_seconds_count{labels} {n}")
-        lines += [
-            f"# HELP {p}_process_start_time_seconds Start time of this worker process (unix seconds).",
-            f"# TYPE {p}_process_start_time_seconds gauge",
-            f"{p}_process_start_time_seconds {_float(self._started)}",
-        ]
-        return "\n".join(lines) + "\n"
+    def render(self) -> bytes:
+        directory = multiprocess_dir()
+        if directory is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=directory)
+        return generate_latest(registry)
 
 
-def _float(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
+class _StoreCalls(monitoring.CommandListener):
+    def __init__(self, histogram: Histogram):
+        self.histogram = histogram
 
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        pass
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        self.histogram.labels(event.command_name, "ok").observe(event.duration_micros / 1e6)
 
-
-def _labels(**labels: str) -> str:
-    return "{" + ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items()) + "}"
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self.histogram.labels(event.command_name, "failed").observe(event.duration_micros / 1e6)

@@ -402,8 +402,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "/metrics",
         metrics,
-        "Prometheus metrics of this worker process",
-        description="Request counts by route template, method and status; latency histograms.",
+        "Prometheus metrics of every worker process",
+        description=(
+            "Request counts by route template, method and status; latency histograms of requests "
+            "and of store commands; whether the store answers. One scrape adds up every gunicorn "
+            "worker (prometheus-client's multiprocess mode)."
+        ),
         content="text/plain",
         errors=(),
         tag="service",

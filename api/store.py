@@ -24,7 +24,7 @@ import time
 import uuid
 from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,11 +139,13 @@ class ServingStore:
         settings: Settings,
         db_factory: Callable[[], Database] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        event_listeners: Sequence[Any] = (),
     ) -> None:
         if db_factory is None and not settings.mongodb_url:
             raise ValueError("Settings.mongodb_url is required without a db_factory")
         self.settings = settings
         self._db_factory = db_factory
+        self._event_listeners = tuple(event_listeners)  # pymongo monitoring (api.metrics)
         self._clock = clock
         self._lock = threading.Lock()
         self._db: Database | None = None
@@ -224,6 +226,7 @@ class ServingStore:
             maxPoolSize=s.max_pool_size,
             appname=s.app_name,
             timeoutMS=s.store_deadline_ms,  # every store call, unless a pymongo.timeout() says otherwise
+            event_listeners=list(self._event_listeners),
         )
 
     def close(self) -> None:

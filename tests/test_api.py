@@ -495,18 +495,17 @@ def test_metrics_count_requests_by_route_template(app):
         m = re.search(re.escape(series) + r" (\S+)$", txt, re.M)
         return float(m.group(1)) if m else 0.0
 
-    ok = 'movietime_http_requests_total{route="/movie/<id>/similar",method="GET",status="200"}'
+    ok = 'movietime_http_requests_total{method="GET",route="/movie/<id>/similar",status="200"}'
     assert value(text, ok) - value(before.text, ok) == 2
     assert (
-        value(text, 'movietime_http_requests_total{route="<unmatched>",method="GET",status="404"}')
+        value(text, 'movietime_http_requests_total{method="GET",route="<unmatched>",status="404"}')
         >= 1
     )
-    series = 'movietime_http_request_duration_seconds_bucket{route="/movie/<id>/similar",method="GET",le="'
-    buckets = [
-        float(v) for v in re.findall("^" + re.escape(series) + r'[^"]+"\} (\S+)$', text, re.M)
-    ]
+    series = re.escape("movietime_http_request_duration_seconds_bucket{le=") + r'"[^"]+"'
+    series += re.escape(',method="GET",route="/movie/<id>/similar"}')
+    buckets = [float(v) for v in re.findall("^" + series + r" (\S+)$", text, re.M)]
     count = (
-        'movietime_http_request_duration_seconds_count{route="/movie/<id>/similar",method="GET"}'
+        'movietime_http_request_duration_seconds_count{method="GET",route="/movie/<id>/similar"}'
     )
     assert len(buckets) == 14 and buckets == sorted(buckets) and buckets[-1] == value(text, count)
 
@@ -621,3 +620,11 @@ def test_gunicorn_serves_the_procfile_command(served, app, tmp_path):
         assert status == 404 and ctype == JSON
         for _ in range(6):  # both workers answer (each with its own client, created after fork)
             assert http_get(base + "/movies/search?q=toy")[0] == 200
+        # one scrape, whichever worker answers it, counts every worker's requests
+        series = 'movietime_http_requests_total{method="GET",route="/movies/search",status="200"} '
+        for _ in range(4):
+            text = http_get(base + "/metrics")[2].decode()
+            assert series + "6.0" in text, text[:2000]
+            assert (
+                'movietime_store_call_duration_seconds_count{command="find",outcome="ok"}' in text
+            )

@@ -151,19 +151,13 @@ def test_metrics_render_prometheus_text():
     m.observe("/a/<id>", "GET", 200, 0.005)
     m.observe("/a/<id>", "GET", 200, 0.05)
     m.observe('we"ird\\', "GET", 404, 1.0)
-    text = m.render()
-    assert 'movietime_http_requests_total{route="/a/<id>",method="GET",status="200"} 2' in text
-    assert 'route="we\\"ird\\\\"' in text
-    assert (
-        'movietime_http_request_duration_seconds_bucket{route="/a/<id>",method="GET",le="0.01"} 1'
-        in text
-    )
-    assert (
-        'movietime_http_request_duration_seconds_bucket{route="/a/<id>",method="GET",le="+Inf"} 2'
-        in text
-    )
-    assert 'movietime_http_request_duration_seconds_count{route="/a/<id>",method="GET"} 2' in text
-    assert text.endswith("\n") and m.count("/a/<id>", "GET", 200) == 2
+    text = m.render().decode()
+    assert 'movietime_http_requests_total{method="GET",route="/a/<id>",status="200"} 2.0' in text
+    assert 'route="we\\"ird\\\\"' in text and "_created" not in text
+    bucket = 'movietime_http_request_duration_seconds_bucket{le="%s",method="GET",route="/a/<id>"}'
+    assert bucket % "0.01" + " 1.0" in text and bucket % "+Inf" + " 2.0" in text
+    assert 'movietime_http_request_duration_seconds_count{method="GET",route="/a/<id>"} 2.0' in text
+    assert "movietime_store_answering 1.0" in text and text.endswith("\n")
     with pytest.raises(ValueError):
         Metrics(buckets=(1.0, 0.5))
 
