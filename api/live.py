@@ -362,11 +362,11 @@ def _reasons(
                 {
                     "kind": "because_you_liked",
                     "movieId": seed,
-                    "text": f"Because you liked {name}{year}",
+                    "text": schema.because_you_liked(f"{name}{year}"),
                 }
             )
         elif int(mask) & wanted:
-            out.append({"kind": "genre_match", "text": "Matches the genres you picked"})
+            out.append({"kind": "genre_match", "text": schema.REASON_TEXTS["genre_match"]})
         else:
-            out.append({"kind": "popular", "text": "Popular with everyone"})
+            out.append({"kind": "popular", "text": schema.REASON_TEXTS["popular"]})
     return out

@@ -23,11 +23,9 @@ from api.errors import NotFound
 from api.live import live_list, read_training_ratings
 from api.store import ServingStore
 from api.views import has_genre, movie_summary
+from pipeline.schema import REASON_TEXTS
 
 USER_FIELDS = ("cluster", "top", "model_version")
-
-CLUSTER_REASON = "Popular with viewers who share your taste"
-POPULAR_REASON = "Popular with everyone"
 
 
 def recommend(
@@ -132,14 +130,12 @@ def _fallback(store, pointer, user_id, cluster_id, n, genre) -> tuple[str, list[
         for fav in cluster.get("top_movies") or ():
             mid = int(fav["movieId"])
             if mid not in rated:
-                candidates.append(
-                    (mid, fav.get("score"), {"kind": "cluster_favourite", "text": CLUSTER_REASON})
-                )
+                candidates.append((mid, fav.get("score"), _reason_of("cluster_favourite")))
         from_cluster = len(candidates)
     seen = {c[0] for c in candidates}
     for mid in store.model(pointer).popular:
         if mid not in rated and mid not in seen:
-            candidates.append((mid, None, {"kind": "popular", "text": POPULAR_REASON}))
+            candidates.append((mid, None, _reason_of("popular")))
     details = store.movie_details(pointer, (c[0] for c in candidates))
     items = []
     n_cluster_items = 0
@@ -154,6 +150,10 @@ def _fallback(store, pointer, user_id, cluster_id, n, genre) -> tuple[str, list[
         if len(items) == n:
             break
     return ("fallback_cluster" if n_cluster_items else "fallback_popular"), items
+
+
+def _reason_of(kind: str) -> dict[str, str]:
+    return {"kind": kind, "text": REASON_TEXTS[kind]}
 
 
 def _item(mid: int, details, predicted_rating, score, reason) -> dict[str, Any]:

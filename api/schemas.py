@@ -5,9 +5,10 @@ The tests validate real responses against these, so the spec cannot drift from t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from api.errors import ERROR_CODES
+from pipeline.schema import ReasonKind
 
 
 def ref(name: str) -> dict[str, str]:
@@ -68,13 +69,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         required=["kind", "text"],
         kind={
             "type": "string",
-            "enum": [
-                "because_you_liked",
-                "cluster_favourite",
-                "taste_match",
-                "genre_match",
-                "popular",
-            ],
+            "enum": list(get_args(ReasonKind)),
         },
         text=STR,
         movieId=INT | {"description": "the liked movie (kind because_you_liked)"},

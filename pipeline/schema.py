@@ -103,7 +103,21 @@ class PackedRatings(TypedDict):
     timestamp: NotRequired[bytes]  # int64 unix seconds (0: unknown)
 
 
-ReasonKind = Literal["because_you_liked", "cluster_favourite", "taste_match", "popular"]
+ReasonKind = Literal[
+    "because_you_liked", "cluster_favourite", "taste_match", "genre_match", "popular"
+]
+#: The text of each reason kind, the same in the precomputed lists (pipeline.user_lists) and in
+#: the API's live and fallback lists ("because_you_liked" names its movie: ``because_you_liked``).
+REASON_TEXTS: dict[str, str] = {
+    "cluster_favourite": "A favourite of viewers with tastes like yours",
+    "taste_match": "Matches the movies you rated",
+    "genre_match": "Matches the genres you picked",
+    "popular": "Popular with everyone",
+}
+
+
+def because_you_liked(title: str) -> str:
+    return f"Because you liked {title}"
 
 
 class Reason(TypedDict):

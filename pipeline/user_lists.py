@@ -27,16 +27,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from pipeline import schema
 from pipeline.matrix import RatingMatrix
 from pipeline.progress import progress
 from pipeline.runtime import map_blocks, release_memory
 from pipeline.similarity import neighbour_matrix, similar_seeds
 
 log = logging.getLogger(__name__)
-
-#: "Because you liked" and the other reason texts of the precomputed lists.
-CLUSTER_FAVOURITE_TEXT = "A favourite of viewers with tastes like yours"
-TASTE_MATCH_TEXT = "Matches the movies you rated"
 
 
 @dataclass
@@ -215,12 +212,15 @@ def block_docs(items: ItemSide, block: UserBlock) -> list[dict]:
                 reason = {
                     "kind": "because_you_liked",
                     "movieId": b,
-                    "text": f"Because you liked {items.titles.get(b, b)}",
+                    "text": schema.because_you_liked(items.titles.get(b, b)),
                 }
             elif m in favourites:
-                reason = {"kind": "cluster_favourite", "text": CLUSTER_FAVOURITE_TEXT}
+                reason = {
+                    "kind": "cluster_favourite",
+                    "text": schema.REASON_TEXTS["cluster_favourite"],
+                }
             else:
-                reason = {"kind": "taste_match", "text": TASTE_MATCH_TEXT}
+                reason = {"kind": "taste_match", "text": schema.REASON_TEXTS["taste_match"]}
             top.append(
                 {
                     "movieId": m,
