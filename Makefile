@@ -28,10 +28,12 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest
 
-# Lint rules and formatting (ruff, configured in pyproject.toml); `ruff format .` fixes the format.
+# Lint rules and formatting (ruff) and the import contracts (import-linter), configured in
+# pyproject.toml; `.venv/bin/ruff format .` fixes the format.
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 bench: setup
 	$(BIN)/python -m benchmarks
