@@ -26,11 +26,10 @@ a title word ("2001 a space", "blade runner 2049"). ``genre=`` keeps one genre's
 Where the titles come from (the store's cost model is in ``api/store.py``): each API worker
 reads the served version's titles once, with a narrow projection, into a :class:`TitleIndex`
 kept per version (:class:`TitleIndexes`), and ranks every query in memory. The one read decodes
-every movie document (about 0.5 s for ml-latest-small's 9,742 movies, about 5 s for 62,000, on
-SecantusDB), so a worker that has not loaded it yet answers queries of one or two characters
-through the ``search.key`` index instead (:func:`search_movies`: an ``$in`` of exact keys and
-one range per article variant; it ranks those short queries the same way), and loads the titles
-on its first longer query.
+every movie document (seconds for tens of thousands of movies on SecantusDB), so a worker that
+has not loaded it yet answers queries of one or two characters through the ``search.key`` index
+instead (:func:`search_movies`: an ``$in`` of exact keys and one range per article variant;
+it ranks those short queries the same way), and loads the titles on its first longer query.
 """
 
 from __future__ import annotations
