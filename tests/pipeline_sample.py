@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
 import pandas as pd
+
+from pipeline import schema
 
 BUNDLED = Path(__file__).resolve().parents[1] / "resources" / "ml-latest-small"
 
@@ -70,3 +75,32 @@ def sample_database(client, tmp: Path, prefix: str, max_user: int = 80):
         yield db, config, version
     finally:
         client.drop_database(db.name)
+
+
+def run_argv(dataset: Path, database: str, run_dir: Path, *extra: str) -> list[str]:
+    """``python -m pipeline -q run`` of ``dataset`` into ``database``, without evaluation, on one
+    Dask worker (the fault tests' command line)."""
+    return [sys.executable, "-m", "pipeline", "-q", "run", "--dataset", str(dataset),
+            "--no-evaluate", "--database", database, "--workers", "1", "--run-dir", str(run_dir),
+            *extra]  # fmt: skip
+
+
+def wait_for_load(
+    db, proc: subprocess.Popen, old_version: str, timeout_s: float = 240.0
+) -> str | None:
+    """The name of the run's new ``movies`` collection once it holds documents (its load phase
+    has begun, with metadata, users, the live model and the publish still to come); None if the
+    run ended or ``timeout_s`` passed first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        for name in db.list_collection_names():
+            parsed = schema.parse_versioned(name)
+            if (
+                parsed
+                and parsed[0] == schema.MOVIES
+                and parsed[1] != old_version
+                and db[name].estimated_document_count()
+            ):
+                return name
+        time.sleep(0.01)
+    return None

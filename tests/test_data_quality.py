@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from pipeline_sample import write_sample
+from pipeline_sample import run_argv, write_sample
 
 from api.live import rated_entries
 from pipeline import schema
@@ -551,22 +550,7 @@ def test_run_on_defective_data_publishes_only_valid_documents(mongo_client, mong
         before = set(db.list_collection_names())
         env = {**os.environ, "MONGODB_URL": mongo_url, "PYTHONPATH": str(REPO)}
         proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pipeline",
-                "-q",
-                "run",
-                "--dataset",
-                str(refused),
-                "--no-evaluate",
-                "--database",
-                db.name,
-                "--workers",
-                "1",
-                "--run-dir",
-                str(tmp_path / "runs"),
-            ],
+            run_argv(refused, db.name, tmp_path / "runs"),
             env=env,
             cwd=tmp_path,
             capture_output=True,

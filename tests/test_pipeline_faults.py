@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import webtest
-from pipeline_sample import write_sample
+from pipeline_sample import run_argv, wait_for_load, write_sample
 
 from api.app import create_app
 from api.settings import Settings
@@ -82,22 +82,7 @@ def test_api_keeps_serving_while_a_run_is_killed_mid_load(
     mongo_client.drop_database(db.name)
     store = Store(db)
     env = {**os.environ, "MONGODB_URL": mongo_url, "PYTHONPATH": str(REPO)}
-    argv = [
-        sys.executable,
-        "-m",
-        "pipeline",
-        "-q",
-        "run",
-        "--dataset",
-        str(sample),
-        "--no-evaluate",
-        "--database",
-        db.name,
-        "--workers",
-        "1",
-        "--run-dir",
-        str(tmp_path),
-    ]
+    argv = run_argv(sample, db.name, tmp_path)
     app = webtest.TestApp(
         create_app(Settings(mongodb_url=mongo_url, database=db.name, pointer_cache_s=0.2))
     )
@@ -110,22 +95,10 @@ def test_api_keeps_serving_while_a_run_is_killed_mid_load(
             window_start = time.monotonic()
             proc = subprocess.Popen(argv, env=env, cwd=tmp_path, start_new_session=True)
             try:
-                deadline, staged = time.monotonic() + 240, None
-                # Kill once the new version's first collection (movies) holds documents: the load
-                # phase has begun, with metadata, users, the live model and the publish still to
-                # come. (Waiting for the users instead raced the publish: on this 50-user sample the
-                # users are one batch, and the live model and publish follow within milliseconds.)
-                while time.monotonic() < deadline and staged is None and proc.poll() is None:
-                    for name in db.list_collection_names():
-                        parsed = schema.parse_versioned(name)
-                        if (
-                            parsed
-                            and parsed[0] == schema.MOVIES
-                            and parsed[1] != old
-                            and db[name].estimated_document_count()
-                        ):
-                            staged = name
-                    time.sleep(0.01)
+                # Kill once the new version's first collection (movies) holds documents. (Waiting
+                # for the users instead raced the publish: on this 50-user sample the users are one
+                # batch, and the live model and publish follow within milliseconds.)
+                staged = wait_for_load(db, proc, old)
                 assert staged, "the second run never started loading"
             finally:
                 os.killpg(proc.pid, signal.SIGKILL)

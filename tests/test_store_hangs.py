@@ -9,14 +9,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pymongo
 import servers
 import webtest
-from pipeline_sample import write_sample
+from pipeline_sample import run_argv, wait_for_load, write_sample
 from slow_proxy import SlowProxy
 from test_api_faults import publish
 from traffic import Traffic, errors_in_log, p99
@@ -220,24 +219,7 @@ def test_a_run_whose_store_hangs_mid_load_fails_clearly_and_the_old_version_serv
     server = secantus_server()
     sample = write_sample(tmp_path / "ml-sample", max_user=50)
     env = {**os.environ, "MONGODB_URL": server.url, "PYTHONPATH": str(REPO)}
-    argv = [
-        sys.executable,
-        "-m",
-        "pipeline",
-        "-q",
-        "run",
-        "--dataset",
-        str(sample),
-        "--no-evaluate",
-        "--database",
-        "movietime",
-        "--workers",
-        "1",
-        "--run-dir",
-        str(tmp_path),
-        "--store-timeout",
-        "5",
-    ]
+    argv = run_argv(sample, "movietime", tmp_path, "--store-timeout", "5")
     client = pymongo.MongoClient(server.url)
     db = client["movietime"]
     publish(db, "v1")  # the version being served
@@ -247,20 +229,9 @@ def test_a_run_whose_store_hangs_mid_load_fails_clearly_and_the_old_version_serv
     )
     paused = None
     try:
-        deadline = time.monotonic() + 240
-        while paused is None and proc.poll() is None and time.monotonic() < deadline:
-            for name in db.list_collection_names():  # the load has begun: pause the store
-                parsed = schema.parse_versioned(name)
-                if (
-                    parsed
-                    and parsed[0] == schema.MOVIES
-                    and parsed[1] != old
-                    and db[name].estimated_document_count()
-                ):
-                    os.kill(server.process.pid, signal.SIGSTOP)
-                    paused = time.monotonic()
-                    break
-            time.sleep(0.01)
+        if wait_for_load(db, proc, old) is not None:  # the load has begun: pause the store
+            os.kill(server.process.pid, signal.SIGSTOP)
+            paused = time.monotonic()
         assert paused, "the second run never started loading"
         try:
             _, err = proc.communicate(timeout=60)
@@ -273,9 +244,8 @@ def test_a_run_whose_store_hangs_mid_load_fails_clearly_and_the_old_version_serv
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(30)
     assert proc.returncode == 3, err[-2000:]
-    assert "the store stopped answering" in err and "keeps serving its current version" in err, err[
-        -2000:
-    ]
+    assert "the store stopped answering" in err, err[-2000:]
+    assert "keeps serving its current version" in err, err[-2000:]
     assert "Traceback" not in err
     print(
         f"\nstore paused mid-load: the run failed {failed_after:.1f} s later (--store-timeout 5): "
