@@ -50,6 +50,7 @@ def create_app(
     app.config["json.disable"] = True  # handlers encode JSON themselves
     metrics = Metrics()
     store = ServingStore(settings, db_factory, event_listeners=(metrics.listener(),))
+    store.availability.on_change = lambda answering: metrics.store_answering.set(int(answering))
     spec = functools.cache(lambda: build_spec(ENDPOINTS))
     app_info = {
         "settings": settings,
@@ -84,7 +85,6 @@ def create_app(
         metrics.observe(
             rule, environ.get("REQUEST_METHOD", "?"), bottle.response.status_code, elapsed
         )
-        metrics.store_answering.set(0 if store.availability.down else 1)
         _cors(settings, bottle.request, bottle.response)
         bottle.response.set_header("X-Content-Type-Options", "nosniff")
 

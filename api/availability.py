@@ -43,6 +43,8 @@ class Availability:
         self._down_since: float | None = None
         self._prober: threading.Thread | None = None
         self._prober_pid: int | None = None
+        # called with False when the store stops answering and True when it answers again
+        self.on_change: Callable[[bool], None] | None = None
 
     @property
     def down(self) -> bool:
@@ -57,7 +59,8 @@ class Availability:
     def failed(self, why: BaseException | str) -> None:
         """A store call did not answer: mark the store down (if it is not already) and probe it."""
         with self._lock:
-            if self._down_since is None:
+            changed = self._down_since is None
+            if changed:
                 self._down_since = self._clock()
                 log.warning(
                     "the store is not answering (%s): answering from memory or 503 until it does",
@@ -68,6 +71,8 @@ class Availability:
                 self._prober = threading.Thread(target=self._probe, name="store-probe", daemon=True)
                 self._prober_pid = pid
                 self._prober.start()
+        if changed and self.on_change is not None:
+            self.on_change(False)
 
     def _probe(self) -> None:
         while True:
@@ -85,4 +90,6 @@ class Availability:
                 self._prober = None
             if since is not None:
                 log.warning("the store answers again after %.1f s", self._clock() - since)
+                if self.on_change is not None:
+                    self.on_change(True)
             return

@@ -142,15 +142,19 @@ class KeyParam(Param):
 
     max_length: int = 64
 
+    @property
+    def pattern(self) -> str:
+        return f"^[A-Za-z0-9_.:-]{{1,{self.max_length}}}$"
+
     def parse(self, raw: str) -> str:
-        if not re.fullmatch(rf"[A-Za-z0-9_.:-]{{1,{self.max_length}}}", raw):
+        if not re.fullmatch(self.pattern, raw):
             raise self._bad(
                 f"must be 1 to {self.max_length} letters, digits or -_.: (a UUID, for example)"
             )
         return raw
 
     def json_schema(self) -> dict[str, Any]:
-        return {"type": "string", "pattern": f"^[A-Za-z0-9_.:-]{{1,{self.max_length}}}$"}
+        return {"type": "string", "pattern": self.pattern}
 
 
 IDEMPOTENCY_KEY = KeyParam(

@@ -155,6 +155,7 @@ def test_store_down_serves_memory_else_a_fast_503_and_the_app_recovers_by_itself
         assert health.json["status"] == "degraded" and health.json["store"] == "not_answering"
         assert health.json["model_version"] == "v1" and health.headers["Served-From"] == "memory"
         assert app.get("/user/abc/rated", expect_errors=True).status_int == 400  # no store needed
+        assert "movietime_store_answering 0.0" in app.get("/metrics").text
 
         restarted = restart(server)
         back = time.monotonic()
@@ -165,6 +166,7 @@ def test_store_down_serves_memory_else_a_fast_503_and_the_app_recovers_by_itself
         assert "Served-From" not in res.headers
         assert app.get("/user/1/recommendation").json == healthy
         assert app.get("/health").json["status"] == "ok"
+        assert "movietime_store_answering 1.0" in app.get("/metrics").text
     finally:
         if restarted is not None:
             restarted.kill()
