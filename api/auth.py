@@ -1,4 +1,4 @@
-"""Bearer tokens: who may write as a user (tokens are made in ``pipeline.accounts``).
+"""Bearer tokens: who may write as a user (tokens are made in ``contract.accounts``).
 
 The user id in the token picks the account; the SHA-256 of the given token is compared with the
 stored one with ``hmac.compare_digest``. Tokens are never logged: error messages never echo them.
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from api.errors import Forbidden, TooManyRequests, Unauthorized
-from pipeline import schema
-from pipeline.accounts import TOKEN_RE, account_doc, issue_token, new_token, token_hash
+from contract import schema
+from contract.accounts import TOKEN_RE, account_doc, issue_token, new_token, token_hash
 
 __all__ = [
     "FailureLimiter",

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from pymongo.errors import PyMongoError
 
-from pipeline.store import not_answering
+from contract.errors import not_answering
 
 __all__ = ["Availability", "not_answering"]
 

@@ -1,6 +1,6 @@
 """Shareable movie lists: ``POST /lists``, ``GET/PUT/DELETE /lists/<slug>``.
 
-A list is one document of the online ``lists`` collection (``pipeline.schema.LISTS``)::
+A list is one document of the online ``lists`` collection (``contract.schema.LISTS``)::
 
     {_id: <slug>, userId: <owner>, title, description (optional), movieIds: [...],
      created_at, updated_at}
@@ -34,7 +34,7 @@ from api.errors import Forbidden, NotFound
 from api.live import require_movies
 from api.params import Param
 from api.views import movie_summary
-from pipeline import schema
+from contract import schema
 
 SLUG_BYTES = 16  # 128 bits
 SLUG_RE = re.compile(r"[A-Za-z0-9_-]{22}")  # what secrets.token_urlsafe(SLUG_BYTES) returns

@@ -1,6 +1,6 @@
 """Live users: onboarding, feedback events, and lists re-scored at request time.
 
-A user has a ``profiles`` document once they onboard or send feedback (``pipeline.schema.
+A user has a ``profiles`` document once they onboard or send feedback (``contract.schema.
 ProfileDoc``). Every write is ONE atomic update of that document that appends the event to
 ``events`` and applies it (``ratings.<movieId>``, ``feedback.<movieId>``, ``rev`` + 1), so an
 acknowledged event is stored exactly once and concurrent ratings of one movie end with one
@@ -9,7 +9,7 @@ rating: the last applied, which is also the last event.
 ``GET /user/<id>/recommendation`` sees every acknowledged write at once, in any process: this
 host's live index (``api.live_index``) says whether the user has a profile and at which rev, and
 the profile is read from the store when the process has not cached it at that rev. A user without
-one gets the precomputed list. A user with one is re-scored (``pipeline.live_model.recommend_live``)
+one gets the precomputed list. A user with one is re-scored (``contract.live_model.recommend_live``)
 from their training ratings (the served ``users`` document) overlaid with their live ratings,
 likes, dislikes and hidden movies; the result is cached per (version, user, rev), so only the
 first request after a change pays for it.
@@ -28,10 +28,9 @@ from pymongo.errors import DuplicateKeyError
 
 from api.errors import BadRequest, KeyReused, NotFound, StoreUnavailable
 from api.store import ServingStore
-from pipeline import schema
-from pipeline.clustering import ClusterAssigner
-from pipeline.features import genre_share_profile
-from pipeline.live_model import LiveList, UserSignals, recommend_live
+from contract import schema
+from contract.clusters import ClusterAssigner, genre_share_profile
+from contract.live_model import LiveList, UserSignals, recommend_live
 
 #: Users created by ``POST /users`` get ids from here up (MovieLens ids are far below).
 NEW_USER_BASE = 1_000_000_000

@@ -23,7 +23,7 @@ from api.errors import NotFound
 from api.live import live_list, read_training_ratings
 from api.store import ServingStore
 from api.views import has_genre, movie_summary
-from pipeline.schema import REASON_TEXTS
+from contract.schema import REASON_TEXTS
 
 USER_FIELDS = ("cluster", "top", "model_version")
 

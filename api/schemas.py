@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, get_args
 
 from api.errors import ERROR_CODES
-from pipeline.schema import ReasonKind
+from contract.schema import ReasonKind
 
 
 def ref(name: str) -> dict[str, str]:

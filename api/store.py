@@ -38,7 +38,7 @@ from api.availability import Availability
 from api.errors import NotReady, StoreUnavailable
 from api.live_index import UNKNOWN, LiveIndex, default_directory
 from api.settings import DEFAULT_DATABASE, Settings
-from pipeline import schema
+from contract import schema
 
 log = logging.getLogger("api.store")
 T = TypeVar("T")
@@ -103,7 +103,7 @@ class VersionCache:
     clusters: dict[int, dict] | None = None  # _id -> cluster doc
     members: dict[int, ClusterMembers] = field(default_factory=dict)
     similar: OrderedDict = field(default_factory=OrderedDict)  # movieId -> ((movieId, score), ...)
-    live_model: Any = None  # pipeline.live_model.LiveModel, loaded on first use
+    live_model: Any = None  # contract.live_model.LiveModel, loaded on first use
     responses: OrderedDict = field(default_factory=OrderedDict)  # see ServingStore.cached
 
     def get_movies(self, ids: Iterable[int]) -> tuple[dict[int, dict | None], list[int]]:
@@ -456,8 +456,8 @@ class ServingStore:
         return found
 
     def live_model(self, pointer: Mapping):
-        """The served version's :class:`pipeline.live_model.LiveModel` (read once per process)."""
-        from pipeline.live_model import LiveModel
+        """The served version's :class:`contract.live_model.LiveModel` (read once per process)."""
+        from contract.live_model import LiveModel
 
         cache = self.cache(pointer)
         if cache.live_model is None:

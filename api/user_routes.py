@@ -23,7 +23,7 @@ from api.live import (
 )
 from api.params import IDEMPOTENCY_KEY, IntParam, user_id
 from api.recommendations import live_items
-from pipeline import schema
+from contract import schema
 
 #: MovieLens 1M's age groups and occupations (the questionnaire's optional answers).
 AGE_GROUPS = ("Under 18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+")

@@ -15,7 +15,7 @@ import bottle
 
 from api.app import create_app
 from api.settings import Settings
-from pipeline.embedded import EmbeddedConfig, resolve_url
+from contract.embedded import EmbeddedConfig, resolve_url
 
 log = logging.getLogger("api")
 

@@ -1,4 +1,4 @@
-"""Accuracy of the request-time path (``pipeline.live_model``) against the precomputed lists, on
+"""Accuracy of the request-time path (``contract.live_model``) against the precomputed lists, on
 the peer harness's ml-latest-small user-holdout split (seed 42): what cutting the top-N model's
 EASE weights to ``keep`` per item costs.
 
@@ -11,7 +11,7 @@ EASE weights to ``keep`` per item costs.
    in the ranking, so the rating model's gradient boosting is not fitted).
 2. Precomputed path: ``TopNRecommender.recommend`` for every test user (what ``python -m
    pipeline evaluate`` writes and the ``users`` documents hold; ``benchmarks.accuracy`` scores it).
-3. Request-time path: ``LiveModel.build(..., keep=K)`` for each ``--keep`` (the pipeline
+3. Request-time path: ``build_live_model(..., keep=K)`` for each ``--keep`` (the pipeline
    publishes ``PipelineConfig.live_neighbors`` = 200; ``all`` keeps every weight), and
    ``recommend_live`` on each test user's training ratings, no feedback: the list the API
    re-scores for a user whose list went stale, before the feedback's own effect.
@@ -61,7 +61,7 @@ def precomputed_lists(matrix, topn, users: np.ndarray) -> pd.DataFrame:
 
 def live_lists(model, train: pd.DataFrame, users: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
     """``recommend_live`` on each user's training ratings; the lists and the ms per user."""
-    from pipeline.live_model import UserSignals, recommend_live
+    from contract.live_model import UserSignals, recommend_live
 
     by_user = {
         int(u): dict(zip(g.movieId.to_numpy(np.int64).tolist(), g.rating.to_numpy(float).tolist()))
@@ -151,7 +151,7 @@ def main(argv=None) -> int:
     from benchmarks.live_latency import CpuMeter, busy_note, own_cpu
     from pipeline.datasets import load_movielens
     from pipeline.features import genre_vocabulary
-    from pipeline.live_model import LiveModel
+    from pipeline.live_export import build_live_model
 
     bench = Path(args.bench)
     split = (
@@ -194,10 +194,10 @@ def main(argv=None) -> int:
         phases = []
         for raw in filter(None, (k.strip() for k in args.keep.split(","))):
             keep = n_items if raw == "all" else int(raw)
-            model = LiveModel.build(
+            model = build_live_model(
                 topn, mf, matrix.item_ids, genre_vocabulary(movies)[:32], catalogue, keep=keep
             )
-            nnz = sum(w.nnz for w in model.topn.weights_)
+            nnz = sum(w.nnz for w in model.topn.weights)
             with (
                 threadpool_limits(1),
                 CpuMeter({"this benchmark": own_cpu}) as meter,

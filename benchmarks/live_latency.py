@@ -27,7 +27,7 @@ Steps:
    * new user: ``POST /users`` with a random questionnaire (3 random genres, 0 to 10 ratings of
      popular movies drawn from ml-latest-small's rating distribution): its answer holds the first
      list; then the first ``GET /user/<id>/recommendation``;
-   * data-set user (token from ``pipeline.accounts.issue_token``; random users, grouped by
+   * data-set user (token from ``contract.accounts.issue_token``; random users, grouped by
      history size): the GET of the precomputed list;
    * then ``--events`` times: a rating (half of the events) or a like / dislike / not_interested
      of a movie of the current list, the next GET (re-scored: a cache miss by construction, the
@@ -40,7 +40,7 @@ Steps:
 4. ``--concurrent`` clients (threads over ``--client-procs`` processes) run the same sessions
    on other users at once: latency under contention, labelled as such.
 5. In-process (no HTTP): for data-set users with about 20, 200 and 2,000 ratings (``--sizes``)
-   and new users, ``pipeline.live_model.recommend_live`` alone (the scoring), the API's whole
+   and new users, ``contract.live_model.recommend_live`` alone (the scoring), the API's whole
    re-score path ``api.recommendations.live_items`` (training ratings read from the store,
    signals, similar lists, scoring, reasons, movie details) with a fresh rev each time, and the
    app's WSGI callable on the sessions of step 3 (write, then the re-scoring GET). And the
@@ -317,7 +317,7 @@ class Facts:
 
 def read_facts(settings) -> Facts:
     from api.store import ServingStore
-    from pipeline import schema
+    from contract import schema
 
     store = ServingStore(settings)
     try:
@@ -342,10 +342,10 @@ def read_facts(settings) -> Facts:
 
 
 def issue_tokens(settings, user_ids: Iterable[int]) -> dict[int, str]:
-    """A token for each data-set user (``pipeline.accounts.issue_token``, as an operator would)."""
+    """A token for each data-set user (``contract.accounts.issue_token``, as an operator would)."""
     import pymongo
 
-    from pipeline.accounts import issue_token
+    from contract.accounts import issue_token
 
     client = pymongo.MongoClient(settings.mongodb_url, serverSelectionTimeoutMS=10_000)
     try:
@@ -585,7 +585,7 @@ def rescore_in_process(
     from api.live import NEW_USER_BASE, read_training_ratings, signals
     from api.recommendations import live_items
     from api.store import ServingStore
-    from pipeline.live_model import recommend_live
+    from contract.live_model import recommend_live
 
     rng = random.Random(f"rescore/{seed}")
     store = ServingStore(settings)
@@ -1001,7 +1001,7 @@ def add_filler_profiles(settings, n: int, chunk: int = 1000) -> None:
     live users has: the store's cost of a write can depend on the collection's size."""
     import pymongo
 
-    from pipeline import schema
+    from contract import schema
 
     client = pymongo.MongoClient(settings.mongodb_url, serverSelectionTimeoutMS=10_000)
     try:
@@ -1028,7 +1028,7 @@ def delete_touched(settings, ids: set[int], fillers: int = 0) -> None:
     """Remove the profiles and accounts the benchmark created from a store it was given."""
     import pymongo
 
-    from pipeline import schema
+    from contract import schema
 
     client = pymongo.MongoClient(settings.mongodb_url, serverSelectionTimeoutMS=10_000)
     try:

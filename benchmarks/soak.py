@@ -14,7 +14,7 @@ Steps:
    2 workers x ``--threads``, default 16: one thread per client, so reads never queue behind
    writes waiting for the store's commit; 2x16 answered more and faster reads than 2x8 and 2x4
    here).
-3. Writers: ``--writers`` data-set users given tokens with ``pipeline.accounts.issue_token``, plus
+3. Writers: ``--writers`` data-set users given tokens with ``contract.accounts.issue_token``, plus
    ``--onboard`` users created with ``POST /users`` (genres only, so every stored event of theirs
    comes from the load). ``--hot`` (user, movie) pairs of writers are the concurrency targets.
 4. Load: ``--clients`` keep-alive connections over ``--client-procs`` processes (spawned; a
@@ -422,8 +422,8 @@ def make_writers(
     """Data-set users with no profile and no account get tokens; ``n_onboard`` users onboard."""
     import pymongo
 
-    from pipeline import schema
-    from pipeline.accounts import issue_token
+    from contract import schema
+    from contract.accounts import issue_token
 
     client = pymongo.MongoClient(url, serverSelectionTimeoutMS=10_000)
     try:
@@ -453,7 +453,7 @@ def make_writers(
 def remove_writers(url: str, writers: Writers) -> None:
     import pymongo
 
-    from pipeline import schema
+    from contract import schema
 
     client = pymongo.MongoClient(url, serverSelectionTimeoutMS=10_000)
     try:
@@ -534,7 +534,7 @@ def _in_flight(bursts: list[tuple[int, int, int]]) -> tuple[int, float]:
 def check_store(url: str, writers: Writers, hot: list[tuple[int, int]], outcome: Outcome) -> Safety:
     import pymongo
 
-    from pipeline import schema
+    from contract import schema
 
     s = Safety(acknowledged=len(outcome.acks), hot_pairs=len(hot))
     client = pymongo.MongoClient(url, serverSelectionTimeoutMS=10_000)

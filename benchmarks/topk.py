@@ -1,4 +1,4 @@
-"""The row-wise top-k selection (``pipeline.topk.top_positions``) against ``np.argpartition``
+"""The row-wise top-k selection (``contract.topk.top_positions``) against ``np.argpartition``
 followed by ranking the k chosen (the code it replaced), in the same run.
 
     python -m benchmarks.topk [--rows 2048] [--repeat 5]
@@ -35,7 +35,7 @@ def _best(f, repeat: int) -> tuple[float, np.ndarray]:
 
 
 def main(argv=None) -> int:
-    from pipeline.topk import top_positions
+    from contract.topk import top_positions
 
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

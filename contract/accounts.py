@@ -15,7 +15,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline import schema
+from contract import schema
 
 TOKEN_RE = re.compile(r"mt_([1-9][0-9]{0,18})_([A-Za-z0-9_-]{43})")
 

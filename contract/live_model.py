@@ -1,37 +1,33 @@
 """The model the API uses to re-score one user at request time (new users, live feedback).
 
-A run publishes it with its version, in the versioned collection ``livemodel``:
+A run publishes it with its version (``pipeline.live_export`` builds it from the fitted
+models), in the versioned collection ``livemodel``:
 
-* the top-N model (:class:`pipeline.retrieval.TopNRecommender`) with each EASE ``B`` matrix cut
-  to the ``keep`` largest-magnitude entries per input item (``sparsify_weights``): the same
-  blend, normalisation, head/tail re-rank and "because" seeds as the precomputed lists, at a
-  fraction of the memory. On ml-latest-small with ``keep = 200`` a user's re-scored top 10
-  shares about 80% of its items with the full model's list, and takes about 1 ms;
-* the biased matrix factorisation of the rating model (item factors and biases), which gives a
-  folded-in user's predicted ratings (``BiasedMF.fold_in``: the exact user half-step of ALS);
+* the top-N model's arrays (a :class:`contract.scoring.TopNScorer`) with each EASE ``B`` matrix
+  cut to the ``keep`` largest-magnitude entries per input item: the same blend, normalisation,
+  head/tail re-rank and "because" seeds as the precomputed lists, at a fraction of the memory
+  (the README's "Measured results" give how close its lists stay to the full model's);
+* the rating model's item side (a :class:`contract.scoring.ItemFactors`), which gives a
+  folded-in user's predicted ratings (the exact user half-step of ALS);
 * the catalogue's genres (a bit mask per movie), for genre preferences and new users' clusters.
 
 Stored as numpy arrays in chunks of at most ``CHUNK_BYTES`` (a MongoDB document holds 16 MB),
-one meta document with the scalars and the configuration. Everything here is plain numpy:
-the API process never imports scikit-learn or Dask for it.
+one meta document with the scalars and the training settings. Everything here is plain numpy:
+the API process never imports scikit-learn, Dask or the training code for it.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 from bson.binary import Binary
 
-from pipeline.matrix import lookup
-from pipeline.mf import BiasedMF, BiasedMFConfig
-from pipeline.retrieval import TopNConfig, TopNRecommender, sparsify_weights
-from pipeline.similarity import list_arrays
+from contract.arrays import lookup
+from contract.scoring import ItemFactors, ListRules, TopNScorer
 
 CHUNK_BYTES = 4 << 20
 META_ID = "meta"
@@ -43,63 +39,20 @@ class LiveModel:
     """What request-time scoring needs; see the module docstring."""
 
     movie_ids: np.ndarray  # int64, sorted: the rating matrix's columns (movies with ratings)
-    topn: TopNRecommender  # sparse weights; works on positions in ``movie_ids``
-    mf: BiasedMF  # item side only (no user factors)
+    topn: TopNScorer  # sparse weights; works on positions in ``movie_ids``
+    mf: ItemFactors
     genres: tuple[str, ...]  # the genre vocabulary (bit k of a mask is genres[k])
     catalogue_ids: np.ndarray  # int64, sorted: every movie of the catalogue
     catalogue_genres: np.ndarray  # uint32 genre bit masks, per catalogue movie
+    counts: np.ndarray  # int64 training ratings per matrix column (``movie_ids``)
     # The stored similar-movie lists (the movie documents' ``similar``) as CSR rows over
     # ``catalogue_ids``: the "because you liked" reasons of a re-score look them up in memory.
     similar_indptr: np.ndarray | None = None  # int64, len(catalogue_ids) + 1
     similar_ids: np.ndarray | None = None  # int64 movie ids
     similar_scores: np.ndarray | None = None  # float32
-
-    # --- building -------------------------------------------------------------------------------
-
-    @classmethod
-    def build(
-        cls,
-        topn: TopNRecommender,
-        mf: BiasedMF,
-        movie_ids: np.ndarray,
-        genres: Iterable[str],
-        catalogue: Mapping[int, Iterable[str]],
-        keep: int = 200,
-        similar: Mapping[int, Iterable[tuple[int, float]]] | None = None,
-    ) -> "LiveModel":
-        """From fitted models. ``catalogue`` maps every movieId to its genre names; ``similar``
-        maps movieIds to their stored similar lists ``[(movieId, score), ...]``."""
-        genres = tuple(genres)
-        if len(genres) > 32:
-            raise ValueError("at most 32 genres fit the genre bit masks")
-        slim = copy.copy(topn)
-        slim.weights_ = [sparsify_weights(b, keep) for b in topn.weights_]
-        slim.user_ratings_ = None  # training users are not re-scored online
-        item_side = BiasedMF(mf.config)
-        for name in ("global_mean_", "item_ids_", "item_factors_", "item_bias_"):
-            setattr(item_side, name, getattr(mf, name))
-        ids = np.array(sorted(int(m) for m in catalogue), dtype=np.int64)
-        bit = {g: 1 << k for k, g in enumerate(genres)}
-        masks = np.array(
-            [sum(bit.get(g, 0) for g in set(catalogue[int(m)])) for m in ids], dtype=np.uint32
-        )
-        indptr = sim_ids = sim_scores = None
-        if similar is not None:
-            indptr, sim_ids, sim_scores = list_arrays(similar, ids)
-            sim_scores = np.array(
-                [round(sc, 4) for sc in sim_scores.tolist()], np.float32
-            )  # as stored
-        return cls(
-            np.asarray(movie_ids, np.int64),
-            slim,
-            item_side,
-            genres,
-            ids,
-            masks,
-            indptr,
-            sim_ids,
-            sim_scores,
-        )
+    # The training settings of the two models, kept in the artifact as the run used them.
+    topn_config: dict[str, Any] | None = None
+    mf_config: dict[str, Any] | None = None
 
     # --- use ------------------------------------------------------------------------------------
 
@@ -136,7 +89,7 @@ class LiveModel:
 
     def model_movie_ids(self) -> np.ndarray:
         """Movie ids of the top-N model's items, in the order of its affinity vectors."""
-        return self.movie_ids[self.topn.items_]
+        return self.movie_ids[self.topn.items]
 
     # --- storage --------------------------------------------------------------------------------
 
@@ -146,14 +99,14 @@ class LiveModel:
             "movie_ids": self.movie_ids,
             "catalogue_ids": self.catalogue_ids,
             "catalogue_genres": self.catalogue_genres,
-            "topn.items": t.items_,
-            "topn.counts": t.counts_,
-            "topn.head_discount": t.head_discount_,
-            "topn.tail_discount": t.tail_discount_,
-            "topn.fallback": t.fallback_,
-            "mf.item_ids": self.mf.item_ids_,
-            "mf.item_factors": self.mf.item_factors_,
-            "mf.item_bias": self.mf.item_bias_,
+            "topn.items": t.items,
+            "topn.counts": self.counts,
+            "topn.head_discount": t.head_discount,
+            "topn.tail_discount": t.tail_discount,
+            "topn.fallback": t.fallback,
+            "mf.item_ids": self.mf.item_ids,
+            "mf.item_factors": self.mf.item_factors,
+            "mf.item_bias": self.mf.item_bias,
         }
         if self.similar_indptr is not None:
             out |= {
@@ -161,7 +114,7 @@ class LiveModel:
                 "similar.ids": self.similar_ids,
                 "similar.scores": self.similar_scores,
             }
-        for k, b in enumerate(t.weights_):
+        for k, b in enumerate(t.weights):
             out[f"topn.w{k}.indptr"] = b.indptr
             out[f"topn.w{k}.indices"] = b.indices
             out[f"topn.w{k}.data"] = b.data
@@ -174,12 +127,12 @@ class LiveModel:
             "_id": META_ID,
             "format": FORMAT,
             "genres": list(self.genres),
-            "topn_config": asdict(t.config),
-            "blend": [float(w) for w in t.blend_],
-            "n_weights": len(t.weights_),
-            "n_items": int(len(t.items_)),
-            "mf_config": asdict(self.mf.config),
-            "global_mean": float(self.mf.global_mean_),
+            "topn_config": self.topn_config,
+            "blend": [float(w) for w in t.blend],
+            "n_weights": len(t.weights),
+            "n_items": int(len(t.items)),
+            "mf_config": self.mf_config,
+            "global_mean": float(self.mf.global_mean),
         }
         for name, arr in self.arrays().items():
             arr = np.ascontiguousarray(arr)
@@ -218,18 +171,11 @@ class LiveModel:
                 parts[0]["shape"]
             )
 
-        topn = TopNRecommender(TopNConfig(**meta["topn_config"]))
-        topn.items_ = arrays["topn.items"]
-        topn.counts_ = arrays["topn.counts"]
-        topn.col_to_model_ = np.full(len(arrays["movie_ids"]), -1, np.int64)
-        topn.col_to_model_[topn.items_] = np.arange(len(topn.items_))
-        topn.head_discount_ = arrays["topn.head_discount"]
-        topn.tail_discount_ = arrays["topn.tail_discount"]
-        topn.fallback_ = arrays["topn.fallback"]
-        topn.user_ratings_ = None
-        topn.blend_ = list(meta["blend"])
+        items = arrays["topn.items"]
+        col_to_model = np.full(len(arrays["movie_ids"]), -1, np.int64)
+        col_to_model[items] = np.arange(len(items))
         n = meta["n_items"]
-        topn.weights_ = [
+        weights = [
             sp.csr_matrix(
                 (
                     arrays[f"topn.w{k}.data"],
@@ -240,11 +186,23 @@ class LiveModel:
             )
             for k in range(meta["n_weights"])
         ]
-        mf = BiasedMF(BiasedMFConfig(**meta["mf_config"]))
-        mf.global_mean_ = float(meta["global_mean"])
-        mf.item_ids_ = arrays["mf.item_ids"]
-        mf.item_factors_ = arrays["mf.item_factors"]
-        mf.item_bias_ = arrays["mf.item_bias"]
+        topn = TopNScorer(
+            ListRules.from_config(meta["topn_config"]),
+            items,
+            col_to_model,
+            weights,
+            list(meta["blend"]),
+            arrays["topn.head_discount"],
+            arrays["topn.tail_discount"],
+            arrays["topn.fallback"],
+        )
+        mf = ItemFactors(
+            float(meta["global_mean"]),
+            arrays["mf.item_ids"],
+            arrays["mf.item_factors"],
+            arrays["mf.item_bias"],
+            float(meta["mf_config"]["regularization"]),
+        )
         return cls(
             arrays["movie_ids"],
             topn,
@@ -252,9 +210,12 @@ class LiveModel:
             tuple(meta["genres"]),
             arrays["catalogue_ids"],
             arrays["catalogue_genres"],
+            arrays["topn.counts"],
             arrays.get("similar.indptr"),
             arrays.get("similar.ids"),
             arrays.get("similar.scores"),
+            meta["topn_config"],
+            meta["mf_config"],
         )
 
 
@@ -282,7 +243,7 @@ class ScoringConfig:
     genres, and the masses are normalised to sum to 1."""
     stated_genre_mass: float = 5.0
     fold_in_min_weight: int = 20
-    """The fold-in's ridge penalty counts at least this many ratings (``BiasedMF.fold_in``): one
+    """The fold-in's ridge penalty counts at least this many ratings (``ItemFactors.fold_in``): one
     rating or a dislike must not swing every prediction (unregularised, one like of Star Wars
     and one dislike of Return of the Jedi predicted 0.5 for The Matrix)."""
     cold_off_genre: float = 0.25
@@ -347,7 +308,7 @@ def recommend_live(
     ]
     if pairs:
         c = model.columns([p[0] for p in pairs])
-        pos = np.where(c >= 0, model.topn.col_to_model_[np.maximum(c, 0)], -1)
+        pos = np.where(c >= 0, model.topn.col_to_model[np.maximum(c, 0)], -1)
         ok = pos >= 0
         np.add.at(
             boost, pos[ok], config.similar_boost * np.array([p[1] for p in pairs], np.float32)[ok]
@@ -372,16 +333,12 @@ def recommend_live(
                 affinity[share == 0] *= config.cold_off_genre
         affinity += boost
 
-    items, scores, because = model.topn.recommend_for_ratings(
-        cols, vals, n=n, exclude=exclude, adjust=adjust
-    )
+    items, scores, because = model.topn.for_ratings(cols, vals, n=n, exclude=exclude, adjust=adjust)
     ok = items[0] >= 0
     movie_ids = np.where(ok, model.movie_ids[np.maximum(items[0], 0)], -1)[ok]
     because_ids = np.where(because[0] >= 0, model.movie_ids[np.maximum(because[0], 0)], -1)[ok]
     f_ids, f_vals = signals.fold_in_rows()
-    vector, bias = model.mf.fold_in(
-        pd.DataFrame({"movieId": f_ids, "rating": f_vals}), config.fold_in_min_weight
-    )
+    vector, bias = model.mf.fold_in(f_ids, f_vals, config.fold_in_min_weight)
     predicted = np.clip(model.mf.predict_folded(vector, bias, movie_ids), 0.5, 5.0)
     return LiveList(
         movie_ids.astype(np.int64), scores[0][ok], because_ids.astype(np.int64), predicted

@@ -24,7 +24,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from pipeline.text import fold
+from contract.text import fold
 
 # --- collection names ------------------------------------------------------------------------
 
@@ -34,7 +34,7 @@ METADATA = "metadata"
 CLUSTERS = "clusters"
 MODELS = "models"
 SERVING = "serving"
-LIVE_MODEL = "livemodel"  # versioned: the model the API re-scores users with (pipeline.live_model)
+LIVE_MODEL = "livemodel"  # versioned: the model the API re-scores users with (contract.live_model)
 ACCOUNTS = "accounts"  # userId -> hashed token (API writes; pipeline token command)
 PROFILES = "profiles"  # userId -> live state and the append-only feedback events
 COUNTERS = "counters"  # id allocation for new users
@@ -157,7 +157,7 @@ class SimilarEntry(TypedDict):
 
 
 class MovieSearch(TypedDict):
-    key: str  # pipeline.text.search_key(title); query with search_prefix_query()
+    key: str  # contract.text.search_key(title); query with search_prefix_query()
 
 
 class MovieDoc(TypedDict):
@@ -359,7 +359,7 @@ def index_models(name: str) -> list[IndexModel]:
 
 
 def search_prefix_query(prefix: str) -> dict[str, Any]:
-    """Filter on ``search.key`` (``pipeline.text.search_key`` of the title) for titles that
+    """Filter on ``search.key`` (``contract.text.search_key`` of the title) for titles that
     start with ``prefix``, folded the same way.
 
     A range (``$gte``/``$lt``) rather than an anchored ``$regex``: both use the index on a real

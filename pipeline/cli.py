@@ -176,9 +176,9 @@ def _config(args, **overrides):
 
 
 def cmd_run(args) -> int:
+    from contract.embedded import EmbeddedConfig, resolve_url
     from pipeline.config import StoreTarget
     from pipeline.datasets import DatasetConfig
-    from pipeline.embedded import EmbeddedConfig, resolve_url
     from pipeline.run import run
     from pipeline.runtime import dask_client
     from pipeline.splitting import SplitConfig
@@ -294,7 +294,7 @@ def cmd_fetch(args) -> int:
 
 
 def cmd_store(args) -> int:
-    from pipeline.embedded import EmbeddedConfig, ensure_running, stop
+    from contract.embedded import EmbeddedConfig, ensure_running, stop
 
     cfg = EmbeddedConfig()
     if args.action == "start":
@@ -310,9 +310,9 @@ def cmd_store(args) -> int:
 def cmd_token(args) -> int:
     import pymongo
 
-    from pipeline import schema
-    from pipeline.accounts import issue_token
-    from pipeline.embedded import EmbeddedConfig, resolve_url
+    from contract import schema
+    from contract.accounts import issue_token
+    from contract.embedded import EmbeddedConfig, resolve_url
 
     url = args.mongodb_url or os.environ.get("MONGODB_URL") or ""
     mongo_url, _ = resolve_url({"MONGODB_URL": url}, EmbeddedConfig())

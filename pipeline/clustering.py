@@ -15,7 +15,7 @@ normalised affinity, k is the ``k_min <= k <= k_max`` with the largest ``l_k - l
 
 New users: the Nystroem out-of-sample extension puts a new profile into the same
 spectral embedding, and the nearest k-means centre is its cluster. Everything that needs
-is kept in :class:`ClusterAssigner`, a handful of small arrays that the store persists.
+is kept in :class:`contract.clusters.ClusterAssigner`, a handful of small arrays that the store persists.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from contract.clusters import ClusterAssigner
 
 
 @dataclass(frozen=True)
@@ -41,55 +43,6 @@ class ClusterConfig:
             raise ValueError("n_clusters must be at least 2")
         if not 2 <= self.k_min <= self.k_max:
             raise ValueError("need 2 <= k_min <= k_max")
-
-
-@dataclass
-class ClusterAssigner:
-    """What it takes to put a new profile into a cluster (all plain arrays, JSON-able)."""
-
-    landmarks: np.ndarray  # (m, g) landmark profiles
-    gamma: float
-    projection: np.ndarray  # (m, k): normalisation.T @ V_k @ diag(1/s_k)
-    degree_weights: np.ndarray  # (m,):   normalisation.T @ (Phi.T @ 1)
-    centers: np.ndarray  # (k, k) k-means centres in the embedding
-
-    def embed(self, profiles: np.ndarray) -> np.ndarray:
-        x = np.atleast_2d(np.asarray(profiles, float))
-        sq = (
-            (x * x).sum(1)[:, None]
-            + (self.landmarks * self.landmarks).sum(1)[None, :]
-            - 2 * x @ self.landmarks.T
-        )
-        kx = np.exp(
-            -self.gamma * np.maximum(sq, 0.0)
-        )  # the RBF kernel (as sklearn's rbf_kernel), numpy only
-        degree = np.maximum(kx @ self.degree_weights, 1e-12)
-        u = (kx @ self.projection) / np.sqrt(degree)[:, None]
-        return u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
-
-    def assign(self, profiles: np.ndarray) -> np.ndarray:
-        u = self.embed(profiles)
-        d = ((u[:, None, :] - self.centers[None, :, :]) ** 2).sum(axis=2)
-        return d.argmin(axis=1)
-
-    def to_dict(self) -> dict:
-        return {
-            "landmarks": self.landmarks.tolist(),
-            "gamma": float(self.gamma),
-            "projection": self.projection.tolist(),
-            "degree_weights": self.degree_weights.tolist(),
-            "centers": self.centers.tolist(),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ClusterAssigner":
-        return cls(
-            np.asarray(d["landmarks"], float),
-            float(d["gamma"]),
-            np.asarray(d["projection"], float),
-            np.asarray(d["degree_weights"], float),
-            np.asarray(d["centers"], float),
-        )
 
 
 class UserClustering:

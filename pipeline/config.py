@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from contract.embedded import EmbeddedConfig
 from pipeline.clustering import ClusterConfig
 from pipeline.datasets import DatasetConfig
-from pipeline.embedded import EmbeddedConfig
 from pipeline.features import FeatureConfig
 from pipeline.rating import RatingModelConfig
 from pipeline.retrieval import TopNConfig
@@ -40,7 +40,7 @@ class PipelineConfig:
     run_dir: str = "runs"  # evaluation reports go to run_dir/<version>/
     evaluate: bool = True  # hold-out evaluation before the refit on all data
     top_n: int = 50  # precomputed list length per user
-    # live model: largest EASE weights kept per movie (pipeline.live_model)
+    # live model: largest EASE weights kept per movie (contract.live_model)
     live_neighbors: int = 200
     use_feedback: bool = True  # train the final refit on the API's feedback events too
     k: int = 10  # cut-off of the top-N metrics

@@ -1,4 +1,4 @@
-"""Build the documents of the served collections (shapes in ``pipeline.schema``)."""
+"""Build the documents of the served collections (shapes in ``contract.schema``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 import pandas as pd
 
-from pipeline.text import display_name, search_key
+from contract.text import display_name, search_key
 from pipeline.tmdb import poster_url
 from pipeline.train import FittedModels
 from pipeline.user_lists import UserListInputs, iter_user_docs

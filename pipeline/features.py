@@ -21,7 +21,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from pipeline.matrix import lookup
+from contract.arrays import lookup
+from contract.clusters import genre_share_profile
 
 NO_GENRES = "(no genres listed)"
 SECONDS_PER_DAY = 86_400
@@ -286,26 +287,6 @@ def _stats_table(sums: pd.DataFrame, mu: float, damping: float) -> pd.DataFrame:
             "std": np.sqrt(np.clip(var, 0.0, None)),
         }
     )
-
-
-def genre_share_profile(genre_mass: np.ndarray, mass: np.ndarray, prior: np.ndarray) -> np.ndarray:
-    """The genre-preference profile, one row per user (the definition used everywhere).
-
-    Each training rating ``r`` of a movie with genres ``G`` adds ``r`` to every genre in ``G``
-    (``genre_mass``) and ``r * |G|`` to the user's total (``mass``); so ``genre_mass / mass`` is
-    the user's rating-weighted genre share (sums to 1; well-liked movies count more). The profile
-    is that share minus the population share ``prior`` (what the user watches and likes *more*
-    than the average user), L2-normalised so users with many and few ratings are comparable.
-    A user without any genre-tagged rating, or exactly at the prior, gets the zero vector.
-    """
-    genre_mass = np.atleast_2d(np.asarray(genre_mass, np.float64))
-    mass = np.atleast_1d(np.asarray(mass, np.float64))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(mass[:, None] > 0, genre_mass / np.maximum(mass, 1e-300)[:, None], np.nan)
-    centred = share - np.asarray(prior, np.float64)[None, :]
-    centred = np.nan_to_num(centred, nan=0.0)
-    norm = np.linalg.norm(centred, axis=1, keepdims=True)
-    return np.where(norm > 1e-12, centred / np.where(norm > 1e-12, norm, 1.0), 0.0)
 
 
 def single_user_features(

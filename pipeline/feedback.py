@@ -1,7 +1,7 @@
 """The API's feedback events as training ratings for the next run.
 
 The API appends every rating, like, dislike and "not interested" of a user to the ``events`` of
-the user's ``profiles`` document (see ``pipeline.schema.ProfileDoc``). A run replays each user's
+the user's ``profiles`` document (see ``contract.schema.ProfileDoc``). A run replays each user's
 events in order and turns them into rating rows for the final refit (the evaluation splits stay
 on the data set alone, so reported metrics are reproducible):
 
@@ -23,8 +23,8 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
-from pipeline import schema
-from pipeline.live_model import DISLIKE_RATING, LIKE_RATING
+from contract import schema
+from contract.live_model import DISLIKE_RATING, LIKE_RATING
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from contract.arrays import lookup
+
 
 @dataclass
 class RatingMatrix:
@@ -139,15 +141,6 @@ def keep_per_row(csr: sp.csr_matrix, cap: int, priority: np.ndarray) -> sp.csr_m
     kept[order[np.arange(len(order)) - np.searchsorted(rows[order], rows[order]) < cap]] = True
     indptr = np.concatenate([[0], np.cumsum(np.minimum(counts, cap))])
     return sp.csr_matrix((csr.data[kept], csr.indices[kept], indptr), shape=csr.shape)
-
-
-def lookup(sorted_ids: np.ndarray, ids) -> np.ndarray:
-    """Position of each of ``ids`` in ``sorted_ids`` (ascending, unique), -1 where absent."""
-    ids = np.asarray(ids, dtype=np.int64)
-    if len(sorted_ids) == 0:
-        return np.full(ids.shape, -1, np.int64)
-    pos = np.clip(np.searchsorted(sorted_ids, ids), 0, len(sorted_ids) - 1)
-    return np.where(sorted_ids[pos] == ids, pos, -1).astype(np.int64)
 
 
 def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from pipeline.matrix import RatingMatrix, lookup
+from contract.arrays import lookup
+from contract.scoring import ItemFactors
+from pipeline.matrix import RatingMatrix
 from pipeline.progress import progress
 
 
@@ -215,41 +217,28 @@ class BiasedMF:
         """Unclipped predictions for external ids (unknown users/items fall back to biases)."""
         return self.estimate(lookup(self.user_ids_, user_ids), lookup(self.item_ids_, item_ids))
 
-    def fold_in(self, ratings: pd.DataFrame, min_weight: int = 0) -> tuple[np.ndarray, float]:
-        """A new user's ``(factors, bias)`` from ``movieId, rating`` rows, items held fixed.
-
-        Solves the same weighted-lambda ridge system as a user half-step, exactly, with the
-        penalty weighted by ``max(n, min_weight)`` ratings: ``min_weight`` > 0 keeps a user with
-        only a handful of ratings near the average (at ``n`` = 1 or 2 the exact half-step fits
-        them almost perfectly and predicts extremes for everything else). Movies unknown to the
-        model are ignored; no known movie gives the zero vector and zero bias.
-        """
-        k = self.config.factors
-        idx = lookup(self.item_ids_, ratings["movieId"].to_numpy(np.int64))
-        known = idx >= 0
-        if not known.any():
-            return np.zeros(k, np.float32), 0.0
-        d = np.hstack(
-            [self.item_factors_[idx[known]], np.ones((known.sum(), 1), np.float32)]
-        ).astype(np.float64)
-        y = (
-            ratings["rating"].to_numpy(np.float64)[known]
-            - self.global_mean_
-            - self.item_bias_[idx[known]]
+    def item_side(self) -> ItemFactors:
+        """The fitted item side (shared arrays), as the live model publishes it."""
+        return ItemFactors(
+            float(self.global_mean_),
+            self.item_ids_,
+            self.item_factors_,
+            self.item_bias_,
+            self.config.regularization,
         )
-        a = d.T @ d + self.config.regularization * max(int(known.sum()), min_weight) * np.eye(k + 1)
-        x = np.linalg.solve(a, d.T @ y)
-        return x[:k].astype(np.float32), float(x[k])
+
+    def fold_in(self, ratings: pd.DataFrame, min_weight: int = 0) -> tuple[np.ndarray, float]:
+        """A new user's ``(factors, bias)`` from ``movieId, rating`` rows, items held fixed:
+        ``contract.scoring.ItemFactors.fold_in``."""
+        return self.item_side().fold_in(
+            ratings["movieId"].to_numpy(np.int64),
+            ratings["rating"].to_numpy(np.float64),
+            min_weight,
+        )
 
     def predict_folded(self, vector: np.ndarray, bias: float, item_ids) -> np.ndarray:
         """Unclipped predictions for a folded-in user (see ``fold_in``) on external movie ids."""
-        idx = lookup(self.item_ids_, item_ids)
-        known = idx >= 0
-        out = np.full(len(idx), self.global_mean_ + bias, np.float64)
-        out[known] += self.item_bias_[idx[known]] + self.item_factors_[idx[known]] @ np.asarray(
-            vector, np.float32
-        )
-        return out
+        return self.item_side().predict_folded(vector, bias, item_ids)
 
 
 def _row_of_entries(csr: sp.csr_matrix) -> np.ndarray:

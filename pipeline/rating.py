@@ -26,8 +26,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from contract.arrays import lookup
 from pipeline.features import TrainingFeatures, rating_rows, refit_features, single_user_features
-from pipeline.matrix import RatingMatrix, keep_per_row, lookup, ranges
+from pipeline.matrix import RatingMatrix, keep_per_row, ranges
 from pipeline.mf import BiasConfig, BiasedMF, BiasedMFConfig, Biases
 from pipeline.progress import progress
 from pipeline.runtime import current_client

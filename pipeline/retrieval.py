@@ -64,13 +64,11 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
+from contract.scoring import ListRules, TopNScorer, model_rows, positive_input, rating_input
 from pipeline.matrix import RatingMatrix
 from pipeline.progress import progress
-from pipeline.topk import top_positions
 
 log = logging.getLogger(__name__)
-
-_NORM_TOP = 10  # per-user score scale: mean of this many largest scores
 
 
 @dataclass(frozen=True)
@@ -143,7 +141,7 @@ class TopNRecommender:
     # ------------------------------------------------------------------ fit
     def fit(self, matrix: RatingMatrix) -> "TopNRecommender":
         """Fit on the training ratings (explicit ratings in ``matrix.csr``)."""
-        cfg = self.config
+        cfg, rules = self.config, ListRules.from_config(self.config)
         t0 = time.perf_counter()
         csr = matrix.csr.tocsr()
         n_cols = csr.shape[1]
@@ -158,23 +156,24 @@ class TopNRecommender:
         self.col_to_model_ = np.full(n_cols, -1, dtype=np.int64)
         self.col_to_model_[self.items_] = np.arange(len(self.items_))
         self.counts_ = counts
-        self.user_ratings_ = self._restrict(csr)
+        self.user_ratings_ = model_rows(csr, self.col_to_model_, len(self.items_))
 
         # each input is made for its fit, which scales it in place: one copy of the ratings at a time
         self.weights_ = [
-            self._weights(self._rating_input(self.user_ratings_), cfg.l2, cfg.user_weight_power)
+            self._weights(rating_input(self.user_ratings_, rules), cfg.l2, cfg.user_weight_power)
         ]
         self.blend_ = [1.0]
         if cfg.positive_weight > 0:
             self.weights_.append(
-                self._weights(self._positive_input(self.user_ratings_), cfg.positive_l2, 0.0)
+                self._weights(positive_input(self.user_ratings_, rules), cfg.positive_l2, 0.0)
             )
             self.blend_.append(float(cfg.positive_weight))
 
         c = counts[self.items_].astype(np.float64)
         self.head_discount_ = (c**-cfg.head_popularity_power).astype(np.float32)
         self.fallback_ = (c / c.max()).astype(np.float32)
-        self.tail_discount_ = self._calibrate()
+        self.tail_discount_ = np.ones(len(self.items_), np.float32)  # the calibration's scores
+        self.tail_discount_ = self._calibrate()  # are affinities: they do not read it
         log.info("top-N: fitted %d items in %.1f s", len(self.items_), time.perf_counter() - t0)
         return self
 
@@ -184,41 +183,6 @@ class TopNRecommender:
         if self.config.score_neighbors is None:
             return b
         return sparsify_weights(b, self.config.score_neighbors)
-
-    def _restrict(self, csr: sp.csr_matrix) -> sp.csr_matrix:
-        """Users x model items with the raw ratings (float32 CSR, sorted indices)."""
-        keep = self.col_to_model_[csr.indices] >= 0
-        row_of = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
-        out = sp.csr_matrix(
-            (
-                csr.data[keep].astype(np.float32),
-                (row_of[keep], self.col_to_model_[csr.indices[keep]]),
-            ),
-            shape=(csr.shape[0], len(self.items_)),
-            dtype=np.float32,
-        )
-        out.sum_duplicates()
-        out.sort_indices()
-        return out
-
-    def _inputs(self, ratings: sp.csr_matrix) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-        """(rating model input, positive model input) for rows of raw ratings, same sparsity."""
-        return self._rating_input(ratings), self._positive_input(ratings)
-
-    def _rating_input(self, ratings: sp.csr_matrix) -> sp.csr_matrix:
-        return self._with_data(ratings, ratings.data / self.config.rating_scale)
-
-    def _positive_input(self, ratings: sp.csr_matrix) -> sp.csr_matrix:
-        # explicit zeros kept: the input shares the rating's pattern (for the "because" seeds)
-        return self._with_data(ratings, ratings.data >= self.config.positive_threshold)
-
-    @staticmethod
-    def _with_data(ratings: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
-        """A float32 CSR matrix with the pattern of ``ratings`` and ``data`` (copied indices)."""
-        return sp.csr_matrix(
-            (data.astype(np.float32), ratings.indices.copy(), ratings.indptr.copy()),
-            shape=ratings.shape,
-        )
 
     def _calibrate(self) -> np.ndarray:
         """Per-item tail discount ``q_j ** -tail_calibration_power`` from a user sample."""
@@ -234,10 +198,10 @@ class TopNRecommender:
         rows = rows[np.diff(self.user_ratings_.indptr)[rows] > 0]
         if len(rows) == 0:
             return np.ones(len(self.items_), dtype=np.float32)
-        parts = []
+        parts, scorer = [], self.scorer
         for start in range(0, len(rows), cfg.user_block):
             xb = self.user_ratings_[rows[start : start + cfg.user_block]]
-            s, _ = self._affinity(xb)
+            s, _ = scorer.affinity(xb)
             s[np.repeat(np.arange(xb.shape[0]), np.diff(xb.indptr)), xb.indices] = np.nan
             parts.append(s)
         sample = np.concatenate(parts)
@@ -287,10 +251,8 @@ class TopNRecommender:
         columns (a block of the training matrix: ``RatingMatrix.rows(lo, hi).csr``), so a
         copy without ``user_ratings_`` (:meth:`without_users`) can serve them. ``because=False``
         leaves the "because" seeds out (all -1): an evaluation needs only the lists."""
-        model_rows = self._restrict(ratings)
-        return self._block_lists(
-            lambda sel: model_rows[sel], model_rows.shape[0], n, exclude_seen, because
-        )
+        rows = self.scorer.restrict(ratings)
+        return self._block_lists(lambda sel: rows[sel], rows.shape[0], n, exclude_seen, because)
 
     def without_users(self) -> "TopNRecommender":
         """A copy that shares the item model and holds no user's ratings (``user_ratings_`` is
@@ -303,9 +265,10 @@ class TopNRecommender:
         out_items = np.full((n_rows, n), -1, dtype=np.int64)
         out_scores = np.full((n_rows, n), -np.inf, dtype=np.float32)
         out_because = np.full((n_rows, n), -1, dtype=np.int64)
+        scorer = self.scorer
         for start in range(0, n_rows, self.config.user_block):
             sel = slice(start, start + self.config.user_block)
-            out_items[sel], out_scores[sel], out_because[sel] = self._lists(
+            out_items[sel], out_scores[sel], out_because[sel] = scorer.lists(
                 rows_of(sel), n, exclude_seen, None, because=because
             )
         return out_items, out_scores, out_because
@@ -327,158 +290,22 @@ class TopNRecommender:
         before the list is ranked: live feedback boosts and genre preferences.
         Returns the triple of :meth:`recommend`, each of shape ``(1, n)``.
         """
-        cols = np.asarray(item_cols, dtype=np.int64).reshape(-1)
-        vals = np.asarray(ratings, dtype=np.float32).reshape(-1)
-        if cols.shape != vals.shape:
-            raise ValueError("item_cols and ratings must have the same length")
-        ok = (cols >= 0) & (cols < len(self.col_to_model_))
-        pos = self.col_to_model_[cols[ok]]
-        known = pos >= 0
-        x = sp.csr_matrix(
-            (vals[ok][known], (np.zeros(int(known.sum()), dtype=np.int64), pos[known])),
-            shape=(1, len(self.items_)),
-            dtype=np.float32,
+        return self.scorer.for_ratings(item_cols, ratings, n, exclude, adjust)
+
+    @property
+    def scorer(self) -> TopNScorer:
+        """The fitted arrays as the scorer that ranks every list, batch and live (shared, not
+        copied): ``contract.scoring.TopNScorer``."""
+        return TopNScorer(
+            ListRules.from_config(self.config),
+            self.items_,
+            self.col_to_model_,
+            self.weights_,
+            self.blend_,
+            self.head_discount_,
+            self.tail_discount_,
+            self.fallback_,
         )
-        x.sum_duplicates()  # a column given twice counts once, with the later rating
-        x.sort_indices()
-        extra = None
-        if exclude is not None:
-            ex = np.asarray(exclude, dtype=np.int64).reshape(-1)
-            ex = ex[(ex >= 0) & (ex < len(self.col_to_model_))]
-            extra = self.col_to_model_[ex]
-            extra = extra[extra >= 0]
-        return self._lists(x, n, True, extra, adjust)
-
-    # ------------------------------------------------------------ internals
-    def _affinity(self, ratings: sp.csr_matrix):
-        """Blended, per-user normalised affinity for rows of raw ratings (users x model
-        items, float32), and per model ``(input rows, B, weight / user scale)``."""
-        total, parts = None, []
-        for x, b, w in zip(self._inputs(ratings), self.weights_, self.blend_):
-            raw = _dense(_stored_nonzero(x) @ b)
-            if raw.ndim == 1:
-                raw = raw[None, :]
-            scale = np.take_along_axis(raw, top_positions(raw, _NORM_TOP), axis=1).mean(axis=1)
-            # a model with no positive evidence for a user (e.g. no rating >= the positive
-            # threshold) does not take part in that user's blend
-            factor = np.where(scale > 1e-9, w / np.maximum(scale, 1e-9), 0.0).astype(np.float32)
-            raw *= factor[:, None]
-            total = raw if total is None else total + raw
-            parts.append((x, b, factor))
-        empty = np.diff(ratings.indptr) == 0
-        if empty.any():
-            total[empty] = self.fallback_
-        return total, parts
-
-    def _lists(
-        self,
-        ratings: sp.csr_matrix,
-        n: int,
-        exclude_seen: bool,
-        extra_exclude,
-        adjust=None,
-        because: bool = True,
-    ):
-        cfg = self.config
-        m = len(self.items_)
-        ranked, parts = self._affinity(ratings)  # modified in place: excluded items become -inf
-        if adjust is not None:
-            adjust(ranked[0] if ranked.shape[0] == 1 else ranked)
-        if exclude_seen:
-            ranked[
-                np.repeat(np.arange(ratings.shape[0]), np.diff(ratings.indptr)), ratings.indices
-            ] = -np.inf
-        if extra_exclude is not None and len(extra_exclude):
-            ranked[:, extra_exclude] = -np.inf
-
-        h = min(cfg.head_size, n, m)
-        head_scores = _discount(ranked, self.head_discount_)
-        head = top_positions(head_scores, h)
-        head_ok = np.isfinite(np.take_along_axis(head_scores, head, axis=1))
-        del head_scores
-        tail_scores = _discount(ranked, self.tail_discount_)
-        np.put_along_axis(tail_scores, head, -np.inf, axis=1)
-        tail = top_positions(tail_scores, min(n - h, m - h))
-        tail_ok = np.isfinite(np.take_along_axis(tail_scores, tail, axis=1))
-        del tail_scores
-        pos = np.concatenate([head, tail], axis=1)
-        valid = np.concatenate([head_ok, tail_ok], axis=1)
-        raw = np.take_along_axis(ranked, pos, axis=1)
-
-        rows = ratings.shape[0]
-        items = np.full((rows, n), -1, dtype=np.int64)
-        scores = np.full((rows, n), -np.inf, dtype=np.float32)
-        seeds = np.full((rows, n), -1, dtype=np.int64)
-        items[:, : pos.shape[1]] = np.where(valid, self.items_[pos], -1)
-        scores[:, : pos.shape[1]] = np.where(valid, raw, -np.inf)
-        if because:
-            seeds[:, : pos.shape[1]] = self._because(ratings, parts, pos, valid)
-        return items, scores, seeds
-
-    def _because(
-        self,
-        ratings: sp.csr_matrix,
-        parts,
-        pos: np.ndarray,
-        valid: np.ndarray,
-        seed_block: int = 1024,
-    ) -> np.ndarray:
-        """Column of the liked seed item with the largest positive contribution, per list entry
-        (ties: the lower column).
-
-        Vectorised over the block: the seeds are taken ``seed_block`` model items at a time, with
-        those items' weights towards the listed items only (a dense ``seed_block x listed``
-        table per model), so a sparse ``B`` is read once per block instead of once per user's
-        seed rows."""
-        out = np.full(pos.shape, -1, dtype=np.int64)
-        n_rows, width = pos.shape
-        listed = np.unique(pos[valid])
-        liked = np.flatnonzero(ratings.data >= self.config.because_min_rating)
-        if len(listed) == 0 or len(liked) == 0:
-            return out
-        column = np.full(len(self.items_), -1, dtype=np.int64)
-        column[listed] = np.arange(len(listed))
-        targets = column[np.where(valid, pos, listed[0])]  # (rows, width) into ``listed``
-        user = np.repeat(np.arange(n_rows), np.diff(ratings.indptr))[liked]  # sorted, then by seed
-        seed = ratings.indices[liked].astype(np.int64)
-        weight = [(b, (factor[user] * x.data[liked]).astype(np.float32)) for x, b, factor in parts]
-        best = np.full(pos.shape, -np.inf, dtype=np.float32)
-        best_seed = np.full(pos.shape, -1, dtype=np.int64)
-        chunk_of = seed // seed_block
-        for c in np.unique(chunk_of):
-            e = np.flatnonzero(chunk_of == c)  # still sorted by (user, seed)
-            lo = int(c) * seed_block
-            local = seed[e] - lo
-            contrib = np.zeros((len(e), width), dtype=np.float32)
-            for b, w in weight:
-                table = _columns(b, lo, min(lo + seed_block, b.shape[0]), listed, column)
-                contrib += w[e][:, None] * table[local[:, None], targets[user[e]]]
-            starts = np.flatnonzero(np.r_[True, user[e][1:] != user[e][:-1]])
-            top = np.maximum.reduceat(contrib, starts, axis=0)  # per user of the chunk
-            group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(e)]))
-            at = np.where(contrib == top[group], np.arange(len(e))[:, None], len(e))
-            first = np.minimum.reduceat(at, starts, axis=0)  # first (lowest) seed reaching it
-            rows = user[e][starts]
-            better = top > best[rows]  # earlier chunks hold lower seeds
-            best[rows] = np.where(better, top, best[rows])
-            best_seed[rows] = np.where(better, seed[e][first], best_seed[rows])
-        ok = (best > 0) & valid
-        out[ok] = self.items_[best_seed[ok]]
-        return out
-
-
-def _columns(b, lo: int, hi: int, listed: np.ndarray, column: np.ndarray) -> np.ndarray:
-    """Rows ``lo .. hi - 1`` of ``B`` at the columns ``listed`` (``column`` maps a model item
-    to its place in ``listed``, -1 elsewhere), as a dense float32 table."""
-    if not sp.issparse(b):
-        return np.asarray(b[lo:hi][:, listed], dtype=np.float32)
-    start, stop = b.indptr[lo], b.indptr[hi]
-    at = column[b.indices[start:stop]]
-    keep = np.flatnonzero(at >= 0)
-    table = np.zeros((hi - lo, len(listed)), dtype=np.float32)
-    rows = np.searchsorted(b.indptr[lo : hi + 1], keep + start, side="right") - 1
-    table[rows, at[keep]] = b.data[start:stop][keep]
-    return table
 
 
 def _ease(x: sp.csr_matrix, l2: float, user_weight_power: float, cfg: TopNConfig) -> np.ndarray:
@@ -544,24 +371,6 @@ def _ease(x: sp.csr_matrix, l2: float, user_weight_power: float, cfg: TopNConfig
     return b
 
 
-def _stored_nonzero(x: sp.csr_matrix) -> sp.csr_matrix:
-    """``x`` without its explicit zeros (the positive model's input keeps the rating's pattern,
-    so about half its entries are stored zeros, which a product would still multiply)."""
-    if x.nnz == 0 or np.all(x.data != 0):
-        return x
-    out = x.copy()
-    out.eliminate_zeros()
-    return out
-
-
-def _dense(m) -> np.ndarray:
-    """A float32 ndarray of a product or slice (``B`` is dense when fitted, sparse once
-    :func:`sparsify_weights` has kept the largest entries of each row)."""
-    if sp.issparse(m):
-        m = m.toarray()
-    return np.asarray(m, dtype=np.float32)
-
-
 def sparsify_weights(b, keep: int) -> sp.csr_matrix:
     """``B`` (dense, or sparse) with only the ``keep`` largest-magnitude entries of each row
     (input item -> candidates), as float32 CSR: the form the API loads to re-score users at
@@ -589,12 +398,6 @@ def sparsify_weights(b, keep: int) -> sp.csr_matrix:
     out.eliminate_zeros()
     out.sort_indices()
     return out
-
-
-def _discount(scores: np.ndarray, discount: np.ndarray) -> np.ndarray:
-    """Apply a per-item discount (<= 1 for popular items) keeping the order of negatives
-    sensible: positives are multiplied by it, negatives divided by it."""
-    return np.where(scores > 0, scores * discount, scores / discount)
 
 
 def _symmetrize_upper(a: np.ndarray, step: int = 2048) -> None:

@@ -10,20 +10,21 @@ from pathlib import Path
 
 import pandas as pd
 
+from contract import schema
+from contract.errors import not_answering
 from pipeline import documents as D
-from pipeline import schema
 from pipeline.clustering import describe_clusters
 from pipeline.config import PipelineConfig
 from pipeline.datasets import MovieLensData, load_movielens
 from pipeline.documents import display_title
 from pipeline.evaluation import evaluate_ratings, evaluate_topn, write_report
 from pipeline.feedback import read_feedback, with_feedback
-from pipeline.live_model import LiveModel
+from pipeline.live_export import build_live_model
 from pipeline.progress import Steps
 from pipeline.runtime import current_client, release_memory
 from pipeline.similarity import all_similar
 from pipeline.splitting import split_ratings
-from pipeline.store import StoreNotAnswering, not_answering
+from pipeline.store import StoreNotAnswering
 from pipeline.train import FittedModels, fit_models
 from pipeline.user_lists import UserListInputs, iter_user_docs, write_user_lists
 
@@ -207,7 +208,7 @@ def load_store(
                 schema.CLUSTERS, D.cluster_docs(clusters)
             )
         with steps.step("store: live model"):
-            live = LiveModel.build(
+            live = build_live_model(
                 models.topn,
                 models.rating.mf_,
                 models.matrix.item_ids,

@@ -38,10 +38,11 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from pipeline.matrix import RatingMatrix, lookup, ranges
+from contract.arrays import lookup
+from contract.topk import top_positions
+from pipeline.matrix import RatingMatrix, ranges
 from pipeline.progress import progress
 from pipeline.runtime import map_blocks
-from pipeline.topk import top_positions
 
 
 @dataclass(frozen=True)

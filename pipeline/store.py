@@ -1,7 +1,7 @@
 """Staging, atomic publish and reading of the served MongoDB collections.
 
 Each pipeline run writes a complete set of versioned collections (``users__<version>``,
-``movies__<version>``, ...; names in :mod:`pipeline.schema`), builds their indexes, and then
+``movies__<version>``, ...; names in :mod:`contract.schema`), builds their indexes, and then
 publishes the whole set with ONE single-document write: the pointer
 ``serving/{_id: "current"}`` is replaced by one naming the new collections. A one-document
 write is atomic, so a reader that resolves the pointer once per request sees one whole version,
@@ -55,9 +55,9 @@ from bson.codec_options import TypeRegistry
 from pymongo import ReturnDocument
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import CollectionInvalid, ConnectionFailure, DuplicateKeyError, PyMongoError
+from pymongo.errors import CollectionInvalid, DuplicateKeyError, PyMongoError
 
-from pipeline import schema
+from contract import schema
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +116,6 @@ class LockTimeout(TimeoutError):
 
 class StoreNotAnswering(RuntimeError):
     """The store stopped answering during the load; nothing was published."""
-
-
-def not_answering(exc: BaseException) -> bool:
-    """True for the errors of a store that is down, unreachable or too slow (a deadline or socket
-    timeout that passed), False for one that answered with an error."""
-    return isinstance(exc, ConnectionFailure) or (isinstance(exc, PyMongoError) and exc.timeout)
 
 
 def new_version(now: datetime | None = None) -> str:

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from pipeline import schema
+from contract import schema
 from pipeline.matrix import RatingMatrix
 from pipeline.progress import progress
 from pipeline.runtime import map_blocks, release_memory

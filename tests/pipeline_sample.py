@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import schema
+from contract import schema
 
 BUNDLED = Path(__file__).resolve().parents[1] / "resources" / "ml-latest-small"
 

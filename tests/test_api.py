@@ -29,7 +29,7 @@ from api.app import create_app
 from api.live import rated_entries
 from api.routes import ENDPOINTS
 from api.settings import Settings
-from pipeline import schema
+from contract import schema
 from pipeline.config import PipelineConfig
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client

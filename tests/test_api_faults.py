@@ -14,7 +14,7 @@ import webtest
 from api.app import create_app
 from api.settings import Settings
 from api.wsgi import resolve_settings
-from pipeline.embedded import EmbeddedConfig, stop
+from contract.embedded import EmbeddedConfig, stop
 from pipeline.store import Store
 
 GENRES = ["Action", "Comedy", "Drama"]

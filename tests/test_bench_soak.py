@@ -13,7 +13,7 @@ from pipeline_sample import sample_database
 
 from benchmarks.api_load import ServerConfig
 from benchmarks.soak import SoakConfig, check_store, soak
-from pipeline import schema
+from contract import schema
 
 
 def with_database(url: str, name: str) -> str:

@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from pipeline.clustering import ClusterAssigner, ClusterConfig, UserClustering
+from contract.clusters import ClusterAssigner
+from pipeline.clustering import ClusterConfig, UserClustering
 
 
 def _blobs(n_per=60, k=3, g=19, seed=0):

@@ -14,7 +14,7 @@ import pytest
 from pipeline_sample import run_argv, write_sample
 
 from api.live import rated_entries
-from pipeline import schema
+from contract import schema
 from pipeline.config import PipelineConfig
 from pipeline.datasets import DatasetConfig, DatasetError, load_movielens
 from pipeline.run import run

@@ -13,7 +13,7 @@ import psutil
 import pymongo
 import pytest
 
-from pipeline.embedded import EmbeddedConfig, ensure_running, resolve_url, stop
+from contract.embedded import EmbeddedConfig, ensure_running, resolve_url, stop
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def config(tmp_path: Path):
 def test_start_reuse_survive_restart_and_stop(config: EmbeddedConfig):
     # Started by a command that then exits, as `python -m pipeline run` does.
     code = (
-        "import sys; from pipeline.embedded import EmbeddedConfig, ensure_running; "
+        "import sys; from contract.embedded import EmbeddedConfig, ensure_running; "
         f"print(ensure_running(EmbeddedConfig(storage_path={config.storage_path!r}, "
         f"port={config.port})))"
     )

@@ -22,7 +22,7 @@ from referencing.jsonschema import DRAFT202012
 from api.app import create_app
 from api.auth import issue_token, token_hash
 from api.settings import Settings
-from pipeline import schema
+from contract import schema
 from pipeline.config import PipelineConfig
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client

@@ -17,7 +17,7 @@ from api.app import create_app
 from api.auth import issue_token
 from api.live import NEW_USER_BASE, rated_entries
 from api.settings import Settings
-from pipeline import schema
+from contract import schema
 from pipeline.run import run
 from pipeline.runtime import dask_client
 from pipeline.store import new_version

@@ -18,7 +18,7 @@ from api.app import create_app
 from api.auth import issue_token
 from api.live_index import UNKNOWN, LiveIndex
 from api.settings import Settings
-from pipeline import schema
+from contract import schema
 
 # --- the table ---------------------------------------------------------------------------------
 

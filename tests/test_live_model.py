@@ -1,4 +1,4 @@
-"""The request-time model (pipeline.live_model) and the feedback replay (pipeline.feedback) on
+"""The request-time model (contract.live_model) and the feedback replay (pipeline.feedback) on
 tiny hand-made data."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from contract.live_model import LiveModel, UserSignals, recommend_live
 from pipeline.feedback import replay, with_feedback
-from pipeline.live_model import LiveModel, UserSignals, recommend_live
+from pipeline.live_export import build_live_model
 from pipeline.matrix import RatingMatrix
 from pipeline.mf import BiasedMF, BiasedMFConfig
 from pipeline.retrieval import TopNConfig, TopNRecommender, sparsify_weights
@@ -20,7 +21,7 @@ GENRES = ("Action", "Comedy", "Drama")
 
 
 @pytest.fixture(scope="module")
-def model() -> LiveModel:
+def fitted():
     """Two taste groups over 40 movies: users 0-29 like movies 0-19 (Action), 30-59 movies 20-39 (Comedy)."""
     rng = np.random.default_rng(0)
     rows = []
@@ -41,7 +42,13 @@ def model() -> LiveModel:
         for m in range(1, 41)
     }
     catalogue[41] = ["Drama"]  # in the catalogue, never rated
-    return LiveModel.build(topn, mf, matrix.item_ids, GENRES, catalogue, keep=10)
+    return topn, mf, matrix.item_ids, catalogue
+
+
+@pytest.fixture(scope="module")
+def model(fitted) -> LiveModel:
+    topn, mf, movie_ids, catalogue = fitted
+    return build_live_model(topn, mf, movie_ids, GENRES, catalogue, keep=10)
 
 
 def signals(ratings=None, liked=(), disliked=(), hidden=(), genres=(), boost=None) -> UserSignals:
@@ -64,12 +71,13 @@ def test_store_round_trip_gives_the_same_lists(model):
     )  # built without lists
 
 
-def test_similar_lists_are_kept_and_survive_the_store(model):
+def test_similar_lists_are_kept_and_survive_the_store(fitted, model):
     similar = {1: [(2, 0.91234), (3, 0.5)], 20: [(19, 0.25)], 41: []}
-    built = LiveModel.build(
-        model.topn,
-        model.mf,
-        model.movie_ids,
+    topn, mf, movie_ids, _ = fitted
+    built = build_live_model(
+        topn,
+        mf,
+        movie_ids,
         GENRES,
         dict(zip(model.catalogue_ids.tolist(), [["Drama"]] * len(model.catalogue_ids))),
         similar=similar,

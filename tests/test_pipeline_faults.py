@@ -19,7 +19,7 @@ from pipeline_sample import run_argv, wait_for_load, write_sample
 
 from api.app import create_app
 from api.settings import Settings
-from pipeline import schema
+from contract import schema
 from pipeline.store import Store
 
 REPO = Path(__file__).resolve().parents[1]

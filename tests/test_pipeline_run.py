@@ -10,9 +10,9 @@ import pytest
 from pipeline_sample import pipeline_store, write_sample
 
 from api.live import rated_entries, training_ratings
-from pipeline import schema
+from contract import schema
+from contract.live_model import LiveModel
 from pipeline.config import PipelineConfig
-from pipeline.live_model import LiveModel
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
 from pipeline.store import Store, new_version

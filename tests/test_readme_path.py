@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pymongo
 
-from pipeline import schema
+from contract import schema
 from pipeline.store import Store
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,8 +16,8 @@ import scipy.sparse as sp
 from pipeline_sample import pipeline_store, write_sample
 
 from api.live import rated_entries
+from contract import schema
 from pipeline import documents as D
-from pipeline import schema
 from pipeline.config import PipelineConfig
 from pipeline.features import build_features
 from pipeline.matrix import RatingMatrix

@@ -17,7 +17,7 @@ from traffic import Traffic, errors_in_log
 from api.app import create_app
 from api.auth import issue_token
 from api.settings import Settings
-from pipeline import schema
+from contract import schema
 
 JSON = "application/json; charset=utf-8"
 

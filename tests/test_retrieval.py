@@ -101,7 +101,8 @@ def test_because_is_the_liked_item_contributing_most(score_neighbors):
         replace(TINY, score_neighbors=score_neighbors, because_min_rating=3.0)
     ).fit(m)
     x = model.user_ratings_
-    _, parts = model._affinity(x)
+    scorer = model.scorer
+    _, parts = scorer.affinity(x)
     rng = np.random.default_rng(0)
     pos = rng.integers(0, len(model.items_), size=(x.shape[0], 8))
     valid = rng.random(pos.shape) < 0.9
@@ -122,7 +123,7 @@ def test_because_is_the_liked_item_contributing_most(score_neighbors):
     assert (expected >= 0).sum() > 100
     for seed_block in (4, 7, 1024):  # seeds taken a few items at a time, or all at once
         np.testing.assert_array_equal(
-            model._because(x, parts, pos, valid, seed_block=seed_block), expected
+            scorer.because(x, parts, pos, valid, seed_block=seed_block), expected
         )
 
 
@@ -216,7 +217,7 @@ def test_tail_calibration_is_the_item_quantile_among_non_raters():
     m = _random_matrix(n_users=50, seed=6)
     cfg = replace(TINY, calibration_quantile=0.9, tail_calibration_power=1.0)
     rec = TopNRecommender(cfg).fit(m)
-    affinity, _ = rec._affinity(rec.user_ratings_)
+    affinity, _ = rec.scorer.affinity(rec.user_ratings_)
     affinity = affinity.astype(np.float64)
     affinity[m.csr.toarray() > 0] = np.nan
     q = np.nanquantile(affinity, 0.9, axis=0, method="lower")

@@ -31,12 +31,12 @@ from api.search import (
 )
 from api.settings import Settings
 from api.store import ServingStore
-from pipeline import schema
+from contract import schema
+from contract.text import display_name, search_key
 from pipeline.config import PipelineConfig
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
 from pipeline.store import new_version
-from pipeline.text import display_name, search_key
 
 # --- matching and ranking on a few titles ----------------------------------------------------
 

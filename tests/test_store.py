@@ -15,7 +15,8 @@ import numpy as np
 import pymongo
 import pytest
 
-from pipeline import schema
+from contract import schema
+from contract.text import search_key
 from pipeline.store import (
     LockTimeout,
     NotPublishedError,
@@ -25,7 +26,6 @@ from pipeline.store import (
     _host_id,
     new_version,
 )
-from pipeline.text import search_key
 
 REPO = Path(__file__).resolve().parents[1]
 TITLES = ["Amélie (2001)", "Matrix, The (1999)", "Heat (1995)", "Alien (1979)", "Aliens (1986)"]

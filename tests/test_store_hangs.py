@@ -23,7 +23,7 @@ from traffic import Traffic, errors_in_log, p99
 from api.app import create_app
 from api.auth import issue_token
 from api.settings import Settings
-from pipeline import schema
+from contract import schema
 from pipeline.store import Store
 
 REPO = Path(__file__).resolve().parents[1]

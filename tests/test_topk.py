@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipeline.topk import top_positions
+from contract.topk import top_positions
 
 
 def _sorted(scores: np.ndarray, k: int) -> np.ndarray:

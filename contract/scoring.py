@@ -1,0 +1,332 @@
+"""The request-time maths of the two published models, over their arrays only.
+
+* :class:`TopNScorer`: a user's blended EASE affinity, the head/tail re-rank and the "because"
+  seeds (the top-N model of ``pipeline.retrieval``; its module docstring gives the maths). The
+  batch lists (``TopNRecommender.recommend*``) and the live path (``contract.live_model``) both
+  rank through it, so their lists agree by construction.
+* :class:`ItemFactors`: the rating model's item side (``pipeline.mf.BiasedMF``) and the exact
+  fold-in of a user who was not in training.
+
+Plain numpy and scipy.sparse: the API imports this without scikit-learn, Dask or the training
+code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from contract.arrays import lookup
+from contract.topk import top_positions
+
+_NORM_TOP = 10  # per-user score scale: mean of this many largest scores
+
+
+@dataclass(frozen=True)
+class ListRules:
+    """The settings of ``pipeline.retrieval.TopNConfig`` that scoring reads (same names)."""
+
+    rating_scale: float
+    positive_threshold: float
+    head_size: int
+    because_min_rating: float
+
+    @classmethod
+    def from_config(cls, config: Any) -> "ListRules":
+        """From a ``TopNConfig``, or the dict of one (as the live model stores it)."""
+        get = config.get if isinstance(config, Mapping) else lambda k: getattr(config, k)
+        return cls(**{f.name: get(f.name) for f in fields(cls)})
+
+
+@dataclass
+class TopNScorer:
+    """A fitted top-N model's arrays (see ``TopNRecommender``'s fitted attributes), and the
+    maths that turn a user's ratings into a ranked list."""
+
+    rules: ListRules
+    items: np.ndarray  # int64: matrix column of each model item, ascending
+    col_to_model: np.ndarray  # int64: model position of each matrix column, -1 if absent
+    weights: Sequence[Any]  # the ``B`` matrices (dense or sparse float32), model items square
+    blend: Sequence[float]
+    head_discount: np.ndarray  # float32 per model item
+    tail_discount: np.ndarray  # float32 per model item
+    fallback: np.ndarray  # float32 per model item: a user with no rated model item
+
+    def restrict(self, csr: sp.csr_matrix) -> sp.csr_matrix:
+        """Users x model items with the raw ratings of rows over the matrix columns."""
+        return model_rows(csr, self.col_to_model, len(self.items))
+
+    def for_ratings(
+        self,
+        item_cols: np.ndarray,
+        ratings: np.ndarray,
+        n: int = 50,
+        exclude: np.ndarray | None = None,
+        adjust: Callable[[np.ndarray], None] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Top-``n`` list for one user known only by ratings on matrix columns; see
+        ``TopNRecommender.recommend_for_ratings``."""
+        cols = np.asarray(item_cols, dtype=np.int64).reshape(-1)
+        vals = np.asarray(ratings, dtype=np.float32).reshape(-1)
+        if cols.shape != vals.shape:
+            raise ValueError("item_cols and ratings must have the same length")
+        ok = (cols >= 0) & (cols < len(self.col_to_model))
+        pos = self.col_to_model[cols[ok]]
+        known = pos >= 0
+        x = sp.csr_matrix(
+            (vals[ok][known], (np.zeros(int(known.sum()), dtype=np.int64), pos[known])),
+            shape=(1, len(self.items)),
+            dtype=np.float32,
+        )
+        x.sum_duplicates()  # a column given twice counts once, with the later rating
+        x.sort_indices()
+        extra = None
+        if exclude is not None:
+            ex = np.asarray(exclude, dtype=np.int64).reshape(-1)
+            ex = ex[(ex >= 0) & (ex < len(self.col_to_model))]
+            extra = self.col_to_model[ex]
+            extra = extra[extra >= 0]
+        return self.lists(x, n, True, extra, adjust)
+
+    def affinity(self, ratings: sp.csr_matrix):
+        """Blended, per-user normalised affinity for rows of raw ratings (users x model
+        items, float32), and per model ``(input rows, B, weight / user scale)``."""
+        total, parts = None, []
+        for x, b, w in zip(inputs(ratings, self.rules), self.weights, self.blend):
+            raw = _dense(_stored_nonzero(x) @ b)
+            if raw.ndim == 1:
+                raw = raw[None, :]
+            scale = np.take_along_axis(raw, top_positions(raw, _NORM_TOP), axis=1).mean(axis=1)
+            # a model with no positive evidence for a user (e.g. no rating >= the positive
+            # threshold) does not take part in that user's blend
+            factor = np.where(scale > 1e-9, w / np.maximum(scale, 1e-9), 0.0).astype(np.float32)
+            raw *= factor[:, None]
+            total = raw if total is None else total + raw
+            parts.append((x, b, factor))
+        empty = np.diff(ratings.indptr) == 0
+        if empty.any():
+            total[empty] = self.fallback
+        return total, parts
+
+    def lists(
+        self,
+        ratings: sp.csr_matrix,
+        n: int,
+        exclude_seen: bool,
+        extra_exclude,
+        adjust=None,
+        because: bool = True,
+    ):
+        """``(items, scores, because)`` of rows of raw ratings over the model items; see
+        ``TopNRecommender.recommend``."""
+        m = len(self.items)
+        ranked, parts = self.affinity(ratings)  # modified in place: excluded items become -inf
+        if adjust is not None:
+            adjust(ranked[0] if ranked.shape[0] == 1 else ranked)
+        if exclude_seen:
+            ranked[
+                np.repeat(np.arange(ratings.shape[0]), np.diff(ratings.indptr)), ratings.indices
+            ] = -np.inf
+        if extra_exclude is not None and len(extra_exclude):
+            ranked[:, extra_exclude] = -np.inf
+
+        h = min(self.rules.head_size, n, m)
+        head_scores = _discount(ranked, self.head_discount)
+        head = top_positions(head_scores, h)
+        head_ok = np.isfinite(np.take_along_axis(head_scores, head, axis=1))
+        del head_scores
+        tail_scores = _discount(ranked, self.tail_discount)
+        np.put_along_axis(tail_scores, head, -np.inf, axis=1)
+        tail = top_positions(tail_scores, min(n - h, m - h))
+        tail_ok = np.isfinite(np.take_along_axis(tail_scores, tail, axis=1))
+        del tail_scores
+        pos = np.concatenate([head, tail], axis=1)
+        valid = np.concatenate([head_ok, tail_ok], axis=1)
+        raw = np.take_along_axis(ranked, pos, axis=1)
+
+        rows = ratings.shape[0]
+        items = np.full((rows, n), -1, dtype=np.int64)
+        scores = np.full((rows, n), -np.inf, dtype=np.float32)
+        seeds = np.full((rows, n), -1, dtype=np.int64)
+        items[:, : pos.shape[1]] = np.where(valid, self.items[pos], -1)
+        scores[:, : pos.shape[1]] = np.where(valid, raw, -np.inf)
+        if because:
+            seeds[:, : pos.shape[1]] = self.because(ratings, parts, pos, valid)
+        return items, scores, seeds
+
+    def because(
+        self,
+        ratings: sp.csr_matrix,
+        parts,
+        pos: np.ndarray,
+        valid: np.ndarray,
+        seed_block: int = 1024,
+    ) -> np.ndarray:
+        """Column of the liked seed item with the largest positive contribution, per list entry
+        (ties: the lower column).
+
+        Vectorised over the block: the seeds are taken ``seed_block`` model items at a time, with
+        those items' weights towards the listed items only (a dense ``seed_block x listed``
+        table per model), so a sparse ``B`` is read once per block instead of once per user's
+        seed rows."""
+        out = np.full(pos.shape, -1, dtype=np.int64)
+        n_rows, width = pos.shape
+        listed = np.unique(pos[valid])
+        liked = np.flatnonzero(ratings.data >= self.rules.because_min_rating)
+        if len(listed) == 0 or len(liked) == 0:
+            return out
+        column = np.full(len(self.items), -1, dtype=np.int64)
+        column[listed] = np.arange(len(listed))
+        targets = column[np.where(valid, pos, listed[0])]  # (rows, width) into ``listed``
+        user = np.repeat(np.arange(n_rows), np.diff(ratings.indptr))[liked]  # sorted, then by seed
+        seed = ratings.indices[liked].astype(np.int64)
+        weight = [(b, (factor[user] * x.data[liked]).astype(np.float32)) for x, b, factor in parts]
+        best = np.full(pos.shape, -np.inf, dtype=np.float32)
+        best_seed = np.full(pos.shape, -1, dtype=np.int64)
+        chunk_of = seed // seed_block
+        for c in np.unique(chunk_of):
+            e = np.flatnonzero(chunk_of == c)  # still sorted by (user, seed)
+            lo = int(c) * seed_block
+            local = seed[e] - lo
+            contrib = np.zeros((len(e), width), dtype=np.float32)
+            for b, w in weight:
+                table = _columns(b, lo, min(lo + seed_block, b.shape[0]), listed, column)
+                contrib += w[e][:, None] * table[local[:, None], targets[user[e]]]
+            starts = np.flatnonzero(np.r_[True, user[e][1:] != user[e][:-1]])
+            top = np.maximum.reduceat(contrib, starts, axis=0)  # per user of the chunk
+            group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(e)]))
+            at = np.where(contrib == top[group], np.arange(len(e))[:, None], len(e))
+            first = np.minimum.reduceat(at, starts, axis=0)  # first (lowest) seed reaching it
+            rows = user[e][starts]
+            better = top > best[rows]  # earlier chunks hold lower seeds
+            best[rows] = np.where(better, top, best[rows])
+            best_seed[rows] = np.where(better, seed[e][first], best_seed[rows])
+        ok = (best > 0) & valid
+        out[ok] = self.items[best_seed[ok]]
+        return out
+
+
+def model_rows(csr: sp.csr_matrix, col_to_model: np.ndarray, n_items: int) -> sp.csr_matrix:
+    """Users x model items with the raw ratings (float32 CSR, sorted indices)."""
+    keep = col_to_model[csr.indices] >= 0
+    row_of = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
+    out = sp.csr_matrix(
+        (
+            csr.data[keep].astype(np.float32),
+            (row_of[keep], col_to_model[csr.indices[keep]]),
+        ),
+        shape=(csr.shape[0], n_items),
+        dtype=np.float32,
+    )
+    out.sum_duplicates()
+    out.sort_indices()
+    return out
+
+
+def inputs(ratings: sp.csr_matrix, rules: ListRules) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(rating model input, positive model input) for rows of raw ratings, same sparsity."""
+    return rating_input(ratings, rules), positive_input(ratings, rules)
+
+
+def rating_input(ratings: sp.csr_matrix, rules: ListRules) -> sp.csr_matrix:
+    return _with_data(ratings, ratings.data / rules.rating_scale)
+
+
+def positive_input(ratings: sp.csr_matrix, rules: ListRules) -> sp.csr_matrix:
+    # explicit zeros kept: the input shares the rating's pattern (for the "because" seeds)
+    return _with_data(ratings, ratings.data >= rules.positive_threshold)
+
+
+def _with_data(ratings: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
+    """A float32 CSR matrix with the pattern of ``ratings`` and ``data`` (copied indices)."""
+    return sp.csr_matrix(
+        (data.astype(np.float32), ratings.indices.copy(), ratings.indptr.copy()),
+        shape=ratings.shape,
+    )
+
+
+def _columns(b, lo: int, hi: int, listed: np.ndarray, column: np.ndarray) -> np.ndarray:
+    """Rows ``lo .. hi - 1`` of ``B`` at the columns ``listed`` (``column`` maps a model item
+    to its place in ``listed``, -1 elsewhere), as a dense float32 table."""
+    if not sp.issparse(b):
+        return np.asarray(b[lo:hi][:, listed], dtype=np.float32)
+    start, stop = b.indptr[lo], b.indptr[hi]
+    at = column[b.indices[start:stop]]
+    keep = np.flatnonzero(at >= 0)
+    table = np.zeros((hi - lo, len(listed)), dtype=np.float32)
+    rows = np.searchsorted(b.indptr[lo : hi + 1], keep + start, side="right") - 1
+    table[rows, at[keep]] = b.data[start:stop][keep]
+    return table
+
+
+def _stored_nonzero(x: sp.csr_matrix) -> sp.csr_matrix:
+    """``x`` without its explicit zeros (the positive model's input keeps the rating's pattern,
+    so about half its entries are stored zeros, which a product would still multiply)."""
+    if x.nnz == 0 or np.all(x.data != 0):
+        return x
+    out = x.copy()
+    out.eliminate_zeros()
+    return out
+
+
+def _dense(m) -> np.ndarray:
+    """A float32 ndarray of a product or slice (``B`` is dense when fitted, sparse once
+    ``pipeline.retrieval.sparsify_weights`` has kept the largest entries of each row)."""
+    if sp.issparse(m):
+        m = m.toarray()
+    return np.asarray(m, dtype=np.float32)
+
+
+def _discount(scores: np.ndarray, discount: np.ndarray) -> np.ndarray:
+    """Apply a per-item discount (<= 1 for popular items) keeping the order of negatives
+    sensible: positives are multiplied by it, negatives divided by it."""
+    return np.where(scores > 0, scores * discount, scores / discount)
+
+
+@dataclass
+class ItemFactors:
+    """The item side of ``mu + b_u + b_i + p_u . q_i`` (``pipeline.mf.BiasedMF``)."""
+
+    global_mean: float
+    item_ids: np.ndarray  # int64 external ids, sorted
+    item_factors: np.ndarray  # (items, factors) float32
+    item_bias: np.ndarray  # float32
+    regularization: float  # weighted-lambda ridge penalty per rating
+
+    def fold_in(
+        self, movie_ids: np.ndarray, ratings: np.ndarray, min_weight: int = 0
+    ) -> tuple[np.ndarray, float]:
+        """A new user's ``(factors, bias)`` from their ratings, items held fixed.
+
+        Solves the same weighted-lambda ridge system as a user half-step, exactly, with the
+        penalty weighted by ``max(n, min_weight)`` ratings: ``min_weight`` > 0 keeps a user with
+        only a handful of ratings near the average (at ``n`` = 1 or 2 the exact half-step fits
+        them almost perfectly and predicts extremes for everything else). Movies unknown to the
+        model are ignored; no known movie gives the zero vector and zero bias.
+        """
+        k = self.item_factors.shape[1]
+        idx = lookup(self.item_ids, np.asarray(movie_ids, np.int64))
+        known = idx >= 0
+        if not known.any():
+            return np.zeros(k, np.float32), 0.0
+        d = np.hstack(
+            [self.item_factors[idx[known]], np.ones((known.sum(), 1), np.float32)]
+        ).astype(np.float64)
+        y = np.asarray(ratings, np.float64)[known] - self.global_mean - self.item_bias[idx[known]]
+        a = d.T @ d + self.regularization * max(int(known.sum()), min_weight) * np.eye(k + 1)
+        x = np.linalg.solve(a, d.T @ y)
+        return x[:k].astype(np.float32), float(x[k])
+
+    def predict_folded(self, vector: np.ndarray, bias: float, item_ids) -> np.ndarray:
+        """Unclipped predictions for a folded-in user (see ``fold_in``) on external movie ids."""
+        idx = lookup(self.item_ids, item_ids)
+        known = idx >= 0
+        out = np.full(len(idx), self.global_mean + bias, np.float64)
+        out[known] += self.item_bias[idx[known]] + self.item_factors[idx[known]] @ np.asarray(
+            vector, np.float32
+        )
+        return out

@@ -1,0 +1,55 @@
+"""The live model a run publishes (``contract.live_model``), built from the fitted models."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, replace
+
+import numpy as np
+
+from contract.live_model import LiveModel
+from pipeline.mf import BiasedMF
+from pipeline.retrieval import TopNRecommender, sparsify_weights
+from pipeline.similarity import list_arrays
+
+
+def build_live_model(
+    topn: TopNRecommender,
+    mf: BiasedMF,
+    movie_ids: np.ndarray,
+    genres: Iterable[str],
+    catalogue: Mapping[int, Iterable[str]],
+    keep: int = 200,
+    similar: Mapping[int, Iterable[tuple[int, float]]] | None = None,
+) -> LiveModel:
+    """The live model of fitted models: the top-N model's arrays with each ``B`` cut to the
+    ``keep`` largest-magnitude weights per input item, the rating model's item side, the
+    catalogue's genre masks and the similar lists. ``catalogue`` maps every movieId to its genre
+    names; ``similar`` maps movieIds to their stored similar lists ``[(movieId, score), ...]``."""
+    genres = tuple(genres)
+    if len(genres) > 32:
+        raise ValueError("at most 32 genres fit the genre bit masks")
+    scorer = replace(topn.scorer, weights=[sparsify_weights(b, keep) for b in topn.weights_])
+    ids = np.array(sorted(int(m) for m in catalogue), dtype=np.int64)
+    bit = {g: 1 << k for k, g in enumerate(genres)}
+    masks = np.array(
+        [sum(bit.get(g, 0) for g in set(catalogue[int(m)])) for m in ids], dtype=np.uint32
+    )
+    indptr = sim_ids = sim_scores = None
+    if similar is not None:
+        indptr, sim_ids, sim_scores = list_arrays(similar, ids)
+        sim_scores = np.array([round(sc, 4) for sc in sim_scores.tolist()], np.float32)  # as stored
+    return LiveModel(
+        np.asarray(movie_ids, np.int64),
+        scorer,
+        mf.item_side(),
+        genres,
+        ids,
+        masks,
+        topn.counts_,
+        indptr,
+        sim_ids,
+        sim_scores,
+        asdict(topn.config),
+        asdict(mf.config),
+    )
