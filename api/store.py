@@ -2,7 +2,7 @@
 and per-version caches of the small, immutable things (movie details, clusters, model info).
 
 Every versioned collection is read through the pointer (``serving/{_id: "current"}``, see
-``pipeline.store``), resolved at most every ``Settings.pointer_cache_s`` seconds, so a pipeline
+``pipeline.publish.store``), resolved at most every ``Settings.pointer_cache_s`` seconds, so a pipeline
 run in progress never shows through and every read of one request comes from one version.
 Versioned collections never change once published, so anything read from them can be cached
 under the version's name for as long as that version is served.
@@ -70,7 +70,7 @@ class ModelInfo:
     popular: tuple[int, ...]  # movieIds, most popular first (the last-resort fallback)
     published_at: Any = None
     dataset: Mapping[str, Any] | None = None
-    # pipeline.clustering.ClusterAssigner.to_dict()
+    # pipeline.models.clustering.ClusterAssigner.to_dict()
     cluster_assigner: Mapping[str, Any] | None = None
     genre_prior: tuple[float, ...] = ()  # population genre shares, in ``genres`` order
 

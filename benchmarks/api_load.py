@@ -754,7 +754,7 @@ def served_user_ids(url: str) -> tuple[np.ndarray, str]:
     """Every served user id (sorted) and the served version."""
     import pymongo
 
-    from pipeline.store import Store
+    from pipeline.publish.store import Store
 
     client = pymongo.MongoClient(url, serverSelectionTimeoutMS=10_000)
     try:

@@ -42,9 +42,9 @@ K = 10
 def fit(train: pd.DataFrame):
     """The rating matrix, top-N model and MF of the pipeline, fitted on ``train``."""
     from pipeline.config import PipelineConfig
-    from pipeline.matrix import RatingMatrix
-    from pipeline.mf import BiasedMF
-    from pipeline.retrieval import TopNRecommender
+    from pipeline.features.matrix import RatingMatrix
+    from pipeline.models.mf import BiasedMF
+    from pipeline.models.topn import TopNRecommender
 
     config = PipelineConfig()
     matrix = RatingMatrix.from_frame(train)
@@ -149,9 +149,9 @@ def main(argv=None) -> int:
     from threadpoolctl import threadpool_limits
 
     from benchmarks.live_latency import CpuMeter, busy_note, own_cpu
-    from pipeline.datasets import load_movielens
-    from pipeline.features import genre_vocabulary
-    from pipeline.live_export import build_live_model
+    from pipeline.data.movielens import load_movielens
+    from pipeline.features.tables import genre_vocabulary
+    from pipeline.publish.live_export import build_live_model
 
     bench = Path(args.bench)
     split = (

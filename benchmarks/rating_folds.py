@@ -21,9 +21,9 @@ import pandas as pd
 
 def main(argv=None) -> int:
     from pipeline.config import PipelineConfig
-    from pipeline.datasets import load_movielens
-    from pipeline.features import build_features
-    from pipeline.rating import RatingModel
+    from pipeline.data.movielens import load_movielens
+    from pipeline.features.tables import build_features
+    from pipeline.models.rating import RatingModel
 
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -5,8 +5,8 @@ Design (the anti-pattern of DESIGN.md: "scoring thousands of candidates with a m
 request"): per request, read the serving pointer and the user, load every movie that the users of
 the user's cluster rated (the ``cluster`` index, then their ``ratings`` arrays), drop the ones the
 user has seen, build the gradient-boosting rows of each remaining (user, movie) pair with
-``pipeline.features.rating_rows`` and the collaborative columns of the fitted
-``pipeline.rating.RatingModel`` (``RatingModel.predict`` does both), score them, and return the
+``pipeline.features.tables.rating_rows`` and the collaborative columns of the fitted
+``pipeline.models.rating.RatingModel`` (``RatingModel.predict`` does both), score them, and return the
 ten best with their titles. Same response shape as the real API.
 
 The model is fitted ONCE, outside the server, on the same bundled data the pipeline loads::
@@ -52,9 +52,9 @@ def fit_rating_model(dataset: str = "ml-latest-small"):
     """The rating model (features + stacked gradient boosting) fitted on all ratings of ``dataset``,
     with the pipeline's default configuration, as the pipeline's refit does."""
     from pipeline.config import PipelineConfig
-    from pipeline.datasets import load_movielens
-    from pipeline.features import build_features
-    from pipeline.rating import RatingModel
+    from pipeline.data.movielens import load_movielens
+    from pipeline.features.tables import build_features
+    from pipeline.models.rating import RatingModel
 
     config = PipelineConfig(dataset=dataset)
     data = load_movielens(config.dataset, config.data)
@@ -134,7 +134,7 @@ def create_app(config: SeedDesignConfig):
     import bottle
     import pymongo
 
-    from pipeline.store import Store
+    from pipeline.publish.store import Store
 
     app = bottle.Bottle()
     state: dict = {}

@@ -367,7 +367,7 @@ def catalogue(url: str, top: int = 300) -> tuple[list[int], list[str], list[str]
     and a prefix of each), and the 3 commonest genres among them."""
     import pymongo
 
-    from pipeline.store import Store
+    from pipeline.publish.store import Store
 
     client = pymongo.MongoClient(url, serverSelectionTimeoutMS=10_000)
     try:

@@ -22,10 +22,10 @@ import pandas as pd
 
 
 def main(argv=None) -> int:
-    from pipeline import metrics
     from pipeline.config import PipelineConfig
-    from pipeline.matrix import RatingMatrix
-    from pipeline.retrieval import TopNRecommender, sparsify_weights
+    from pipeline.evaluation import metrics
+    from pipeline.features.matrix import RatingMatrix
+    from pipeline.models.topn import TopNRecommender, sparsify_weights
 
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -1,6 +1,6 @@
 """A user's genre-preference profile, and the published clusters it is assigned to.
 
-The batch pipeline clusters training users (``pipeline.clustering``) and publishes a
+The batch pipeline clusters training users (``pipeline.models.clustering``) and publishes a
 :class:`ClusterAssigner`; the API assigns a new or live user with it, from the same profile.
 """
 

@@ -1,6 +1,6 @@
 """The model the API uses to re-score one user at request time (new users, live feedback).
 
-A run publishes it with its version (``pipeline.live_export`` builds it from the fitted
+A run publishes it with its version (``pipeline.publish.live_export`` builds it from the fitted
 models), in the versioned collection ``livemodel``:
 
 * the top-N model's arrays (a :class:`contract.scoring.TopNScorer`) with each EASE ``B`` matrix

@@ -5,14 +5,14 @@ Two kinds of collections:
 * **Versioned** (``users``, ``movies``, ``metadata``, ``clusters``): every pipeline run writes a
   complete new set named ``<name>__<version>`` (for example ``users__v20261121T111313-ab12cd``).
   The set is served once the pointer document ``serving/{_id: "current"}`` names it
-  (see :mod:`pipeline.store`), so readers never see half a run.
+  (see :mod:`pipeline.publish.store`), so readers never see half a run.
 * **Non-versioned** (``models``, ``serving``, and the API's online data ``accounts``,
   ``profiles``, ``counters`` and ``lists``): one collection each, written in place. Pipeline
   runs never drop or rewrite the online data; they read ``profiles`` (the feedback events) to
   train on.
 
 The TypedDicts below document what the pipeline writes and what the API may read. They are
-not enforced by the server; :mod:`pipeline.store` only checks counts and indexes.
+not enforced by the server; :mod:`pipeline.publish.store` only checks counts and indexes.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ class PackedRatings(TypedDict):
 ReasonKind = Literal[
     "because_you_liked", "cluster_favourite", "taste_match", "genre_match", "popular"
 ]
-#: The text of each reason kind, the same in the precomputed lists (pipeline.user_lists) and in
+#: The text of each reason kind, the same in the precomputed lists (pipeline.publish.user_lists) and in
 #: the API's live and fallback lists ("because_you_liked" names its movie: ``because_you_liked``).
 REASON_TEXTS: dict[str, str] = {
     "cluster_favourite": "A favourite of viewers with tastes like yours",
@@ -229,7 +229,7 @@ class ModelDoc(TypedDict):
     metrics: NotRequired[dict[str, Any]]
     artifacts: NotRequired[dict[str, Any]]
     timings: NotRequired[dict[str, float]]
-    # maintained by pipeline.store:
+    # maintained by pipeline.publish.store:
     collections: NotRequired[dict[str, str]]  # versioned name -> collection name
     counts: NotRequired[dict[str, int]]  # documents per versioned collection at publish
     owner: NotRequired[StagingOwner]  # the writing process while status == "staging"

@@ -1,10 +1,10 @@
 """The request-time maths of the two published models, over their arrays only.
 
 * :class:`TopNScorer`: a user's blended EASE affinity, the head/tail re-rank and the "because"
-  seeds (the top-N model of ``pipeline.retrieval``; its module docstring gives the maths). The
+  seeds (the top-N model of ``pipeline.models.topn``; its module docstring gives the maths). The
   batch lists (``TopNRecommender.recommend*``) and the live path (``contract.live_model``) both
   rank through it, so their lists agree by construction.
-* :class:`ItemFactors`: the rating model's item side (``pipeline.mf.BiasedMF``) and the exact
+* :class:`ItemFactors`: the rating model's item side (``pipeline.models.mf.BiasedMF``) and the exact
   fold-in of a user who was not in training.
 
 Plain numpy and scipy.sparse: the API imports this without scikit-learn, Dask or the training
@@ -28,7 +28,7 @@ _NORM_TOP = 10  # per-user score scale: mean of this many largest scores
 
 @dataclass(frozen=True)
 class ListRules:
-    """The settings of ``pipeline.retrieval.TopNConfig`` that scoring reads (same names)."""
+    """The settings of ``pipeline.models.topn.TopNConfig`` that scoring reads (same names)."""
 
     rating_scale: float
     positive_threshold: float
@@ -275,7 +275,7 @@ def _stored_nonzero(x: sp.csr_matrix) -> sp.csr_matrix:
 
 def _dense(m) -> np.ndarray:
     """A float32 ndarray of a product or slice (``B`` is dense when fitted, sparse once
-    ``pipeline.retrieval.sparsify_weights`` has kept the largest entries of each row)."""
+    ``pipeline.models.topn.sparsify_weights`` has kept the largest entries of each row)."""
     if sp.issparse(m):
         m = m.toarray()
     return np.asarray(m, dtype=np.float32)
@@ -289,7 +289,7 @@ def _discount(scores: np.ndarray, discount: np.ndarray) -> np.ndarray:
 
 @dataclass
 class ItemFactors:
-    """The item side of ``mu + b_u + b_i + p_u . q_i`` (``pipeline.mf.BiasedMF``)."""
+    """The item side of ``mu + b_u + b_i + p_u . q_i`` (``pipeline.models.mf.BiasedMF``)."""
 
     global_mean: float
     item_ids: np.ndarray  # int64 external ids, sorted

@@ -160,8 +160,8 @@ def _common_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args, **overrides):
-    from pipeline.clustering import ClusterConfig
     from pipeline.config import PipelineConfig
+    from pipeline.models.clustering import ClusterConfig
     from pipeline.runtime import DaskConfig
 
     return PipelineConfig(
@@ -178,11 +178,11 @@ def _config(args, **overrides):
 def cmd_run(args) -> int:
     from contract.embedded import EmbeddedConfig, resolve_url
     from pipeline.config import StoreTarget
-    from pipeline.datasets import DatasetConfig
+    from pipeline.data.movielens import DatasetConfig
+    from pipeline.data.splitting import SplitConfig
+    from pipeline.publish.store import StoreConfig, new_version
     from pipeline.run import run
     from pipeline.runtime import dask_client
-    from pipeline.splitting import SplitConfig
-    from pipeline.store import StoreConfig, new_version
 
     url = args.mongodb_url or os.environ.get("MONGODB_URL") or None
     tmdb = None if args.no_tmdb else args.tmdb
@@ -208,7 +208,7 @@ def cmd_run(args) -> int:
     if not args.no_store:
         import pymongo
 
-        from pipeline.store import Store
+        from pipeline.publish.store import Store
 
         mongo_url, embedded = resolve_url({"MONGODB_URL": url or ""}, EmbeddedConfig())
         if embedded:
@@ -258,7 +258,7 @@ def _print_summary(result, stored: bool) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from pipeline.evaluate_cmd import evaluate_files
+    from pipeline.evaluation.command import evaluate_files
 
     config = _config(args)
     evaluate_files(
@@ -274,7 +274,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_synth(args) -> int:
-    from pipeline.synth import SynthConfig, generate
+    from pipeline.data.synth import SynthConfig, generate
 
     summary = generate(
         SynthConfig(
@@ -287,7 +287,7 @@ def cmd_synth(args) -> int:
 
 
 def cmd_fetch(args) -> int:
-    from pipeline.datasets import DatasetConfig, fetch
+    from pipeline.data.movielens import DatasetConfig, fetch
 
     print(fetch(args.name, DatasetConfig(cache_dir=args.cache_dir)))
     return 0
@@ -367,8 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         "store": cmd_store,
         "token": cmd_token,
     }
-    from pipeline.datasets import DatasetError
-    from pipeline.store import StoreNotAnswering
+    from pipeline.data.movielens import DatasetError
+    from pipeline.publish.store import StoreNotAnswering
 
     try:
         return handlers[args.command](args)

@@ -8,20 +8,19 @@ Nothing here reads the environment: the CLI does that and passes values in.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 
 from contract.embedded import EmbeddedConfig
-from pipeline.clustering import ClusterConfig
-from pipeline.datasets import DatasetConfig
-from pipeline.features import FeatureConfig
-from pipeline.rating import RatingModelConfig
-from pipeline.retrieval import TopNConfig
+from pipeline.data.movielens import DatasetConfig, repo_root
+from pipeline.data.splitting import SplitConfig
+from pipeline.features.tables import FeatureConfig
+from pipeline.models.clustering import ClusterConfig
+from pipeline.models.rating import RatingModelConfig
+from pipeline.models.similarity import SimilarityConfig
+from pipeline.models.topn import TopNConfig
+from pipeline.publish.store import StoreConfig
 from pipeline.runtime import DaskConfig
-from pipeline.similarity import SimilarityConfig
-from pipeline.splitting import SplitConfig
-from pipeline.store import StoreConfig
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = repo_root()
 BUNDLED_TMDB = REPO_ROOT / "resources" / "tmdb"
 
 

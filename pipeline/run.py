@@ -12,21 +12,21 @@ import pandas as pd
 
 from contract import schema
 from contract.errors import not_answering
-from pipeline import documents as D
-from pipeline.clustering import describe_clusters
 from pipeline.config import PipelineConfig
-from pipeline.datasets import MovieLensData, load_movielens
-from pipeline.documents import display_title
-from pipeline.evaluation import evaluate_ratings, evaluate_topn, write_report
-from pipeline.feedback import read_feedback, with_feedback
-from pipeline.live_export import build_live_model
+from pipeline.data.feedback import read_feedback, with_feedback
+from pipeline.data.movielens import MovieLensData, load_movielens
+from pipeline.data.splitting import split_ratings
+from pipeline.evaluation.holdout import evaluate_ratings, evaluate_topn, write_report
+from pipeline.models.clustering import describe_clusters
+from pipeline.models.similarity import all_similar
 from pipeline.progress import Steps
+from pipeline.publish import documents as D
+from pipeline.publish.documents import display_title
+from pipeline.publish.live_export import build_live_model
+from pipeline.publish.store import StoreNotAnswering
+from pipeline.publish.user_lists import UserListInputs, iter_user_docs, write_user_lists
 from pipeline.runtime import current_client, release_memory
-from pipeline.similarity import all_similar
-from pipeline.splitting import split_ratings
-from pipeline.store import StoreNotAnswering
 from pipeline.train import FittedModels, fit_models
-from pipeline.user_lists import UserListInputs, iter_user_docs, write_user_lists
 
 log = logging.getLogger("pipeline")
 
@@ -46,7 +46,7 @@ def load_inputs(config: PipelineConfig, steps: Steps) -> tuple[MovieLensData, pd
         data.ratings = data.ratings.persist()
         metadata = None
         if config.tmdb and Path(config.tmdb).is_dir():
-            from pipeline.tmdb import load_metadata
+            from pipeline.data.tmdb import load_metadata
 
             metadata = load_metadata(config.tmdb)
     return data, metadata
@@ -112,7 +112,7 @@ def model_artifacts(models: FittedModels, clusters: pd.DataFrame) -> dict:
 
 
 def run(config: PipelineConfig, store, version: str, steps: Steps | None = None) -> RunResult:
-    """The whole pipeline. ``store`` is a :class:`pipeline.store.Store` (or None: no load)."""
+    """The whole pipeline. ``store`` is a :class:`pipeline.publish.store.Store` (or None: no load)."""
     steps = steps or Steps()
     result = RunResult(version=version)
     data, metadata = load_inputs(config, steps)

@@ -7,15 +7,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline.clustering import UserClustering
-from pipeline.features import TrainingFeatures, build_features, movie_text
-from pipeline.matrix import RatingMatrix
+from pipeline.features.matrix import RatingMatrix
+from pipeline.features.tables import TrainingFeatures, build_features, movie_text
+from pipeline.models.clustering import UserClustering
+from pipeline.models.rating import RatingModel
+from pipeline.models.similarity import SimilarMovies
+from pipeline.models.topn import TopNRecommender
 from pipeline.progress import Steps
-from pipeline.rating import RatingModel
-from pipeline.retrieval import TopNRecommender
+from pipeline.publish.user_lists import recommend_rows
 from pipeline.runtime import current_client
-from pipeline.similarity import SimilarMovies
-from pipeline.user_lists import recommend_rows
 
 
 @dataclass

@@ -41,7 +41,7 @@ def write_sample(out: Path, max_user: int = 80, extra_movies: int = 40) -> Path:
 def pipeline_store(db):
     """A ``Store`` over ``db`` with the URL that the Dask workers use to write the user
     documents (the test servers are unauthenticated loopback ones: host and port name them)."""
-    from pipeline.store import Store
+    from pipeline.publish.store import Store
 
     host, port = db.client.address
     return Store(db, url=f"mongodb://{host}:{port}/?directConnection=true")
@@ -51,9 +51,9 @@ def load_sample(db, tmp: Path, max_user: int = 80):
     """Run the real pipeline (no evaluation, one Dask worker) on a sample into ``db``; returns its
     ``PipelineConfig`` and the published version."""
     from pipeline.config import PipelineConfig
+    from pipeline.publish.store import new_version
     from pipeline.run import run
     from pipeline.runtime import DaskConfig, dask_client
-    from pipeline.store import new_version
 
     config = PipelineConfig(
         dataset=str(write_sample(tmp / "ml-sample", max_user=max_user)),

@@ -31,9 +31,9 @@ from api.routes import ENDPOINTS
 from api.settings import Settings
 from contract import schema
 from pipeline.config import PipelineConfig
+from pipeline.publish.store import new_version
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
-from pipeline.store import new_version
 
 REPO = Path(__file__).resolve().parents[1]
 JSON = "application/json; charset=utf-8"

@@ -15,7 +15,7 @@ from api.app import create_app
 from api.settings import Settings
 from api.wsgi import resolve_settings
 from contract.embedded import EmbeddedConfig, stop
-from pipeline.store import Store
+from pipeline.publish.store import Store
 
 GENRES = ["Action", "Comedy", "Drama"]
 

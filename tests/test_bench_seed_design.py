@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from benchmarks.seed_design import SeedDesignConfig, cluster_candidates, create_app, recommend
-from pipeline.store import Store
+from pipeline.publish.store import Store
 
 VERSION = "v1"
 

@@ -4,7 +4,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from contract.clusters import ClusterAssigner
-from pipeline.clustering import ClusterConfig, UserClustering
+from pipeline.models.clustering import ClusterConfig, UserClustering
 
 
 def _blobs(n_per=60, k=3, g=19, seed=0):

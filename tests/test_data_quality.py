@@ -16,10 +16,10 @@ from pipeline_sample import run_argv, write_sample
 from api.live import rated_entries
 from contract import schema
 from pipeline.config import PipelineConfig
-from pipeline.datasets import DatasetConfig, DatasetError, load_movielens
+from pipeline.data.movielens import DatasetConfig, DatasetError, load_movielens
+from pipeline.publish.store import Store, new_version
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
-from pipeline.store import Store, new_version
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
@@ -153,7 +153,7 @@ def csv_folder(tmp_path) -> Path:
 
 @pytest.mark.parametrize("blocksize", ["64MB", "24B"])  # one block, or a block per line or two
 def test_csv_layout_defects_are_dropped_and_counted(csv_folder, blocksize, caplog):
-    caplog.set_level("INFO", logger="pipeline.datasets")
+    caplog.set_level("INFO", logger="pipeline.data.movielens")
     data = load_movielens(csv_folder, DatasetConfig(blocksize=blocksize))
     if blocksize == "24B":
         assert data.ratings.npartitions > 5  # repeats across blocks are found too

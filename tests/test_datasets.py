@@ -10,7 +10,7 @@ import dask.dataframe as dd
 import pandas as pd
 import pytest
 
-from pipeline.datasets import (
+from pipeline.data.movielens import (
     DatasetConfig,
     DatasetError,
     MovieLensData,

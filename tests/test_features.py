@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.features import (
+from pipeline.features.tables import (
     FeatureConfig,
     build_features,
     genre_dummies,

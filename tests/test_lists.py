@@ -24,9 +24,9 @@ from api.auth import issue_token, token_hash
 from api.settings import Settings
 from contract import schema
 from pipeline.config import PipelineConfig
+from pipeline.publish.store import Store, new_version
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
-from pipeline.store import Store, new_version
 
 JSON = "application/json; charset=utf-8"
 SLUG = re.compile(r"[A-Za-z0-9_-]{22}")

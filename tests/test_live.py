@@ -18,9 +18,9 @@ from api.auth import issue_token
 from api.live import NEW_USER_BASE, rated_entries
 from api.settings import Settings
 from contract import schema
+from pipeline.publish.store import new_version
 from pipeline.run import run
 from pipeline.runtime import dask_client
-from pipeline.store import new_version
 
 REPO = Path(__file__).resolve().parents[1]
 JSON = "application/json; charset=utf-8"

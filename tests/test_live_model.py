@@ -1,4 +1,4 @@
-"""The request-time model (contract.live_model) and the feedback replay (pipeline.feedback) on
+"""The request-time model (contract.live_model) and the feedback replay (pipeline.data.feedback) on
 tiny hand-made data."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 from contract.live_model import LiveModel, UserSignals, recommend_live
-from pipeline.feedback import replay, with_feedback
-from pipeline.live_export import build_live_model
-from pipeline.matrix import RatingMatrix
-from pipeline.mf import BiasedMF, BiasedMFConfig
-from pipeline.retrieval import TopNConfig, TopNRecommender, sparsify_weights
+from pipeline.data.feedback import replay, with_feedback
+from pipeline.features.matrix import RatingMatrix
+from pipeline.models.mf import BiasedMF, BiasedMFConfig
+from pipeline.models.topn import TopNConfig, TopNRecommender, sparsify_weights
+from pipeline.publish.live_export import build_live_model
 
 GENRES = ("Action", "Comedy", "Drama")
 

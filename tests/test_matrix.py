@@ -2,7 +2,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
-from pipeline.matrix import RatingMatrix
+from pipeline.features.matrix import RatingMatrix
 
 
 def _ratings():
@@ -50,7 +50,7 @@ def test_repeated_pair_keeps_last_row():
 def test_keep_per_row_keeps_the_lowest_priority_entries_in_their_order():
     import scipy.sparse as sp
 
-    from pipeline.matrix import keep_per_row
+    from pipeline.features.matrix import keep_per_row
 
     m = sp.csr_matrix(np.array([[1, 2, 3, 4], [5, 0, 6, 0], [0, 0, 0, 7]], np.float32))
     priority = np.array([3, 0, 2, 1, 0, 1, 0], np.float64)  # aligned with m.data

@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import pytest
 
-from pipeline.metrics import mae, rmse, topn_metrics
+from pipeline.evaluation.metrics import mae, rmse, topn_metrics
 
 
 def test_rmse_mae_hand_computed():

@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from pipeline.matrix import RatingMatrix
-from pipeline.mf import BiasConfig, BiasedMF, BiasedMFConfig, Biases
+from pipeline.features.matrix import RatingMatrix
+from pipeline.models.mf import BiasConfig, BiasedMF, BiasedMFConfig, Biases
 
 
 def _low_rank(n_users=120, n_items=80, rank=3, density=0.3, seed=0):

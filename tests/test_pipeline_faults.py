@@ -20,7 +20,7 @@ from pipeline_sample import run_argv, wait_for_load, write_sample
 from api.app import create_app
 from api.settings import Settings
 from contract import schema
-from pipeline.store import Store
+from pipeline.publish.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 PATHS = ("/user/1/recommendation", "/user/7/rated", "/movie/1/metadata", "/movie/1/similar")
@@ -143,10 +143,10 @@ RUNNER = """
 import logging, sys
 import pymongo
 from pipeline.config import PipelineConfig
-from pipeline.datasets import DatasetConfig
+from pipeline.data.movielens import DatasetConfig
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
-from pipeline.store import Store, new_version
+from pipeline.publish.store import Store, new_version
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 scheduler, dataset, url, database, run_dir = sys.argv[1:]

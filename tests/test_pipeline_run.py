@@ -13,9 +13,9 @@ from api.live import rated_entries, training_ratings
 from contract import schema
 from contract.live_model import LiveModel
 from pipeline.config import PipelineConfig
+from pipeline.publish.store import Store, new_version
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
-from pipeline.store import Store, new_version
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.features import build_features
-from pipeline.matrix import RatingMatrix
-from pipeline.mf import BiasedMFConfig, Biases
-from pipeline.rating import ItemKNN, ItemKNNConfig, RatingModel, RatingModelConfig
+from pipeline.features.matrix import RatingMatrix
+from pipeline.features.tables import build_features
+from pipeline.models.mf import BiasedMFConfig, Biases
+from pipeline.models.rating import ItemKNN, ItemKNNConfig, RatingModel, RatingModelConfig
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "ml-latest-small"
 FAST = RatingModelConfig(
@@ -244,9 +244,9 @@ def test_item_knn_matches_a_dense_oracle(shrinkage, block_cells, dense_select, m
     # order, as the dense cosine-with-shrinkage over every item pair
     import scipy.sparse as sp
 
-    import pipeline.rating
+    import pipeline.models.rating
 
-    monkeypatch.setattr(pipeline.rating, "_DENSE_SELECT", dense_select)
+    monkeypatch.setattr(pipeline.models.rating, "_DENSE_SELECT", dense_select)
 
     rng = np.random.default_rng(3)
     dense = np.where(rng.random((60, 40)) < 0.3, rng.standard_normal((60, 40)), 0.0).astype(

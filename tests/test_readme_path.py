@@ -15,7 +15,7 @@ from pathlib import Path
 import pymongo
 
 from contract import schema
-from pipeline.store import Store
+from pipeline.publish.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 

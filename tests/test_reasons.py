@@ -17,15 +17,15 @@ from pipeline_sample import pipeline_store, write_sample
 
 from api.live import rated_entries
 from contract import schema
-from pipeline import documents as D
 from pipeline.config import PipelineConfig
-from pipeline.features import build_features
-from pipeline.matrix import RatingMatrix
-from pipeline.retrieval import TopNConfig, TopNRecommender
+from pipeline.features.matrix import RatingMatrix
+from pipeline.features.tables import build_features
+from pipeline.models.similarity import neighbour_matrix, similar_seeds
+from pipeline.models.topn import TopNConfig, TopNRecommender
+from pipeline.publish import documents as D
+from pipeline.publish.store import new_version
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
-from pipeline.similarity import neighbour_matrix, similar_seeds
-from pipeline.store import new_version
 from pipeline.train import FittedModels, recommend_blocks
 
 

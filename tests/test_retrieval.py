@@ -1,4 +1,4 @@
-"""Tests of the top-N recommender (pipeline/retrieval.py)."""
+"""Tests of the top-N recommender (pipeline/models/topn.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.matrix import RatingMatrix
-from pipeline.retrieval import TopNConfig, TopNRecommender, _symmetrize_upper, sparsify_weights
+from pipeline.features.matrix import RatingMatrix
+from pipeline.models.topn import TopNConfig, TopNRecommender, _symmetrize_upper, sparsify_weights
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "ml-latest-small"
 

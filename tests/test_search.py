@@ -34,9 +34,9 @@ from api.store import ServingStore
 from contract import schema
 from contract.text import display_name, search_key
 from pipeline.config import PipelineConfig
+from pipeline.publish.store import new_version
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
-from pipeline.store import new_version
 
 # --- matching and ranking on a few titles ----------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Tests of similar movies (pipeline/similarity.py)."""
+"""Tests of similar movies (pipeline/models/similarity.py)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.features import movie_text
-from pipeline.matrix import RatingMatrix
-from pipeline.similarity import (
+from pipeline.data.tmdb import load_metadata
+from pipeline.features.matrix import RatingMatrix
+from pipeline.features.tables import movie_text
+from pipeline.models.similarity import (
     SimilarityConfig,
     SimilarLists,
     SimilarMovies,
     all_similar,
     list_arrays,
 )
-from pipeline.tmdb import load_metadata
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "ml-latest-small"
 TMDB = Path(__file__).resolve().parents[1] / "resources" / "tmdb"

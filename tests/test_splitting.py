@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.splitting import SplitConfig, split_frame, split_ratings
+from pipeline.data.splitting import SplitConfig, split_frame, split_ratings
 
 
 def _ratings(n_users=40, per_user=12, seed=0):

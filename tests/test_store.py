@@ -17,7 +17,7 @@ import pytest
 
 from contract import schema
 from contract.text import search_key
-from pipeline.store import (
+from pipeline.publish.store import (
     LockTimeout,
     NotPublishedError,
     PublishError,
@@ -340,7 +340,7 @@ def test_readers_never_see_a_partial_or_mixed_version(db):
 LOADER = """
 import sys, pymongo
 sys.path.insert(0, {repo!r})
-from pipeline.store import Store
+from pipeline.publish.store import Store
 db = pymongo.MongoClient({url!r})[{db!r}]
 staging = Store(db).stage("v2")
 

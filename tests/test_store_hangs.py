@@ -24,7 +24,7 @@ from api.app import create_app
 from api.auth import issue_token
 from api.settings import Settings
 from contract import schema
-from pipeline.store import Store
+from pipeline.publish.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 

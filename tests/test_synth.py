@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.datasets import load_movielens
-from pipeline.synth import ML_GENRES, RATING_VALUES, SynthConfig, generate
+from pipeline.data.movielens import load_movielens
+from pipeline.data.synth import ML_GENRES, RATING_VALUES, SynthConfig, generate
 
 CONFIG = SynthConfig(
     n_users=300, n_movies=4000, n_ratings=30_000, seed=11

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.tmdb import COLUMNS, POSTER_BASE, build_bundle, load_metadata, poster_url
+from pipeline.data.tmdb import COLUMNS, POSTER_BASE, build_bundle, load_metadata, poster_url
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLE = ROOT / "resources" / "tmdb"

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import PipelineConfig
+from pipeline.models.rating import RatingModelConfig
+from pipeline.models.topn import TopNConfig
 from pipeline.progress import Steps
-from pipeline.rating import RatingModelConfig
-from pipeline.retrieval import TopNConfig
 from pipeline.train import fit_models
 
 

@@ -15,13 +15,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.features import build_features
-from pipeline.matrix import RatingMatrix
-from pipeline.rating import RatingModel, RatingModelConfig
-from pipeline.retrieval import TopNConfig, TopNRecommender
-from pipeline.store import StoreConfig
+from pipeline.features.matrix import RatingMatrix
+from pipeline.features.tables import build_features
+from pipeline.models.rating import RatingModel, RatingModelConfig
+from pipeline.models.topn import TopNConfig, TopNRecommender
+from pipeline.publish.store import StoreConfig
+from pipeline.publish.user_lists import (
+    UserListInputs,
+    iter_user_docs,
+    write_block,
+    write_user_lists,
+)
 from pipeline.train import FittedModels
-from pipeline.user_lists import UserListInputs, iter_user_docs, write_block, write_user_lists
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +130,7 @@ def test_evaluation_top_n_on_the_workers_is_the_same_as_in_process(inputs, dask_
     matrix does not know gets the popular movies."""
     from distributed import Client
 
-    from pipeline.evaluation import top_n_frame
+    from pipeline.evaluation.holdout import top_n_frame
 
     models = FittedModels(
         inputs.items.rating.features_, inputs.matrix, inputs.items.rating, inputs.items.topn
@@ -143,7 +148,7 @@ def test_evaluation_top_n_on_the_workers_is_the_same_as_in_process(inputs, dask_
 
 
 def test_popularity_baseline_skips_each_users_rated_movies(inputs):
-    from pipeline.evaluation import popularity_lists
+    from pipeline.evaluation.holdout import popularity_lists
 
     models = FittedModels(
         inputs.items.rating.features_, inputs.matrix, inputs.items.rating, inputs.items.topn
@@ -163,7 +168,7 @@ def test_evaluation_predictions_on_the_workers_are_the_same_as_in_process(inputs
     import dask.dataframe as dd
     from distributed import Client
 
-    from pipeline.evaluation import evaluate_ratings
+    from pipeline.evaluation.holdout import evaluate_ratings
 
     models = FittedModels(
         inputs.items.rating.features_, inputs.matrix, inputs.items.rating, inputs.items.topn

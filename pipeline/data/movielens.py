@@ -84,7 +84,7 @@ NO_GENRES = {"(no genres listed)", "unknown", ""}
 _YEAR_AT_END = re.compile(r"^(?P<name>.*?)\s*\((?P<year>\d{4})(?:\s*[-\u2013]\s*(?:\d{4})?)?\)\s*$")
 _COMPLETE_MARKER = ".complete"
 
-log = logging.getLogger("pipeline.datasets")
+log = logging.getLogger("pipeline.data.movielens")
 
 
 class DatasetError(RuntimeError):
@@ -127,7 +127,7 @@ class MovieLensData:
 
 def repo_root() -> Path:
     """The repository root, found from this package's location."""
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]  # pipeline/data/movielens.py
 
 
 def bundled_path() -> Path:

@@ -4,7 +4,7 @@ The bundle ``resources/tmdb/metadata.csv.gz`` is built by hand from the referenc
 copies described in ``shared/data/SOURCES.md`` (which project code never reads at run
 time) with::
 
-    python -m pipeline.tmdb build --shared ../shared/data --out resources/tmdb
+    python -m pipeline.data.tmdb build --shared ../shared/data --out resources/tmdb
 
 Rows come from three files, first match wins per TMDB id (see ``SOURCES``):
 the verbatim first 5,000 rows of The Movies Dataset ``movies_metadata.csv``, then the
@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from pipeline.data.movielens import bundled_path
 
 POSTER_BASE = "https://image.tmdb.org/t/p/w342"
 METADATA_FILE = "metadata.csv.gz"
@@ -104,7 +106,7 @@ def load_metadata(folder: str | os.PathLike) -> pd.DataFrame:
         path = path / METADATA_FILE
     if not path.is_file():
         raise FileNotFoundError(
-            f"no TMDB metadata at {path}; build it with `python -m pipeline.tmdb build`"
+            f"no TMDB metadata at {path}; build it with `python -m pipeline.data.tmdb build`"
         )
     raw = pd.read_csv(
         path, dtype={c: str for c in [*TEXT_COLUMNS, "keywords", "source"]}, keep_default_na=False
@@ -269,7 +271,7 @@ def _union(first: list[str], second: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.tmdb", description=__doc__.split("\n\n")[0]
+        prog="python -m pipeline.data.tmdb", description=__doc__.split("\n\n")[0]
     )
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="build the bundled TMDB metadata file")
@@ -287,10 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         help="MovieLens links.csv (default: the bundled ml-latest-small)",
     )
     args = parser.parse_args(argv)
-    links = (
-        args.links
-        or Path(__file__).resolve().parent.parent / "resources" / "ml-latest-small" / "links.csv"
-    )
+    links = args.links or bundled_path() / "links.csv"
     counts = build_bundle(args.shared, links, args.out)
     json.dump(counts, sys.stdout, indent=2)
     print()

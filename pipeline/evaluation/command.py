@@ -7,9 +7,9 @@ import logging
 import numpy as np
 import pandas as pd
 
-from pipeline import metrics as M
-from pipeline.datasets import load_movielens
-from pipeline.evaluation import top_n_frame
+from pipeline.data.movielens import load_movielens
+from pipeline.evaluation import metrics as M
+from pipeline.evaluation.holdout import top_n_frame
 from pipeline.progress import Steps
 from pipeline.runtime import current_client, dask_client
 from pipeline.train import fit_models

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import metrics as M
+from pipeline.evaluation import metrics as M
 from pipeline.progress import progress
 from pipeline.runtime import map_blocks
 from pipeline.train import FittedModels

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from contract.arrays import lookup
 from contract.scoring import ItemFactors
-from pipeline.matrix import RatingMatrix
+from pipeline.features.matrix import RatingMatrix
 from pipeline.progress import progress
 
 

@@ -27,9 +27,14 @@ import pandas as pd
 import scipy.sparse as sp
 
 from contract.arrays import lookup
-from pipeline.features import TrainingFeatures, rating_rows, refit_features, single_user_features
-from pipeline.matrix import RatingMatrix, keep_per_row, ranges
-from pipeline.mf import BiasConfig, BiasedMF, BiasedMFConfig, Biases
+from pipeline.features.matrix import RatingMatrix, keep_per_row, ranges
+from pipeline.features.tables import (
+    TrainingFeatures,
+    rating_rows,
+    refit_features,
+    single_user_features,
+)
+from pipeline.models.mf import BiasConfig, BiasedMF, BiasedMFConfig, Biases
 from pipeline.progress import progress
 from pipeline.runtime import current_client
 

@@ -40,7 +40,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from contract.arrays import lookup
 from contract.topk import top_positions
-from pipeline.matrix import RatingMatrix, ranges
+from pipeline.features.matrix import RatingMatrix, ranges
 from pipeline.progress import progress
 from pipeline.runtime import map_blocks
 

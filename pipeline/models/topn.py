@@ -65,7 +65,7 @@ import scipy.sparse as sp
 from scipy.linalg import lapack
 
 from contract.scoring import ListRules, TopNScorer, model_rows, positive_input, rating_input
-from pipeline.matrix import RatingMatrix
+from pipeline.features.matrix import RatingMatrix
 from pipeline.progress import progress
 
 log = logging.getLogger(__name__)

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from contract.text import display_name, search_key
-from pipeline.tmdb import poster_url
+from pipeline.data.tmdb import poster_url
+from pipeline.publish.user_lists import UserListInputs, iter_user_docs
 from pipeline.train import FittedModels
-from pipeline.user_lists import UserListInputs, iter_user_docs
 
 
 def _int_or_none(v):
@@ -140,8 +140,8 @@ def user_docs(
     min_rating: float | None = None,
 ) -> Iterator[dict]:
     """Users with their activity, cluster and precomputed top-``n`` (scores, predicted ratings,
-    reasons), built in this process (``pipeline.user_lists.block_docs`` gives the reasons'
-    order; ``pipeline.user_lists.write_user_lists`` does the same on the Dask cluster).
+    reasons), built in this process (``pipeline.publish.user_lists.block_docs`` gives the reasons'
+    order; ``pipeline.publish.user_lists.write_user_lists`` does the same on the Dask cluster).
     ``similar``: movieId -> ``[(movieId, score), ...]`` as stored in the movie documents;
     ``min_rating``: the lowest rating of a "because you liked" movie (default: the top-N
     model's ``because_min_rating``)."""

@@ -8,9 +8,9 @@ from dataclasses import asdict, replace
 import numpy as np
 
 from contract.live_model import LiveModel
-from pipeline.mf import BiasedMF
-from pipeline.retrieval import TopNRecommender, sparsify_weights
-from pipeline.similarity import list_arrays
+from pipeline.models.mf import BiasedMF
+from pipeline.models.similarity import list_arrays
+from pipeline.models.topn import TopNRecommender, sparsify_weights
 
 
 def build_live_model(

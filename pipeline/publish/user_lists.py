@@ -28,10 +28,10 @@ import pandas as pd
 import scipy.sparse as sp
 
 from contract import schema
-from pipeline.matrix import RatingMatrix
+from pipeline.features.matrix import RatingMatrix
+from pipeline.models.similarity import neighbour_matrix, similar_seeds
 from pipeline.progress import progress
 from pipeline.runtime import map_blocks, release_memory
-from pipeline.similarity import neighbour_matrix, similar_seeds
 
 log = logging.getLogger(__name__)
 
@@ -328,11 +328,11 @@ def write_user_lists(
     Takes ``inputs`` over: once every worker has the item side, ``inputs.items``
     holds no top-N model, so this process no longer holds the top-N model; the caller drops its other
     references first. ``on_written(n)`` (optional) is called as each block's ``n`` documents
-    are stored (the staging's count and lease: :meth:`pipeline.store.Staging.added`).
+    are stored (the staging's count and lease: :meth:`pipeline.publish.store.Staging.added`).
     Returns ``{"users": total, "pids": worker process ids that wrote, "task_seconds": sum}``.
     On any failure the remaining tasks are cancelled. Dask cannot stop a task that is already
     running, so up to one block per worker thread may still be written after the caller's abort
-    has dropped the staging collection; the next :meth:`pipeline.store.Store.cleanup` drops
+    has dropped the staging collection; the next :meth:`pipeline.publish.store.Store.cleanup` drops
     whatever that recreates (a versioned collection of a version that is not retained).
     """
     shared = client.scatter(inputs.item_side(), broadcast=True, hash=False)
