@@ -20,7 +20,7 @@ from pipeline.evaluation.holdout import evaluate_ratings, evaluate_topn, write_r
 from pipeline.models.clustering import describe_clusters
 from pipeline.models.similarity import all_similar
 from pipeline.progress import Steps
-from pipeline.publish import documents as D
+from pipeline.publish import documents
 from pipeline.publish.documents import display_title
 from pipeline.publish.live_export import build_live_model
 from pipeline.publish.store import StoreNotAnswering
@@ -188,7 +188,7 @@ def run(config: PipelineConfig, store, version: str, steps: Steps | None = None)
 def load_store(
     store, version, config, data, metadata, models, clusters, report, steps, result
 ) -> None:
-    cat = D.catalogue(data.movies, data.links, metadata)
+    cat = documents.catalogue(data.movies, data.links, metadata)
     titles = {int(m): display_title(row) for m, row in cat.iterrows()}
     models.topn = models.topn.without_users()  # its training users' ratings are in models.matrix
     release_memory()
@@ -199,13 +199,13 @@ def load_store(
     try:
         with steps.step("store: movies, metadata, clusters"):
             result.counts[schema.MOVIES] = staging.insert(
-                schema.MOVIES, D.movie_docs(cat, models, similar)
+                schema.MOVIES, documents.movie_docs(cat, models, similar)
             )
             result.counts[schema.METADATA] = staging.insert(
-                schema.METADATA, D.metadata_docs(cat, data.tags)
+                schema.METADATA, documents.metadata_docs(cat, data.tags)
             )
             result.counts[schema.CLUSTERS] = staging.insert(
-                schema.CLUSTERS, D.cluster_docs(clusters)
+                schema.CLUSTERS, documents.cluster_docs(clusters)
             )
         with steps.step("store: live model"):
             live = build_live_model(

@@ -22,7 +22,7 @@ from pipeline.features.matrix import RatingMatrix
 from pipeline.features.tables import build_features
 from pipeline.models.similarity import neighbour_matrix, similar_seeds
 from pipeline.models.topn import TopNConfig, TopNRecommender
-from pipeline.publish import documents as D
+from pipeline.publish.documents import user_docs
 from pipeline.publish.store import new_version
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
@@ -156,7 +156,7 @@ def _reasons(docs) -> dict[tuple[int, int], dict]:
 
 def test_user_docs_take_the_similar_seed_and_fall_back_to_the_model_seed(tiny):
     models, labels, clusters, titles, ratings = tiny
-    base = _reasons(D.user_docs(models, labels, clusters, titles, "v", 10))
+    base = _reasons(user_docs(models, labels, clusters, titles, "v", 10))
     # the fallback is today's behaviour: the top-N model's seed
     for u, items, _, because in recommend_blocks(models, models.matrix.user_ids, 10):
         for user, row, seeds in zip(u, items, because):
@@ -180,7 +180,7 @@ def test_user_docs_take_the_similar_seed_and_fall_back_to_the_model_seed(tiny):
         int(disliked.movieId.iloc[0]): [(target, 0.9)],  # rated below 3.5: never a seed
         999: [(target, 1.0)],  # not a rated movie
     }
-    docs = list(D.user_docs(models, labels, clusters, titles, "v", 10, similar=similar))
+    docs = list(user_docs(models, labels, clusters, titles, "v", 10, similar=similar))
     new = _reasons(docs)
     assert new[(user, target)] == {
         "kind": "because_you_liked",
@@ -205,7 +205,7 @@ def test_user_docs_take_the_similar_seed_and_fall_back_to_the_model_seed(tiny):
     assert new != base
     # a raised threshold removes the seed: back to the model's reason
     strict = _reasons(
-        D.user_docs(models, labels, clusters, titles, "v", 10, similar=similar, min_rating=5.5)
+        user_docs(models, labels, clusters, titles, "v", 10, similar=similar, min_rating=5.5)
     )
     assert strict == base
 

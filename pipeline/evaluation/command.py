@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.data.movielens import load_movielens
-from pipeline.evaluation import metrics as M
 from pipeline.evaluation.holdout import top_n_frame
+from pipeline.evaluation.metrics import mae, rmse, topn_metrics
 from pipeline.progress import Steps
 from pipeline.runtime import current_client, dask_client
 from pipeline.train import fit_models
@@ -52,13 +52,13 @@ def evaluate_files(
                 {"userId": test.userId, "movieId": test.movieId, "prediction": np.round(pred, 5)}
             ).to_csv(predictions_out, index=False)
             if "rating" in test:
-                out["rmse"], out["mae"] = M.rmse(test.rating, pred), M.mae(test.rating, pred)
+                out["rmse"], out["mae"] = rmse(test.rating, pred), mae(test.rating, pred)
         if recommendations_out:
             with steps.step("top-N for test users"):
                 recs = top_n_frame(models, np.unique(test.userId.to_numpy()), k, current_client())
             recs[["userId", "rank", "movieId"]].to_csv(recommendations_out, index=False)
             if "rating" in test:
-                out.update(M.topn_metrics(recs, test, k, 4.0, len(models.matrix.item_ids)))
+                out.update(topn_metrics(recs, test, k, 4.0, len(models.matrix.item_ids)))
     out["timings"] = steps.timings
     log.info("own metrics (score with eval_split.py for the peer comparison): %s", out)
     return out

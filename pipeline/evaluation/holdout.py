@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.evaluation import metrics as M
+from pipeline.evaluation.metrics import mae, rmse, topn_metrics
 from pipeline.progress import progress
 from pipeline.runtime import map_blocks
 from pipeline.train import FittedModels
@@ -88,16 +88,16 @@ def evaluate_ratings(
     out = {
         "n_test": int(len(rows)),
         "model": {
-            "rmse": M.rmse(rows.rating, rows.prediction),
-            "mae": M.mae(rows.rating, rows.prediction),
+            "rmse": rmse(rows.rating, rows.prediction),
+            "mae": mae(rows.rating, rows.prediction),
         },
         "bias_baseline": {
-            "rmse": M.rmse(rows.rating, rows.baseline),
-            "mae": M.mae(rows.rating, rows.baseline),
+            "rmse": rmse(rows.rating, rows.baseline),
+            "mae": mae(rows.rating, rows.baseline),
         },
         "global_mean": {
-            "rmse": M.rmse(rows.rating, np.full(len(rows), mu)),
-            "mae": M.mae(rows.rating, np.full(len(rows), mu)),
+            "rmse": rmse(rows.rating, np.full(len(rows), mu)),
+            "mae": mae(rows.rating, np.full(len(rows), mu)),
         },
     }
     return out, rows
@@ -172,8 +172,8 @@ def evaluate_topn(
     users = np.unique(test["userId"].unique().compute().to_numpy())
     recs = top_n_frame(models, users, k, client)
     catalogue = len(models.matrix.item_ids)
-    model = M.topn_metrics(recs, relevant, k, threshold, catalogue)
-    pop = M.topn_metrics(popularity_lists(models, users, k), relevant, k, threshold, catalogue)
+    model = topn_metrics(recs, relevant, k, threshold, catalogue)
+    pop = topn_metrics(popularity_lists(models, users, k), relevant, k, threshold, catalogue)
     return {"model": model, "popularity": pop, "k": k, "threshold": threshold}, recs
 
 
