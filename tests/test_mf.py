@@ -4,7 +4,8 @@ import pytest
 import scipy.sparse as sp
 
 from pipeline.features.matrix import RatingMatrix
-from pipeline.models.mf import BiasConfig, BiasedMF, BiasedMFConfig, Biases
+from pipeline.models.biases import BiasConfig, Biases
+from pipeline.models.mf import BiasedMF, BiasedMFConfig
 
 
 def _low_rank(n_users=120, n_items=80, rank=3, density=0.3, seed=0):

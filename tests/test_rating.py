@@ -7,8 +7,10 @@ import pytest
 
 from pipeline.features.matrix import RatingMatrix
 from pipeline.features.tables import build_features
-from pipeline.models.mf import BiasedMFConfig, Biases
-from pipeline.models.rating import ItemKNN, ItemKNNConfig, RatingModel, RatingModelConfig
+from pipeline.models.biases import Biases
+from pipeline.models.item_knn import ItemKNN, ItemKNNConfig
+from pipeline.models.mf import BiasedMFConfig
+from pipeline.models.rating import RatingModel, RatingModelConfig
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "ml-latest-small"
 FAST = RatingModelConfig(
@@ -244,9 +246,9 @@ def test_item_knn_matches_a_dense_oracle(shrinkage, block_cells, dense_select, m
     # order, as the dense cosine-with-shrinkage over every item pair
     import scipy.sparse as sp
 
-    import pipeline.models.rating
+    import pipeline.models.item_knn
 
-    monkeypatch.setattr(pipeline.models.rating, "_DENSE_SELECT", dense_select)
+    monkeypatch.setattr(pipeline.models.item_knn, "_DENSE_SELECT", dense_select)
 
     rng = np.random.default_rng(3)
     dense = np.where(rng.random((60, 40)) < 0.3, rng.standard_normal((60, 40)), 0.0).astype(
