@@ -22,17 +22,17 @@ import bottle
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
-from api.auth import FailureLimiter, authenticate
-from api.availability import not_answering
-from api.body import read_json
-from api.endpoint import JSON_TYPE, SERVED_FROM, Context, Endpoint, Reply
-from api.errors import ApiError, NotFound, StoreUnavailable, error_body
-from api.metrics import Metrics
-from api.openapi import build_spec
-from api.params import parse_request
-from api.routes import ENDPOINTS
+from api.http.auth import FailureLimiter, authenticate
+from api.http.body import read_json
+from api.http.endpoint import JSON_TYPE, SERVED_FROM, Context, Endpoint, Reply
+from api.http.errors import ApiError, NotFound, StoreUnavailable, error_body
+from api.http.metrics import Metrics
+from api.http.openapi import build_spec
+from api.http.params import parse_request
+from api.routes.reads import ENDPOINTS
 from api.settings import Settings
-from api.store import ServingStore
+from api.store.availability import not_answering
+from api.store.serving import ServingStore
 
 log = logging.getLogger("api")
 
@@ -140,7 +140,7 @@ def _callback(endpoint: Endpoint, store: ServingStore, app_info: dict) -> Callab
 def _answer(endpoint: Endpoint, store: ServingStore, app_info: dict, path_args: dict) -> Reply:
     """The endpoint's reply. Each store call has a deadline (``Settings.store_deadline_ms``, the
     client's ``timeoutMS``); the first that misses it marks the store not answering, and from then
-    on every store call of this worker fails at once (``api.availability``), so a request waits
+    on every store call of this worker fails at once (``api.store.availability``), so a request waits
     for a hanging store at most once. A read that found the store not answering is answered again
     at once from what this process holds; what comes from memory says so in ``Served-From``."""
     settings: Settings = app_info["settings"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from api.live_index import valid_capacity
+from api.store.live_index import valid_capacity
 
 DEFAULT_DATABASE = "movietime"
 
@@ -25,7 +25,7 @@ class Settings:
     connect_timeout_ms: int = 1000
     socket_timeout_ms: int = 5000  # a single call outside any deadline that hangs this long fails
     # each store call (the client's timeoutMS); the first that misses it marks the store not
-    # answering for the worker (api.availability): a request waits for a hanging store at most once
+    # answering for the worker (api.store.availability): a request waits for a hanging store at most once
     store_deadline_ms: int = 800
     store_probe_s: float = 0.25  # while the store is not answering, ping it this often
     # deadline of the one-off read of a cluster's members (< gunicorn's 30 s)
@@ -40,10 +40,10 @@ class Settings:
     auth_window_s: float = 60.0
     # users' lists (precomputed or re-scored) kept per process and version
     response_cache_size: int = 4096
-    # which users have live state, shared by the API processes of this host (api.live_index);
+    # which users have live state, shared by the API processes of this host (api.store.live_index);
     # off: every recommendation request reads the user's profile from the store (several API hosts)
     live_index: bool = True
-    live_index_dir: str | None = None  # None: api.live_index.default_directory()
+    live_index_dir: str | None = None  # None: api.store.live_index.default_directory()
     live_index_capacity: int = 1 << 20  # slots (a power of two; at most half are used)
 
     def __post_init__(self) -> None:

@@ -419,7 +419,7 @@ def gunicorn(
         "OMP_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
-        # this run's own live index (api.live_index), not the host's shared one
+        # this run's own live index (api.store.live_index), not the host's shared one
         "API_LIVE_INDEX_DIR": str(log_path.parent / f"live-index-{port}"),
         **dict(server.env),
     }

@@ -41,7 +41,7 @@ Steps:
    on other users at once: latency under contention, labelled as such.
 5. In-process (no HTTP): for data-set users with about 20, 200 and 2,000 ratings (``--sizes``)
    and new users, ``contract.live_model.recommend_live`` alone (the scoring), the API's whole
-   re-score path ``api.recommendations.live_items`` (training ratings read from the store,
+   re-score path ``api.services.recommendations.live_items`` (training ratings read from the store,
    signals, similar lists, scoring, reasons, movie details) with a fresh rev each time, and the
    app's WSGI callable on the sessions of step 3 (write, then the re-scoring GET). And the
    first live request of a fresh process: the ``LiveModel`` load from the store alone, then a
@@ -316,7 +316,7 @@ class Facts:
 
 
 def read_facts(settings) -> Facts:
-    from api.store import ServingStore
+    from api.store.serving import ServingStore
     from contract import schema
 
     store = ServingStore(settings)
@@ -582,9 +582,9 @@ def rescore_in_process(
     """``recommend_live`` alone and the API's whole re-score path ``live_items`` (a fresh rev
     each time: always a cache miss), ``repeats`` times per group, in this process. A data-set
     user's profile likes one movie of their precomputed list; a new user's is a questionnaire."""
-    from api.live import NEW_USER_BASE, read_training_ratings, signals
-    from api.recommendations import live_items
-    from api.store import ServingStore
+    from api.services.live import NEW_USER_BASE, read_training_ratings, signals
+    from api.services.recommendations import live_items
+    from api.store.serving import ServingStore
     from contract.live_model import recommend_live
 
     rng = random.Random(f"rescore/{seed}")
@@ -662,8 +662,8 @@ def cold_start(settings, user_id: int, repeats: int = 3) -> dict[str, list[float
     """The first live request of a fresh process, in ms: the ``LiveModel`` load from the store
     alone (``ServingStore.live_model``), and a whole first ``live_items`` on a fresh store (the
     load, the user's and the similar movies' reads, cold caches)."""
-    from api.recommendations import live_items
-    from api.store import ServingStore
+    from api.services.recommendations import live_items
+    from api.store.serving import ServingStore
 
     out: dict[str, list[float]] = {
         "LiveModel load from the store": [],

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from api.settings import Settings
-    from api.store import ServingStore
+    from api.store.serving import ServingStore
 
     with secantus() as (url, _proc):
         subprocess.run(

@@ -1,4 +1,4 @@
-"""User tokens: made here, checked by the API (``api.auth``), issued to data-set users by an
+"""User tokens: made here, checked by the API (``api.http.auth``), issued to data-set users by an
 operator (``python -m pipeline token <userId>``).
 
 A token is ``mt_<userId>_<43 url-safe characters>`` (256 random bits from ``secrets``). Only its

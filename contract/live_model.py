@@ -71,7 +71,7 @@ class LiveModel:
 
     def similar_lists(self, movie_ids: Iterable[int]) -> dict[int, tuple] | None:
         """Each movie's stored similar movies as ``((movieId, score), ...)``, as
-        ``api.store.ServingStore.similar_lists`` reads them; None when this model has none."""
+        ``api.store.serving.ServingStore.similar_lists`` reads them; None when this model has none."""
         if self.similar_indptr is None:
             return None
         ids = list(dict.fromkeys(int(m) for m in movie_ids))

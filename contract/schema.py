@@ -93,7 +93,7 @@ class RatingStats(TypedDict):
 
 class PackedRatings(TypedDict):
     """A user's ratings, newest first, as little-endian arrays in BSON binary: decoding three
-    binaries is far cheaper than thousands of subdocuments (``api.live.training_ratings``), and
+    binaries is far cheaper than thousands of subdocuments (``api.services.live.training_ratings``), and
     a 150-rating user's document is about a third of the size. Versions published before
     these were the only copy also carry ``ratings``: a list of ``{movieId, rating, timestamp}``
     subdocuments (the API reads either)."""
@@ -308,7 +308,7 @@ class ProfileDoc(TypedDict):
     events: list[FeedbackEvent]  # append-only, in the order they were applied
     keys: NotRequired[
         list[IdempotencyEntry]
-    ]  # the last writes sent with an Idempotency-Key (api.live.record)
+    ]  # the last writes sent with an Idempotency-Key (api.services.live.record)
     genres: NotRequired[list[str]]  # onboarding answers
     age: NotRequired[str]
     occupation: NotRequired[str]

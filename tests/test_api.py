@@ -26,8 +26,8 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from api.app import create_app
-from api.live import rated_entries
-from api.routes import ENDPOINTS
+from api.routes.reads import ENDPOINTS
+from api.services.live import rated_entries
 from api.settings import Settings
 from contract import schema
 from pipeline.config import PipelineConfig

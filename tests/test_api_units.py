@@ -8,10 +8,10 @@ import math
 import pytest
 
 from api.app import encode_json
-from api.errors import BadRequest
-from api.metrics import Metrics
-from api.params import ChoiceParam, IntParam, TextParam, parse_request
-from api.search import (
+from api.http.errors import BadRequest
+from api.http.metrics import Metrics
+from api.http.params import ChoiceParam, IntParam, TextParam, parse_request
+from api.services.search import (
     EXACT,
     PREFIX,
     WORD_PREFIX,

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from pipeline_sample import run_argv, write_sample
 
-from api.live import rated_entries
+from api.services.live import rated_entries
 from contract import schema
 from pipeline.config import PipelineConfig
 from pipeline.data.movielens import DatasetConfig, DatasetError, load_movielens

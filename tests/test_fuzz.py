@@ -42,11 +42,11 @@ from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import is_unexpected_http_status_case
 
 from api.app import create_app
-from api.auth import issue_token
-from api.body import DEFAULT_MAX_BYTES, ListField, ObjectField
-from api.openapi import build_spec
-from api.params import TextParam
-from api.routes import ENDPOINTS
+from api.http.auth import issue_token
+from api.http.body import DEFAULT_MAX_BYTES, ListField, ObjectField
+from api.http.openapi import build_spec
+from api.http.params import TextParam
+from api.routes.reads import ENDPOINTS
 from api.settings import Settings
 from contract import schema as collections
 

@@ -1,4 +1,4 @@
-"""Shareable lists (``api.lists``) over HTTP with WebTest (WSGI lint on), against the pipeline's
+"""Shareable lists (``api.routes.lists``) over HTTP with WebTest (WSGI lint on), against the pipeline's
 real output on a sample of the bundled data in a real SecantusDB, with real tokens."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from api.app import create_app
-from api.auth import issue_token, token_hash
+from api.http.auth import issue_token, token_hash
 from api.settings import Settings
 from contract import schema
 from pipeline.config import PipelineConfig

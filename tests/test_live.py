@@ -14,8 +14,8 @@ import webtest
 from pipeline_sample import pipeline_store, sample_database
 
 from api.app import create_app
-from api.auth import issue_token
-from api.live import NEW_USER_BASE, rated_entries
+from api.http.auth import issue_token
+from api.services.live import NEW_USER_BASE, rated_entries
 from api.settings import Settings
 from contract import schema
 from pipeline.publish.store import new_version

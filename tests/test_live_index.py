@@ -1,4 +1,4 @@
-"""The live index (``api.live_index``): the shared table on its own, across processes, and the API
+"""The live index (``api.store.live_index``): the shared table on its own, across processes, and the API
 processes that use it (two apps on one database, and gunicorn's forked workers) showing every
 acknowledged write at once without a per-request store read."""
 
@@ -15,9 +15,9 @@ import webtest
 from pipeline_sample import sample_database
 
 from api.app import create_app
-from api.auth import issue_token
-from api.live_index import UNKNOWN, LiveIndex
+from api.http.auth import issue_token
 from api.settings import Settings
+from api.store.live_index import UNKNOWN, LiveIndex
 from contract import schema
 
 # --- the table ---------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from pipeline_sample import pipeline_store, write_sample
 
-from api.live import rated_entries, training_ratings
+from api.services.live import rated_entries, training_ratings
 from contract import schema
 from contract.live_model import LiveModel
 from pipeline.config import PipelineConfig

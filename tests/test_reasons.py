@@ -15,7 +15,7 @@ import pytest
 import scipy.sparse as sp
 from pipeline_sample import pipeline_store, write_sample
 
-from api.live import rated_entries
+from api.services.live import rated_entries
 from contract import schema
 from pipeline.config import PipelineConfig
 from pipeline.features.matrix import RatingMatrix

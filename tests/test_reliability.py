@@ -15,7 +15,7 @@ from test_api_faults import publish, restart
 from traffic import Traffic, errors_in_log
 
 from api.app import create_app
-from api.auth import issue_token
+from api.http.auth import issue_token
 from api.settings import Settings
 from contract import schema
 

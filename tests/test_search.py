@@ -1,4 +1,4 @@
-"""Title search (api/search.py): matching and ranking on a handful of titles, then over HTTP
+"""Title search (api/services/search.py): matching and ranking on a handful of titles, then over HTTP
 against the pipeline's real output on a sample of the bundled data in a real SecantusDB."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from api.app import create_app
-from api.search import (
+from api.services.search import (
     EXACT,
     FUZZY,
     PREFIX,
@@ -30,7 +30,7 @@ from api.search import (
     relevance,
 )
 from api.settings import Settings
-from api.store import ServingStore
+from api.store.serving import ServingStore
 from contract import schema
 from contract.text import display_name, search_key
 from pipeline.config import PipelineConfig

@@ -21,7 +21,7 @@ from test_api_faults import publish
 from traffic import Traffic, errors_in_log, p99
 
 from api.app import create_app
-from api.auth import issue_token
+from api.http.auth import issue_token
 from api.settings import Settings
 from contract import schema
 from pipeline.publish.store import Store

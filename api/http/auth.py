@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from api.errors import Forbidden, TooManyRequests, Unauthorized
+from api.http.errors import Forbidden, TooManyRequests, Unauthorized
 from contract import schema
 from contract.accounts import TOKEN_RE, account_doc, issue_token, new_token, token_hash
 

@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from api.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from api.params import text_pattern
+from api.http.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from api.http.params import text_pattern
 
 DEFAULT_MAX_BYTES = 64 * 1024
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -11,10 +11,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.body import Body
-from api.errors import BadRequest
-from api.params import Param
-from api.store import ServingStore
+from api.http.body import Body
+from api.http.errors import BadRequest
+from api.http.params import Param
+from api.store.serving import ServingStore
 
 JSON_TYPE = "application/json; charset=utf-8"
 #: Response header of an answer made from what the worker holds while the store was not answering.

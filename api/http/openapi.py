@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from api.endpoint import SERVED_FROM, Endpoint
-from api.errors import ERROR_CODES
-from api.schemas import SCHEMAS, ref
+from api.http.endpoint import SERVED_FROM, Endpoint
+from api.http.errors import ERROR_CODES
+from api.http.response_schemas import SCHEMAS, ref
 
 OPENAPI_VERSION = "3.1.0"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, get_args
 
-from api.errors import ERROR_CODES
+from api.http.errors import ERROR_CODES
 from contract.schema import ReasonKind
 
 

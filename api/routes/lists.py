@@ -8,7 +8,7 @@ A list is one document of the online ``lists`` collection (``contract.schema.LIS
 * **Slugs** are ``secrets.token_urlsafe(16)``: 22 URL-safe characters, 128 random bits, so a
   list can only be found through its link. A path that is not exactly such a string is a 400
   before anything reads the store, and the slug is only ever used as an ``_id`` value.
-* **Writes** need a bearer token (``api.auth``). Anyone with a token may create a list; only its
+* **Writes** need a bearer token (``api.http.auth``). Anyone with a token may create a list; only its
   owner may replace or delete it (403 for anyone else). The owner never changes, so checking it
   with one ``_id`` read and then writing by ``_id`` is safe: at worst the list was deleted in
   between, and the write answers 404.
@@ -28,12 +28,12 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError
 
-from api.body import Body, IntField, ListField, StringField
-from api.endpoint import Context, Endpoint, Reply
-from api.errors import Forbidden, NotFound
-from api.live import require_movies
-from api.params import Param
-from api.views import movie_summary
+from api.http.body import Body, IntField, ListField, StringField
+from api.http.endpoint import Context, Endpoint, Reply
+from api.http.errors import Forbidden, NotFound
+from api.http.params import Param
+from api.http.views import movie_summary
+from api.services.live import require_movies
 from contract import schema
 
 SLUG_BYTES = 16  # 128 bits

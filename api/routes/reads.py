@@ -9,17 +9,25 @@ from typing import Any
 import pymongo
 from pymongo.errors import PyMongoError
 
-from api import docs_page
-from api.endpoint import SERVED_FROM, Context, Endpoint, Reply
-from api.errors import NotFound, NotReady, StoreUnavailable
-from api.lists import ENDPOINTS as LIST_ENDPOINTS
-from api.live import rated_entries
-from api.metrics import CONTENT_TYPE as METRICS_TYPE
-from api.params import ChoiceParam, IntParam, TextParam, cluster_id, movie_id, page_params, user_id
-from api.recommendations import recommend
-from api.search import SEARCH_ENDPOINT
-from api.user_routes import ENDPOINTS as USER_WRITES
-from api.views import iso_time, movie_summary, page_slice, paged
+from api.http import docs_page
+from api.http.endpoint import SERVED_FROM, Context, Endpoint, Reply
+from api.http.errors import NotFound, NotReady, StoreUnavailable
+from api.http.metrics import CONTENT_TYPE as METRICS_TYPE
+from api.http.params import (
+    ChoiceParam,
+    IntParam,
+    TextParam,
+    cluster_id,
+    movie_id,
+    page_params,
+    user_id,
+)
+from api.http.views import iso_time, movie_summary, page_slice, paged
+from api.routes.lists import ENDPOINTS as LIST_ENDPOINTS
+from api.routes.search import SEARCH_ENDPOINT
+from api.routes.writes import ENDPOINTS as USER_WRITES
+from api.services.live import rated_entries
+from api.services.recommendations import recommend
 from api.web import page as web_page
 from api.web import static_asset
 

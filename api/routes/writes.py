@@ -1,18 +1,19 @@
 """Write endpoints of users: onboarding (``POST /users``), ratings and feedback.
 
-Every write but onboarding needs the user's bearer token (``api.auth``); onboarding answers
-with a new token. The effects are immediate: see ``api.live``.
+Every write but onboarding needs the user's bearer token (``api.http.auth``); onboarding answers
+with a new token. The effects are immediate: see ``api.services.live``.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from api.auth import account_doc, new_token
-from api.body import Body, IntField, ListField, NumberField, ObjectField, StringField
-from api.endpoint import Context, Endpoint, Reply
-from api.errors import BadRequest
-from api.live import (
+from api.http.auth import account_doc, new_token
+from api.http.body import Body, IntField, ListField, NumberField, ObjectField, StringField
+from api.http.endpoint import Context, Endpoint, Reply
+from api.http.errors import BadRequest
+from api.http.params import IDEMPOTENCY_KEY, IntParam, user_id
+from api.services.live import (
     ACTIONS,
     allocate_user_id,
     assign_cluster,
@@ -21,8 +22,7 @@ from api.live import (
     record,
     require_movies,
 )
-from api.params import IDEMPOTENCY_KEY, IntParam, user_id
-from api.recommendations import live_items
+from api.services.recommendations import live_items
 from contract import schema
 
 #: MovieLens 1M's age groups and occupations (the questionnaire's optional answers).

@@ -7,7 +7,7 @@ acknowledged event is stored exactly once and concurrent ratings of one movie en
 rating: the last applied, which is also the last event.
 
 ``GET /user/<id>/recommendation`` sees every acknowledged write at once, in any process: this
-host's live index (``api.live_index``) says whether the user has a profile and at which rev, and
+host's live index (``api.store.live_index``) says whether the user has a profile and at which rev, and
 the profile is read from the store when the process has not cached it at that rev. A user without
 one gets the precomputed list. A user with one is re-scored (``contract.live_model.recommend_live``)
 from their training ratings (the served ``users`` document) overlaid with their live ratings,
@@ -26,8 +26,8 @@ import numpy as np
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from api.errors import BadRequest, KeyReused, NotFound, StoreUnavailable
-from api.store import ServingStore
+from api.http.errors import BadRequest, KeyReused, NotFound, StoreUnavailable
+from api.store.serving import ServingStore
 from contract import schema
 from contract.clusters import ClusterAssigner, genre_share_profile
 from contract.live_model import LiveList, UserSignals, recommend_live

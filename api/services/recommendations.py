@@ -2,7 +2,7 @@
 list, or a labelled fallback when there is none.
 
 * ``live``: the user has a ``profiles`` document (onboarded, or sent ratings or feedback): their
-  list re-scored at request time from training ratings plus live events (``api.live``).
+  list re-scored at request time from training ratings plus live events (``api.services.live``).
 
 * ``precomputed``: the user document's ``top`` (the pipeline's ranked top 50, in rank order),
   filtered by genre, then cut to ``n``.
@@ -19,10 +19,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from api.errors import NotFound
-from api.live import live_list, read_training_ratings
-from api.store import ServingStore
-from api.views import has_genre, movie_summary
+from api.http.errors import NotFound
+from api.http.views import has_genre, movie_summary
+from api.services.live import live_list, read_training_ratings
+from api.store.serving import ServingStore
 from contract.schema import REASON_TEXTS
 
 USER_FIELDS = ("cluster", "top", "model_version")
@@ -90,7 +90,7 @@ def _compact(user: Mapping | None) -> dict | None:
 def live_items(
     store: ServingStore, pointer: Mapping, user_id: int, profile: Mapping, n: int, genre: str | None
 ) -> list[dict]:
-    """The re-scored list of a user with live feedback (see ``api.live``)."""
+    """The re-scored list of a user with live feedback (see ``api.services.live``)."""
     result, reasons = live_list(store, pointer, user_id, profile)
     details = store.movie_details(pointer, (int(m) for m in result.movie_ids))
     items = []

@@ -1,4 +1,4 @@
-"""Title search: ``GET /movies/search`` (handler, declaration and matching).
+"""Title search: matching and ranking titles (the endpoint is ``api.routes.search``).
 
 Titles are compared as ``search.key``: ``contract.text.search_key`` of the display title, i.e.
 lower-case ASCII with the article moved back to the front ("Matrix, The" -> "the matrix"). A
@@ -23,7 +23,7 @@ in the Air", not "Upside Down"), never fuzzily. A four-digit year in the query (
 narrows the results to that year, unless the query matches better as a whole, with the number as
 a title word ("2001 a space", "blade runner 2049"). ``genre=`` keeps one genre's movies.
 
-Where the titles come from (the store's cost model is in ``api/store.py``): each API worker
+Where the titles come from (the store's cost model is in ``api/store/serving.py``): each API worker
 reads the served version's titles once, with a narrow projection, into a :class:`TitleIndex`
 kept per version (:class:`TitleIndexes`), and ranks every query in memory. The one read decodes
 every movie document (seconds for tens of thousands of movies on SecantusDB), so a worker that
@@ -50,10 +50,6 @@ import numpy as np
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
-from api.endpoint import Context, Endpoint
-from api.errors import BadRequest
-from api.params import IntParam, TextParam
-from api.views import movie_stats, movie_summary
 from contract import schema
 from contract.text import fold
 
@@ -548,83 +544,3 @@ def _candidates(source: MovieSource, pointer: Any, text: str, config: SearchConf
 
 def _key(doc: dict) -> str:
     return ((doc.get("search") or {}).get("key")) or ""
-
-
-# --- the endpoint ------------------------------------------------------------------------------
-
-
-def movie_search(ctx: Context, q: str, limit: int, genre: str | None) -> dict:
-    if not fold(q):
-        raise BadRequest("query parameter 'q' must contain a letter or a digit")
-    pointer = ctx.pointer
-    if genre is not None:
-        genre = ctx.genre(genre)
-    index = TITLE_INDEXES.peek(ctx.store, pointer)
-    if index is None and len(fold(q)) < DEFAULT_CONFIG.min_prefix:
-        # one or two characters: a few index reads instead of loading every title first
-        year, found = search_movies(ctx.store, pointer, q, limit, genre=genre)
-        ctx.store.remember_movies(pointer, (doc for _, doc in found))
-        results = [_result(doc["_id"], doc, rel, FULL_SCORE) for rel, doc in found]
-    else:
-        index = index or TITLE_INDEXES.get(ctx.store, pointer)
-        year, hits = index.search(q, limit, genre)
-        details = ctx.store.movie_details(pointer, (h.movie_id for h in hits))
-        results = [_result(h.movie_id, details.get(h.movie_id), h.match, h.score) for h in hits]
-    return {
-        "query": q,
-        "year": year,
-        "genre": genre,
-        "model_version": pointer["version"],
-        "results": results,
-    }
-
-
-def _result(movie_id: int, doc: Mapping | None, match: int, score: float) -> dict:
-    return {
-        **movie_summary(movie_id, doc),
-        "match": MATCH_NAMES[match],
-        "score": score,
-        **movie_stats(doc),
-    }
-
-
-SEARCH_ENDPOINT = Endpoint(
-    "/movies/search",
-    movie_search,
-    "Search movies by title",
-    description=(
-        "Case- and accent-insensitive title search with prefix and fuzzy matching: 'matrix' "
-        "finds 'The Matrix', 'matirx' and 'star wras' find them despite the typos, 'hope' finds "
-        "'Star Wars: Episode IV - A New Hope'. A four-digit year in the query narrows the results "
-        "to that year. Ordered by relevance (match: exact title, whole-word prefix, prefix, "
-        "fuzzy), then score, then popularity. Queries of one or two characters match whole "
-        "words at the start only."
-    ),
-    params=(
-        TextParam(
-            name="q",
-            required=True,
-            min_length=1,
-            max_length=100,
-            description="title words, optionally with a year: 'matrix 1999'",
-        ),
-        IntParam(
-            name="limit",
-            minimum=1,
-            maximum=50,
-            default=10,
-            description="at most this many (1 to 50)",
-        ),
-        TextParam(
-            name="genre",
-            max_length=40,
-            description="only movies of this genre, case-insensitive: one of the data set's genres "
-            "(Action, Adventure, Animation, Children, Comedy, Crime, Documentary, Drama, Fantasy, "
-            "Film-Noir, Horror, IMAX, Musical, Mystery, Romance, Sci-Fi, Thriller, War, Western "
-            "for the bundled data)",
-        ),
-    ),
-    response="SearchResults",
-    errors=(400, 503),
-    tag="movies",
-)

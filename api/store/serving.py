@@ -34,10 +34,10 @@ import pymongo
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from api.availability import Availability
-from api.errors import NotReady, StoreUnavailable
-from api.live_index import UNKNOWN, LiveIndex, default_directory
+from api.http.errors import NotReady, StoreUnavailable
 from api.settings import DEFAULT_DATABASE, Settings
+from api.store.availability import Availability
+from api.store.live_index import UNKNOWN, LiveIndex, default_directory
 from contract import schema
 
 log = logging.getLogger("api.store")
@@ -48,7 +48,7 @@ MOVIE_DETAIL_FIELDS = ("title", "name", "year", "genres", "poster_url", "stats")
 MOVIE_DETAIL_PROJECTION = {name: 1 for name in MOVIE_DETAIL_FIELDS}
 _MISSING = object()
 _MEMORY_ONLY: ContextVar[bool] = ContextVar("movietime_memory_only", default=False)
-LIVE_EPOCH_ID = "live_index"  # counters document holding the store's epoch (api.live_index)
+LIVE_EPOCH_ID = "live_index"  # counters document holding the store's epoch (api.store.live_index)
 
 
 def put_bounded(cache: OrderedDict, items: Iterable[tuple[Any, Any]], limit: int) -> None:
@@ -145,7 +145,7 @@ class ServingStore:
             raise ValueError("Settings.mongodb_url is required without a db_factory")
         self.settings = settings
         self._db_factory = db_factory
-        self._event_listeners = tuple(event_listeners)  # pymongo monitoring (api.metrics)
+        self._event_listeners = tuple(event_listeners)  # pymongo monitoring (api.http.metrics)
         self._clock = clock
         self._lock = threading.Lock()
         self._db: Database | None = None
@@ -167,7 +167,7 @@ class ServingStore:
 
     def mark_down(self, why: BaseException | str) -> None:
         """The store just failed to answer: until the probe finds it answering again, ``db()``
-        raises ``StoreUnavailable`` at once and ``pointer()`` answers from memory (``api.availability``)."""
+        raises ``StoreUnavailable`` at once and ``pointer()`` answers from memory (``api.store.availability``)."""
         self.availability.failed(why)
 
     @property
@@ -495,7 +495,7 @@ class ServingStore:
 
     def profile(self, user_id: int, with_events: bool = False) -> dict | None:
         """The user's live state (``profiles``), as new as the last acknowledged write, from
-        whichever process it came (``api.live_index``): None without a store read when the user
+        whichever process it came (``api.store.live_index``): None without a store read when the user
         has none, the cached document when it is at the user's rev, else read from the store.
         Callers must not change the returned document."""
         user_id = int(user_id)
@@ -586,7 +586,7 @@ class ServingStore:
         raise OperationFailure("the live index's epoch could not be read or made")
 
     def begin_live_write(self, user_id: int) -> None:
-        """Before writing a user's profile (see ``api.live_index``)."""
+        """Before writing a user's profile (see ``api.store.live_index``)."""
         index = self.live_index()
         if index is not None:
             index.begin_write(int(user_id))

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import bottle
 
-from api.endpoint import Context, Reply
-from api.errors import NotFound
+from api.http.endpoint import Context, Reply
+from api.http.errors import NotFound
 
 WEB_DIR = Path(__file__).resolve().parent
 INDEX = "index.html"
