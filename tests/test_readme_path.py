@@ -16,8 +16,7 @@ import pymongo
 
 from contract import schema
 from pipeline.publish.store import Store
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.paths import REPO
 
 
 def test_readme_gives_exactly_two_commands_and_make_runs_them():

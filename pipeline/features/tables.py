@@ -10,7 +10,7 @@ tables, so training rows and serving rows are built by the same code.
 Every aggregate is a sum of exactly representable numbers (MovieLens ratings are multiples of 0.5,
 so their sums and sums of squares are exact in float64), which makes the features independent of
 how the ratings are partitioned or ordered: a rating outside ``train`` cannot change them, bit for
-bit (``tests/test_features.py`` checks this).
+bit (``tests/pipeline/features/test_tables.py`` checks this).
 """
 
 from __future__ import annotations

@@ -16,11 +16,8 @@ from urllib.parse import quote
 
 import pymongo
 import pytest
-import servers
 import webtest
-from conftest import free_port
 from jsonschema import Draft202012Validator
-from pipeline_sample import pipeline_store, write_sample
 from pymongo import monitoring
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -34,8 +31,11 @@ from pipeline.config import PipelineConfig
 from pipeline.publish.store import new_version
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
+from tests.support import servers
+from tests.support.paths import REPO
+from tests.support.pipeline_sample import pipeline_store, write_sample
+from tests.support.secantus import free_port
 
-REPO = Path(__file__).resolve().parents[1]
 JSON = "application/json; charset=utf-8"
 COLD_USER = 900_001  # no precomputed list, has a cluster: cluster fallback
 LOST_USER = 900_002  # no list and no cluster: popular fallback

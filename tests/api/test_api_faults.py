@@ -4,7 +4,6 @@ restart), nothing published yet, and a new version published while the app runs.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
 import pymongo
@@ -15,99 +14,8 @@ from api.app import create_app
 from api.settings import Settings
 from api.wsgi import resolve_settings
 from contract.embedded import EmbeddedConfig, stop
-from pipeline.publish.store import Store
-
-GENRES = ["Action", "Comedy", "Drama"]
-
-
-def movie(mid: int, title: str, genres: list[str], year: int = 2000) -> dict:
-    return {
-        "_id": mid,
-        "title": f"{title} ({year})",
-        "name": title,
-        "year": year,
-        "genres": genres,
-        "imdbId": None,
-        "tmdbId": None,
-        "poster_url": None,
-        "stats": {"n_ratings": 10, "mean": 3.5, "shrunk_mean": 3.5, "popularity": 1.0 / mid},
-        "similar": [{"movieId": m, "score": 0.5} for m in (1, 2, 3) if m != mid],
-        "search": {"key": title.lower()},
-    }
-
-
-def user(uid: int, top: list[int]) -> dict:
-    return {
-        "_id": uid,
-        "cluster": 0,
-        "stats": {"n_ratings": 1, "mean": 4.0},
-        "ratings": [{"movieId": 3, "rating": 4.0, "timestamp": 1_600_000_000}],
-        "top": [
-            {
-                "movieId": m,
-                "score": 1.0 - i / 10,
-                "predicted_rating": 4.0,
-                "reason": {"kind": "taste_match", "text": "Matches your taste"},
-            }
-            for i, m in enumerate(top)
-        ],
-        "model_version": "x",
-    }
-
-
-def publish(db, version: str, user_ids: tuple[int, ...] = (1, 2)) -> None:
-    """A small but complete published version, written with the pipeline's own Store."""
-    store = Store(db)
-    with store.stage(version) as staging:
-        staging.insert(
-            "movies",
-            [
-                movie(1, "Alpha", ["Action"]),
-                movie(2, "Beta", ["Comedy"]),
-                movie(3, "Gamma", ["Drama", "Action"]),
-            ],
-        )
-        staging.insert(
-            "metadata",
-            [{"_id": m, "title": f"M{m}", "keywords": [], "tags": []} for m in (1, 2, 3)],
-        )
-        staging.insert(
-            "clusters",
-            [
-                {
-                    "_id": 0,
-                    "size": len(user_ids),
-                    "persona": ["Action"],
-                    "profile": {},
-                    "top_movies": [{"movieId": 1, "score": 0.9}],
-                }
-            ],
-        )
-        staging.insert("users", [user(uid, [1, 2]) for uid in user_ids])
-        staging.publish({"artifacts": {"genres": GENRES, "popular": [1, 2, 3]}})
-
-
-def restart(server, timeout_s: float = 30.0) -> subprocess.Popen:
-    """Start the killed server again with the same command line: same storage path and port."""
-    proc = subprocess.Popen(
-        server.process.args,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + timeout_s
-    while True:
-        client = pymongo.MongoClient(server.url, serverSelectionTimeoutMS=300, connectTimeoutMS=300)
-        try:
-            client.admin.command("ping")
-            return proc
-        except pymongo.errors.PyMongoError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("the restarted server did not answer ping") from None
-            time.sleep(0.1)
-        finally:
-            client.close()
+from tests.support.secantus import restart
+from tests.support.tiny_version import publish
 
 
 def timed_get(app, path: str):

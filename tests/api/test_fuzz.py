@@ -33,10 +33,8 @@ from urllib.parse import quote, urlencode
 import hypothesis
 import pytest
 import schemathesis
-import servers
 from hypothesis import HealthCheck
 from hypothesis import strategies as st
-from pipeline_sample import sample_database
 from requests.structures import CaseInsensitiveDict
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import is_unexpected_http_status_case
@@ -49,8 +47,10 @@ from api.http.params import TextParam
 from api.routes.reads import ENDPOINTS
 from api.settings import Settings
 from contract import schema as collections
+from tests.support import servers
+from tests.support.paths import REPO
+from tests.support.pipeline_sample import sample_database
 
-REPO = Path(__file__).resolve().parents[1]
 JSON = "application/json; charset=utf-8"
 TOKEN_USER = 7  # a user of the sample (users 1..80): the fuzzer writes with this user's token
 SAMPLE_USERS = range(1, 81)

@@ -15,7 +15,6 @@ import pymongo
 import pytest
 import webtest
 from jsonschema import Draft202012Validator
-from pipeline_sample import pipeline_store, write_sample
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -27,6 +26,7 @@ from pipeline.config import PipelineConfig
 from pipeline.publish.store import Store, new_version
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
+from tests.support.pipeline_sample import pipeline_store, write_sample
 
 JSON = "application/json; charset=utf-8"
 SLUG = re.compile(r"[A-Za-z0-9_-]{22}")

@@ -7,11 +7,9 @@ import os
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 import webtest
-from pipeline_sample import pipeline_store, sample_database
 
 from api.app import create_app
 from api.http.auth import issue_token
@@ -21,8 +19,9 @@ from contract import schema
 from pipeline.publish.store import new_version
 from pipeline.run import run
 from pipeline.runtime import dask_client
+from tests.support.paths import REPO
+from tests.support.pipeline_sample import pipeline_store, sample_database
 
-REPO = Path(__file__).resolve().parents[1]
 JSON = "application/json; charset=utf-8"
 TOY_STORY, TOY_STORY_2 = 1, 3114
 STAR_WARS = (260, 1196, 1210)

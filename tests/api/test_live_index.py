@@ -10,15 +10,15 @@ import multiprocessing as mp
 import threading
 
 import pytest
-import servers
 import webtest
-from pipeline_sample import sample_database
 
 from api.app import create_app
 from api.http.auth import issue_token
 from api.settings import Settings
 from api.store.live_index import UNKNOWN, LiveIndex
 from contract import schema
+from tests.support import servers
+from tests.support.pipeline_sample import sample_database
 
 # --- the table ---------------------------------------------------------------------------------
 

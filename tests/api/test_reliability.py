@@ -1,6 +1,6 @@
 """Faults and security over real processes: the store SIGKILLed under traffic (gunicorn, reads and
 writes), strict CORS, nosniff on every response, tokens kept out of every log. A store that hangs
-instead: ``tests/test_store_hangs.py``."""
+instead: ``tests/api/test_store_hangs.py``."""
 
 from __future__ import annotations
 
@@ -9,15 +9,16 @@ import logging
 import time
 
 import pymongo
-import servers
 import webtest
-from test_api_faults import publish, restart
-from traffic import Traffic, errors_in_log
 
 from api.app import create_app
 from api.http.auth import issue_token
 from api.settings import Settings
 from contract import schema
+from tests.support import servers
+from tests.support.secantus import restart
+from tests.support.tiny_version import publish
+from tests.support.traffic import Traffic, errors_in_log
 
 JSON = "application/json; charset=utf-8"
 

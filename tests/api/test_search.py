@@ -11,7 +11,6 @@ import pymongo
 import pytest
 import webtest
 from jsonschema import Draft202012Validator
-from pipeline_sample import pipeline_store, write_sample
 from pymongo import monitoring
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -37,6 +36,7 @@ from pipeline.config import PipelineConfig
 from pipeline.publish.store import new_version
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
+from tests.support.pipeline_sample import pipeline_store, write_sample
 
 # --- matching and ranking on a few titles ----------------------------------------------------
 

@@ -10,23 +10,21 @@ import os
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pymongo
-import servers
 import webtest
-from pipeline_sample import run_argv, wait_for_load, write_sample
-from slow_proxy import SlowProxy
-from test_api_faults import publish
-from traffic import Traffic, errors_in_log, p99
 
 from api.app import create_app
 from api.http.auth import issue_token
 from api.settings import Settings
 from contract import schema
 from pipeline.publish.store import Store
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support import servers
+from tests.support.paths import REPO
+from tests.support.pipeline_sample import run_argv, wait_for_load, write_sample
+from tests.support.slow_proxy import SlowProxy
+from tests.support.tiny_version import publish
+from tests.support.traffic import Traffic, errors_in_log, p99
 
 JSON = "application/json; charset=utf-8"
 WARM = [

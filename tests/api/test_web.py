@@ -28,10 +28,11 @@ from email.message import Message
 from pathlib import Path
 
 import pytest
-from conftest import free_port
-from pipeline_sample import sample_database
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.paths import REPO
+from tests.support.pipeline_sample import sample_database
+from tests.support.secantus import free_port
+
 WEB = REPO / "api" / "web"
 ARTIFACTS = REPO / "test-artifacts" / "web"
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")

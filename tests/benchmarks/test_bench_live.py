@@ -5,11 +5,11 @@ re-score timings and the cold start, and the printed tables. No assertion on tim
 from __future__ import annotations
 
 import pytest
-from pipeline_sample import sample_database
 
 from api.settings import Settings
 from benchmarks import live_latency
 from benchmarks.api_load import gunicorn
+from tests.support.pipeline_sample import sample_database
 
 
 @pytest.fixture(scope="module")

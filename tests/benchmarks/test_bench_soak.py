@@ -9,11 +9,11 @@ import time
 import urllib.parse
 
 import pytest
-from pipeline_sample import sample_database
 
 from benchmarks.api_load import ServerConfig
 from benchmarks.soak import SoakConfig, check_store, soak
 from contract import schema
+from tests.support.pipeline_sample import sample_database
 
 
 def with_database(url: str, name: str) -> str:

@@ -14,8 +14,7 @@ import pymongo
 import pytest
 
 from contract.embedded import EmbeddedConfig, ensure_running, resolve_url, stop
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.paths import REPO
 
 
 def _free_port() -> int:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from pipeline_sample import pipeline_store, write_sample
 
 from api.services.live import rated_entries, training_ratings
 from contract import schema
@@ -16,6 +15,7 @@ from pipeline.config import PipelineConfig
 from pipeline.publish.store import Store, new_version
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
+from tests.support.pipeline_sample import pipeline_store, write_sample
 
 
 @pytest.fixture(scope="module")

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 import webtest
-from pipeline_sample import run_argv, wait_for_load, write_sample
 
 from api.app import create_app
 from api.settings import Settings
 from contract import schema
 from pipeline.publish.store import Store
+from tests.support.paths import REPO
+from tests.support.pipeline_sample import run_argv, wait_for_load, write_sample
 
-REPO = Path(__file__).resolve().parents[1]
 PATHS = ("/user/1/recommendation", "/user/7/rated", "/movie/1/metadata", "/movie/1/similar")
 
 

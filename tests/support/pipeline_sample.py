@@ -12,8 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from contract import schema
-
-BUNDLED = Path(__file__).resolve().parents[1] / "resources" / "ml-latest-small"
+from tests.support.paths import BUNDLED
 
 
 def write_sample(out: Path, max_user: int = 80, extra_movies: int = 40) -> Path:

@@ -13,9 +13,9 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from conftest import free_port
+from tests.support.paths import REPO
+from tests.support.secantus import free_port
 
-REPO = Path(__file__).resolve().parents[1]
 GUNICORN_CONF = str(REPO / "api" / "gunicorn_conf.py")
 
 

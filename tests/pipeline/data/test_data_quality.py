@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from pipeline_sample import run_argv, write_sample
 
 from api.services.live import rated_entries
 from contract import schema
@@ -20,9 +19,9 @@ from pipeline.data.movielens import DatasetConfig, DatasetError, load_movielens
 from pipeline.publish.store import Store, new_version
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
-
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).parent / "data"
+from tests.support.paths import REPO
+from tests.support.paths import TEST_DATA as DATA
+from tests.support.pipeline_sample import run_argv, write_sample
 
 
 def write(folder: Path, files: dict[str, bytes]) -> Path:

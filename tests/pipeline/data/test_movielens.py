@@ -19,8 +19,8 @@ from pipeline.data.movielens import (
     load_movielens,
     split_title,
 )
+from tests.support.paths import TEST_DATA as DATA
 
-DATA = Path(__file__).parent / "data"
 LAYOUTS = {"ml-csv": "csv", "ml-1m": "dat", "ml-10m": "dat", "ml-100k": "100k"}
 RATING_DTYPES = {"userId": "int32", "movieId": "int32", "rating": "float32", "timestamp": "int64"}
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from pipeline.data.tmdb import COLUMNS, POSTER_BASE, build_bundle, load_metadata, poster_url
+from tests.support.paths import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 BUNDLE = ROOT / "resources" / "tmdb"
 LINKS = ROOT / "resources" / "ml-latest-small" / "links.csv"
 SOURCES = {"movies_metadata_rows1-5000", "movies_metadata_subset2831", "tmdb_5000_movies"}

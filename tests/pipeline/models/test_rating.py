@@ -1,5 +1,3 @@
-from pathlib import Path
-
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
@@ -11,8 +9,8 @@ from pipeline.models.biases import Biases
 from pipeline.models.item_knn import ItemKNN, ItemKNNConfig
 from pipeline.models.mf import BiasedMFConfig
 from pipeline.models.rating import RatingModel, RatingModelConfig
+from tests.support.paths import BUNDLED as RESOURCES
 
-RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "ml-latest-small"
 FAST = RatingModelConfig(
     mf=BiasedMFConfig(factors=20, iterations=5),
     knn=ItemKNNConfig(candidates=50),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,9 +18,8 @@ from pipeline.models.similarity import (
     all_similar,
     list_arrays,
 )
-
-RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "ml-latest-small"
-TMDB = Path(__file__).resolve().parents[1] / "resources" / "tmdb"
+from tests.support.paths import BUNDLED as RESOURCES
+from tests.support.paths import TMDB
 
 
 def _content(movies: pd.DataFrame, tags: pd.DataFrame) -> pd.Series:

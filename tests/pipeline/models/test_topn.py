@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,8 +11,7 @@ import pytest
 
 from pipeline.features.matrix import RatingMatrix
 from pipeline.models.topn import TopNConfig, TopNRecommender, _symmetrize_upper, sparsify_weights
-
-RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "ml-latest-small"
+from tests.support.paths import BUNDLED as RESOURCES
 
 # tiny worlds: every item needs >= min_item_ratings ratings to enter the model
 TINY = TopNConfig(

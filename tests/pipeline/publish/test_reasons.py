@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from pipeline_sample import pipeline_store, write_sample
 
 from api.services.live import rated_entries
 from contract import schema
@@ -27,6 +26,7 @@ from pipeline.publish.store import new_version
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
 from pipeline.train import FittedModels, recommend_blocks
+from tests.support.pipeline_sample import pipeline_store, write_sample
 
 
 def _csr(rows: list[list[tuple[int, float]]], n_cols: int) -> sp.csr_matrix:

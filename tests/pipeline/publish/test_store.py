@@ -9,7 +9,6 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pymongo
@@ -26,8 +25,8 @@ from pipeline.publish.store import (
     _host_id,
     new_version,
 )
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 TITLES = ["Amélie (2001)", "Matrix, The (1999)", "Heat (1995)", "Alien (1979)", "Aliens (1986)"]
 
 
