@@ -247,7 +247,11 @@ class FoldedUser:
 
 
 class _Collaborative:
-    """Biases + MF + kNN fit on one set of ratings, with the users' histories."""
+    """Biases + MF + kNN fit on one set of ratings, with the users' histories.
+
+    Fitted attributes: ``user_ids_``, ``item_ids_``, ``bias_``, ``mf_``, ``knn_`` (None without
+    neighbours) and ``state_`` (the training users' biases, factors and histories; None once
+    dropped by ``RatingModel.without_users``)."""
 
     def __init__(self, config: RatingModelConfig):
         self.config = config
@@ -261,19 +265,19 @@ class _Collaborative:
             "collaborative models on %s ratings: biases and matrix factorisation ...",
             f"{matrix.nnz:,}",
         )
-        self.user_ids, self.item_ids = (
+        self.user_ids_, self.item_ids_ = (
             matrix.user_ids,
             matrix.item_ids,
         )  # the ratings themselves are not kept
-        self.bias = Biases(cfg.bias).fit(matrix, global_mean)
-        self.mf = BiasedMF(cfg.mf).fit(matrix, global_mean)
+        self.bias_ = Biases(cfg.bias).fit(matrix, global_mean)
+        self.mf_ = BiasedMF(cfg.mf).fit(matrix, global_mean)
         mf_done = time.perf_counter()
         csr = matrix.csr
         rows = np.repeat(np.arange(csr.shape[0], dtype=np.int32), np.diff(csr.indptr))
-        base_res = _residuals(csr, rows, self.bias.estimate)
+        base_res = _residuals(csr, rows, self.bias_.estimate)
         # the same-day window needs the MF residuals in time order; without time features, neither
-        mf_res = _residuals(csr, rows, self.mf.estimate) if cfg.time_features else None
-        self.knn = None
+        mf_res = _residuals(csr, rows, self.mf_.estimate) if cfg.time_features else None
+        self.knn_ = None
         log.info(
             "collaborative models on %s ratings: biases and matrix factorisation fitted in %.1f s; item kNN ...",
             f"{matrix.nnz:,}",
@@ -281,7 +285,7 @@ class _Collaborative:
         )
         if cfg.knn.neighbors > 0:
             z = sp.csr_matrix((base_res, csr.indices, csr.indptr), shape=csr.shape)
-            self.knn = ItemKNN(cfg.knn).fit(z)
+            self.knn_ = ItemKNN(cfg.knn).fit(z)
             del z
         history = _UserHistory.build(
             csr.shape[0],
@@ -294,8 +298,8 @@ class _Collaborative:
             t0,
         )
         del rows, base_res, mf_res
-        self.state = _UserState(
-            self.bias.user_bias_, self.mf.user_bias_, self.mf.user_factors_, history
+        self.state_ = _UserState(
+            self.bias_.user_bias_, self.mf_.user_bias_, self.mf_.user_factors_, history
         )
         log.info(
             "collaborative models on %s ratings: item kNN and histories fitted in %.1f s",
@@ -311,19 +315,19 @@ class _Collaborative:
         cfg = self.config
         uk, ik = rows >= 0, items >= 0
         u, i = np.maximum(rows, 0), np.maximum(items, 0)
-        mu = self.bias.global_mean_
-        item_base = np.where(ik, self.bias.item_bias_[i], 0.0)
+        mu = self.bias_.global_mean_
+        item_base = np.where(ik, self.bias_.item_bias_[i], 0.0)
         base = mu + np.where(uk, state.base_bias[u], 0.0) + item_base
         mf_ub = np.where(uk, state.mf_bias[u], np.nan)
-        mf_ib = np.where(ik, self.mf.item_bias_[i], np.nan)
-        mf = self.mf.global_mean_ + np.nan_to_num(mf_ub) + np.nan_to_num(mf_ib)
+        mf_ib = np.where(ik, self.mf_.item_bias_[i], np.nan)
+        mf = self.mf_.global_mean_ + np.nan_to_num(mf_ub) + np.nan_to_num(mf_ib)
         both = np.flatnonzero(uk & ik)
         mf[both] += np.einsum(
-            "ij,ij->i", state.mf_factors[rows[both]], self.mf.item_factors_[items[both]]
+            "ij,ij->i", state.mf_factors[rows[both]], self.mf_.item_factors_[items[both]]
         )
         out = {"base": base, "mf": mf, "mf_user_bias": mf_ub, "mf_item_bias": mf_ib}
-        if self.knn is not None:
-            offset, weight, used = self.knn.estimate(state.history, rows, items)
+        if self.knn_ is not None:
+            offset, weight, used = self.knn_.estimate(state.history, rows, items)
             out.update(knn=base + offset, knn_weight=weight, knn_n=used)
         if cfg.time_features:
             out["day_n"], out["day_res"] = state.history.window(
@@ -332,10 +336,10 @@ class _Collaborative:
         return out
 
     def user_index(self, ids) -> np.ndarray:
-        return lookup(self.user_ids, ids)
+        return lookup(self.user_ids_, ids)
 
     def item_index(self, ids) -> np.ndarray:
-        return lookup(self.item_ids, ids)
+        return lookup(self.item_ids_, ids)
 
 
 class RatingModel:
@@ -353,7 +357,7 @@ class RatingModel:
     # fitted MF parameters, for folding in users elsewhere
     @property
     def mf_(self) -> BiasedMF:
-        return self.collaborative_.mf
+        return self.collaborative_.mf_
 
     @property
     def user_factors_(self) -> np.ndarray:
@@ -551,10 +555,10 @@ class RatingModel:
         users from there instead of from the model; users not in it count as unknown.
         """
         collab = self.collaborative_
-        if users is None and collab.state is None:
+        if users is None and collab.state_ is None:
             raise ValueError("this copy of the model holds no users: pass users=model.users(ids)")
         state, index = (
-            (collab.state, collab.user_index) if users is None else (users.state, users.index)
+            (collab.state_, collab.user_index) if users is None else (users.state, users.index)
         )
         out = np.empty(len(pairs), np.float64)
         block = self.config.predict_block
@@ -571,19 +575,19 @@ class RatingModel:
         ids = np.unique(np.asarray(user_ids, np.int64))
         rows = collab.user_index(ids)
         known = rows >= 0
-        return KnownUsers(ids[known], collab.state.take(rows[known]))
+        return KnownUsers(ids[known], collab.state_.take(rows[known]))
 
     def without_users(self) -> "RatingModel":
         """A copy that shares every item-side part and holds no user's state (``predict`` then
         needs ``users=``): what a worker needs when each task brings its own users."""
         out = copy.copy(self)
         out.collaborative_ = copy.copy(self.collaborative_)
-        out.collaborative_.state = None
+        out.collaborative_.state_ = None
         return out
 
     def _predict_rows(self, state, features, pairs, rows, items) -> np.ndarray:
         collab = self.collaborative_
-        pred = collab.bias.estimate(np.full(len(rows), -1), items)
+        pred = collab.bias_.estimate(np.full(len(rows), -1), items)
         known = np.flatnonzero(rows >= 0)
         if len(known):
             x = self._design(
@@ -596,7 +600,7 @@ class RatingModel:
             )
             with self._threads(self.config.gbm_threads):
                 pred[known] = self.gbm_.predict(x[self.columns_].to_numpy(np.float32))
-        return np.clip(np.nan_to_num(pred, nan=collab.bias.global_mean_), MIN_RATING, MAX_RATING)
+        return np.clip(np.nan_to_num(pred, nan=collab.bias_.global_mean_), MIN_RATING, MAX_RATING)
 
     def fold_in(self, ratings: pd.DataFrame) -> FoldedUser:
         """Fold a new user in from their ``movieId, rating[, timestamp]`` rows.
@@ -609,8 +613,8 @@ class RatingModel:
         collab = self.collaborative_
         items = collab.item_index(ratings["movieId"].to_numpy(np.int64))
         r = ratings["rating"].to_numpy(np.float64)
-        vector, bias = collab.mf.fold_in(ratings)
-        base_bias = collab.bias.user_bias_for(items, r)
+        vector, bias = collab.mf_.fold_in(ratings)
+        base_bias = collab.bias_.user_bias_for(items, r)
         ts = (
             pd.to_numeric(ratings["timestamp"], errors="coerce").to_numpy(np.float64)
             if "timestamp" in ratings
@@ -618,22 +622,22 @@ class RatingModel:
         )
         known = items >= 0
         i = np.maximum(items, 0)
-        base_res = r - (collab.bias.global_mean_ + base_bias + collab.bias.item_bias_[i])
+        base_res = r - (collab.bias_.global_mean_ + base_bias + collab.bias_.item_bias_[i])
         mf_res = r - (
-            collab.mf.global_mean_
+            collab.mf_.global_mean_
             + bias
-            + collab.mf.item_bias_[i]
-            + collab.mf.item_factors_[i] @ vector
+            + collab.mf_.item_bias_[i]
+            + collab.mf_.item_factors_[i] @ vector
         )
         history = _UserHistory.build(
             1,
             np.zeros(known.sum(), np.int64),
             items[known],
-            len(collab.item_ids),
+            len(collab.item_ids_),
             base_res[known],
             ts[known],
             mf_res[known],
-            collab.state.history.t0,
+            collab.state_.history.t0,
         )
         state = _UserState(
             np.array([base_bias], np.float32),
@@ -652,7 +656,7 @@ class RatingModel:
         movie_ids = np.asarray(movie_ids, np.int64)
         if user.n_ratings == 0:
             items = self.collaborative_.item_index(movie_ids)
-            pred = self.collaborative_.bias.estimate(np.full(len(items), -1), items)
+            pred = self.collaborative_.bias_.estimate(np.full(len(items), -1), items)
             return np.clip(pred, MIN_RATING, MAX_RATING)
         pairs = pd.DataFrame(
             {
@@ -699,7 +703,7 @@ class _FoldJob:
             ts[:] = np.nan
         rows, cols = held.rows.astype(np.int64), held.cols.astype(np.int64)
         pairs = pd.DataFrame({"userId": user_ids[rows], "movieId": item_ids[cols], "timestamp": ts})
-        frame = self.model._design(collab, collab.state, fold_features, pairs, rows, cols)
+        frame = self.model._design(collab, collab.state_, fold_features, pairs, rows, cols)
         log.debug("stacking fold %d: %d rows", f, len(rows))
         return frame, held.vals, pairs.assign(fold=np.int8(f))
 

@@ -54,7 +54,9 @@ def sample():
 
 def _bias_only(model, pairs):
     c = model.collaborative_
-    return np.clip(c.bias.estimate(c.user_index(pairs.userId), c.item_index(pairs.movieId)), 0.5, 5)
+    return np.clip(
+        c.bias_.estimate(c.user_index(pairs.userId), c.item_index(pairs.movieId)), 0.5, 5
+    )
 
 
 def test_beats_global_mean_and_bias_baselines(sample):
@@ -92,7 +94,7 @@ def test_unknown_users_and_movies(sample):
     pred = model.predict(pairs)
     assert np.isfinite(pred).all() and ((pred >= 0.5) & (pred <= 5)).all()
     c = model.collaborative_
-    mu, bi = c.bias.global_mean_, c.bias.item_bias_[c.item_index([known_movie])[0]]
+    mu, bi = c.bias_.global_mean_, c.bias_.item_bias_[c.item_index([known_movie])[0]]
     assert pred[0] == pytest.approx(np.clip(mu + bi, 0.5, 5))  # unknown user: mu + b_i
     assert pred[1] == pytest.approx(np.clip(mu, 0.5, 5))  # nothing known: mu
     assert model.predict(pairs.iloc[:0]).shape == (0,)
@@ -123,7 +125,7 @@ def test_a_copy_without_users_predicts_a_slice_of_users_as_the_whole_model(sampl
     pairs = test[test.userId.isin(some)].reset_index(drop=True)
     pairs = pd.concat([pairs, pairs.assign(userId=-7)], ignore_index=True)  # and an unknown user
     bare = model.without_users()
-    assert bare.collaborative_.state is None and model.collaborative_.state is not None
+    assert bare.collaborative_.state_ is None and model.collaborative_.state_ is not None
     users = model.users(np.concatenate([some, [-7]]))
     assert users.user_ids.tolist() == sorted(some.tolist())
     np.testing.assert_array_equal(bare.predict(pairs, users=users), model.predict(pairs))

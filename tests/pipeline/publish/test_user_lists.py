@@ -99,7 +99,7 @@ def test_a_block_gets_from_the_item_side_what_the_whole_models_give(inputs):
     """What every worker holds (no user's data) and what one task brings (its block) give the
     lists and predictions of the whole models."""
     items, block = inputs.item_side(), inputs.block(20, 40)
-    assert items.topn.user_ratings_ is None and items.rating.collaborative_.state is None
+    assert items.topn.user_ratings_ is None and items.rating.collaborative_.state_ is None
     assert block.matrix.user_ids.tolist() == inputs.matrix.user_ids[20:40].tolist()
     whole = inputs.items.topn.recommend(np.arange(20, 40), n=10)
     for a, b in zip(items.topn.recommend_matrix(block.matrix.csr, n=10), whole):
