@@ -23,7 +23,7 @@ from pipeline.progress import Steps
 from pipeline.publish import documents
 from pipeline.publish.documents import display_title
 from pipeline.publish.live_export import build_live_model
-from pipeline.publish.store import StoreNotAnswering
+from pipeline.publish.store import Store, StoreNotAnswering
 from pipeline.publish.user_lists import UserListInputs, iter_user_docs, write_user_lists
 from pipeline.runtime import current_client, release_memory
 from pipeline.train import FittedModels, fit_models
@@ -179,16 +179,34 @@ def run(config: PipelineConfig, store, version: str, steps: Steps | None = None)
     result.report = report
 
     if store is not None:
-        load_store(store, version, config, data, metadata, models, clusters, report, steps, result)
+        refit = Refitted(data, metadata, models, clusters, report)
+        result.counts = load_store(store, version, config, refit, steps)
     result.timings = dict(steps.timings)
     result.timings["total"] = steps.total()
     return result
 
 
+@dataclass
+class Refitted:
+    """What the refit on all ratings hands to the load: the inputs the documents are made of,
+    the fitted models (the load drops each after its last use), the clusters' descriptions and
+    the run's report so far."""
+
+    data: MovieLensData
+    metadata: pd.DataFrame | None
+    models: FittedModels
+    clusters: pd.DataFrame
+    report: dict
+
+
 def load_store(
-    store, version, config, data, metadata, models, clusters, report, steps, result
-) -> None:
-    cat = documents.catalogue(data.movies, data.links, metadata)
+    store: Store, version: str, config: PipelineConfig, refit: Refitted, steps: Steps
+) -> dict[str, int]:
+    """Stage every collection of ``version``, then publish it; the documents per collection.
+    On any failure the staging is aborted and the store keeps serving its current version."""
+    data, models, clusters, report = refit.data, refit.models, refit.clusters, refit.report
+    counts: dict[str, int] = {}
+    cat = documents.catalogue(data.movies, data.links, refit.metadata)
     titles = {int(m): display_title(row) for m, row in cat.iterrows()}
     models.topn = models.topn.without_users()  # its training users' ratings are in models.matrix
     release_memory()
@@ -198,13 +216,13 @@ def load_store(
     staging = store.stage(version)
     try:
         with steps.step("store: movies, metadata, clusters"):
-            result.counts[schema.MOVIES] = staging.insert(
+            counts[schema.MOVIES] = staging.insert(
                 schema.MOVIES, documents.movie_docs(cat, models, similar)
             )
-            result.counts[schema.METADATA] = staging.insert(
+            counts[schema.METADATA] = staging.insert(
                 schema.METADATA, documents.metadata_docs(cat, data.tags)
             )
-            result.counts[schema.CLUSTERS] = staging.insert(
+            counts[schema.CLUSTERS] = staging.insert(
                 schema.CLUSTERS, documents.cluster_docs(clusters)
             )
         with steps.step("store: live model"):
@@ -217,7 +235,7 @@ def load_store(
                 keep=config.live_neighbors,
                 similar=similar,
             )
-            result.counts[schema.LIVE_MODEL] = staging.insert(schema.LIVE_MODEL, live.to_docs())
+            counts[schema.LIVE_MODEL] = staging.insert(schema.LIVE_MODEL, live.to_docs())
             del live
         with steps.step("precompute top-N + store users"):
             inputs = UserListInputs.from_models(
@@ -233,7 +251,7 @@ def load_store(
             models.topn = models.rating = None
             del similar  # in ``inputs`` as a sparse matrix now
             release_memory()
-            result.counts[schema.USERS] = store_user_lists(store, staging, inputs)
+            counts[schema.USERS] = store_user_lists(store, staging, inputs)
             del inputs
             release_memory()
         with steps.step("store: indexes + publish"):
@@ -258,6 +276,7 @@ def load_store(
                     "timings": dict(steps.timings),
                 }
             )
+        return counts
     except BaseException as exc:  # interrupted or failed: the previous version keeps serving
         staging.abort(error=f"{type(exc).__name__}: {exc}")
         if not_answering(exc):
