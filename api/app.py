@@ -51,6 +51,7 @@ def create_app(
     metrics = Metrics()
     store = ServingStore(settings, db_factory, event_listeners=(metrics.listener(),))
     store.availability.on_change = lambda answering: metrics.store_answering.set(int(answering))
+    store.on_rescore = metrics.observe_rescore
     spec = functools.cache(lambda: build_spec(ENDPOINTS))
     app_info = {
         "settings": settings,

@@ -1,5 +1,6 @@
 """The API's Prometheus metrics (prometheus-client): requests and their latency per route
-template, the store's calls and their latency per command, and whether the store answers.
+template, the store's calls and their latency per command, whether the store answers, and the
+live path's re-scores: their time, and the time from a user's event to the first list with it.
 
 Under gunicorn every worker process writes its values to files in ``PROMETHEUS_MULTIPROC_DIR``
 (set by ``api/gunicorn_conf.py`` before the app is loaded) and a scrape of ``/metrics``, whichever
@@ -28,6 +29,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DEFAULT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 #: ... and of the store calls' (a point read takes about half a millisecond on SecantusDB).
 STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+#: ... and of the time from an event to the list that includes it (the client asks for the list).
+EVENT_TO_LIST_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0, 600.0)
 
 
 def multiprocess_dir() -> str | None:
@@ -72,10 +75,30 @@ class Metrics:
             multiprocess_mode="livemin",
         )
         self.store_answering.set(1)
+        self.live_rescore = Histogram(
+            f"{prefix}_live_rescore_duration_seconds",
+            "Time to re-score one live user's list at request time (the reads it needs, the live "
+            "model's scoring and the reasons), once per user and rev in a worker.",
+            buckets=STORE_BUCKETS,
+            registry=self.registry,
+        )
+        self.event_to_list = Histogram(
+            f"{prefix}_live_event_to_list_seconds",
+            "Time from a user's latest rating or feedback event to the first re-scored list that "
+            "includes it (computed when the client next asks for the list; the web page asks at "
+            "once).",
+            buckets=EVENT_TO_LIST_BUCKETS,
+            registry=self.registry,
+        )
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()
         self.latency.labels(route, method).observe(max(0.0, seconds))
+
+    def observe_rescore(self, seconds: float, since_event: float | None) -> None:
+        self.live_rescore.observe(max(0.0, seconds))
+        if since_event is not None:
+            self.event_to_list.observe(max(0.0, since_event))
 
     def listener(self) -> monitoring.CommandListener:
         """A pymongo command listener that times every store command into ``store_calls``."""

@@ -17,6 +17,7 @@ first request after a change pays for it.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -315,6 +316,7 @@ def live_list(
     """The user's re-scored top ``LIST_LENGTH`` and a reason per item (cached per rev)."""
 
     def compute():
+        started = time.perf_counter()
         # training ratings never change within a version: read once per user, version and process
         base = store.cached(
             pointer, ("ratings", user_id), lambda: read_training_ratings(store, pointer, user_id)
@@ -328,7 +330,16 @@ def live_list(
         if neighbors is None:
             neighbors = store.similar_lists(pointer, wanted)
         result = recommend_live(model, sig, LIST_LENGTH, neighbors)
-        return result, _reasons(store, pointer, result, seeds, neighbors, sig, model)
+        reasons = _reasons(store, pointer, result, seeds, neighbors, sig, model)
+        if store.on_rescore is not None:
+            last = profile.get("updated_at")  # the latest event's time (naive UTC from pymongo)
+            since = None
+            if isinstance(last, datetime):
+                since = (
+                    datetime.now(UTC) - last.replace(tzinfo=last.tzinfo or UTC)
+                ).total_seconds()
+            store.on_rescore(time.perf_counter() - started, since)
+        return result, reasons
 
     return store.cached(pointer, ("live", user_id, int(profile.get("rev") or 0)), compute)
 

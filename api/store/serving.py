@@ -155,6 +155,9 @@ class ServingStore:
         self._pointer_at = float("-inf")
         self._caches: OrderedDict[str, VersionCache] = OrderedDict()
         self.availability = Availability(self._probe, settings.store_probe_s, clock)
+        # called after each live re-score with (its seconds, seconds since the user's latest
+        # event or None): the app's metrics (api.http.metrics)
+        self.on_rescore: Callable[[float, float | None], None] | None = None
         self._live_index: LiveIndex | None = None
         # the process that opened it (None: not yet, or off)
         self._live_index_pid: int | None = None

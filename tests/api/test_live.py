@@ -553,3 +553,28 @@ def test_next_pipeline_run_trains_on_feedback(app, served):
     assert db[schema.PROFILES].find_one({"_id": uid}) is not None
     res = app.get(f"/user/{uid}/recommendation")
     assert res.json["source"] == "live" and 5 not in ids(res)
+
+
+def _series(app, name: str) -> float:
+    """The value of an unlabelled series in this app's /metrics (0 when absent)."""
+    for line in app.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def test_live_rescores_are_timed_once_per_user_and_rev(app, served):
+    uid = 23
+    token = issue_token(served["db"], uid)
+    rescores = "movietime_live_rescore_duration_seconds_count"
+    event_to_list = "movietime_live_event_to_list_seconds_count"
+    before = _series(app, rescores), _series(app, event_to_list)
+    top = ids(app.get(f"/user/{uid}/recommendation").json)
+    app.post_json(
+        f"/user/{uid}/feedback", {"movieId": top[0], "action": "like"}, headers=auth(token)
+    )
+    for _ in range(3):  # the first request re-scores; the others are served from the cache
+        assert app.get(f"/user/{uid}/recommendation").json["source"] == "live"
+    assert (_series(app, rescores), _series(app, event_to_list)) == (before[0] + 1, before[1] + 1)
+    waited = _series(app, "movietime_live_event_to_list_seconds_sum")
+    assert 0 <= waited < 600  # from the like's acknowledged write to the list: this test's own pace
