@@ -53,45 +53,39 @@ def _peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-class _LogProgress:
-    """``tqdm``'s ``update`` as a log line at most every ``every_s`` seconds (and at the end),
-    with the rate and the time left, for output that is not a terminal (CI, log files)."""
+class _LogLines:
+    """A file for tqdm that turns each refresh of its bar into one log line."""
 
-    def __init__(self, label: str, total: int, unit: str, every_s: float) -> None:
-        self.label, self.total, self.unit, self.every_s = label, total, unit, every_s
-        self.done = 0
-        self._start = self._last = time.perf_counter()
+    def write(self, text: str) -> None:
+        text = text.strip("\r\n ")
+        if text:
+            log.info("%s", text)
 
-    def update(self, n: int = 1) -> None:
-        self.done += n
-        now = time.perf_counter()
-        if self.done >= self.total or now - self._last >= self.every_s:
-            self._last = now
-            rate = self.done / max(now - self._start, 1e-9)
-            left = (self.total - self.done) / rate if rate > 0 else float("inf")
-            log.info(
-                "%s: %d/%d %s (%.0f%%), %.3g %s/s, %.0f s left",
-                self.label,
-                self.done,
-                self.total,
-                self.unit,
-                100.0 * self.done / max(self.total, 1),
-                rate,
-                self.unit,
-                left,
-            )
+    def flush(self) -> None:
+        pass
+
+
+#: The bar as one log line: no bar characters, the count, the rate and the time left.
+_LOG_FORMAT = "{desc}: {n}/{total}{unit} ({percentage:.0f}%), {rate_fmt}, {remaining} left"
 
 
 @contextlib.contextmanager
 def progress(label: str, total: int, unit: str = "it", every_s: float = 5.0) -> Iterator:
-    """A progress counter with ``update(n)``: a tqdm bar (rate, time left) when stderr is a
-    terminal, else a log line every ``every_s`` seconds."""
-    if sys.stderr.isatty():
-        from tqdm import tqdm
+    """A tqdm progress counter (``update(n)``): a bar with the rate and the time left when
+    stderr is a terminal, else the same figures as a log line at most every ``every_s`` seconds
+    and at the end, from ``every_s`` seconds on (a shorter loop logs nothing: the line of its
+    step gives its time)."""
+    from tqdm import tqdm
 
-        with tqdm(
-            total=total, desc=label, unit=f" {unit}", unit_scale=True, dynamic_ncols=True
-        ) as bar:
-            yield bar
+    if sys.stderr.isatty():
+        options = dict(unit_scale=True, dynamic_ncols=True)
     else:
-        yield _LogProgress(label, total, unit, every_s)
+        options = dict(
+            file=_LogLines(),
+            mininterval=every_s,
+            delay=every_s,
+            bar_format=_LOG_FORMAT,
+            unit_scale=True,
+        )
+    with tqdm(total=total, desc=label, unit=f" {unit}", **options) as bar:
+        yield bar

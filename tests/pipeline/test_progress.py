@@ -13,10 +13,18 @@ def test_progress_logs_rate_and_time_left_when_not_a_terminal(caplog):
         bar.update(40)
         bar.update(60)
     lines = [r.getMessage() for r in caplog.records]
-    assert lines[0].startswith("user documents: 40/100 users (40%), ") and "users/s" in lines[0]
-    assert lines[-1].startswith("user documents: 100/100 users (100%)") and lines[-1].endswith(
-        "0 s left"
-    )
+    assert any(x.startswith("user documents: 40/100 users (40%), ") for x in lines), lines
+    assert lines[-1].startswith("user documents: 100/100 users (100%), ")
+    assert "users/s" in lines[-1] and lines[-1].endswith(" left")
+    assert not any("\r" in x or "|" in x for x in lines)  # one plain line per refresh, no bar
+
+
+def test_progress_waits_every_s_before_its_first_line(caplog):
+    caplog.set_level(logging.INFO, logger="pipeline")
+    with progress("gram", 10, unit="items", every_s=3600.0) as bar:
+        bar.update(4)
+        bar.update(6)
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("gram")] == []
 
 
 def test_steps_time_each_step_and_report_memory(caplog):
