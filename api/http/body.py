@@ -106,6 +106,8 @@ class StringField(Field):
             raise BadRequest(f"{where} must be a string, got {_kind(value)}")
         if _SURROGATE.search(value):  # a lone "\ud800" escape: no UTF-8 form, so unstorable
             raise BadRequest(f"{where} must be Unicode text; it has an unpaired surrogate escape")
+        if not self.choices and any(ord(c) < 32 for c in value):  # anywhere, as the schema says
+            raise BadRequest(f"{where} must not contain control characters")
         text = value.strip()
         if self.choices:
             for choice in self.choices:
@@ -116,8 +118,6 @@ class StringField(Field):
             raise BadRequest(
                 f"{where} must be {self.min_length} to {self.max_length} characters, got {len(text)}"
             )
-        if any(ord(c) < 32 for c in text):
-            raise BadRequest(f"{where} must not contain control characters")
         return text
 
     def json_schema(self) -> dict[str, Any]:

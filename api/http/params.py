@@ -118,13 +118,13 @@ class TextParam(Param):
     max_length: int = 100
 
     def parse(self, raw: str) -> str:
+        if any(ord(c) < 32 for c in raw):  # anywhere, as the schema's pattern says: "a\n" too
+            raise self._bad("must not contain control characters")
         value = raw.strip()
         if not self.min_length <= len(value) <= self.max_length:
             raise self._bad(
                 f"must be {self.min_length} to {self.max_length} characters, got {len(value)}"
             )
-        if any(ord(c) < 32 for c in value):
-            raise self._bad("must not contain control characters")
         return value
 
     def json_schema(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import math
 import pytest
 
 from api.app import encode_json
+from api.http.body import StringField
 from api.http.errors import BadRequest
 from api.http.metrics import Metrics
 from api.http.params import ChoiceParam, IntParam, TextParam, parse_request
@@ -56,12 +57,22 @@ def test_parse_request_types_defaults_and_case():
         ("N=1", "unknown query parameter 'N'"),
         ("n[$gt]=1", "unknown"),
         ("q=%C3", "UTF-8"),
+        ("q=ab%0A", "control characters"),  # a trailing newline too: the schema's pattern says so
+        ("q=%09ab", "control characters"),
         ("&".join(f"k{i}=1" for i in range(30)), "too many"),
     ],
 )
 def test_parse_request_rejects(query, message):
     with pytest.raises(BadRequest, match=message.replace("[", r"\[").replace("$", r"\$")):
         parse(query)
+
+
+def test_body_strings_refuse_control_characters_anywhere():
+    field = StringField(max_length=10)
+    assert field.check("  Sci-Fi ", "genre") == "Sci-Fi"
+    for value in ("Sci-Fi\n", "\tSci-Fi", "Sci\x00Fi"):
+        with pytest.raises(BadRequest, match="control characters"):
+            field.check(value, "genre")
 
 
 def test_path_ids_are_plain_positive_int64():
