@@ -26,9 +26,9 @@ from api.http.auth import FailureLimiter, authenticate
 from api.http.body import read_json
 from api.http.endpoint import JSON_TYPE, SERVED_FROM, Context, Endpoint, Reply
 from api.http.errors import ApiError, NotFound, StoreUnavailable, error_body
-from api.http.metrics import Metrics
 from api.http.openapi import build_spec
 from api.http.params import parse_request
+from api.http.prometheus import Metrics
 from api.routes.reads import ENDPOINTS
 from api.settings import Settings
 from api.store.availability import not_answering

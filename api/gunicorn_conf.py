@@ -20,7 +20,7 @@ accesslog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 errorlog = "-"
 loglevel = "info"
-# Metrics of every worker in one scrape (prometheus-client's multiprocess mode, see api.http.metrics):
+# Metrics of every worker in one scrape (prometheus-client's multiprocess mode, see api.http.prometheus):
 # the folder must be known before the app, and so prometheus_client, is loaded.
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="movietime-metrics-")

@@ -2,7 +2,7 @@
 imports neither (checked by import-linter, ``pyproject.toml``).
 
 * ``schema``: the store's collections, document shapes, indexes and the reason kinds with their
-  texts; ``accounts``: user tokens and their hashes; ``text``: title folding for search;
+  texts; ``accounts``: user tokens and their hashes; ``titles``: title folding for search;
 * ``live_model`` and ``scoring``: the published live model's arrays and the request-time maths
   (the top-N list kernels and the rating model's fold-in), which the batch lists use too, so
   both sides rank a user's movies with the same code;

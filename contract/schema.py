@@ -24,7 +24,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from contract.text import fold
+from contract.titles import fold
 
 # --- collection names ------------------------------------------------------------------------
 
@@ -157,7 +157,7 @@ class SimilarEntry(TypedDict):
 
 
 class MovieSearch(TypedDict):
-    key: str  # contract.text.search_key(title); query with search_prefix_query()
+    key: str  # contract.titles.search_key(title); query with search_prefix_query()
 
 
 class MovieDoc(TypedDict):
@@ -359,7 +359,7 @@ def index_models(name: str) -> list[IndexModel]:
 
 
 def search_prefix_query(prefix: str) -> dict[str, Any]:
-    """Filter on ``search.key`` (``contract.text.search_key`` of the title) for titles that
+    """Filter on ``search.key`` (``contract.titles.search_key`` of the title) for titles that
     start with ``prefix``, folded the same way.
 
     A range (``$gte``/``$lt``) rather than an anchored ``$regex``: both use the index on a real

@@ -12,7 +12,6 @@ from pymongo.errors import PyMongoError
 from api.http import docs_page
 from api.http.endpoint import SERVED_FROM, Context, Endpoint, Reply
 from api.http.errors import NotFound, NotReady, StoreUnavailable
-from api.http.metrics import CONTENT_TYPE as METRICS_TYPE
 from api.http.params import (
     ChoiceParam,
     IntParam,
@@ -22,6 +21,7 @@ from api.http.params import (
     page_params,
     user_id,
 )
+from api.http.prometheus import CONTENT_TYPE as METRICS_TYPE
 from api.http.views import iso_time, movie_summary, page_slice, paged
 from api.routes.lists import ENDPOINTS as LIST_ENDPOINTS
 from api.routes.search import SEARCH_ENDPOINT

@@ -15,7 +15,7 @@ from api.services.search import (
     TITLE_INDEXES,
     search_movies,
 )
-from contract.text import fold
+from contract.titles import fold
 
 
 def movie_search(ctx: Context, q: str, limit: int, genre: str | None) -> dict:

@@ -1,6 +1,6 @@
 """Title search: matching and ranking titles (the endpoint is ``api.routes.search``).
 
-Titles are compared as ``search.key``: ``contract.text.search_key`` of the display title, i.e.
+Titles are compared as ``search.key``: ``contract.titles.search_key`` of the display title, i.e.
 lower-case ASCII with the article moved back to the front ("Matrix, The" -> "the matrix"). A
 query is folded the same way, so search is case- and accent-insensitive ("AMÉLIE" = "amelie").
 Every match has a relevance class, best first:
@@ -51,13 +51,13 @@ from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
 from contract import schema
-from contract.text import fold
+from contract.titles import fold
 
 log = logging.getLogger("api.search")
 
 ARTICLES = ("the", "a", "an")
 #: Other leading articles that MovieLens moves to the end ("Misérables, Les"), folded like
-#: contract.text.display_name does; matched as whole titles only, to keep lookups few.
+#: contract.titles.display_name does; matched as whole titles only, to keep lookups few.
 OTHER_ARTICLES = ("les", "la", "le", "l", "il", "das", "der", "die", "el", "los", "las")
 #: Query words that fuzzy matching ignores (they are in too many titles to tell any apart).
 STOPWORDS = frozenset(

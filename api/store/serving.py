@@ -145,7 +145,7 @@ class ServingStore:
             raise ValueError("Settings.mongodb_url is required without a db_factory")
         self.settings = settings
         self._db_factory = db_factory
-        self._event_listeners = tuple(event_listeners)  # pymongo monitoring (api.http.metrics)
+        self._event_listeners = tuple(event_listeners)  # pymongo monitoring (api.http.prometheus)
         self._clock = clock
         self._lock = threading.Lock()
         self._db: Database | None = None
@@ -156,7 +156,7 @@ class ServingStore:
         self._caches: OrderedDict[str, VersionCache] = OrderedDict()
         self.availability = Availability(self._probe, settings.store_probe_s, clock)
         # called after each live re-score with (its seconds, seconds since the user's latest
-        # event or None): the app's metrics (api.http.metrics)
+        # event or None): the app's metrics (api.http.prometheus)
         self.on_rescore: Callable[[float, float | None], None] | None = None
         self._live_index: LiveIndex | None = None
         # the process that opened it (None: not yet, or off)

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 import pandas as pd
 
-from contract.text import display_name, search_key
+from contract.titles import display_name, search_key
 from pipeline.data.tmdb import poster_url
 from pipeline.publish.user_lists import UserListInputs, iter_user_docs
 from pipeline.train import FittedModels

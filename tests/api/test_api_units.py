@@ -10,8 +10,8 @@ import pytest
 from api.app import encode_json
 from api.http.body import StringField
 from api.http.errors import BadRequest
-from api.http.metrics import Metrics
 from api.http.params import ChoiceParam, IntParam, TextParam, parse_request
+from api.http.prometheus import Metrics
 from api.services.search import (
     EXACT,
     PREFIX,

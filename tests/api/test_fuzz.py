@@ -1085,7 +1085,7 @@ def test_operator_injection_in_every_query_parameter_is_400(fuzz_app, method, pa
     ],
 )
 def test_search_text_is_text(fuzz_app, text, same_as):
-    """Search folds the query to words (``contract.text.fold``) and matches them in memory or by
+    """Search folds the query to words (``contract.titles.fold``) and matches them in memory or by
     exact index keys: no regex or operator is built from it."""
     wsgi = fuzz_app["wsgi"]
     got = wsgi_call(wsgi, "GET", "/movies/search", urlencode({"q": text, "limit": 50}))

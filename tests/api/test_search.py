@@ -31,7 +31,7 @@ from api.services.search import (
 from api.settings import Settings
 from api.store.serving import ServingStore
 from contract import schema
-from contract.text import display_name, search_key
+from contract.titles import display_name, search_key
 from pipeline.config import PipelineConfig
 from pipeline.publish.store import new_version
 from pipeline.run import run

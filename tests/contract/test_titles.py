@@ -1,4 +1,4 @@
-from contract.text import display_name, fold, search_key
+from contract.titles import display_name, fold, search_key
 
 
 def test_fold_removes_accents_case_and_punctuation():

@@ -15,7 +15,7 @@ import pymongo
 import pytest
 
 from contract import schema
-from contract.text import search_key
+from contract.titles import search_key
 from pipeline.publish.store import (
     LockTimeout,
     NotPublishedError,
