@@ -269,6 +269,77 @@ class Store:
             )
             return new
 
+    # --- a staging's lifecycle (called by Staging) ---------------------------------------------
+
+    def staging_collection(self, cname: str) -> Collection:
+        """Staging collection ``cname``, with an encoder for numpy scalars and arrays."""
+        return self.db.get_collection(cname, codec_options=self._codec)
+
+    def renew_lease(self, version: str, token: str) -> bool:
+        """Extend the lease of ``version``'s staging if ``token`` still owns it; False when a
+        cleanup has declared it orphaned and dropped it."""
+        result = self._models.update_one(
+            {"_id": version, "status": "staging", "owner.token": token},
+            {"$set": {"lease_until": _now() + timedelta(seconds=self.config.lease_s)}},
+        )
+        return result.matched_count == 1
+
+    def publish_staged(
+        self,
+        version: str,
+        collections: Mapping[str, str],
+        token: str,
+        fields: Mapping[str, Any],
+        counts: Mapping[str, int],
+    ) -> dict | None:
+        """Under the publish lock: if ``token`` still owns ``version``'s staging, record its
+        model document, flip the pointer to it and mark every other serving version
+        superseded. Returns the new pointer, or None when the staging was taken away."""
+        with self._lock():
+            if not self.renew_lease(version, token):  # under the lock: cleanup cannot take it now
+                return None
+            now = _now()
+            self._models.update_one(
+                {"_id": version},
+                {"$set": {**fields, "collections": dict(collections), "counts": dict(counts)}},
+            )
+            pointer = self._flip(version, dict(collections), now)
+            self._models.update_one(
+                {"_id": version},
+                {
+                    "$set": {"status": "serving", "published_at": now},
+                    "$unset": {"owner": "", "lease_until": ""},
+                },
+            )
+            self._models.update_many(
+                {"status": "serving", "_id": {"$ne": version}},
+                {"$set": {"status": "superseded", "superseded_at": now}},
+            )
+        return pointer
+
+    def drop_staging(
+        self, version: str, collections: Mapping[str, str], token: str, error: str
+    ) -> None:
+        """Drop ``version``'s staging collections and mark its model failed (if ``token`` still
+        owns it), within ``ABORT_TIMEOUT_S``: a run that fails because the store stopped
+        answering must not then wait for it once per collection."""
+        with pymongo.timeout(ABORT_TIMEOUT_S):
+            for cname in collections.values():
+                self._drop(cname)
+            now = _now()
+            self._models.update_one(
+                {"_id": version, "owner.token": token},
+                {
+                    "$set": {
+                        "status": "failed",
+                        "failed_at": now,
+                        "dropped_at": now,
+                        "error": error,
+                    },
+                    "$unset": {"owner": "", "lease_until": ""},
+                },
+            )
+
     # --- internals -----------------------------------------------------------------------------
 
     def _flip(self, version: str, collections: dict[str, str], now: datetime) -> dict:
@@ -459,7 +530,7 @@ class Staging:
         """The staging collection of versioned ``name`` (numpy scalars/arrays are encodable)."""
         if name not in self.collections:
             raise ValueError(f"{name!r} is not a versioned collection ({schema.VERSIONED})")
-        return self.store.db.get_collection(self.collections[name], codec_options=self.store._codec)
+        return self.store.staging_collection(self.collections[name])
 
     def added(self, name: str, n: int) -> None:
         """Count ``n`` documents that another process inserted into ``name``'s staging
@@ -502,12 +573,7 @@ class Staging:
 
     def heartbeat(self) -> None:
         """Renew the staging lease; raises PublishError if cleanup took this staging away."""
-        now = _now()
-        result = self.store._models.update_one(
-            {"_id": self.version, "status": "staging", "owner.token": self._token},
-            {"$set": {"lease_until": now + timedelta(seconds=self.store.config.lease_s)}},
-        )
-        if result.matched_count != 1:
+        if not self.store.renew_lease(self.version, self._token):
             self.state = "aborted"
             raise PublishError(f"staging of {self.version!r} was declared orphaned and dropped")
         self._last_beat = time.monotonic()
@@ -544,32 +610,20 @@ class Staging:
             if missing:
                 raise PublishError(f"{self.collections[name]} lacks indexes {sorted(missing)}")
 
-        store = self.store
-        with store._lock():
-            self.heartbeat()  # still ours, under the lock: cleanup cannot take it now
-            now = _now()
-            store._models.update_one(
-                {"_id": self.version},
-                {"$set": {**fields, "collections": self.collections, "counts": counts}},
-            )
-            pointer = store._flip(self.version, self.collections, now)
-            store._models.update_one(
-                {"_id": self.version},
-                {
-                    "$set": {"status": "serving", "published_at": now},
-                    "$unset": {"owner": "", "lease_until": ""},
-                },
-            )
-            store._models.update_many(
-                {"status": "serving", "_id": {"$ne": self.version}},
-                {"$set": {"status": "superseded", "superseded_at": now}},
-            )
-            self.state = "published"
-            if cleanup:
-                try:
-                    store._cleanup_locked()
-                except PyMongoError as exc:  # published all the same; the next run retries
-                    log.warning("cleanup after publishing %s failed: %s", self.version, exc)
+        pointer = self.store.publish_staged(
+            self.version, self.collections, self._token, fields, counts
+        )
+        if pointer is None:
+            self.state = "aborted"
+            raise PublishError(f"staging of {self.version!r} was declared orphaned and dropped")
+        self._last_beat = time.monotonic()
+        self.state = "published"
+        if cleanup:
+            # published all the same: a cleanup that fails here is retried by the next run
+            try:
+                self.store.cleanup()
+            except (PyMongoError, LockTimeout) as exc:
+                log.warning("cleanup after publishing %s failed: %s", self.version, exc)
         return pointer
 
     def abort(self, error: str | None = None) -> None:
@@ -581,24 +635,7 @@ class Staging:
             return
         self.state = "aborted"
         try:
-            # bounded: a run that fails because the store stopped answering must not then wait
-            # for it once per collection; what is left is dropped by the next run's cleanup
-            with pymongo.timeout(ABORT_TIMEOUT_S):
-                for cname in self.collections.values():
-                    self.store._drop(cname)
-                now = _now()
-                self.store._models.update_one(
-                    {"_id": self.version, "owner.token": self._token},
-                    {
-                        "$set": {
-                            "status": "failed",
-                            "failed_at": now,
-                            "dropped_at": now,
-                            "error": error or "aborted",
-                        },
-                        "$unset": {"owner": "", "lease_until": ""},
-                    },
-                )
+            self.store.drop_staging(self.version, self.collections, self._token, error or "aborted")
         except PyMongoError as exc:
             log.warning(
                 "could not drop the staging collections of %s (%s): the next run's cleanup will",
