@@ -178,7 +178,7 @@ def _config(args, **overrides):
 def cmd_run(args) -> int:
     from contract.embedded import EmbeddedConfig, resolve_url
     from pipeline.config import StoreTarget
-    from pipeline.data.movielens import DatasetConfig
+    from pipeline.data.source import DatasetConfig
     from pipeline.data.splitting import SplitConfig
     from pipeline.publish.store import StoreConfig, new_version
     from pipeline.run import run
@@ -287,7 +287,8 @@ def cmd_synth(args) -> int:
 
 
 def cmd_fetch(args) -> int:
-    from pipeline.data.movielens import DatasetConfig, fetch
+    from pipeline.data.fetch import fetch
+    from pipeline.data.source import DatasetConfig
 
     print(fetch(args.name, DatasetConfig(cache_dir=args.cache_dir)))
     return 0
@@ -367,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         "store": cmd_store,
         "token": cmd_token,
     }
-    from pipeline.data.movielens import DatasetError
+    from pipeline.data.source import DatasetError
     from pipeline.publish.store import StoreNotAnswering
 
     try:

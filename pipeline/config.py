@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 
 from contract.embedded import EmbeddedConfig
-from pipeline.data.movielens import DatasetConfig, repo_root
+from pipeline.data.source import DatasetConfig, repo_root
 from pipeline.data.splitting import SplitConfig
 from pipeline.features.tables import FeatureConfig
 from pipeline.models.clustering import ClusterConfig

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.data.movielens import bundled_path
+from pipeline.data.source import bundled_path
 
 POSTER_BASE = "https://image.tmdb.org/t/p/w342"
 METADATA_FILE = "metadata.csv.gz"

@@ -143,7 +143,7 @@ RUNNER = """
 import logging, sys
 import pymongo
 from pipeline.config import PipelineConfig
-from pipeline.data.movielens import DatasetConfig
+from pipeline.data.source import DatasetConfig
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
 from pipeline.publish.store import Store, new_version

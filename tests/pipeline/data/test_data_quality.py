@@ -15,7 +15,8 @@ import pytest
 from api.services.live import rated_entries
 from contract import schema
 from pipeline.config import PipelineConfig
-from pipeline.data.movielens import DatasetConfig, DatasetError, load_movielens
+from pipeline.data.movielens import load_movielens
+from pipeline.data.source import DatasetConfig, DatasetError
 from pipeline.publish.store import Store, new_version
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client

@@ -10,15 +10,10 @@ import dask.dataframe as dd
 import pandas as pd
 import pytest
 
-from pipeline.data.movielens import (
-    DatasetConfig,
-    DatasetError,
-    MovieLensData,
-    detect_layout,
-    fetch,
-    load_movielens,
-    split_title,
-)
+from pipeline.data.fetch import fetch
+from pipeline.data.layouts import split_title
+from pipeline.data.movielens import MovieLensData, load_movielens
+from pipeline.data.source import DatasetConfig, DatasetError, detect_layout
 from tests.support.paths import TEST_DATA as DATA
 
 LAYOUTS = {"ml-csv": "csv", "ml-1m": "dat", "ml-10m": "dat", "ml-100k": "100k"}
