@@ -51,7 +51,7 @@ def user_recommendations(ctx: Context, id: int, n: int, genre: str | None) -> di
 def user_rated(ctx: Context, id: int, page: int, per_page: int, sort: str, order: str) -> dict:
     pointer = ctx.pointer
     user = ctx.store.user(pointer, id, ("ratings_packed", "ratings"))
-    live = ctx.store.profile(id, with_events=True)
+    live = ctx.store.live.profile(id, with_events=True)
     if user is None and live is None:
         raise NotFound(f"user {id} not found")
     ratings = rated_entries(user)

@@ -144,9 +144,9 @@ def create_user(ctx: Context, n: int, body: dict) -> Reply:
     # account whose token nobody was given, never a profile that shows without its account
     token = new_token(uid)
     store.online(schema.ACCOUNTS).insert_one(account_doc(uid, token, "onboarding"))
-    store.begin_live_write(uid)
+    store.live.begin_write(uid)
     store.online(schema.PROFILES).insert_one(profile)
-    store.end_live_write(uid, profile["rev"])
+    store.live.end_write(uid, profile["rev"])
     items = live_items(store, pointer, uid, profile, n, None)
     return Reply(
         {

@@ -97,14 +97,14 @@ def record(
     # have been used since). update_one and find_one, not find_one_and_update: SecantusDB's
     # findAndModify slows with the collection's size (18 ms at 3,000 profiles, 106 ms at 10,000;
     # update_one stays at ~3 ms).
-    store.begin_live_write(user_id)  # readers in every process go to the store until end_live_write
+    store.live.begin_write(user_id)  # readers in every process go to the store until live.end_write
     for _ in range(MAX_WRITE_ATTEMPTS):
         doc = profiles.find_one({"_id": int(user_id)}, {"rev": 1, "keys": 1} if key else {"rev": 1})
         rev = int((doc or {}).get("rev") or 0)
         if key is not None:
             done = _done(doc, key, event)
             if done is not None:
-                store.end_live_write(user_id, rev)
+                store.live.end_write(user_id, rev)
                 return done
             entry = {"key": key, "rev": rev + 1, "event": dict(event)}
             update["$push"]["keys"] = {"$each": [entry], "$slice": -KEYS_KEPT}
@@ -115,13 +115,13 @@ def record(
                 )
             except DuplicateKeyError:
                 continue
-            store.end_live_write(user_id, 1)
+            store.live.end_write(user_id, 1)
             return 1, dict(event)
         if (
             profiles.update_one({"_id": int(user_id), "rev": doc.get("rev")}, update).modified_count
             == 1
         ):
-            store.end_live_write(user_id, rev + 1)
+            store.live.end_write(user_id, rev + 1)
             return rev + 1, dict(event)
     raise StoreUnavailable("too many concurrent writes to this user; try again")
 

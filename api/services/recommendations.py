@@ -31,7 +31,7 @@ USER_FIELDS = ("cluster", "top", "model_version")
 def recommend(
     store: ServingStore, pointer: Mapping, user_id: int, n: int, genre: str | None
 ) -> dict[str, Any]:
-    profile = store.profile(user_id)
+    profile = store.live.profile(user_id)
     if profile is not None:
         return {
             "userId": user_id,

@@ -1,2 +1,3 @@
-"""The store as the API sees it: the served version and the users' live state (``serving``),
-whether the store answers (``availability``), and which users have live state (``live_index``)."""
+"""The store as the API sees it: the connection, the pointer and the served version's reads
+(``serving``), what a worker keeps of each version (``cache``), the users' live state
+(``profiles``, ``live_index``), and whether the store answers (``availability``)."""

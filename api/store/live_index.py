@@ -8,7 +8,7 @@ store). The table gives it without the round trip: a reader looks the user up in
 (a few microseconds) and goes to the store only when the user has live state it has not cached
 at that ``rev``.
 
-The protocol (``api.services.live`` writes, ``api.store.serving.ServingStore.profile`` reads):
+The protocol (``api.services.live`` writes, ``api.store.profiles.LiveProfiles.profile`` reads):
 
 * a write first marks the user's entry dirty (readers read the store), then writes the store,
   then records the new ``rev`` and clears the mark. The recorded ``rev`` only grows (the largest

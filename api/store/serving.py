@@ -21,23 +21,20 @@ import logging
 import os
 import threading
 import time
-import uuid
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pymongo
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from api.http.errors import NotReady, StoreUnavailable
 from api.settings import DEFAULT_DATABASE, Settings
 from api.store.availability import Availability
-from api.store.live_index import UNKNOWN, LiveIndex, default_directory
+from api.store.cache import ClusterMembers, ModelInfo, VersionCache, put_bounded
+from api.store.profiles import LiveProfiles
 from contract import schema
 
 log = logging.getLogger("api.store")
@@ -46,84 +43,7 @@ T = TypeVar("T")
 #: Fields of a movie shown wherever a movie appears in a response.
 MOVIE_DETAIL_FIELDS = ("title", "name", "year", "genres", "poster_url", "stats")
 MOVIE_DETAIL_PROJECTION = {name: 1 for name in MOVIE_DETAIL_FIELDS}
-_MISSING = object()
 _MEMORY_ONLY: ContextVar[bool] = ContextVar("movietime_memory_only", default=False)
-LIVE_EPOCH_ID = "live_index"  # counters document holding the store's epoch (api.store.live_index)
-
-
-def put_bounded(cache: OrderedDict, items: Iterable[tuple[Any, Any]], limit: int) -> None:
-    """Store ``items`` as the newest entries of ``cache``, then drop the oldest ones beyond
-    ``limit`` (an LRU when readers ``move_to_end`` what they use). Call with the cache's lock held."""
-    for key, value in items:
-        cache[key] = value
-        cache.move_to_end(key)
-    while len(cache) > limit:
-        cache.popitem(last=False)
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the API needs from ``models/{_id: version}``."""
-
-    version: str
-    genres: tuple[str, ...]  # the data set's genre names, as published
-    popular: tuple[int, ...]  # movieIds, most popular first (the last-resort fallback)
-    published_at: Any = None
-    dataset: Mapping[str, Any] | None = None
-    # pipeline.models.clustering.ClusterAssigner.to_dict()
-    cluster_assigner: Mapping[str, Any] | None = None
-    genre_prior: tuple[float, ...] = ()  # population genre shares, in ``genres`` order
-
-    def genre(self, raw: str) -> str | None:
-        """The data set's genre named ``raw`` in any case, or None."""
-        return next((g for g in self.genres if g.lower() == raw.lower()), None)
-
-
-@dataclass(frozen=True)
-class ClusterMembers:
-    """Users of one cluster, ordered by ``_id``, with their rating statistics."""
-
-    ids: array  # 'q'
-    n_ratings: array  # 'q'
-    mean: array  # 'd'
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-
-@dataclass
-class VersionCache:
-    """Per-version, per-process caches. Thread-safe through ``lock``."""
-
-    version: str
-    movie_limit: int
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    movies: OrderedDict = field(default_factory=OrderedDict)  # movieId -> details | None
-    model: ModelInfo | None = None
-    clusters: dict[int, dict] | None = None  # _id -> cluster doc
-    members: dict[int, ClusterMembers] = field(default_factory=dict)
-    similar: OrderedDict = field(default_factory=OrderedDict)  # movieId -> ((movieId, score), ...)
-    live_model: Any = None  # contract.live_model.LiveModel, loaded on first use
-    responses: OrderedDict = field(default_factory=OrderedDict)  # see ServingStore.cached
-
-    def get_movies(self, ids: Iterable[int]) -> tuple[dict[int, dict | None], list[int]]:
-        found: dict[int, dict | None] = {}
-        missing: list[int] = []
-        with self.lock:
-            for mid in ids:
-                value = self.movies.get(mid, _MISSING)
-                if value is _MISSING:
-                    missing.append(mid)
-                else:
-                    self.movies.move_to_end(mid)
-                    found[mid] = value
-        return found, missing
-
-    def put_movies(self, docs: Mapping[int, dict | None]) -> None:
-        if self.movie_limit <= 0:
-            return
-        with self.lock:
-            put_bounded(self.movies, docs.items(), self.movie_limit)
 
 
 class ServingStore:
@@ -158,13 +78,8 @@ class ServingStore:
         # called after each live re-score with (its seconds, seconds since the user's latest
         # event or None): the app's metrics (api.http.prometheus)
         self.on_rescore: Callable[[float, float | None], None] | None = None
-        self._live_index: LiveIndex | None = None
-        # the process that opened it (None: not yet, or off)
-        self._live_index_pid: int | None = None
-        self._live_index_lock = threading.Lock()
-        self._profiles: OrderedDict[int, dict] = (
-            OrderedDict()
-        )  # userId -> profile (no events), see profile()
+        # the users' live state: their profiles, and which users have one (api.store.profiles)
+        self.live = LiveProfiles(settings, self.db, self.online, self.long_read)
 
     # --- connection ----------------------------------------------------------------------------
 
@@ -204,7 +119,7 @@ class ServingStore:
             if self._db is None or self._pid != pid:
                 self._pointer, self._pointer_at = None, float("-inf")
                 self._caches.clear()
-                self._profiles.clear()
+                self.live.forget()
                 self._client = None
                 if self._db_factory is not None:
                     self._db = self._db_factory()
@@ -238,9 +153,7 @@ class ServingStore:
                 self._client.close()
             self._client = self._db = None
             self._pid = None
-            if self._live_index is not None and self._live_index_pid == os.getpid():
-                self._live_index.close()
-            self._live_index = self._live_index_pid = None
+        self.live.close()
 
     def ping(self) -> None:
         """Raises a PyMongoError when the store does not answer."""
@@ -495,110 +408,6 @@ class ServingStore:
         if name not in schema.ONLINE:
             raise ValueError(f"{name!r} is not an online collection")
         return self.db()[name]
-
-    def profile(self, user_id: int, with_events: bool = False) -> dict | None:
-        """The user's live state (``profiles``), as new as the last acknowledged write, from
-        whichever process it came (``api.store.live_index``): None without a store read when the user
-        has none, the cached document when it is at the user's rev, else read from the store.
-        Callers must not change the returned document."""
-        user_id = int(user_id)
-        index = self.live_index()
-        rev = index.rev(user_id) if index is not None else UNKNOWN
-        if rev is None:
-            return None
-        if with_events:
-            return self.online(schema.PROFILES).find_one({"_id": user_id})
-        if rev != UNKNOWN:
-            with self._lock:
-                cached = self._profiles.get(user_id)
-            if cached is not None and cached.get("rev") == rev:
-                return cached
-        doc = self.online(schema.PROFILES).find_one({"_id": user_id}, {"events": 0, "keys": 0})
-        if doc is not None and rev != UNKNOWN and doc.get("rev") == rev:
-            with self._lock:
-                put_bounded(
-                    self._profiles, [(user_id, doc)], max(self.settings.response_cache_size, 1)
-                )
-        return doc
-
-    def live_index(self) -> LiveIndex | None:
-        """This host's table of users with live state for this database, opened (and built from
-        the profiles, the first time on this host) on first use in each process; None when
-        ``Settings.live_index`` is off, the table is full, or it cannot be opened here."""
-        pid = os.getpid()
-        if not self.settings.live_index or self._live_index_pid == -pid:
-            return None
-        if self._live_index is None or self._live_index_pid != pid:
-            db = self.db()
-            with self._live_index_lock:  # not self._lock: the open may take a long read
-                if self._live_index is None or self._live_index_pid != pid:
-                    # once per process (the first on the host also reads every profile's rev)
-                    self._live_index = self.long_read(lambda: self._open_live_index(db))
-                    self._live_index_pid = (
-                        pid if self._live_index is not None else -pid
-                    )  # -pid: off here
-        index = self._live_index
-        return None if index is None or index.full else index
-
-    def _open_live_index(self, db: Database) -> LiveIndex | None:
-        """The table for ``db`` (see ``live_index``); None, with a warning, when it cannot be had."""
-        s = self.settings
-        nodes = sorted(f"{h}:{p}" for h, p in db.client.topology_description.server_descriptions())
-        directory = Path(s.live_index_dir) if s.live_index_dir else default_directory()
-        profiles = db[schema.PROFILES]
-
-        def scan():
-            for d in profiles.find({}, {"rev": 1}):
-                if isinstance(d["_id"], int) and d["_id"] > 0:
-                    yield d["_id"], int(d.get("rev") or 0)
-
-        try:
-            return LiveIndex.open(
-                directory,
-                f"{','.join(nodes)}/{db.name}",
-                s.live_index_capacity,
-                scan,
-                self._store_epoch(db),
-            )
-        except (OSError, OperationFailure) as exc:  # no folder here, or a read-only store user
-            log.warning(
-                "no live index in %s (%s): every recommendation request reads "
-                "the user's profile from the store",
-                directory,
-                exc,
-            )
-            return None
-
-    @staticmethod
-    def _store_epoch(db: Database) -> str:
-        """The database's epoch for the live index (made by the first process that asks): a table
-        built for another store at this address is rebuilt."""
-        counters = db[schema.COUNTERS]
-        # read, else insert; never an upsert with findAndModify: when two workers started together,
-        # SecantusDB answered one of them with no document (seen on a busy machine)
-        for _ in range(100):
-            doc = counters.find_one({"_id": LIVE_EPOCH_ID})
-            if doc is not None:
-                return str(doc["epoch"])
-            epoch = uuid.uuid4().hex
-            try:
-                counters.insert_one({"_id": LIVE_EPOCH_ID, "epoch": epoch})
-                return epoch
-            except DuplicateKeyError:  # another process made it first: read theirs
-                continue
-        raise OperationFailure("the live index's epoch could not be read or made")
-
-    def begin_live_write(self, user_id: int) -> None:
-        """Before writing a user's profile (see ``api.store.live_index``)."""
-        index = self.live_index()
-        if index is not None:
-            index.begin_write(int(user_id))
-
-    def end_live_write(self, user_id: int, rev: int) -> None:
-        """After the store acknowledged the user's profile at ``rev``."""
-        index = self.live_index()
-        if index is not None:
-            index.end_write(int(user_id), int(rev))
 
     def metadata(self, pointer: Mapping, movie_id: int) -> dict | None:
         return self.collection(pointer, schema.METADATA).find_one({"_id": movie_id})
