@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -126,3 +127,60 @@ def run_measured(argv: list[str], env: dict, cwd: Path | None = None, stderr=Non
         ),
         "exit_code": code,
     }
+
+
+def store_pid_for(url: str) -> int | None:
+    """PID of the process listening on the URL's loopback port (None when not found)."""
+    import pymongo.uri_parser
+
+    try:
+        host, port = pymongo.uri_parser.parse_uri(url)["nodelist"][0]
+        for c in psutil.net_connections(kind="tcp"):
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port and c.pid:
+                return c.pid
+    except (psutil.Error, ValueError, IndexError):
+        pass
+    return None
+
+
+def timed_step(argv: list[str], env: dict, cwd: Path, what: str, log_path: Path) -> float:
+    """Run a set-up step with its output in ``log_path``; its wall seconds."""
+    started = time.perf_counter()
+    with open(log_path, "ab") as log:
+        done = subprocess.run(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        tail = log_path.read_text(errors="replace").strip().splitlines()[-15:]
+        raise RuntimeError(f"{what} failed with exit code {done.returncode}:\n" + "\n".join(tail))
+    print(f"{what}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return time.perf_counter() - started
+
+
+def bench_env() -> dict[str, str]:
+    """This environment with the repository first on ``PYTHONPATH``: for the servers and the
+    pipeline runs a benchmark starts."""
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def bench_store(
+    stack: contextlib.ExitStack, tmp: Path, env: dict, mongodb_url: str | None
+) -> tuple[str, int | None, str]:
+    """The store a benchmark runs against, as ``(url, the server's pid, a note saying which)``:
+    ``mongodb_url`` as given, else a fresh durable SecantusDB (stopped with ``stack``) loaded
+    by ``python -m pipeline run --no-evaluate`` on the bundled data."""
+    if mongodb_url:
+        return mongodb_url, store_pid_for(mongodb_url), f"store: {mongodb_url} (given)"
+    url, server = stack.enter_context(secantus())
+    argv = [sys.executable, "-m", "pipeline", "-q", "run", "--no-evaluate"]
+    took = timed_step(
+        [*argv, "--run-dir", str(tmp / "runs")],
+        {**env, "MONGODB_URL": url},
+        tmp,
+        "loading the store with the pipeline",
+        tmp / "setup.log",
+    )
+    note = (
+        "store: fresh SecantusDB (durable, --sync-on-commit), loaded by `python -m pipeline run "
+        f"--no-evaluate` in {took:.0f} s"
+    )
+    return url, server.pid, note

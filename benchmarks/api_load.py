@@ -51,7 +51,13 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from benchmarks._util import REPO, run_threads, secantus
+from benchmarks._util import (
+    REPO,
+    bench_env,
+    bench_store,
+    run_threads,
+    timed_step,
+)
 
 API_APP = "api.wsgi:create()"
 SEED_APP = "benchmarks.seed_design:create()"
@@ -410,11 +416,9 @@ def gunicorn(
     if server.config_file:
         argv += ["--config", server.config_file]
     argv.append(server.app)
-    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     env = {
-        **os.environ,
+        **bench_env(),
         "MONGODB_URL": mongodb_url,
-        "PYTHONPATH": pythonpath,
         # one thread per worker for numpy/OpenMP: the workers are the parallelism
         "OMP_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1",
@@ -736,20 +740,6 @@ def parse_servers(spec: str, app: str, config_file: str | None = None) -> list[S
     return out
 
 
-def store_pid_for(url: str) -> int | None:
-    """PID of the process listening on the URL's loopback port (None when not found)."""
-    import pymongo.uri_parser
-
-    try:
-        host, port = pymongo.uri_parser.parse_uri(url)["nodelist"][0]
-        for c in psutil.net_connections(kind="tcp"):
-            if c.status == psutil.CONN_LISTEN and c.laddr.port == port and c.pid:
-                return c.pid
-    except (psutil.Error, ValueError, IndexError):
-        pass
-    return None
-
-
 def served_user_ids(url: str) -> tuple[np.ndarray, str]:
     """Every served user id (sorted) and the served version."""
     import pymongo
@@ -766,18 +756,6 @@ def served_user_ids(url: str) -> tuple[np.ndarray, str]:
         return np.array(sorted(ids), np.int64), pointer["version"]
     finally:
         client.close()
-
-
-def _timed(argv: list[str], env: dict, cwd: Path, what: str, log_path: Path) -> float:
-    """Run a set-up step with its output in ``log_path``; its wall seconds."""
-    started = time.perf_counter()
-    with open(log_path, "ab") as log:
-        done = subprocess.run(argv, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        tail = log_path.read_text(errors="replace").strip().splitlines()[-15:]
-        raise RuntimeError(f"{what} failed with exit code {done.returncode}:\n" + "\n".join(tail))
-    print(f"{what}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    return time.perf_counter() - started
 
 
 def print_results(title: str, results: list[RunResult]) -> None:
@@ -894,43 +872,15 @@ def main(argv=None) -> int:
         threads=args.threads,
         config_file=args.gunicorn_config,
     )
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-    }
+    env = bench_env()
     with (
         tempfile.TemporaryDirectory(prefix="mt-bench-api-") as tmp,
         contextlib.ExitStack() as stack,
     ):
         tmp = Path(tmp)
         log_path = tmp / "gunicorn.log"
-        notes = []
-        if args.mongodb_url:
-            url, store_pid = args.mongodb_url, store_pid_for(args.mongodb_url)
-            notes.append(f"store: {url} (given)")
-        else:
-            url, server = stack.enter_context(secantus())
-            store_pid = server.pid
-            took = _timed(
-                [
-                    sys.executable,
-                    "-m",
-                    "pipeline",
-                    "-q",
-                    "run",
-                    "--no-evaluate",
-                    "--run-dir",
-                    str(tmp / "runs"),
-                ],
-                {**env, "MONGODB_URL": url},
-                tmp,
-                "loading the store with the pipeline",
-                tmp / "setup.log",
-            )
-            notes.append(
-                f"store: fresh SecantusDB (durable), loaded by `python -m pipeline run --no-evaluate` "
-                f"in {took:.0f} s"
-            )
+        url, store_pid, note = bench_store(stack, tmp, env, args.mongodb_url)
+        notes = [note]
         user_ids, version = served_user_ids(url)
         notes.append(
             f"served version {version}, {len(user_ids):,} users; random users, seed {args.seed}; before "
@@ -938,7 +888,7 @@ def main(argv=None) -> int:
         )
         if not args.no_seed_design:
             model_path = tmp / "seed-model.pkl"
-            took = _timed(
+            took = timed_step(
                 [sys.executable, "-m", "benchmarks.seed_design", "fit", "--out", str(model_path)],
                 env,
                 REPO,

@@ -60,7 +60,6 @@ import io
 import itertools
 import json
 import multiprocessing as mp
-import os
 import queue as queue_mod
 import random
 import re
@@ -74,13 +73,16 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from benchmarks._util import REPO, run_threads, secantus
+from benchmarks._util import (
+    REPO,
+    bench_env,
+    bench_store,
+    run_threads,
+)
 from benchmarks.api_load import (
     HTTPConnection,
     ServerConfig,
-    _timed,
     gunicorn,
-    store_pid_for,
     tree_cpu,
 )
 
@@ -1110,10 +1112,7 @@ def main(argv=None) -> int:
     threadpool_limits(
         1
     )  # in-process timings with one BLAS/OpenMP thread, as the gunicorn workers have
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-    }
+    env = bench_env()
     rng = random.Random(f"users/{args.seed}")
     notes, phases = [], []
     total = Recorder()
@@ -1122,32 +1121,8 @@ def main(argv=None) -> int:
         contextlib.ExitStack() as stack,
     ):
         tmp = Path(tmp)
-        if args.mongodb_url:
-            url, store_pid = args.mongodb_url, store_pid_for(args.mongodb_url)
-            notes.append(f"store: {url} (given)")
-        else:
-            url, server = stack.enter_context(secantus())
-            store_pid = server.pid
-            took = _timed(
-                [
-                    sys.executable,
-                    "-m",
-                    "pipeline",
-                    "-q",
-                    "run",
-                    "--no-evaluate",
-                    "--run-dir",
-                    str(tmp / "runs"),
-                ],
-                {**env, "MONGODB_URL": url},
-                tmp,
-                "loading the store with the pipeline",
-                tmp / "setup.log",
-            )
-            notes.append(
-                f"store: fresh SecantusDB (durable), loaded by `python -m pipeline run --no-evaluate` "
-                f"in {took:.0f} s"
-            )
+        url, store_pid, note = bench_store(stack, tmp, env, args.mongodb_url)
+        notes.append(note)
         settings = Settings(mongodb_url=url)
         if args.mongodb_url:  # on the way out, also after an error: what the benchmark made
             stack.callback(lambda: delete_touched(settings, total.touched, args.profiles))

@@ -50,7 +50,6 @@ import collections
 import contextlib
 import json
 import multiprocessing as mp
-import os
 import queue as queue_mod
 import random
 import sys
@@ -64,18 +63,16 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from benchmarks._util import REPO, secantus
+from benchmarks._util import bench_env, bench_store
 from benchmarks.api_load import (
     HTTPConnection,
     ServerConfig,
     Window,
-    _timed,
     check_answer,
     gunicorn,
     run_client_threads,
     served_user_ids,
     spawn_clients,
-    store_pid_for,
     window_cpu,
 )
 
@@ -847,41 +844,13 @@ def main(argv=None) -> int:
         threads=args.threads,
         env=(("GUNICORN_CMD_ARGS", "--no-control-socket"),),
     )
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-    }
+    env = bench_env()
     with (
         tempfile.TemporaryDirectory(prefix="mt-bench-soak-") as tmp,
         contextlib.ExitStack() as stack,
     ):
         tmp = Path(tmp)
-        if args.mongodb_url:
-            url, store_pid = args.mongodb_url, store_pid_for(args.mongodb_url)
-            note = f"store: {url} (given)"
-        else:
-            url, store = stack.enter_context(secantus())
-            store_pid = store.pid
-            took = _timed(
-                [
-                    sys.executable,
-                    "-m",
-                    "pipeline",
-                    "-q",
-                    "run",
-                    "--no-evaluate",
-                    "--run-dir",
-                    str(tmp / "runs"),
-                ],
-                {**env, "MONGODB_URL": url},
-                tmp,
-                "loading the store with the pipeline",
-                tmp / "setup.log",
-            )
-            note = (
-                f"store: fresh SecantusDB (durable, --sync-on-commit), loaded by `python -m pipeline run "
-                f"--no-evaluate` in {took:.0f} s"
-            )
+        url, store_pid, note = bench_store(stack, tmp, env, args.mongodb_url)
         result = soak(
             url,
             cfg,
