@@ -9,7 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.evaluation.metrics import mae, rmse, topn_metrics
+from pipeline.evaluation.metrics import (
+    beyond_accuracy,
+    mae,
+    ndcg_by_activity,
+    rmse,
+    topn_metrics,
+)
 from pipeline.progress import progress
 from pipeline.runtime import map_blocks
 from pipeline.train import FittedModels
@@ -171,10 +177,18 @@ def evaluate_topn(
     relevant = test[test["rating"] >= threshold][["userId", "movieId", "rating"]].compute()
     users = np.unique(test["userId"].unique().compute().to_numpy())
     recs = top_n_frame(models, users, k, client)
-    catalogue = len(models.matrix.item_ids)
-    model = topn_metrics(recs, relevant, k, threshold, catalogue)
-    pop = topn_metrics(popularity_lists(models, users, k), relevant, k, threshold, catalogue)
-    return {"model": model, "popularity": pop, "k": k, "threshold": threshold}, recs
+    matrix, movies = models.matrix, models.features.movies
+    catalogue = len(matrix.item_ids)
+    user_counts = pd.Series(np.diff(matrix.csr.indptr), index=matrix.user_ids)
+    genres = movies[models.features.genre_columns]
+    out = {"k": k, "threshold": threshold}
+    for name, lists in (("model", recs), ("popularity", popularity_lists(models, users, k))):
+        out[name] = {
+            **topn_metrics(lists, relevant, k, threshold, catalogue),
+            **beyond_accuracy(lists, movies["n_ratings"], len(matrix.user_ids), genres, k),
+            "by_activity": ndcg_by_activity(lists, relevant, user_counts, k, threshold),
+        }
+    return out, recs
 
 
 def popularity_lists(
@@ -244,6 +258,26 @@ def write_report(
     fig.savefig(out_dir / "rmse_by_activity.png", dpi=110)
     plt.close(fig)
 
+    topn = report.get("topn", {})
+    k = topn.get("k", 10)
+    groups = {n: topn.get(n, {}).get("by_activity", []) for n in ("model", "popularity")}
+    if groups["model"]:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        x = np.arange(len(groups["model"]))
+        for shift, (name, label) in zip(
+            (-0.2, 0.2), (("model", "Movie Time top-N"), ("popularity", "popularity"))
+        ):
+            ax.bar(x + shift, [g[f"ndcg@{k}"] for g in groups[name]], 0.4, label=label)
+        ax.set_xticks(
+            x,
+            [f"{g['users']}\n{g['min_ratings']}-{g['max_ratings']}" for g in groups["model"]],
+        )
+        ax.set(title=f"NDCG@{k} by user activity (training ratings)", ylabel=f"NDCG@{k}")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out_dir / "ndcg_by_activity.png", dpi=110)
+        plt.close(fig)
+
     if clusters is not None and len(clusters):
         fig, ax = plt.subplots(figsize=(6, 0.4 * len(clusters) + 1))
         ax.barh(
@@ -293,6 +327,32 @@ def report_markdown(report: dict, clusters: pd.DataFrame | None) -> str:
             f"| {m[f'hitrate@{k}']:.4f} | {m.get(f'coverage@{k}', float('nan')):.4f} |"
         )
     lines += [
+        "",
+        f"Beyond accuracy (top {k}): novelty = mean self-information of a recommended movie "
+        "(bits; higher = less popular), long tail = share of list slots outside the most-rated "
+        "movies holding 80% of the training ratings, diversity = mean genre distance "
+        "(1 - Jaccard) within a list.",
+        "",
+        "| model | novelty | long tail | diversity | NDCG light / medium / heavy users |",
+        "|---|---|---|---|---|",
+    ]
+    for name, label in (("model", "Movie Time top-N (this run)"), ("popularity", "popularity")):
+        m = t[name]
+        groups = " / ".join(f"{g[f'ndcg@{k}']:.4f}" for g in m.get("by_activity", []))
+        lines.append(
+            f"| {label} | {m.get('novelty', float('nan')):.2f} | "
+            f"{m.get('long_tail_share', float('nan')):.3f} | {m.get('diversity', float('nan')):.3f} "
+            f"| {groups} |"
+        )
+    bounds = ", ".join(
+        f"{g['users']} {g['min_ratings']}-{g['max_ratings']} ratings ({g['n_users']} users)"
+        for g in t["model"].get("by_activity", [])
+    )
+    if bounds:
+        lines += ["", f"User activity thirds (training ratings): {bounds}."]
+    lines += [
+        "",
+        "![ndcg by activity](ndcg_by_activity.png)",
         "",
         "![errors](error_distribution.png)",
         "",

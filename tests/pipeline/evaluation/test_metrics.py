@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import pytest
 
-from pipeline.evaluation.metrics import mae, rmse, topn_metrics
+from pipeline.evaluation.metrics import beyond_accuracy, mae, ndcg_by_activity, rmse, topn_metrics
 
 
 def test_rmse_mae_hand_computed():
@@ -45,3 +45,38 @@ def test_user_without_list_scores_zero():
     m = topn_metrics(recs, test, k=10)
     assert m["hitrate@10"] == pytest.approx(0.5)
     assert m["ndcg@10"] == pytest.approx(0.5)
+
+
+def test_beyond_accuracy_hand_computed():
+    # training: 8 users; movie 1 rated by 8, 2 by 4, 3 by 2, 4 by 1 (15 ratings: the head holding
+    # 80% = 12 of them is movies 1 and 2)
+    counts = pd.Series({1: 8, 2: 4, 3: 2, 4: 1})
+    genres = pd.DataFrame(
+        {"Action": [1, 1, 0, 0], "Drama": [0, 1, 1, 0], "Comedy": [0, 0, 0, 1]}, index=[1, 2, 3, 4]
+    )
+    recs = pd.DataFrame(
+        {"userId": [7, 7, 5, 5], "rank": [1, 2, 2, 1], "movieId": [1, 3, 4, 2]}
+    )  # user 5's rows out of order on purpose
+    m = beyond_accuracy(recs, counts, n_users=8, genres=genres, k=10)
+    assert m["novelty"] == pytest.approx((0 + 2 + 3 + 1) / 4)  # -log2(8/8, 2/8, 1/8, 4/8)
+    assert m["head_items"] == 2 and m["long_tail_share"] == pytest.approx(2 / 4)
+    # user 7: {Action} vs {Drama} -> distance 1; user 5: {Action, Drama} vs {Comedy} -> 1
+    assert m["diversity"] == pytest.approx(1.0)
+    same = pd.DataFrame({"userId": [1, 1], "rank": [1, 2], "movieId": [2, 2]})
+    assert beyond_accuracy(same, counts, 8, genres)["diversity"] == pytest.approx(0.0)
+
+
+def test_ndcg_by_activity_splits_evaluated_users_in_thirds():
+    test = pd.DataFrame(
+        {"userId": [1, 2, 3, 4, 5, 6], "movieId": [10] * 6, "rating": [5.0] * 6}
+    )  # everyone's relevant item is 10; users 1, 2 get it first, the others never
+    recs = pd.DataFrame({"userId": [1, 2, 3, 4], "rank": [1] * 4, "movieId": [10, 10, 11, 11]})
+    train_counts = pd.Series({1: 3, 2: 5, 3: 50, 4: 60, 5: 400, 6: 500})
+    groups = ndcg_by_activity(recs, test, train_counts, k=10)
+    assert [g["users"] for g in groups] == ["light", "medium", "heavy"]
+    assert [(g["min_ratings"], g["max_ratings"], g["n_users"]) for g in groups] == [
+        (3, 5, 2),
+        (50, 60, 2),
+        (400, 500, 2),
+    ]
+    assert [g["ndcg@10"] for g in groups] == [1.0, 0.0, 0.0]
