@@ -42,49 +42,58 @@ SPLITS = ("random90", "user-holdout")
 
 def movie_time(splits: Path, bench: Path, out: Path, eval_python: str) -> dict:
     """Movie Time trained on each split's train.csv under ``splits``, scored by eval_split.py."""
-    res = {}
-    for split in SPLITS:
-        folder = splits / split
-        kind = "--predictions" if split == "random90" else "--recommendations"
-        target = out / f"{split}.csv"
-        t0 = time.perf_counter()
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pipeline",
-                "-q",
-                "evaluate",
-                "--train",
-                str(folder / "train.csv"),
-                "--test",
-                str(folder / "test.csv"),
-                kind,
-                str(target),
-            ],
-            check=True,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+    return {
+        split: run_movie_time(
+            splits / split,
+            "--predictions" if split == "random90" else "--recommendations",
+            out / f"{split}.csv",
+            bench,
+            eval_python,
         )
-        seconds = time.perf_counter() - t0
-        scored = subprocess.run(
-            [
-                eval_python,
-                str(bench / "eval_split.py"),
-                "--split",
-                str(folder),
-                kind,
-                str(target),
-                "--json",
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        data = json.loads(scored.stdout)
-        row = (data["rating"] or data["topn"])[0]
-        row["seconds"] = round(seconds, 1)
-        res[split] = row
-    return res
+        for split in SPLITS
+    }
+
+
+def run_movie_time(folder: Path, kind: str, target: Path, bench: Path, eval_python: str) -> dict:
+    """``python -m pipeline evaluate`` on one split folder (``kind``: ``--predictions`` or
+    ``--recommendations``), its output scored by the harness's eval_split.py; with its seconds."""
+    t0 = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "-q",
+            "evaluate",
+            "--train",
+            str(folder / "train.csv"),
+            "--test",
+            str(folder / "test.csv"),
+            kind,
+            str(target),
+        ],
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    seconds = time.perf_counter() - t0
+    scored = subprocess.run(
+        [
+            eval_python,
+            str(bench / "eval_split.py"),
+            "--split",
+            str(folder),
+            kind,
+            str(target),
+            "--json",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    data = json.loads(scored.stdout)
+    row = (data["rating"] or data["topn"])[0]
+    row["seconds"] = round(seconds, 1)
+    return row
 
 
 def peers(python: str, bench: Path, out: Path, quick: bool, seed: int = 42) -> dict:
