@@ -12,7 +12,6 @@ import pandas as pd
 from pipeline.evaluation.metrics import (
     beyond_accuracy,
     mae,
-    ndcg_by_activity,
     rmse,
     topn_metrics,
 )
@@ -184,9 +183,8 @@ def evaluate_topn(
     out = {"k": k, "threshold": threshold}
     for name, lists in (("model", recs), ("popularity", popularity_lists(models, users, k))):
         out[name] = {
-            **topn_metrics(lists, relevant, k, threshold, catalogue),
+            **topn_metrics(lists, relevant, k, threshold, catalogue, user_counts),
             **beyond_accuracy(lists, movies["n_ratings"], len(matrix.user_ids), genres, k),
-            "by_activity": ndcg_by_activity(lists, relevant, user_counts, k, threshold),
         }
     return out, recs
 

@@ -15,8 +15,8 @@ mean self-information ``-log2(n_i / n_users)`` of a recommended movie (``n_i`` i
 raters; Zhou et al. 2010); long-tail share = the share of slots outside the short head (the
 most-rated movies that together hold ``head_share`` of the training ratings, 80% by default);
 intra-list diversity = the mean, over lists, of the mean genre distance (1 - Jaccard) between
-two of its movies. ``ndcg_by_activity`` splits the evaluated users into thirds by their number
-of training ratings (light, medium, heavy) and gives each third's NDCG@k.
+two of its movies. Given each user's number of training ratings, ``topn_metrics`` also splits the
+evaluated users into thirds by it (light, medium, heavy) and gives each third's NDCG@k.
 """
 
 from __future__ import annotations
@@ -59,8 +59,11 @@ def topn_metrics(
     k: int = 10,
     threshold: float = 4.0,
     catalogue_size: int | None = None,
+    train_counts: pd.Series | None = None,
 ) -> dict:
-    """Score ``recommendations`` (``userId, rank, movieId``) against ``test`` ratings."""
+    """Score ``recommendations`` (``userId, rank, movieId``) against ``test`` ratings; with
+    ``train_counts`` (userId -> training ratings), also ``by_activity``: the NDCG@k of the light,
+    medium and heavy thirds of the evaluated users, with each third's bounds."""
     users, hits, n_rel, ndcg, recs = _per_user(recommendations, test, k, threshold)
     n = max(len(users), 1)
     out = {
@@ -72,19 +75,15 @@ def topn_metrics(
     }
     if catalogue_size:
         out[f"coverage@{k}"] = recs["movieId"].nunique() / catalogue_size
+    if train_counts is not None:
+        out["by_activity"] = _by_activity(users, ndcg, train_counts, k)
     return out
 
 
-def ndcg_by_activity(
-    recommendations: pd.DataFrame,
-    test: pd.DataFrame,
-    train_counts: pd.Series,
-    k: int = 10,
-    threshold: float = 4.0,
+def _by_activity(
+    users: np.ndarray, ndcg: np.ndarray, train_counts: pd.Series, k: int
 ) -> list[dict]:
-    """NDCG@k of the light, medium and heavy thirds of the evaluated users by their number of
-    training ratings (``train_counts``: userId -> count), with each third's bounds."""
-    users, _, _, ndcg, _ = _per_user(recommendations, test, k, threshold)
+    """Per-user NDCG@k averaged over the thirds of ``users`` by their training ratings."""
     if len(users) == 0:
         return []
     counts = train_counts.reindex(users).fillna(0).to_numpy(np.int64)

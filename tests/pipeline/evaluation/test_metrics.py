@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import pytest
 
-from pipeline.evaluation.metrics import beyond_accuracy, mae, ndcg_by_activity, rmse, topn_metrics
+from pipeline.evaluation.metrics import beyond_accuracy, mae, rmse, topn_metrics
 
 
 def test_rmse_mae_hand_computed():
@@ -72,7 +72,7 @@ def test_ndcg_by_activity_splits_evaluated_users_in_thirds():
     )  # everyone's relevant item is 10; users 1, 2 get it first, the others never
     recs = pd.DataFrame({"userId": [1, 2, 3, 4], "rank": [1] * 4, "movieId": [10, 10, 11, 11]})
     train_counts = pd.Series({1: 3, 2: 5, 3: 50, 4: 60, 5: 400, 6: 500})
-    groups = ndcg_by_activity(recs, test, train_counts, k=10)
+    groups = topn_metrics(recs, test, k=10, train_counts=train_counts)["by_activity"]
     assert [g["users"] for g in groups] == ["light", "medium", "heavy"]
     assert [(g["min_ratings"], g["max_ratings"], g["n_users"]) for g in groups] == [
         (3, 5, 2),
