@@ -35,6 +35,7 @@ from contract.live_model import recommend_live
 from pipeline.config import PipelineConfig
 from pipeline.evaluation.metrics import topn_metrics
 from pipeline.features.matrix import RatingMatrix
+from pipeline.features.tables import genre_vocabulary
 from pipeline.models.mf import BiasedMF
 from pipeline.models.topn import TopNRecommender
 from pipeline.publish.live_export import build_live_model
@@ -58,11 +59,12 @@ def main(argv=None) -> int:
     train = pd.read_csv(f"{args.split}/train.csv")
     test = pd.read_csv(f"{args.split}/test.csv")
     movies = pd.read_csv(args.movies)
+    vocabulary = genre_vocabulary(movies)  # the pipeline's reading of the genres column
+    known_genres = set(vocabulary)
     genres_of = {
-        int(m): [g for g in str(gs).split("|") if g != "(no genres listed)"]
+        int(m): [g for g in str(gs).split("|") if g in known_genres]
         for m, gs in zip(movies.movieId, movies.genres)
     }
-    vocabulary = sorted({g for gs in genres_of.values() for g in gs})
 
     counts = train.groupby("userId").size()
     relevant = test[test.rating >= 4.0].userId.unique()
