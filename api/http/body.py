@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from api.http.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from api.http.params import text_pattern
+from api.http.params import has_control, text_pattern
 
 DEFAULT_MAX_BYTES = 64 * 1024
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -106,7 +106,7 @@ class StringField(Field):
             raise BadRequest(f"{where} must be a string, got {_kind(value)}")
         if _SURROGATE.search(value):  # a lone "\ud800" escape: no UTF-8 form, so unstorable
             raise BadRequest(f"{where} must be Unicode text; it has an unpaired surrogate escape")
-        if not self.choices and any(ord(c) < 32 for c in value):  # anywhere, as the schema says
+        if not self.choices and has_control(value):  # before trimming, as the schema says
             raise BadRequest(f"{where} must not contain control characters")
         text = value.strip()
         if self.choices:

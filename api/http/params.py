@@ -22,6 +22,11 @@ MAX_QUERY_FIELDS = 20
 _BLANK = r"\x09-\x0d\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 
 
+def has_control(text: str) -> bool:
+    """Any control character (below U+0020), anywhere: what ``text_pattern`` refuses."""
+    return any(ord(c) < 32 for c in text)
+
+
 def text_pattern(min_length: int) -> str:
     """The JSON Schema ``pattern`` of one line of text as ``TextParam`` and the body's string
     fields accept it: no control character (below U+0020) anywhere and, when it may not be
@@ -118,7 +123,7 @@ class TextParam(Param):
     max_length: int = 100
 
     def parse(self, raw: str) -> str:
-        if any(ord(c) < 32 for c in raw):  # anywhere, as the schema's pattern says: "a\n" too
+        if has_control(raw):  # before trimming, as the schema's pattern says: "a\n" too
             raise self._bad("must not contain control characters")
         value = raw.strip()
         if not self.min_length <= len(value) <= self.max_length:
