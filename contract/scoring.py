@@ -56,10 +56,6 @@ class TopNScorer:
     tail_discount: np.ndarray  # float32 per model item
     fallback: np.ndarray  # float32 per model item: a user with no rated model item
 
-    def restrict(self, csr: sp.csr_matrix) -> sp.csr_matrix:
-        """Users x model items with the raw ratings of rows over the matrix columns."""
-        return model_rows(csr, self.col_to_model, len(self.items))
-
     def for_ratings(
         self,
         item_cols: np.ndarray,

@@ -251,7 +251,7 @@ class TopNRecommender:
         columns (a block of the training matrix: ``RatingMatrix.rows(lo, hi).csr``), so a
         copy without ``user_ratings_`` (:meth:`without_users`) can serve them. ``because=False``
         leaves the "because" seeds out (all -1): an evaluation needs only the lists."""
-        rows = self.scorer.restrict(ratings)
+        rows = model_rows(ratings, self.col_to_model_, len(self.items_))
         return self._block_lists(lambda sel: rows[sel], rows.shape[0], n, exclude_seen, because)
 
     def without_users(self) -> "TopNRecommender":
