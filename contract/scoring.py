@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from contract.arrays import lookup
+from contract.products import dense_product
 from contract.topk import top_positions
 
 _NORM_TOP = 10  # per-user score scale: mean of this many largest scores
@@ -93,9 +94,7 @@ class TopNScorer:
         items, float32), and per model ``(input rows, B, weight / user scale)``."""
         total, parts = None, []
         for x, b, w in zip(inputs(ratings, self.rules), self.weights, self.blend):
-            raw = _dense(_stored_nonzero(x) @ b)
-            if raw.ndim == 1:
-                raw = raw[None, :]
+            raw = dense_product(x, b).astype(np.float32, copy=False)
             scale = np.take_along_axis(raw, top_positions(raw, _NORM_TOP), axis=1).mean(axis=1)
             # a model with no positive evidence for a user (e.g. no rating >= the positive
             # threshold) does not take part in that user's blend
@@ -257,24 +256,6 @@ def _columns(b, lo: int, hi: int, listed: np.ndarray, column: np.ndarray) -> np.
     rows = np.searchsorted(b.indptr[lo : hi + 1], keep + start, side="right") - 1
     table[rows, at[keep]] = b.data[start:stop][keep]
     return table
-
-
-def _stored_nonzero(x: sp.csr_matrix) -> sp.csr_matrix:
-    """``x`` without its explicit zeros (the positive model's input keeps the rating's pattern,
-    so about half its entries are stored zeros, which a product would still multiply)."""
-    if x.nnz == 0 or np.all(x.data != 0):
-        return x
-    out = x.copy()
-    out.eliminate_zeros()
-    return out
-
-
-def _dense(m) -> np.ndarray:
-    """A float32 ndarray of a product or slice (``B`` is dense when fitted, sparse once
-    ``pipeline.models.topn.sparsify_weights`` has kept the largest entries of each row)."""
-    if sp.issparse(m):
-        m = m.toarray()
-    return np.asarray(m, dtype=np.float32)
 
 
 def _discount(scores: np.ndarray, discount: np.ndarray) -> np.ndarray:

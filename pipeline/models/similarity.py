@@ -39,6 +39,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from contract.arrays import lookup
+from contract.products import dense_product
 from contract.topk import top_positions
 from pipeline.features.matrix import RatingMatrix, ranges
 from pipeline.progress import progress
@@ -156,7 +157,7 @@ class SimilarMovies:
         """Blended similarity of the movies at positions ``rows`` to all movies (dense float32)."""
         cfg = self.config
         # float32 and in place: each step is one pass over a block x catalogue table
-        scores = _dense32(self.ratings_[rows] @ self._ratings_t)
+        scores = _dense32(self.ratings_[rows], self._ratings_t)
         norms = self.rating_norms_.astype(np.float32)
         denom = np.multiply(norms[rows][:, None], norms[None, :], dtype=np.float32)
         denom += np.float32(cfg.shrinkage)
@@ -167,7 +168,7 @@ class SimilarMovies:
         if cfg.content_weight > 0 and self.tfidf_.shape[1]:
             dense = self._content_dense
             content = dense[rows] @ dense.T
-            content += _dense32(self._content_rare[rows] @ self._content_rare_t)
+            content += _dense32(self._content_rare[rows], self._content_rare_t)
             content *= np.float32(cfg.content_weight)
             scores += content
         scores[np.arange(len(rows)), rows] = -np.inf  # never its own neighbour
@@ -258,9 +259,9 @@ def _block_lists(model: SimilarMovies, i: int, bounds: tuple[int, int]):
     return i, model.block_lists(*bounds)
 
 
-def _dense32(m: sp.spmatrix) -> np.ndarray:
-    """A sparse product as a dense float32 array, without a float64 copy."""
-    return m.astype(np.float32, copy=False).toarray()
+def _dense32(a: sp.csr_matrix, b: sp.csr_matrix) -> np.ndarray:
+    """``a @ b`` as a dense float32 array, without a float64 copy."""
+    return dense_product(a, b).astype(np.float32, copy=False)
 
 
 def all_similar(model: SimilarMovies, client=None) -> SimilarLists:

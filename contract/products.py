@@ -1,0 +1,59 @@
+"""Sparse products whose result is dense: a block of users against an item-item ``B``, a block
+of movies against the catalogue.
+
+scipy multiplies two sparse matrices into a sparse result (two passes, the second building
+index arrays), which these callers then turn dense: for a block of users against a ``B`` with a
+few thousand weights per row, the result is dense anyway. :func:`dense_product` adds the same
+products in the same order straight into the dense array, so its values are scipy's, bit for
+bit, at a fraction of the cost (``python -m benchmarks.products``; figures in the README). The
+loop is compiled by numba on its first call in a process (cached on disk after that).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from numba import njit
+
+
+def dense_product(a: sp.csr_matrix, b) -> np.ndarray:
+    """``a @ b`` as a dense ndarray, for a CSR ``a`` and a CSR or dense ``b``, in scipy's dtype.
+
+    Stored zeros of ``a`` are skipped (they add nothing): the positive model's input keeps the
+    rating's pattern, so about half its entries are stored zeros."""
+    a = sp.csr_matrix(a)
+    if a.shape[1] != b.shape[0]:
+        raise ValueError(f"shapes {a.shape} and {b.shape} do not align")
+    if not sp.issparse(b):
+        if a.nnz and not np.all(a.data != 0):
+            a = a.copy()
+            a.eliminate_zeros()
+        return np.asarray(a @ b)
+    b = sp.csr_matrix(b)
+    dtype = np.result_type(a.dtype, b.dtype)
+    out = np.zeros((a.shape[0], b.shape[1]), dtype)
+    _accumulate(
+        a.indptr,
+        a.indices,
+        a.data.astype(dtype, copy=False),
+        b.indptr,
+        b.indices,
+        b.data.astype(dtype, copy=False),
+        out,
+    )
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _accumulate(a_indptr, a_indices, a_data, b_indptr, b_indices, b_data, out):
+    # scipy's order (csr_matmat): for each row of a, its entries in stored order, each times
+    # the stored entries of the matching row of b
+    for r in range(len(a_indptr) - 1):
+        row = out[r]
+        for p in range(a_indptr[r], a_indptr[r + 1]):
+            v = a_data[p]
+            if v == 0:
+                continue
+            i = a_indices[p]
+            for q in range(b_indptr[i], b_indptr[i + 1]):
+                row[b_indices[q]] += v * b_data[q]

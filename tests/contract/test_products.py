@@ -1,0 +1,44 @@
+"""The dense-result sparse product against scipy's own product, value for value."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from contract.products import dense_product
+
+
+def _random_csr(rng, shape, density, dtype, index_dtype):
+    m = sp.random(*shape, density=density, format="csr", dtype=dtype, random_state=rng)
+    m.data = np.round(m.data * 10 - 5, 1).astype(dtype)  # stored zeros and ties included
+    m.indices = m.indices.astype(index_dtype)
+    m.indptr = m.indptr.astype(index_dtype)
+    return m
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_matches_scipy_bit_for_bit(seed):
+    rng = np.random.default_rng(seed)
+    rows, inner, cols = (int(rng.integers(1, 60)) for _ in range(3))
+    dtype = (np.float32, np.float64)[seed % 2]
+    index_dtype = (np.int32, np.int64)[(seed // 2) % 2]
+    a = _random_csr(rng, (rows, inner), float(rng.uniform(0, 0.5)), dtype, index_dtype)
+    b = _random_csr(rng, (inner, cols), float(rng.uniform(0, 0.5)), np.float32, np.int32)
+    if seed % 3 == 0:
+        a.data[::2] = 0.0  # explicit zeros, as the positive input keeps the rating's pattern
+    out = dense_product(a, b)
+    expected = (a @ b).toarray()
+    assert out.dtype == expected.dtype and out.shape == (rows, cols)
+    assert np.array_equal(out, expected)
+
+
+def test_dense_right_side_and_empty_rows():
+    a = sp.csr_matrix(np.array([[0, 2.0, 0], [0, 0, 0], [1.0, 0, 3.0]], np.float32))
+    a.data[0] = 0.0  # a stored zero: skipped
+    b = np.arange(12, dtype=np.float32).reshape(3, 4)
+    assert np.array_equal(dense_product(a, b), a.toarray() @ b)
+    assert np.array_equal(dense_product(a, sp.csr_matrix(b)), a.toarray() @ b)
+
+
+def test_shapes_must_align():
+    with pytest.raises(ValueError, match="do not align"):
+        dense_product(sp.csr_matrix((2, 3), dtype=np.float32), sp.csr_matrix((4, 2)))
