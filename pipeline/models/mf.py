@@ -1,10 +1,11 @@
 """Biased matrix factorisation on a ``RatingMatrix``.
 
-``BiasedMF`` adds a low-rank term to the baseline of ``biases.Biases``, ``mu + b_u + b_i + p_u . q_i``, fit by explicit alternating least squares: each
-half-step solves every user's (item's) ridge system with a few conjugate-gradient steps, warm
-started from the previous iterate, in blocks of rows so that memory is bounded by
-``block_ratings x factors`` floats whatever the number of ratings. A new user is folded in with
-one exact ridge solve against the stored item factors.
+``BiasedMF`` adds a low-rank term to the baseline of ``biases.Biases``,
+``mu + b_u + b_i + p_u . q_i``, fit by explicit alternating least squares: each half-step solves
+every user's (item's) ridge system with a few conjugate-gradient steps, warm started from the
+previous iterate, row by row in a loop compiled by numba, so that memory is a few vectors per
+row whatever the number of ratings. A new user is folded in with one exact ridge solve against
+the stored item factors.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from numba import njit
 
 from contract.arrays import lookup
 from contract.scoring import ItemFactors
@@ -31,10 +33,6 @@ class BiasedMFConfig:
         ``regularization * n`` on its factors and bias (ALS-WR), so heavy and light users are
         regularised alike per rating.
     cg_steps: conjugate-gradient steps per half-step (warm started).
-    block_ratings: ratings per block of rows solved together (bounds temporary memory to about
-        ``block_ratings * (factors + 1) * 12`` bytes). Small blocks are also faster: their
-        temporaries are reused from the heap instead of being mapped and zeroed anew for every
-        product (measured in the README).
     init_scale: standard deviation of the random initial factors.
     seed: random seed of the initial factors.
     """
@@ -43,7 +41,6 @@ class BiasedMFConfig:
     iterations: int = 10
     regularization: float = 0.1
     cg_steps: int = 3
-    block_ratings: int = 32_768
     init_scale: float = 0.01
     seed: int = 0
 
@@ -100,44 +97,18 @@ class BiasedMF:
         design = other.copy()
         other_bias = design[:, k].copy()
         design[:, k] = 1.0
-        out = own.copy()
-        indptr = mat.indptr
-        for start, stop in _row_blocks(indptr, cfg.block_ratings):
-            lo, hi = indptr[start], indptr[stop]
-            cols = mat.indices[lo:hi]
-            counts = np.diff(indptr[start : stop + 1])
-            local_ptr = indptr[start : stop + 1] - lo
-            target = mat.data[lo:hi] - other_bias[cols]
-            d = design[cols]  # ratings x (k+1)
-            lam = (cfg.regularization * counts).astype(np.float32)[:, None]
-            n_rows = stop - start
-
-            entry_row = np.repeat(np.arange(n_rows), counts)
-            # reused by every matvec: no new ratings x (k+1) array each time
-            spread = np.empty_like(d)
-
-            def scatter(values):
-                shape = (n_rows, len(design))  # noqa: B023 (called within this block only)
-                return sp.csr_matrix((values, cols, local_ptr), shape=shape) @ design  # noqa: B023
-
-            def matvec(v):
-                np.take(v, entry_row, axis=0, out=spread)  # noqa: B023 (called within this block only)
-                dots = np.einsum("ij,ij->i", spread, d)  # noqa: B023
-                return scatter(dots) + lam * v  # noqa: B023
-
-            x = own[start:stop].copy()
-            resid = scatter(target) - matvec(x)
-            direction = resid.copy()
-            rs = np.einsum("ij,ij->i", resid, resid)
-            for _ in range(cfg.cg_steps):
-                ad = matvec(direction)
-                alpha = rs / np.maximum(np.einsum("ij,ij->i", direction, ad), 1e-20)
-                x += alpha[:, None] * direction
-                resid -= alpha[:, None] * ad
-                rs_new = np.einsum("ij,ij->i", resid, resid)
-                direction = resid + (rs_new / np.maximum(rs, 1e-20))[:, None] * direction
-                rs = rs_new
-            out[start:stop] = x
+        out = np.empty_like(own)
+        _cg_rows(
+            mat.indptr,
+            mat.indices,
+            mat.data,
+            design,
+            other_bias,
+            own,
+            np.float32(cfg.regularization),
+            cfg.cg_steps,
+            out,
+        )
         return out
 
     def estimate(
@@ -184,12 +155,58 @@ class BiasedMF:
         return self.item_side().predict_folded(vector, bias, item_ids)
 
 
-def _row_blocks(indptr: np.ndarray, max_entries: int):
-    """Consecutive row ranges holding at most ``max_entries`` entries (at least one row each)."""
-    n = len(indptr) - 1
-    start = 0
-    while start < n:
-        stop = int(np.searchsorted(indptr, indptr[start] + max_entries, side="right")) - 1
-        stop = min(max(stop, start + 1), n)
-        yield start, stop
-        start = stop
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _cg_rows(indptr, cols, values, design, other_bias, own, regularization, steps, out):
+    """``steps`` conjugate-gradient steps on each row's system, from ``own``, into ``out``.
+
+    Row ``r``'s design ``D`` is ``design`` at the row's columns: ``D'D v`` is taken entry by
+    entry (one dot product and one update per rating), so no ratings x factors temporary is
+    made. Dot products may be summed in any order (``fastmath`` reassociation, for SIMD)."""
+    k1 = design.shape[1]
+    x = np.empty(k1, np.float32)
+    resid = np.empty(k1, np.float32)
+    direction = np.empty(k1, np.float32)
+    product = np.empty(k1, np.float32)
+    for row in range(len(indptr) - 1):
+        lo, hi = indptr[row], indptr[row + 1]
+        lam = regularization * np.float32(hi - lo)
+        x[:] = own[row]
+        # resid = D'(y - other_bias) - (D'D + lam) x
+        for j in range(k1):
+            resid[j] = -lam * x[j]
+        for e in range(lo, hi):
+            c = cols[e]
+            dot = np.float32(0.0)
+            for j in range(k1):
+                dot += design[c, j] * x[j]
+            t = values[e] - other_bias[c] - dot
+            for j in range(k1):
+                resid[j] += t * design[c, j]
+        direction[:] = resid
+        rs = np.float32(0.0)
+        for j in range(k1):
+            rs += resid[j] * resid[j]
+        for _ in range(steps):
+            for j in range(k1):
+                product[j] = lam * direction[j]
+            for e in range(lo, hi):
+                c = cols[e]
+                dot = np.float32(0.0)
+                for j in range(k1):
+                    dot += design[c, j] * direction[j]
+                for j in range(k1):
+                    product[j] += dot * design[c, j]
+            curvature = np.float32(0.0)
+            for j in range(k1):
+                curvature += direction[j] * product[j]
+            alpha = rs / max(curvature, np.float32(1e-20))
+            rs_new = np.float32(0.0)
+            for j in range(k1):
+                x[j] += alpha * direction[j]
+                resid[j] -= alpha * product[j]
+                rs_new += resid[j] * resid[j]
+            beta = rs_new / max(rs, np.float32(1e-20))
+            for j in range(k1):
+                direction[j] = resid[j] + beta * direction[j]
+            rs = rs_new
+        out[row] = x

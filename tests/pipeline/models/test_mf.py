@@ -59,12 +59,25 @@ def test_mf_recovers_low_rank_structure_better_than_biases():
     assert mf.user_factors_.shape == (m.shape[0], 5) and mf.item_factors_.dtype == np.float32
 
 
-def test_blocked_solves_match_one_block():
-    m = RatingMatrix.from_frame(_low_rank(40, 30))
-    a = BiasedMF(BiasedMFConfig(factors=4, iterations=4)).fit(m)
-    b = BiasedMF(BiasedMFConfig(factors=4, iterations=4, block_ratings=7)).fit(m)
-    np.testing.assert_allclose(a.user_factors_, b.user_factors_, atol=1e-4)
-    np.testing.assert_allclose(a.item_bias_, b.item_bias_, atol=1e-4)
+def test_half_step_reaches_each_rows_exact_ridge_solution():
+    """With as many CG steps as unknowns, each row's solve is the exact ridge solution of
+    ``(D'D + lam n I) x = D'(y - other_bias)``, rows of any length (and none) alike."""
+    m = RatingMatrix.from_frame(_low_rank(25, 18, density=0.4), user_ids=np.arange(1, 27))
+    k = 3
+    mf = BiasedMF(BiasedMFConfig(factors=k, cg_steps=k + 1, regularization=0.05))
+    rng = np.random.default_rng(3)
+    own = rng.standard_normal((m.shape[0], k + 1)).astype(np.float32)
+    other = rng.standard_normal((m.shape[1], k + 1)).astype(np.float32)
+    csr = m.csr.astype(np.float32)
+    out = mf._half_step(csr, own, other)
+    design = np.hstack([other[:, :k], np.ones((len(other), 1), np.float32)]).astype(np.float64)
+    for r in range(m.shape[0]):
+        cols = csr.indices[csr.indptr[r] : csr.indptr[r + 1]]
+        vals = csr.data[csr.indptr[r] : csr.indptr[r + 1]]
+        d = design[cols]
+        a = d.T @ d + 0.05 * len(cols) * np.eye(k + 1)
+        exact = np.linalg.solve(a, d.T @ (vals - other[cols, k])) if len(cols) else own[r]
+        np.testing.assert_allclose(out[r], exact, rtol=2e-3, atol=2e-3)
 
 
 def test_rows_without_ratings_get_no_factors_and_unknown_ids_fall_back():
