@@ -100,7 +100,11 @@ class TopNScorer:
             # threshold) does not take part in that user's blend
             factor = np.where(scale > 1e-9, w / np.maximum(scale, 1e-9), 0.0).astype(np.float32)
             raw *= factor[:, None]
-            total = raw if total is None else total + raw
+            if total is None:
+                total = raw
+            else:  # in place: a block's tables are users x items floats each
+                total += raw
+            del raw
             parts.append((x, b, factor))
         empty = np.diff(ratings.indptr) == 0
         if empty.any():
@@ -130,11 +134,11 @@ class TopNScorer:
             ranked[:, extra_exclude] = -np.inf
 
         h = min(self.rules.head_size, n, m)
-        head_scores = _discount(ranked, self.head_discount)
+        head_scores = _discount(ranked, self.head_discount, out=np.empty_like(ranked))
         head = top_positions(head_scores, h)
         head_ok = np.isfinite(np.take_along_axis(head_scores, head, axis=1))
+        tail_scores = _discount(ranked, self.tail_discount, out=head_scores)  # the same table
         del head_scores
-        tail_scores = _discount(ranked, self.tail_discount)
         np.put_along_axis(tail_scores, head, -np.inf, axis=1)
         tail = top_positions(tail_scores, min(n - h, m - h))
         tail_ok = np.isfinite(np.take_along_axis(tail_scores, tail, axis=1))
@@ -258,10 +262,15 @@ def _columns(b, lo: int, hi: int, listed: np.ndarray, column: np.ndarray) -> np.
     return table
 
 
-def _discount(scores: np.ndarray, discount: np.ndarray) -> np.ndarray:
+def _discount(
+    scores: np.ndarray, discount: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
     """Apply a per-item discount (<= 1 for popular items) keeping the order of negatives
-    sensible: positives are multiplied by it, negatives divided by it."""
-    return np.where(scores > 0, scores * discount, scores / discount)
+    sensible: positives are multiplied by it, negatives divided by it. Written into ``out``
+    (a table of the same shape) when given."""
+    out = np.multiply(scores, discount, out=out)
+    np.divide(scores, discount, out=out, where=scores <= 0)
+    return out
 
 
 @dataclass
