@@ -16,8 +16,9 @@ import scipy.sparse as sp
 from numba import njit
 
 
-def dense_product(a: sp.csr_matrix, b) -> np.ndarray:
-    """``a @ b`` as a dense ndarray, for a CSR ``a`` and a CSR or dense ``b``, in scipy's dtype.
+def dense_product(a: sp.csr_matrix, b, out: np.ndarray | None = None) -> np.ndarray:
+    """``a @ b`` as a dense ndarray, for a CSR ``a`` and a CSR or dense ``b``, in scipy's dtype;
+    written over ``out`` (C-contiguous, of that shape and dtype) when given.
 
     Stored zeros of ``a`` are skipped (they add nothing): the positive model's input keeps the
     rating's pattern, so about half its entries are stored zeros."""
@@ -28,10 +29,20 @@ def dense_product(a: sp.csr_matrix, b) -> np.ndarray:
         if a.nnz and not np.all(a.data != 0):
             a = a.copy()
             a.eliminate_zeros()
-        return np.asarray(a @ b)
+        product = np.asarray(a @ b)
+        if out is None:
+            return product
+        out[...] = product
+        return out
     b = sp.csr_matrix(b)
     dtype = np.result_type(a.dtype, b.dtype)
-    out = np.zeros((a.shape[0], b.shape[1]), dtype)
+    shape = (a.shape[0], b.shape[1])
+    if out is None:
+        out = np.zeros(shape, dtype)
+    elif out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous {dtype} array of shape {shape}")
+    else:
+        out.fill(0)
     _accumulate(
         a.indptr,
         a.indices,

@@ -64,6 +64,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import lapack
 
+from contract.products import dense_product
 from contract.scoring import ListRules, TopNScorer, model_rows, positive_input, rating_input
 from pipeline.features.matrix import RatingMatrix
 from pipeline.progress import progress
@@ -113,10 +114,10 @@ class TopNConfig:
     not depend on it). 1,024 halved a block's temporaries but cost the synthetic 5M run's
     per-user phase 13% (README, "Scale"), and its peak is elsewhere."""
     gram_block: int = 512
-    """Gram matrix rows per sparse product (bounds the temporary sparse result)."""
+    """Gram matrix rows per sparse product (each written straight into the Gram matrix)."""
     gram_threads: int | None = None
-    """Threads computing the Gram matrix's row blocks (scipy's sparse products release the GIL);
-    None = one per core. Each holds one block's temporary sparse result."""
+    """Threads computing the Gram matrix's row blocks (``contract.products.dense_product``
+    releases the GIL); None = one per core."""
     solve_dtype: str = "float32"
     """Precision of the Cholesky inverse ("float64" or "float32"); ``B`` is kept in float32."""
     seed: int = 0
@@ -325,7 +326,7 @@ def _ease(x: sp.csr_matrix, l2: float, user_weight_power: float, cfg: TopNConfig
 
     def fill(start: int) -> int:
         stop = min(start + cfg.gram_block, k)
-        (xt[start:stop] @ xw).toarray(out=gram[start:stop])  # noqa: F821 (deleted after the pool)
+        dense_product(xt[start:stop], xw, out=gram[start:stop])  # noqa: F821 (deleted after the pool)
         return start
 
     with (

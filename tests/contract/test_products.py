@@ -39,6 +39,20 @@ def test_dense_right_side_and_empty_rows():
     assert np.array_equal(dense_product(a, sp.csr_matrix(b)), a.toarray() @ b)
 
 
+def test_writes_over_out():
+    rng = np.random.default_rng(5)
+    a = _random_csr(rng, (7, 9), 0.4, np.float32, np.int32)
+    b = _random_csr(rng, (9, 11), 0.4, np.float32, np.int32)
+    out = np.full((10, 11), 7.0, np.float32)
+    assert dense_product(a, b, out=out[2:9]) is not None
+    assert np.array_equal(out[2:9], (a @ b).toarray()) and (out[:2] == 7).all()
+    np.testing.assert_allclose(
+        dense_product(a, b.toarray(), out=out[2:9]), a @ b.toarray(), rtol=1e-6
+    )
+    with pytest.raises(ValueError, match="C-contiguous"):
+        dense_product(a, b, out=np.zeros((7, 11), np.float64))
+
+
 def test_shapes_must_align():
     with pytest.raises(ValueError, match="do not align"):
         dense_product(sp.csr_matrix((2, 3), dtype=np.float32), sp.csr_matrix((4, 2)))
