@@ -30,6 +30,7 @@ at any catalogue size.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -78,7 +79,7 @@ class SimilarMovies:
     Fitted attributes: ``movie_ids_`` (sorted external ids: the union of the matrix
     columns and the content index), ``ratings_`` (movies x users, ``rating / scale``,
     CSR), ``rating_norms_``, ``tfidf_`` (movies x terms, L2-normalised rows, CSR),
-    ``vectorizer_``.
+    ``vectorizer_``, ``n_terms_``.
     """
 
     def __init__(self, config: SimilarityConfig = SimilarityConfig()):
@@ -130,6 +131,7 @@ class SimilarMovies:
         self._content_dense = self.tfidf_[:, np.flatnonzero(frequent)].toarray()
         self._content_rare = self.tfidf_[:, np.flatnonzero(~frequent)].tocsr()
         self._content_rare_t = self._content_rare.T.tocsr()
+        self.n_terms_ = int(self.tfidf_.shape[1])
         return self
 
     def neighbors(self, movie_ids: np.ndarray) -> list[list[tuple[int, float]]]:
@@ -147,17 +149,35 @@ class SimilarMovies:
                 out[i] = list(zip(nbrs[lo:hi].tolist(), scores[lo:hi].tolist()))
         return out
 
-    def block_lists(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def block_lists(
+        self, lo: int, hi: int, own: "MovieRows | None" = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(lengths, neighbour ids, scores)`` of the movies at positions ``lo .. hi - 1``: each
-        list best first (ties: lower id), only positive scores; ``SimilarLists.from_blocks``."""
-        return self._neighbour_arrays(np.arange(lo, hi))
+        list best first (ties: lower id), only positive scores; ``SimilarLists.from_blocks``.
+        ``own``: those movies' rows (:meth:`rows_of`), for a copy without them
+        (:meth:`without_rows`)."""
+        return self._neighbour_arrays(np.arange(lo, hi), own)
+
+    def rows_of(self, lo: int, hi: int) -> "MovieRows":
+        """The rating and rare-term rows of the movies at positions ``lo .. hi - 1``."""
+        return MovieRows(self.ratings_[lo:hi], self._content_rare[lo:hi])
+
+    def without_rows(self) -> "SimilarMovies":
+        """A copy that shares everything a block scores against (the users x movies ratings,
+        the term tables) and holds no movie's own rows: what each Dask worker needs when every
+        task brings its block's rows (:meth:`rows_of`)."""
+        out = copy.copy(self)
+        out.ratings_ = out.tfidf_ = out.vectorizer_ = out._content_rare = None
+        return out
 
     # ----------------------------------------------------------------- internals
-    def block_scores(self, rows: np.ndarray) -> np.ndarray:
-        """Blended similarity of the movies at positions ``rows`` to all movies (dense float32)."""
+    def block_scores(self, rows: np.ndarray, own: "MovieRows | None" = None) -> np.ndarray:
+        """Blended similarity of the movies at positions ``rows`` to all movies (dense float32);
+        ``own``: those movies' rows, when this copy does not hold them."""
         cfg = self.config
+        own = own or MovieRows(self.ratings_[rows], self._content_rare[rows])
         # float32 and in place: each step is one pass over a block x catalogue table
-        scores = _dense32(self.ratings_[rows], self._ratings_t)
+        scores = _dense32(own.ratings, self._ratings_t)
         norms = self.rating_norms_.astype(np.float32)
         denom = np.multiply(norms[rows][:, None], norms[None, :], dtype=np.float32)
         denom += np.float32(cfg.shrinkage)
@@ -165,17 +185,19 @@ class SimilarMovies:
         scores[denom <= 0] = 0.0
         del denom
         scores *= np.float32(1.0 - cfg.content_weight)
-        if cfg.content_weight > 0 and self.tfidf_.shape[1]:
+        if cfg.content_weight > 0 and self.n_terms_:
             dense = self._content_dense
             content = dense[rows] @ dense.T
-            content += _dense32(self._content_rare[rows], self._content_rare_t)
+            content += _dense32(own.rare, self._content_rare_t)
             content *= np.float32(cfg.content_weight)
             scores += content
         scores[np.arange(len(rows)), rows] = -np.inf  # never its own neighbour
         return scores
 
-    def _neighbour_arrays(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        scores = self.block_scores(rows)
+    def _neighbour_arrays(
+        self, rows: np.ndarray, own: "MovieRows | None" = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        scores = self.block_scores(rows, own)
         k = min(self.config.n_neighbors, scores.shape[1] - 1)
         if k <= 0:
             return np.zeros(len(rows), np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
@@ -255,8 +277,17 @@ def list_arrays(
     )
 
 
-def _block_lists(model: SimilarMovies, i: int, bounds: tuple[int, int]):
-    return i, model.block_lists(*bounds)
+@dataclass
+class MovieRows:
+    """Some movies' own rows of a :class:`SimilarMovies`: ratings (movies x users) and rare
+    terms (movies x terms), shipped with the task that scores them."""
+
+    ratings: sp.csr_matrix
+    rare: sp.csr_matrix
+
+
+def _block_lists(model: SimilarMovies, i: int, bounds: tuple[int, int], own: MovieRows):
+    return i, model.block_lists(*bounds, own)
 
 
 def _dense32(a: sp.csr_matrix, b: sp.csr_matrix) -> np.ndarray:
@@ -278,8 +309,10 @@ def all_similar(model: SimilarMovies, client=None) -> SimilarLists:
                 parts[i] = model.block_lists(lo, hi)
                 bar.update(hi - lo)
         else:
+            # the workers get the tables every block scores against; each task its own rows
+            blocks = ((i, (lo, hi), model.rows_of(lo, hi)) for i, (lo, hi) in enumerate(bounds))
             for i, part in map_blocks(
-                client, _block_lists, model, enumerate(bounds), "similar-movies"
+                client, _block_lists, model.without_rows(), blocks, "similar-movies"
             ):
                 parts[i] = part
                 bar.update(bounds[i][1] - bounds[i][0])

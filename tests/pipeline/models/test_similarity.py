@@ -165,6 +165,19 @@ def test_all_similar_on_the_workers_is_the_same_as_in_process(bundled, dask_clus
     assert list(on_workers) == sorted(expected) and on_workers == expected
 
 
+def test_a_copy_without_rows_scores_blocks_from_the_rows_given(bundled):
+    """What the workers get (no movie's own rows) and what each task brings give the lists of
+    the whole model; the copy holds neither the movies' ratings nor their terms."""
+    matrix, text = bundled
+    sim = SimilarMovies(SimilarityConfig(n_neighbors=5, block=700)).fit(matrix, text)
+    shared = sim.without_rows()
+    assert shared.ratings_ is None and shared.tfidf_ is None and sim.ratings_ is not None
+    for lo, hi in ((0, 700), (700, 1500), (len(sim.movie_ids_) - 3, len(sim.movie_ids_))):
+        expected = sim.block_lists(lo, hi)
+        got = shared.block_lists(lo, hi, sim.rows_of(lo, hi))
+        assert all(np.array_equal(a, b) for a, b in zip(got, expected))
+
+
 def test_similar_lists_are_a_mapping_of_compact_rows():
     lists = SimilarLists.from_blocks(
         np.array([3, 5, 9]),
