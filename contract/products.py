@@ -6,44 +6,46 @@ index arrays), which these callers then turn dense: for a block of users against
 few thousand weights per row, the result is dense anyway. :func:`dense_product` adds the same
 products in the same order straight into the dense array, so its values are scipy's, bit for
 bit, at a fraction of the cost (``python -m benchmarks.products``; figures in the README). The
-loop is compiled by numba on its first call in a process (cached on disk after that).
+loop is compiled by numba on its first use in a process (cached on disk after that). A product of
+a few rows (the API's request-time lists score one user) is scipy's, turned dense: the same
+values, without importing numba, which holds about 110 MiB in each process that uses it.
 """
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.sparse as sp
-from numba import njit
+
+SCIPY_ROWS = 16  # products of at most this many rows of ``a`` go through scipy
 
 
 def dense_product(a: sp.csr_matrix, b, out: np.ndarray | None = None) -> np.ndarray:
     """``a @ b`` as a dense ndarray, for a CSR ``a`` and a CSR or dense ``b``, in scipy's dtype;
     written over ``out`` (C-contiguous, of that shape and dtype) when given.
 
-    Stored zeros of ``a`` are skipped (they add nothing): the positive model's input keeps the
-    rating's pattern, so about half its entries are stored zeros."""
+    Stored zeros of ``a`` add nothing: the compiled loop skips them (the positive model's input
+    keeps the rating's pattern, so about half its entries are stored zeros)."""
     a = sp.csr_matrix(a)
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"shapes {a.shape} and {b.shape} do not align")
-    if not sp.issparse(b):
-        if a.nnz and not np.all(a.data != 0):
-            a = a.copy()
-            a.eliminate_zeros()
-        product = np.asarray(a @ b)
+    dtype = np.result_type(a.dtype, b.dtype)
+    shape = (a.shape[0], b.shape[1])
+    if out is not None and (out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous):
+        raise ValueError(f"out must be a C-contiguous {dtype} array of shape {shape}")
+    if not sp.issparse(b) or a.shape[0] <= SCIPY_ROWS:
+        product = _scipy_product(a, b)
         if out is None:
             return product
         out[...] = product
         return out
     b = sp.csr_matrix(b)
-    dtype = np.result_type(a.dtype, b.dtype)
-    shape = (a.shape[0], b.shape[1])
     if out is None:
         out = np.zeros(shape, dtype)
-    elif out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous:
-        raise ValueError(f"out must be a C-contiguous {dtype} array of shape {shape}")
     else:
         out.fill(0)
-    _accumulate(
+    _compiled()(
         a.indptr,
         a.indices,
         a.data.astype(dtype, copy=False),
@@ -55,7 +57,22 @@ def dense_product(a: sp.csr_matrix, b, out: np.ndarray | None = None) -> np.ndar
     return out
 
 
-@njit(cache=True, nogil=True)
+def _scipy_product(a: sp.csr_matrix, b) -> np.ndarray:
+    if sp.issparse(b):
+        return (a @ sp.csr_matrix(b)).toarray()
+    if a.nnz and not np.all(a.data != 0):  # against a dense b, each stored zero costs a row
+        a = a.copy()
+        a.eliminate_zeros()
+    return np.asarray(a @ b)
+
+
+@functools.cache
+def _compiled():
+    from numba import njit
+
+    return njit(cache=True, nogil=True)(_accumulate)
+
+
 def _accumulate(a_indptr, a_indices, a_data, b_indptr, b_indices, b_data, out):
     # scipy's order (csr_matmat): for each row of a, its entries in stored order, each times
     # the stored entries of the matching row of b

@@ -1,10 +1,14 @@
 """The dense-result sparse product against scipy's own product, value for value."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
 from contract.products import dense_product
+from tests.support.paths import REPO
 
 
 def _random_csr(rng, shape, density, dtype, index_dtype):
@@ -56,3 +60,18 @@ def test_writes_over_out():
 def test_shapes_must_align():
     with pytest.raises(ValueError, match="do not align"):
         dense_product(sp.csr_matrix((2, 3), dtype=np.float32), sp.csr_matrix((4, 2)))
+
+
+def test_one_users_product_does_not_load_numba():
+    """The API scores one user at a time: its processes never hold numba's compiler."""
+    code = (
+        "import sys, numpy as np, scipy.sparse as sp\n"
+        "from contract.products import dense_product, SCIPY_ROWS\n"
+        "a = sp.random(SCIPY_ROWS, 50, density=0.2, format='csr', dtype=np.float32)\n"
+        "b = sp.random(50, 40, density=0.2, format='csr', dtype=np.float32)\n"
+        "assert np.array_equal(dense_product(a, b), (a @ b).toarray())\n"
+        "print('numba' in sys.modules)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "False"
