@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import numpy as np
 import scipy.sparse as sp
+
+from benchmarks._util import best_of
 
 
 def _sparse_b(rng, n: int, per_row: int) -> sp.csr_matrix:
@@ -37,15 +38,6 @@ def _users(rng, rows: int, n: int, per_user: int) -> sp.csr_matrix:
     x.sum_duplicates()
     x.sort_indices()
     return x
-
-
-def _best(f, repeat: int):
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = f()
-        best = min(best, time.perf_counter() - t)
-    return best, out
 
 
 def main(argv=None) -> int:
@@ -77,8 +69,8 @@ def main(argv=None) -> int:
     dense_product(cases[0][1][:1], cases[0][2])  # compile (or load the cached kernel) first
     with threadpool_limits(1):
         for name, a, b in cases:
-            old_s, old = _best(lambda: (a @ b).toarray(), args.repeat)  # noqa: B023 (run here)
-            new_s, new = _best(lambda: dense_product(a, b), args.repeat)  # noqa: B023
+            old_s, old = best_of(lambda: (a @ b).toarray(), args.repeat)  # noqa: B023 (run here)
+            new_s, new = best_of(lambda: dense_product(a, b), args.repeat)  # noqa: B023
             print(
                 f"| {name} | {old_s:.3f} | {new_s:.3f} | {old_s / new_s:.1f}x | {np.array_equal(old, new)} |"
             )

@@ -13,9 +13,10 @@ catalogue of 62,423 movies; k = 7 (list head), 10 (the per-user scale), 43 (list
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+
+from benchmarks._util import best_of
 
 
 def _argpartition(scores: np.ndarray, k: int) -> np.ndarray:
@@ -23,15 +24,6 @@ def _argpartition(scores: np.ndarray, k: int) -> np.ndarray:
     vals = np.take_along_axis(scores, part, axis=1)
     order = np.lexsort((part, -vals), axis=1)
     return np.take_along_axis(part, order, axis=1)
-
-
-def _best(f, repeat: int) -> tuple[float, np.ndarray]:
-    best, out = float("inf"), None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = f()
-        best = min(best, time.perf_counter() - t)
-    return best, out
 
 
 def main(argv=None) -> int:
@@ -51,8 +43,8 @@ def main(argv=None) -> int:
         # as in the lists: each user's ~150 rated items are excluded (-inf)
         scores[np.arange(args.rows)[:, None], rng.integers(0, width, (args.rows, 150))] = -np.inf
         for k in ks:
-            old_s, old = _best(lambda: _argpartition(scores, k), args.repeat)  # noqa: B023 (run here)
-            new_s, new = _best(lambda: top_positions(scores, k), args.repeat)  # noqa: B023
+            old_s, old = best_of(lambda: _argpartition(scores, k), args.repeat)  # noqa: B023 (run here)
+            new_s, new = best_of(lambda: top_positions(scores, k), args.repeat)  # noqa: B023
             print(
                 f"| {args.rows:,} x {width:,} | {k} | {old_s:.3f} | {new_s:.3f} | {old_s / new_s:.1f}x "
                 f"| {np.array_equal(np.take_along_axis(scores, old, 1), np.take_along_axis(scores, new, 1))} |"
