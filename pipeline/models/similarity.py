@@ -79,7 +79,7 @@ class SimilarMovies:
     Fitted attributes: ``movie_ids_`` (sorted external ids: the union of the matrix
     columns and the content index), ``ratings_`` (movies x users, ``rating / scale``,
     CSR), ``rating_norms_``, ``tfidf_`` (movies x terms, L2-normalised rows, CSR),
-    ``vectorizer_``, ``n_terms_``.
+    ``vectorizer_``.
     """
 
     def __init__(self, config: SimilarityConfig = SimilarityConfig()):
@@ -131,7 +131,6 @@ class SimilarMovies:
         self._content_dense = self.tfidf_[:, np.flatnonzero(frequent)].toarray()
         self._content_rare = self.tfidf_[:, np.flatnonzero(~frequent)].tocsr()
         self._content_rare_t = self._content_rare.T.tocsr()
-        self.n_terms_ = int(self.tfidf_.shape[1])
         return self
 
     def neighbors(self, movie_ids: np.ndarray) -> list[list[tuple[int, float]]]:
@@ -185,7 +184,8 @@ class SimilarMovies:
         scores[denom <= 0] = 0.0
         del denom
         scores *= np.float32(1.0 - cfg.content_weight)
-        if cfg.content_weight > 0 and self.n_terms_:
+        # the term tables (frequent columns, rare rows) together hold every TF-IDF term
+        if cfg.content_weight > 0 and self._content_dense.shape[1] + self._content_rare_t.shape[0]:
             dense = self._content_dense
             content = dense[rows] @ dense.T
             content += _dense32(own.rare, self._content_rare_t)
