@@ -19,7 +19,7 @@ the API process never imports scikit-learn, Dask or the training code for it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -235,6 +235,10 @@ class ScoringConfig:
     place down its similar list; subtracted for a disliked movie's similar movies. By rank, not
     similarity: similarities of one list are close together (0.42 to 0.34 for Toy Story's top 8)."""
     similar_decay: float = 0.85
+    full_boosts: int = 5
+    """Up to this many boost sources each count in full; more share that much boost between
+    them, so a user who onboards with 50 liked movies gets a list of their taste as a whole,
+    not the pile-up of 50 similar lists (``benchmarks.onboarding``)."""
     boost_min_rating: float = 4.0
     genre_boost: float = 1.0
     """Users who stated genres (onboarding): positive affinity times ``1 + genre_boost * p``, ``p``
@@ -249,6 +253,11 @@ class ScoringConfig:
     cold_off_genre: float = 0.25
     """A user with stated genres and no rating or like yet ranks popular movies; those with none
     of the stated genres count this much."""
+    cold_tail: bool = False
+    """Whether a user with no rated model item (their affinity is popularity) gets the long-tail
+    re-rank's picks too. Off: with no evidence of taste, the tail picks are merely the least
+    discounted popular movies, and the whole list is the head's (``benchmarks.onboarding``
+    measures both)."""
 
 
 @dataclass
@@ -301,9 +310,11 @@ def recommend_live(
     cols = model.columns(ids)
 
     boost = np.zeros(len(model_ids), np.float32)
+    sources = signals.boost_sources or {}
+    share_of_each = min(1.0, config.full_boosts / max(len(sources), 1))
     pairs = [
-        (mid, sign * config.similar_decay**rank)
-        for source, sign in (signals.boost_sources or {}).items()
+        (mid, sign * share_of_each * config.similar_decay**rank)
+        for source, sign in sources.items()
         for rank, (mid, _) in enumerate((neighbors or {}).get(source, ()))
     ]
     if pairs:
@@ -323,7 +334,8 @@ def recommend_live(
             mass = mass + vals.astype(np.float64) @ _bits(model.genre_masks(ids))
         pref = mass / max(mass.sum(), 1e-9)
         share = (_bits(model.genre_masks(model_ids)) @ pref).astype(np.float32)
-    cold = not (cols >= 0).any()
+    # no rated model item: the affinity is the model's fallback, popularity
+    cold = not (model.topn.col_to_model[cols[cols >= 0]] >= 0).any()
 
     def adjust(affinity: np.ndarray) -> None:
         if share is not None:
@@ -333,7 +345,10 @@ def recommend_live(
                 affinity[share == 0] *= config.cold_off_genre
         affinity += boost
 
-    items, scores, because = model.topn.for_ratings(cols, vals, n=n, exclude=exclude, adjust=adjust)
+    scorer = model.topn
+    if cold and not config.cold_tail:
+        scorer = replace(scorer, rules=replace(scorer.rules, head_size=n))
+    items, scores, because = scorer.for_ratings(cols, vals, n=n, exclude=exclude, adjust=adjust)
     ok = items[0] >= 0
     movie_ids = np.where(ok, model.movie_ids[np.maximum(items[0], 0)], -1)[ok]
     because_ids = np.where(because[0] >= 0, model.movie_ids[np.maximum(because[0], 0)], -1)[ok]

@@ -135,6 +135,55 @@ def test_a_new_user_with_only_genres_gets_those_genres(model):
     assert set(action.movie_ids.tolist()) <= set(range(1, 21))
 
 
+def test_a_user_with_no_rated_movie_gets_no_long_tail_picks(model):
+    """With popularity as the affinity, the list is popularity order (within the stated genres'
+    preference), not a head of it followed by the tail re-rank's least discounted movies."""
+    from dataclasses import replace
+
+    from contract.live_model import ScoringConfig
+
+    sig = signals(genres=["Comedy"])
+    cold = recommend_live(model, sig, 12)
+    comedy = model.columns(np.arange(21, 41))
+    counts = dict(zip(range(21, 41), model.counts[comedy].tolist()))
+    ids = cold.movie_ids.tolist()
+    assert [counts[m] for m in ids] == sorted((counts[m] for m in ids), reverse=True)
+    assert sorted(counts.values(), reverse=True)[:12] == [counts[m] for m in ids]
+    with_tail = recommend_live(model, sig, 12, config=replace(ScoringConfig(), cold_tail=True))
+    assert (
+        with_tail.movie_ids.tolist()[: model.topn.rules.head_size]
+        == ids[: model.topn.rules.head_size]
+    )
+    assert with_tail.movie_ids.tolist() != ids
+
+
+def test_many_boost_sources_share_the_boost_of_full_boosts(model):
+    from dataclasses import replace
+
+    from contract.live_model import ScoringConfig
+
+    target, sources = 25, list(range(1, 11))  # ten liked movies whose similar list is `target`
+    neighbors = {s: [(target, 0.9)] for s in sources}
+
+    def boost_of(n_sources: int, config: ScoringConfig) -> float:
+        def score(boost):
+            out = recommend_live(
+                model, signals({30: 5.0}, boost=boost), 40, neighbors=neighbors, config=config
+            )
+            return float(out.scores[out.movie_ids.tolist().index(target)])
+
+        return score(dict.fromkeys(sources[:n_sources], 1.0)) - score({})
+
+    config = ScoringConfig()
+    assert config.full_boosts == 5
+    one = boost_of(1, config)
+    assert one == pytest.approx(config.similar_boost, rel=1e-5)
+    assert boost_of(5, config) == pytest.approx(5 * one, rel=1e-5)
+    assert boost_of(10, config) == pytest.approx(5 * one, rel=1e-5)  # ten share five's boost
+    uncapped = replace(config, full_boosts=10**9)
+    assert boost_of(10, uncapped) == pytest.approx(10 * one, rel=1e-5)
+
+
 def test_sparsify_keeps_the_largest_magnitudes_per_row():
     b = np.array(
         [[0.0, 3.0, -5.0, 1.0], [2.0, 0.0, 0.5, -0.1], [1.0, 1.0, 0.0, 0.0], [0.1, 0.2, 0.3, 0.0]],
