@@ -111,6 +111,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         cluster=INT, model_version=VERSION, **_PAGE, items=array(ref("ClusterUser"))
     ),
     "ScoredMovie": obj(**_MOVIE, score=nullable(NUM), rank=INT | {"minimum": 1}),
+    "OnboardingMovie": obj(**_MOVIE, rank=INT | {"minimum": 1}),
+    "OnboardingMoviePage": obj(model_version=VERSION, **_PAGE, items=array(ref("OnboardingMovie"))),
     "ClusterMoviePage": obj(
         cluster=INT, model_version=VERSION, **_PAGE, items=array(ref("ScoredMovie"))
     ),

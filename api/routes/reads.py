@@ -165,6 +165,23 @@ def movie_similar(ctx: Context, id: int, n: int) -> dict:
     }
 
 
+# --- onboarding ------------------------------------------------------------------------------
+
+
+def onboarding_movies(ctx: Context, page: int, per_page: int) -> dict:
+    """The movies the questionnaire asks about, in its order: the served version's most rated
+    (``benchmarks.onboarding`` compares this order with more informative ones)."""
+    pointer = ctx.pointer
+    ids = ctx.store.model(pointer).popular
+    window = page_slice(len(ids), page, per_page)
+    details = ctx.store.movie_details(pointer, ids[window])
+    items = [
+        {**movie_summary(m, details.get(m)), "rank": rank}
+        for rank, m in enumerate(ids[window], start=window.start + 1)
+    ]
+    return paged(items, len(ids), page, per_page, model_version=pointer["version"])
+
+
 # --- clusters --------------------------------------------------------------------------------
 
 
@@ -329,6 +346,20 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         tag="users",
     ),
     *USER_WRITES,
+    Endpoint(
+        "/onboarding/movies",
+        onboarding_movies,
+        "Movies the questionnaire asks about",
+        description=(
+            "The movies a new user is asked to rate if they have seen them, in order: the most "
+            "rated of the served version first, so that most people find movies they know on the "
+            "first pages. Rate the ones you have seen in POST /users."
+        ),
+        params=page_params(default_per_page=12, max_per_page=50),
+        response="OnboardingMoviePage",
+        errors=(400, 503),
+        tag="users",
+    ),
     *LIST_ENDPOINTS,
     Endpoint(
         "/user/list/<cluster>",

@@ -3,7 +3,8 @@
  * Plain JavaScript with no build step and no dependency. It talks only to the public Movie Time
  * API of its own origin (documented at /docs), so it is also a working example of that API:
  *
- *   onboarding       GET /clusters, GET /clusters/{id} (genre names), GET /movies/search, POST /users
+ *   onboarding       GET /clusters, GET /clusters/{id} (genre names), GET /onboarding/movies
+ *                    (the questionnaire), GET /movies/search, POST /users
  *   recommendations  GET /user/{id}/recommendation, GET /movie/{id}/metadata (overviews)
  *   feedback         POST /user/{id}/feedback, POST /user/{id}/ratings (bearer token)
  *   movie page       GET /movie/{id}/metadata, GET /movie/{id}/similar
@@ -22,6 +23,7 @@
   const SEARCH_LIMIT = 8;
   const SEARCH_DELAY_MS = 200;
   const MIN_GENRES = 3;
+  const ASKED_PAGE = 12; // movies of the questionnaire shown at a time
   const TIMEOUT_MS = 15000;
   const SLUG_RE = /^[A-Za-z0-9_-]{22}$/;
   const RATINGS = [5, 4.5, 4, 3.5, 3, 2.5, 2, 1.5, 1, 0.5];
@@ -544,23 +546,12 @@
     const detail = await api(`/clusters/${clusters[0].clusterId}`);
     const names = new Set(Object.keys(detail.profile || {}));
     clusters.forEach((c) => (c.persona || []).forEach((g) => names.add(g)));
-    const suggestions = [];
-    const seen = new Set();
-    for (let rank = 0; rank < 4; rank++) {
-      for (const c of clusters) {
-        const m = (c.top_movies || [])[rank];
-        if (m && !seen.has(m.movieId)) {
-          seen.add(m.movieId);
-          suggestions.push(m);
-        }
-      }
-    }
-    genresCache = { genres: [...names].sort((a, b) => a.localeCompare(b)), suggestions: suggestions.slice(0, 6) };
+    genresCache = { genres: [...names].sort((a, b) => a.localeCompare(b)) };
     return genresCache;
   }
 
   async function viewOnboarding(view) {
-    const { genres, suggestions } = await loadGenres();
+    const [{ genres }, firstAsked] = await Promise.all([loadGenres(), api(`/onboarding/movies?per_page=${ASKED_PAGE}`)]);
     if (!view.current()) return;
     const picked = new Set();
     const favourites = new Map(); // movieId -> {movie, select}
@@ -588,7 +579,7 @@
     paintCount();
 
     const favList = h('ul', { class: 'favourites', id: 'favourites', 'aria-label': 'Your favourite movies' });
-    const favEmpty = h('p', { class: 'hint', id: 'favourites-empty' }, 'No favourites yet: they are optional, but they make the first list much better.');
+    const favEmpty = h('p', { class: 'hint', id: 'favourites-empty' }, 'None yet: they are optional, but five make the first list much better.');
     const paintFavs = () => {
       favEmpty.hidden = favourites.size > 0;
     };
@@ -635,8 +626,11 @@
         'data-add': m.movieId,
         onclick: () => {
           addFavourite(m);
-          button.textContent = 'Added';
-          button.disabled = true;
+          // the same movie may be listed twice (the questionnaire and a search)
+          main.querySelectorAll(`button[data-add="${m.movieId}"]`).forEach((b) => {
+            b.disabled = true;
+            b.textContent = 'Added';
+          });
         },
       }, added ? 'Added' : 'Add');
       return h('li', {}, h('span', { class: 'pick-title' }, displayTitle(m), h('span', { class: 'year' }, yearText(m))), button);
@@ -660,9 +654,30 @@
       if (event.key === 'Enter') event.preventDefault(); // Enter in the search box must not submit the form
     });
 
-    const suggestionRow = suggestions.length ? h('div', { class: 'suggestions' },
-      h('p', { class: 'hint' }, 'Or start from what people here love:'),
-      h('ul', { class: 'pick-results' }, suggestions.map(pickRow))) : null;
+    // the questionnaire: the served version's most rated movies, a page at a time
+    const asked = h('ul', { class: 'pick-results', id: 'asked', 'aria-label': 'Movies you may have seen' });
+    const more = h('button', { type: 'button', class: 'button ghost small', id: 'asked-more' }, 'Show more');
+    let askedPage = firstAsked;
+    const paintAsked = (body) => {
+      asked.append(...body.items.map(pickRow));
+      more.hidden = body.page >= body.pages;
+    };
+    more.addEventListener('click', async () => {
+      more.disabled = true;
+      try {
+        askedPage = await api(`/onboarding/movies?per_page=${ASKED_PAGE}&page=${askedPage.page + 1}`);
+        paintAsked(askedPage);
+        announce(`${askedPage.items.length} more movies to rate.`);
+      } catch (err) {
+        showError(err, () => more.click());
+      } finally {
+        more.disabled = false;
+      }
+    });
+    paintAsked(firstAsked);
+    const suggestionRow = firstAsked.items.length ? h('div', { class: 'suggestions' },
+      h('p', { class: 'hint' }, 'Seen any of these? Add the ones you have seen and rate them: five ratings make the first list much better.'),
+      asked, more) : null;
 
     const error = h('p', { class: 'form-error', id: 'onboard-error', role: 'alert' });
     const submit = h('button', { type: 'submit', class: 'button primary big', id: 'onboard-submit' }, 'Get my recommendations');
@@ -672,9 +687,10 @@
         h('p', { class: 'hint' }, `Pick at least ${MIN_GENRES}.`),
         chips, count),
       h('fieldset', {},
-        h('legend', {}, h('span', { class: 'step' }, '2'), ' A few favourite movies'),
+        h('legend', {}, h('span', { class: 'step' }, '2'), ' Movies you have seen'),
+        suggestionRow,
         h('label', { for: 'fav-search' }, 'Find a movie you love'),
-        favSearch, favStatus, favResults, suggestionRow,
+        favSearch, favStatus, favResults,
         h('h2', { class: 'subhead' }, 'Your favourites'),
         favEmpty, favList),
       h('div', { class: 'submit-row' }, submit, error));

@@ -139,7 +139,7 @@ def test_app_routes_spec_paths_and_document_agree(app, spec):
     routes = {(r.method, re.sub(r"<([^>:]+)>", r"{\1}", r.rule)) for r in app.app.routes}
     in_spec = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
     assert routes == in_spec == documented_endpoints()
-    assert len(routes) == 22
+    assert len(routes) == 23
 
 
 def test_openapi_declares_every_parameter_and_error(spec):
@@ -367,6 +367,26 @@ def test_cluster_movies_paginated(app, served, spec):
     assert all(m["title"] for m in body["items"])
     assert_error(app.get("/movie/list/77", expect_errors=True), 404, "not_found")
     assert_error(app.get("/movie/list/x", expect_errors=True), 400, "bad_request")
+
+
+def test_onboarding_movies_are_the_served_most_rated_in_pages(app, served, spec):
+    popular = served.db[schema.MODELS].find_one({"_id": served.version})["artifacts"]["popular"]
+    first = app.get("/onboarding/movies").json
+    validator(spec, "OnboardingMoviePage").validate(first)
+    assert (first["total"], first["per_page"], first["model_version"]) == (
+        len(popular),
+        12,
+        served.version,
+    )
+    assert [m["movieId"] for m in first["items"]] == popular[:12]
+    second = app.get("/onboarding/movies?page=2&per_page=5").json
+    assert [(m["movieId"], m["rank"]) for m in second["items"]] == [
+        (m, r) for r, m in enumerate(popular[5:10], start=6)
+    ]
+    assert all(m["title"] and m["genres"] for m in second["items"])
+    assert app.get(f"/onboarding/movies?page={len(popular) + 1}&per_page=1").json["items"] == []
+    for query in ("per_page=51", "per_page=0", "page=0", "page=x"):
+        assert_error(app.get(f"/onboarding/movies?{query}", expect_errors=True), 400, "bad_request")
 
 
 def test_clusters_list_and_detail(app, served, spec):

@@ -323,6 +323,20 @@ def test_a_visitor_onboards_rates_explores_and_shares(browser, site, device):
         page.get_by_label(genre, exact=True).check()
     expect(page.locator("#genre-count")).to_have_text("3 picked.")
 
+    # the questionnaire: the served most rated movies, a page at a time; one is added from it
+    asked = site.get("/onboarding/movies?per_page=12")
+    expect(page.locator("#asked li")).to_have_count(len(asked["items"]))
+    page.get_by_role("button", name="Show more").click()
+    expect(page.locator("#asked li")).to_have_count(24)
+    second = site.get("/onboarding/movies?per_page=12&page=2")["items"]
+    shown = page.locator("#asked button[data-add]").evaluate_all(
+        "els => els.map(e => Number(e.dataset.add))"
+    )
+    assert shown == [m["movieId"] for m in asked["items"] + second]
+    seen = next(m for m in second if m["movieId"] not in (260, 2571))  # those come by search
+    page.locator(f'#asked button[data-add="{seen["movieId"]}"]').click()
+    expect(page.locator("#favourites li")).to_have_count(1)
+
     favourite = page.get_by_label("Find a movie you love")
     favourite.press_sequentially("star wars", delay=20)  # results while typing, no Enter
     page.locator("#fav-results").get_by_role(
@@ -334,7 +348,9 @@ def test_a_visitor_onboards_rates_explores_and_shares(browser, site, device):
         "button", name="Add The Matrix (1999) to your favourites"
     ).click()
     page.get_by_label("Your rating of The Matrix").select_option("4.5")
-    expect(page.locator("#favourites li")).to_have_count(2)
+    for added in {260, 2571} & set(shown):  # added by search: marked in the questionnaire too
+        expect(page.locator(f'#asked button[data-add="{added}"]')).to_have_text("Added")
+    expect(page.locator("#favourites li")).to_have_count(3)
     shot(page, f"{device}-01-onboarding")
     fits_width(page)
     page.get_by_role("button", name="Get my recommendations").click()
@@ -345,7 +361,8 @@ def test_a_visitor_onboards_rates_explores_and_shares(browser, site, device):
     assert user["userId"] > 0 and user["token"].startswith(f"mt_{user['userId']}_")
     api_recs = site.get(f"/user/{user['userId']}/recommendation?n=12")["recommendations"]
     assert card_ids(page) == [m["movieId"] for m in api_recs] and len(api_recs) >= 6
-    assert not {260, 2571} & set(card_ids(page))  # the rated favourites are not recommended back
+    # the rated movies are not recommended back
+    assert not {260, 2571, seen["movieId"]} & set(card_ids(page))
     first = page.locator("#recs .card").first
     top = api_recs[0]
     expect(first.locator(".card-title")).to_contain_text(top["name"])
