@@ -53,6 +53,15 @@ def _per_user(recommendations: pd.DataFrame, test: pd.DataFrame, k: int, thresho
     return users, hits, n_rel, ndcg, recs
 
 
+def ndcg_by_user(
+    recommendations: pd.DataFrame, test: pd.DataFrame, k: int = 10, threshold: float = 4.0
+) -> pd.Series:
+    """NDCG@k of each evaluated user (those with a relevant test rating), by ``userId``: for
+    paired comparisons of two systems on the same users."""
+    users, _, _, ndcg, _ = _per_user(recommendations, test, k, threshold)
+    return pd.Series(ndcg, index=users, name=f"ndcg@{k}")
+
+
 def topn_metrics(
     recommendations: pd.DataFrame,
     test: pd.DataFrame,

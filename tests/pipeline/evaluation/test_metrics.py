@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import pytest
 
-from pipeline.evaluation.metrics import beyond_accuracy, mae, rmse, topn_metrics
+from pipeline.evaluation.metrics import beyond_accuracy, mae, ndcg_by_user, rmse, topn_metrics
 
 
 def test_rmse_mae_hand_computed():
@@ -45,6 +45,17 @@ def test_user_without_list_scores_zero():
     m = topn_metrics(recs, test, k=10)
     assert m["hitrate@10"] == pytest.approx(0.5)
     assert m["ndcg@10"] == pytest.approx(0.5)
+
+
+def test_ndcg_by_user_averages_to_the_reported_ndcg():
+    test = pd.DataFrame(
+        {"userId": [1, 1, 2, 3], "movieId": [10, 20, 40, 50], "rating": [5.0, 4.0, 4.5, 2.0]}
+    )
+    recs = pd.DataFrame({"userId": [1, 1, 2], "rank": [1, 2, 1], "movieId": [20, 99, 40]})
+    by_user = ndcg_by_user(recs, test, k=2)
+    d = [1 / math.log2(r + 1) for r in (1, 2)]
+    assert by_user.to_dict() == pytest.approx({1: d[0] / (d[0] + d[1]), 2: 1.0})  # 3: none relevant
+    assert by_user.mean() == pytest.approx(topn_metrics(recs, test, k=2)["ndcg@2"])
 
 
 def test_beyond_accuracy_hand_computed():
