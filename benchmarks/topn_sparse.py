@@ -13,7 +13,6 @@ to score every test user and the weights' size, in the same run.
 from __future__ import annotations
 
 import argparse
-import copy
 import time
 from pathlib import Path
 
@@ -55,9 +54,7 @@ def main(argv=None) -> int:
     for keep in [None] + [int(k) for k in args.keep.split(",")]:
         model = dense
         if keep is not None:
-            model = copy.copy(dense)
-            model.weights_ = [sparsify_weights(b, keep) for b in dense.weights_]
-            model.tail_discount_ = model._calibrate()
+            model = dense.with_weights([sparsify_weights(b, keep) for b in dense.weights_])
         t = time.perf_counter()
         cols, _, _ = model.recommend(rows, n=10, exclude_seen=True)
         seconds = time.perf_counter() - t

@@ -58,7 +58,7 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -131,9 +131,9 @@ class TopNRecommender:
     ``col_to_model_`` (model position of each matrix column, -1 if absent),
     ``counts_`` (training ratings per matrix column), ``user_ratings_`` (training
     users x model items, raw ratings, CSR), ``weights_`` (list of ``B`` matrices,
-    float32), ``blend_`` (their weights), ``head_discount_`` and ``tail_discount_``
-    (per model item), ``fallback_`` (affinity of a user with no rated model item:
-    popularity scaled to [0, 1]).
+    float32), ``blend_`` (their weights), ``tail_quantile_`` (each item's calibration
+    quantile ``q_j``), ``head_discount_`` and ``tail_discount_`` (per model item),
+    ``fallback_`` (affinity of a user with no rated model item: popularity scaled to [0, 1]).
     """
 
     def __init__(self, config: TopNConfig = TopNConfig()):
@@ -171,10 +171,10 @@ class TopNRecommender:
             self.blend_.append(float(cfg.positive_weight))
 
         c = counts[self.items_].astype(np.float64)
-        self.head_discount_ = (c**-cfg.head_popularity_power).astype(np.float32)
         self.fallback_ = (c / c.max()).astype(np.float32)
-        self.tail_discount_ = np.ones(len(self.items_), np.float32)  # the calibration's scores
-        self.tail_discount_ = self._calibrate()  # are affinities: they do not read it
+        self.head_discount_ = self.tail_discount_ = np.ones(len(self.items_), np.float32)
+        self.tail_quantile_ = self._calibrate()  # affinities: they read neither discount
+        self._discounts()
         log.info("top-N: fitted %d items in %.1f s", len(self.items_), time.perf_counter() - t0)
         return self
 
@@ -185,8 +185,39 @@ class TopNRecommender:
             return b
         return sparsify_weights(b, self.config.score_neighbors)
 
+    def _discounts(self) -> None:
+        cfg = self.config
+        c = self.counts_[self.items_].astype(np.float64)
+        self.head_discount_ = (c**-cfg.head_popularity_power).astype(np.float32)
+        self.tail_discount_ = (self.tail_quantile_**-cfg.tail_calibration_power).astype(np.float32)
+
+    def with_list(
+        self, head_size: int, head_popularity_power: float, tail_calibration_power: float
+    ) -> "TopNRecommender":
+        """A copy that shares the fitted weights and ranks its lists with another head and
+        tail (the re-rank's operating point: ``benchmarks.operating_point``)."""
+        out = copy.copy(self)
+        out.config = replace(
+            self.config,
+            head_size=head_size,
+            head_popularity_power=head_popularity_power,
+            tail_calibration_power=tail_calibration_power,
+        )
+        out._discounts()
+        return out
+
+    def with_weights(self, weights: list) -> "TopNRecommender":
+        """A copy that scores with other ``B`` matrices (e.g. cut ones) and its tail calibrated
+        on them."""
+        out = copy.copy(self)
+        out.weights_ = weights
+        out.tail_quantile_ = out._calibrate()
+        out._discounts()
+        return out
+
     def _calibrate(self) -> np.ndarray:
-        """Per-item tail discount ``q_j ** -tail_calibration_power`` from a user sample."""
+        """Per-item calibration quantile ``q_j`` (float64) from a user sample: the tail
+        discount is ``q_j ** -tail_calibration_power``."""
         cfg = self.config
         n_users = self.user_ratings_.shape[0]
         rows = np.arange(n_users)
@@ -222,10 +253,8 @@ class TopNRecommender:
             )
         pos = q[np.isfinite(q) & (q > 0)]
         floor = float(np.median(pos)) * 1e-3 if len(pos) else 1.0
-        q = np.where(
-            np.isfinite(q) & (q > floor), q, floor
-        )  # items no one likes: no boost beyond the floor
-        return (q**-cfg.tail_calibration_power).astype(np.float32)
+        # items no one likes: no boost beyond the floor
+        return np.where(np.isfinite(q) & (q > floor), q, floor)
 
     # ------------------------------------------------------------ recommend
     def recommend(

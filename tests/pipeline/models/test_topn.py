@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import replace
 
 import numpy as np
@@ -129,9 +128,7 @@ def test_score_neighbors_scores_with_the_cut_weights():
     m = _random_matrix(n_users=60, n_items=30, density=0.4)
     full = TopNRecommender(TINY).fit(m)
     cut = TopNRecommender(replace(TINY, score_neighbors=6)).fit(m)
-    by_hand = copy.copy(full)
-    by_hand.weights_ = [sparsify_weights(b, 6) for b in full.weights_]
-    by_hand.tail_discount_ = by_hand._calibrate()
+    by_hand = full.with_weights([sparsify_weights(b, 6) for b in full.weights_])
     rows = np.arange(m.shape[0])
     for a, b in zip(cut.recommend(rows, n=8), by_hand.recommend(rows, n=8)):
         np.testing.assert_array_equal(a, b)
@@ -224,6 +221,20 @@ def test_tail_calibration_is_the_item_quantile_among_non_raters():
     again = TopNRecommender(replace(cfg, calibration_users=20)).fit(m)
     np.testing.assert_array_equal(sampled.tail_discount_, again.tail_discount_)
     assert not np.allclose(sampled.tail_discount_, rec.tail_discount_)
+
+
+def test_with_list_reranks_the_same_weights_as_a_fit_at_that_point():
+    m = _random_matrix(n_users=50, seed=8)
+    rec = TopNRecommender(TINY).fit(m)
+    moved = rec.with_list(head_size=1, head_popularity_power=0.5, tail_calibration_power=0.3)
+    assert moved.weights_ is rec.weights_ and rec.config == TINY  # shared, original untouched
+    fitted_there = TopNRecommender(
+        replace(TINY, head_size=1, head_popularity_power=0.5, tail_calibration_power=0.3)
+    ).fit(m)
+    rows = np.arange(len(m.user_ids))
+    for a, b in zip(moved.recommend(rows, 8), fitted_there.recommend(rows, 8)):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(moved.recommend(rows, 8)[0], rec.recommend(rows, 8)[0])
 
 
 def test_recommend_for_ratings_matches_recommend():
