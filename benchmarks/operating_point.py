@@ -1,0 +1,146 @@
+"""The top-N list's operating point: NDCG@10 against catalogue coverage as the head/tail re-rank
+changes, on validation carves of the training data, then the test split for the chosen points.
+
+    python -m benchmarks.operating_point [--heads 3,5,7,10] [--powers 0.5,0.6,0.7,0.8,0.9,1.0]
+
+The top-N model (``PipelineConfig().topn``) is fitted once per carve; each point re-ranks the
+same scores (``TopNRecommender.with_list``): the first ``head_size`` places by affinity over
+popularity, the rest by affinity over each movie's calibration quantile to the power
+``tail_calibration_power`` (the larger, the further into the long tail; a head of 10 is no tail).
+
+Carves of the peer harness's reference user-holdout training part (seed 42), none reading its
+test part: ``random`` (the harness's own validation rule: a random 20% of each user's ratings,
+seed 43) and ``temporal`` (each user's latest 20%). For each carve: the curve, the point with the
+best NDCG@10 at coverage@10 >= 0.10 and at >= 0.15 (issue 14's targets). Then those points and the
+served default on the test split, scored by ``pipeline.evaluation.metrics.topn_metrics`` (the
+harness's conventions; coverage over the movies of the training part).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+from benchmarks._util import SHARED
+from pipeline.config import PipelineConfig
+from pipeline.evaluation.metrics import topn_metrics
+from pipeline.features.matrix import RatingMatrix
+from pipeline.models.topn import TopNRecommender
+
+K = 10
+FLOORS = (0.10, 0.15)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--split", default=str(SHARED / "bench" / "splits" / "ml-latest-small" / "user-holdout")
+    )
+    p.add_argument("--heads", default="3,5,7,10")
+    p.add_argument("--powers", default="0.5,0.6,0.7,0.8,0.9,1.0")
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    cfg = PipelineConfig().topn
+    train = pd.read_csv(f"{args.split}/train.csv")
+    train = train.sort_values(["userId", "movieId"], kind="stable").reset_index(drop=True)
+    heads = [int(h) for h in args.heads.split(",")]
+    powers = [float(x) for x in args.powers.split(",")]
+    default = (cfg.head_size, cfg.tail_calibration_power)
+
+    chosen = {default}
+    for carve, held in (("random", random_carve(train)), ("temporal", temporal_carve(train))):
+        model, score = fitted(train[~held], train[held], cfg)
+        curve = {}
+        for head in heads:
+            for power in powers if head < K else powers[:1]:  # a head of 10 has no tail
+                curve[head, power] = score(model.with_list(head, cfg.head_popularity_power, power))
+        print(f"\n### The {carve} carve ({int(held.sum()):,} ratings held out)\n")
+        print("| head | tail power | NDCG@10 | coverage@10 | |")
+        print("|---|---|---|---|---|")
+        best = {}
+        for floor in FLOORS:
+            ok = [pt for pt, (_, cov) in curve.items() if cov >= floor]
+            if ok:
+                best[floor] = max(ok, key=lambda pt: curve[pt][0])
+                chosen.add(best[floor])
+        for (head, power), (ndcg, cov) in curve.items():
+            marks = [
+                f"best at coverage >= {f:.2f}" for f, pt in best.items() if pt == (head, power)
+            ]
+            if (head, power) == default:
+                marks.insert(0, "served")
+            tail = f"{power:.1f}" if head < K else "none"
+            print(f"| {head} | {tail} | {ndcg:.4f} | {cov:.4f} | {', '.join(marks)} |")
+
+    test = pd.read_csv(f"{args.split}/test.csv")
+    model, score = fitted(train, test, cfg)
+    print("\n### The test split, at the points chosen on the carves\n")
+    print("| head | tail power | NDCG@10 | coverage@10 |")
+    print("|---|---|---|---|")
+    for head, power in sorted(chosen):
+        ndcg, cov = score(model.with_list(head, cfg.head_popularity_power, power))
+        served = " (served)" if (head, power) == default else ""
+        print(f"| {head}{served} | {power:.1f} | {ndcg:.4f} | {cov:.4f} |")
+    print(f"\n{time.perf_counter() - t0:.0f} s in all")
+    return 0
+
+
+def random_carve(train: pd.DataFrame, frac: float = 0.2, seed: int = 43) -> np.ndarray:
+    """The harness's per-user hold-out on ``train`` in (userId, movieId) order: a random
+    ``max(1, floor(frac * n))`` of each user's ratings (users with at least 5)."""
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(train), bool)
+    for _, rows in sorted(train.groupby("userId").indices.items()):
+        if len(rows) >= 5:
+            n = max(1, int(np.floor(frac * len(rows) + 1e-9)))
+            held[rows[rng.permutation(len(rows))[:n]]] = True
+    return held
+
+
+def temporal_carve(train: pd.DataFrame, frac: float = 0.2) -> np.ndarray:
+    """Each user's latest ``max(1, floor(frac * n))`` ratings (ties by movieId; users with at
+    least 5)."""
+    order = train.sort_values(["userId", "timestamp", "movieId"], kind="stable")
+    by_user = order.groupby("userId")
+    newest_first = by_user.cumcount(ascending=False).to_numpy()
+    n = by_user["userId"].transform("size").to_numpy()
+    held = np.zeros(len(train), bool)
+    held[order.index.to_numpy()] = (newest_first < np.maximum(1, np.floor(frac * n + 1e-9))) & (
+        n >= 5
+    )
+    return held
+
+
+def fitted(train: pd.DataFrame, test: pd.DataFrame, cfg):
+    """The model fitted on ``train`` and a scorer of its lists for ``test``'s users."""
+    matrix = RatingMatrix.from_frame(train)
+    model = TopNRecommender(cfg).fit(matrix)
+    users = np.sort(test.userId.unique())
+    users = users[np.isin(users, matrix.user_ids)]
+    rows = np.searchsorted(matrix.user_ids, users)
+    catalogue = train.movieId.nunique()
+
+    def score(m: TopNRecommender) -> tuple[float, float]:
+        items, _, _ = m.recommend(rows, n=K)
+        ids = np.where(items >= 0, matrix.item_ids[np.maximum(items, 0)], -1)
+        lists = pd.DataFrame(
+            {
+                "userId": np.repeat(users, K),
+                "rank": np.tile(np.arange(1, K + 1), len(users)),
+                "movieId": ids.ravel(),
+            }
+        )
+        out = topn_metrics(lists[lists.movieId >= 0], test, K, 4.0, catalogue_size=catalogue)
+        return out[f"ndcg@{K}"], out[f"coverage@{K}"]
+
+    return model, score
+
+
+if __name__ == "__main__":
+    sys.exit(main())
