@@ -17,6 +17,8 @@ from api.http.errors import BadRequest
 
 INT64_MAX = 2**63 - 1
 _DIGITS = re.compile(r"[0-9]{1,19}")
+_NUMBER = re.compile(r"[-+]?([0-9]{1,20}(\.[0-9]{0,20})?|\.[0-9]{1,20})([eE][-+]?[0-9]{1,3})?")
+_ID = re.compile(r"[1-9][0-9]{0,17}")
 MAX_QUERY_FIELDS = 20
 #: What ``str.strip()`` removes (the characters of ``str.isspace``), as a regex class body.
 _BLANK = r"\x09-\x0d\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
@@ -96,6 +98,41 @@ class IntParam(Param):
             "format": "int64",
             "minimum": self.minimum,
             "maximum": self.maximum,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class FractionParam(Param):
+    """A decimal number from 0 to 1 ("0.35", "1", ".5", "5e-1"): no "nan" or "inf"."""
+
+    def parse(self, raw: str) -> float:
+        if not _NUMBER.fullmatch(raw) or not 0.0 <= float(raw) <= 1.0:
+            raise self._bad(f"must be a number from 0 to 1 such as 0.3, got {_show(raw)}")
+        return abs(float(raw))  # "-0" is 0
+
+    def json_schema(self) -> dict[str, Any]:
+        return {"type": "number", "minimum": 0, "maximum": 1}
+
+
+@dataclass(frozen=True, kw_only=True)
+class IdListParam(Param):
+    """Up to ``max_items`` positive integer ids (below 10**18, no leading zero) separated by
+    commas ("260,2571"), as a frozenset; repeats count once."""
+
+    max_items: int = 100
+
+    def parse(self, raw: str) -> frozenset[int]:
+        parts = raw.split(",")
+        if len(parts) > self.max_items:
+            raise self._bad(f"takes at most {self.max_items} ids, got {len(parts)}")
+        if not all(_ID.fullmatch(x) for x in parts):
+            raise self._bad(f"must be positive integer ids separated by commas, got {_show(raw)}")
+        return frozenset(int(x) for x in parts)
+
+    def json_schema(self) -> dict[str, Any]:
+        return {
+            "type": "string",
+            "pattern": rf"^{_ID.pattern}(,{_ID.pattern}){{0,{self.max_items - 1}}}$",
         }
 
 

@@ -90,6 +90,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "description": "live: re-scored at request time from the user's feedback",
         },
         genre=nullable(STR),
+        diversity=NUM | {"minimum": 0, "maximum": 1},
         recommendations=array(ref("Recommendation")),
     ),
     "RatedMovie": obj(

@@ -14,6 +14,8 @@ from api.http.endpoint import SERVED_FROM, Context, Endpoint, Reply
 from api.http.errors import NotFound, NotReady, StoreUnavailable
 from api.http.params import (
     ChoiceParam,
+    FractionParam,
+    IdListParam,
     IntParam,
     TextParam,
     cluster_id,
@@ -27,10 +29,11 @@ from api.routes.lists import ENDPOINTS as LIST_ENDPOINTS
 from api.routes.search import SEARCH_ENDPOINT
 from api.routes.writes import ENDPOINTS as USER_WRITES
 from api.services.live import rated_entries
-from api.services.recommendations import recommend
+from api.services.recommendations import ListRequest, recommend
 from api.web import page as web_page
 from api.web import static_asset
 
+MAX_EXCLUDE = 500  # fits gunicorn's request line (4,094 bytes) with six-digit movie ids
 RATED_SORT_KEYS = {
     "timestamp": lambda r: (r.get("timestamp", 0), r["movieId"]),
     "rating": lambda r: (r.get("rating", 0.0), r.get("timestamp", 0), r["movieId"]),
@@ -41,11 +44,18 @@ RATED_SORT_KEYS = {
 # --- users -----------------------------------------------------------------------------------
 
 
-def user_recommendations(ctx: Context, id: int, n: int, genre: str | None) -> dict:
-    pointer = ctx.pointer
+def user_recommendations(
+    ctx: Context,
+    id: int,
+    n: int,
+    genre: str | None,
+    diversity: float,
+    exclude: frozenset[int] | None,
+) -> dict:
     if genre is not None:
         genre = ctx.genre(genre)
-    return recommend(ctx.store, pointer, id, n, genre)
+    ask = ListRequest(n, genre, diversity, exclude or frozenset())
+    return recommend(ctx.store, ctx.pointer, id, ask)
 
 
 def user_rated(ctx: Context, id: int, page: int, per_page: int, sort: str, order: str) -> dict:
@@ -300,10 +310,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         user_recommendations,
         "A user's top recommendations",
         description=(
-            "The user's precomputed top list (rank order), optionally only one genre, cut to n. "
-            "A user without a list gets a labelled fallback (source fallback_cluster or "
-            "fallback_popular) of movies they have not rated, with predicted_rating null. "
-            "With a genre filter fewer than n items may come back (50 are precomputed)."
+            "The user's precomputed top list (rank order), optionally only one genre and without "
+            "the movies in exclude, cut to n; diversity above 0 re-ranks the list's candidates "
+            "for variety in genres first. A user without a list gets a labelled fallback (source "
+            "fallback_cluster or fallback_popular) of movies they have not rated, with "
+            "predicted_rating null. With a genre filter or exclusions fewer than n items may come "
+            "back (50 are precomputed)."
         ),
         params=(
             user_id(),
@@ -316,6 +328,18 @@ ENDPOINTS: tuple[Endpoint, ...] = (
                 "Crime, Documentary, Drama, Fantasy, Film-Noir, Horror, IMAX, "
                 "Musical, Mystery, Romance, Sci-Fi, Thriller, War, Western for "
                 "the bundled data)",
+            ),
+            FractionParam(
+                name="diversity",
+                default=0.0,
+                description="0 to 1: how much variety (0: the list as ranked; 1: every next movie "
+                "as unlike the ones before it in genres as the list allows). Maximal marginal "
+                "relevance over genre similarity",
+            ),
+            IdListParam(
+                name="exclude",
+                max_items=MAX_EXCLUDE,
+                description=f"movie ids to leave out, separated by commas (at most {MAX_EXCLUDE})",
             ),
         ),
         response="Recommendations",

@@ -12,34 +12,61 @@ list, or a labelled fallback when there is none.
   ``artifacts.popular``) the user has not rated.
 
 Fallback items have ``predicted_rating: null``: no model estimate was made for them.
+
+Whatever the source, movies in ``exclude`` are left out, and ``diversity`` > 0 re-ranks every
+remaining candidate (up to the list's 50, with the genre filter) for variety before the cut to
+``n`` (``contract.diversity``); ``diversity`` 0 is the list as it was.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from api.http.errors import NotFound
 from api.http.views import has_genre, movie_summary
 from api.services.live import live_list, read_training_ratings
 from api.store.serving import ServingStore
+from contract.diversity import genre_similarity, rerank
 from contract.schema import REASON_TEXTS
 
 USER_FIELDS = ("cluster", "top", "model_version")
 
 
+@dataclass(frozen=True)
+class ListRequest:
+    """What a caller asks of a list besides its user."""
+
+    n: int = 10
+    genre: str | None = None
+    diversity: float = 0.0
+    exclude: frozenset[int] = frozenset()
+
+    @property
+    def limit(self) -> int | None:
+        """How many candidates a source must give: n, or all it has when they are re-ranked."""
+        return self.n if self.diversity == 0.0 else None
+
+    def wants(self, movie_id: int, details: Mapping | None) -> bool:
+        return movie_id not in self.exclude and has_genre(details, self.genre)
+
+    def cut(self, items: list[dict]) -> list[dict]:
+        if self.diversity == 0.0:
+            return items[: self.n]
+        places = rerank(genre_similarity([i["genres"] for i in items]), self.diversity, self.n)
+        return [items[p] for p in places]
+
+
 def recommend(
-    store: ServingStore, pointer: Mapping, user_id: int, n: int, genre: str | None
+    store: ServingStore, pointer: Mapping, user_id: int, ask: ListRequest
 ) -> dict[str, Any]:
     profile = store.live.profile(user_id)
+    head = {"userId": user_id, "model_version": pointer["version"]}
+    asked = {"genre": ask.genre, "diversity": ask.diversity}
     if profile is not None:
-        return {
-            "userId": user_id,
-            "model_version": pointer["version"],
-            "source": "live",
-            "genre": genre,
-            "recommendations": live_items(store, pointer, user_id, profile, n, genre),
-        }
+        items = live_items(store, pointer, user_id, profile, ask)
+        return {**head, "source": "live", **asked, "recommendations": items}
     # served documents never change: a user's list is read once per version and process
     user = store.cached(
         pointer, ("user", user_id), lambda: _compact(store.user(pointer, user_id, USER_FIELDS))
@@ -49,16 +76,12 @@ def recommend(
     top = user["top"]
     if top:
         source = "precomputed"
-        items = _precomputed(store, pointer, top, n, genre)
+        items = ask.cut(_precomputed(store, pointer, top, ask))
     else:
-        source, items = _fallback(store, pointer, user_id, user.get("cluster"), n, genre)
-    return {
-        "userId": user_id,
-        "model_version": pointer["version"],
-        "source": source,
-        "genre": genre,
-        "recommendations": items,
-    }
+        items = ask.cut(_fallback(store, pointer, user_id, user.get("cluster"), ask))
+        from_cluster = any(i["reason"]["kind"] == "cluster_favourite" for i in items)
+        source = "fallback_cluster" if from_cluster else "fallback_popular"
+    return {**head, "source": source, **asked, "recommendations": items}
 
 
 _SHARED: dict = {}  # equal reasons of all cached lists share one object
@@ -88,7 +111,7 @@ def _compact(user: Mapping | None) -> dict | None:
 
 
 def live_items(
-    store: ServingStore, pointer: Mapping, user_id: int, profile: Mapping, n: int, genre: str | None
+    store: ServingStore, pointer: Mapping, user_id: int, profile: Mapping, ask: ListRequest
 ) -> list[dict]:
     """The re-scored list of a user with live feedback (see ``api.services.live``)."""
     result, reasons = live_list(store, pointer, user_id, profile)
@@ -98,58 +121,55 @@ def live_items(
         result.movie_ids, result.scores, result.predicted, reasons
     ):
         d = details.get(int(mid))
-        if d is None or not has_genre(d, genre):
+        if d is None or not ask.wants(int(mid), d):
             continue
         items.append(_item(int(mid), d, round(float(predicted), 3), round(float(score), 5), reason))
-        if len(items) == n:
+        if len(items) == ask.limit:
             break
-    return items
+    return ask.cut(items)
 
 
-def _precomputed(store, pointer, top, n, genre) -> list[dict]:
-    wanted = top if genre is not None else top[:n]  # a genre filter may need the whole list
+def _precomputed(store, pointer, top, ask: ListRequest) -> list[dict]:
+    wanted = top[: ask.n] if ask.limit and not ask.genre and not ask.exclude else top
     details = store.movie_details(pointer, (e[0] for e in wanted))
     items = []
     for mid, score, predicted, reason in wanted:
-        if not has_genre(details.get(mid), genre):
+        if not ask.wants(mid, details.get(mid)):
             continue
         items.append(
             _item(mid, details.get(mid), predicted, score, dict(reason) if reason else None)
         )
-        if len(items) == n:
+        if len(items) == ask.limit:
             break
     return items
 
 
-def _fallback(store, pointer, user_id, cluster_id, n, genre) -> tuple[str, list[dict]]:
+def _fallback(store, pointer, user_id, cluster_id, ask: ListRequest) -> list[dict]:
+    """The cluster's favourites the user has not rated, then the most popular movies."""
     rated = set(read_training_ratings(store, pointer, user_id)[0].tolist())
     candidates: list[tuple[int, float | None, dict]] = []  # movieId, score, reason
-    from_cluster = 0
     if isinstance(cluster_id, int):
         cluster = store.clusters(pointer).get(cluster_id) or {}
         for fav in cluster.get("top_movies") or ():
             mid = int(fav["movieId"])
             if mid not in rated:
                 candidates.append((mid, fav.get("score"), _reason_of("cluster_favourite")))
-        from_cluster = len(candidates)
     seen = {c[0] for c in candidates}
     for mid in store.model(pointer).popular:
         if mid not in rated and mid not in seen:
             candidates.append((mid, None, _reason_of("popular")))
     details = store.movie_details(pointer, (c[0] for c in candidates))
     items = []
-    n_cluster_items = 0
-    for i, (mid, score, reason) in enumerate(candidates):
+    for mid, score, reason in candidates:
         d = details.get(mid)
-        if d is None or not has_genre(d, genre):
+        if d is None or not ask.wants(mid, d):
             continue
         if score is None:
             score = (d.get("stats") or {}).get("popularity")
         items.append(_item(mid, d, None, score, reason))
-        n_cluster_items += i < from_cluster
-        if len(items) == n:
+        if len(items) == ask.limit:
             break
-    return ("fallback_cluster" if n_cluster_items else "fallback_popular"), items
+    return items
 
 
 def _reason_of(kind: str) -> dict[str, str]:

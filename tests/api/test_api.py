@@ -205,6 +205,44 @@ def test_recommendations_genre_filter_then_cut(app, served):
     )
 
 
+def ild(items) -> float:
+    """Intra-list diversity: mean genre distance (1 - Jaccard) of two listed movies."""
+    from contract.diversity import genre_similarity
+
+    sim = genre_similarity([i["genres"] for i in items])
+    pairs = [(a, b) for a in range(len(items)) for b in range(a + 1, len(items))]
+    return sum(1 - sim[a, b] for a, b in pairs) / len(pairs)
+
+
+def test_diversity_reranks_the_list_for_variety_and_exclude_leaves_movies_out(app, served, spec):
+    user = served.coll(schema.USERS).find_one({"_id": 1})
+    ids = [t["movieId"] for t in user["top"]]
+    plain = app.get("/user/1/recommendation?n=10").json
+    assert plain["diversity"] == 0
+    assert app.get("/user/1/recommendation?n=10&diversity=0").json == plain
+    varied = app.get("/user/1/recommendation?n=10&diversity=0.6").json
+    validator(spec, "Recommendations").validate(varied)
+    got = [i["movieId"] for i in varied["recommendations"]]
+    assert varied["diversity"] == 0.6 and len(got) == 10 and set(got) <= set(ids)
+    assert got[0] == ids[0] and got != ids[:10]  # the best stays first; the rest change
+    assert ild(varied["recommendations"]) > ild(plain["recommendations"])
+    listed = {i["movieId"]: i for i in plain["recommendations"]}
+    for item in varied["recommendations"]:  # the same items, scores and reasons, re-ordered
+        if item["movieId"] in listed:
+            assert item == listed[item["movieId"]]
+
+    left_out = f"{ids[0]},{ids[3]},999999"
+    body = app.get(f"/user/1/recommendation?n=10&exclude={left_out}").json
+    assert [i["movieId"] for i in body["recommendations"]] == [
+        m for m in ids if m not in (ids[0], ids[3])
+    ][:10]
+    both = app.get(f"/user/1/recommendation?n=10&exclude={left_out}&diversity=1").json
+    assert not {ids[0], ids[3]} & {i["movieId"] for i in both["recommendations"]}
+    cold = app.get(f"/user/{COLD_USER}/recommendation?n=8&diversity=1").json
+    assert cold["source"] in ("fallback_cluster", "fallback_popular")
+    assert len(cold["recommendations"]) == 8
+
+
 def test_user_without_a_list_gets_labelled_cluster_fallback(app, served, spec):
     favourites = [
         m["movieId"] for m in served.coll(schema.CLUSTERS).find_one({"_id": 1})["top_movies"]
@@ -244,6 +282,15 @@ def test_recommendation_bad_input(app):
         ("n[$gt]=1", "unknown"),
         ("genre=", "genre"),
         ("x=1", "allowed"),
+        ("diversity=7", "'diversity'"),
+        ("diversity=-0.1", "'diversity'"),
+        ("diversity=nan", "'diversity'"),
+        ("diversity=", "'diversity'"),
+        ("exclude=", "'exclude'"),
+        ("exclude=1,,2", "'exclude'"),
+        ("exclude=0", "'exclude'"),
+        ("exclude=%7B%22%24gt%22%3A0%7D", "'exclude'"),
+        ("exclude=" + ",".join(map(str, range(1, 10_001))), "at most 500"),
     ]:
         assert_error(
             app.get(f"/user/1/recommendation?{query}", expect_errors=True), 400, "bad_request", word
