@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from contract.diversity import jaccard, rerank
 from pipeline.evaluation.metrics import (
     beyond_accuracy,
     mae,
@@ -20,6 +21,9 @@ from pipeline.runtime import map_blocks
 from pipeline.train import FittedModels
 
 log = logging.getLogger("pipeline")
+
+CANDIDATES = 50  # what ``diversity`` re-ranks: a stored list's length (``PipelineConfig.top_n``)
+CURVE_USERS = 5_000  # the diversity curve's users, at most (a seeded sample)
 
 
 def bias_baseline(models: FittedModels, pairs: pd.DataFrame) -> np.ndarray:
@@ -175,7 +179,8 @@ def evaluate_topn(
     """Top-k metrics of the recommender and of the popularity baseline on held-out items."""
     relevant = test[test["rating"] >= threshold][["userId", "movieId", "rating"]].compute()
     users = np.unique(test["userId"].unique().compute().to_numpy())
-    recs = top_n_frame(models, users, k, client)
+    candidates = top_n_frame(models, users, max(k, CANDIDATES), client)
+    recs = candidates[candidates["rank"] <= k]  # the same first k as a list of k
     matrix, movies = models.matrix, models.features.movies
     catalogue = len(matrix.item_ids)
     user_counts = pd.Series(np.diff(matrix.csr.indptr), index=matrix.user_ids)
@@ -186,7 +191,61 @@ def evaluate_topn(
             **topn_metrics(lists, relevant, k, threshold, catalogue, user_counts),
             **beyond_accuracy(lists, movies["n_ratings"], len(matrix.user_ids), genres, k),
         }
+    out["diversity_curve"] = diversity_curve(
+        candidates, relevant, k, threshold, catalogue, genres, movies["n_ratings"], len(user_counts)
+    )
     return out, recs
+
+
+def diversity_curve(
+    candidates: pd.DataFrame,
+    relevant: pd.DataFrame,
+    k: int,
+    threshold: float,
+    catalogue: int,
+    genres: pd.DataFrame,
+    item_counts: pd.Series,
+    n_users: int,
+    steps=(0.0, 0.2, 0.4, 0.6, 0.8, 1.0),
+    max_users: int = CURVE_USERS,
+    seed: int = 0,
+) -> list[dict]:
+    """NDCG@k, intra-list diversity, coverage@k and novelty of the lists re-ranked with each
+    ``diversity`` of ``steps`` (``contract.diversity``, as the API does with the served lists),
+    over at most ``max_users`` of the listed users (a seeded sample)."""
+    users = candidates["userId"].unique()
+    if len(users) > max_users:
+        users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
+    lists = candidates[candidates["userId"].isin(users)].sort_values(["userId", "rank"])
+    bounds = np.flatnonzero(np.r_[True, np.diff(lists["userId"].to_numpy()) != 0, True])
+    movies = lists["movieId"].to_numpy(np.int64)
+    table = genres.reindex(movies).fillna(0).to_numpy(np.float64)
+    per_user = [
+        (lists["userId"].iat[lo], movies[lo:hi], jaccard(table[lo:hi]))
+        for lo, hi in zip(bounds[:-1], bounds[1:])
+    ]
+    scored = relevant[relevant["userId"].isin(users)]
+    curve = []
+    for d in steps:
+        rows = [
+            (user, rank, int(m))
+            for user, ids, sim in per_user
+            for rank, m in enumerate(ids[rerank(sim, d, k)], start=1)
+        ]
+        top = pd.DataFrame(rows, columns=["userId", "rank", "movieId"])
+        acc = topn_metrics(top, scored, k, threshold, catalogue)
+        more = beyond_accuracy(top, item_counts, n_users, genres, k)
+        curve.append(
+            {
+                "diversity": d,
+                f"ndcg@{k}": acc[f"ndcg@{k}"],
+                "intra_list_diversity": more["diversity"],
+                f"coverage@{k}": acc[f"coverage@{k}"],
+                "novelty": more["novelty"],
+                "users": len(per_user),
+            }
+        )
+    return curve
 
 
 def popularity_lists(
@@ -276,6 +335,25 @@ def write_report(
         fig.savefig(out_dir / "ndcg_by_activity.png", dpi=110)
         plt.close(fig)
 
+    curve = topn.get("diversity_curve") or []
+    if curve:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        x = [c["intra_list_diversity"] for c in curve]
+        y = [c[f"ndcg@{k}"] for c in curve]
+        ax.plot(x, y, marker="o")
+        for c, xi, yi in zip(curve, x, y):
+            ax.annotate(
+                f"{c['diversity']:.1f}", (xi, yi), textcoords="offset points", xytext=(4, 4)
+            )
+        ax.set(
+            title=f"NDCG@{k} against intra-list diversity (labels: diversity=)",
+            xlabel="intra-list genre diversity",
+            ylabel=f"NDCG@{k}",
+        )
+        fig.tight_layout()
+        fig.savefig(out_dir / "diversity_curve.png", dpi=110)
+        plt.close(fig)
+
     if clusters is not None and len(clusters):
         fig, ax = plt.subplots(figsize=(6, 0.4 * len(clusters) + 1))
         ax.barh(
@@ -348,6 +426,22 @@ def report_markdown(report: dict, clusters: pd.DataFrame | None) -> str:
     )
     if bounds:
         lines += ["", f"User activity thirds (training ratings): {bounds}."]
+    curve = t.get("diversity_curve") or []
+    if curve:
+        lines += [
+            "",
+            f"More variety on request (`diversity=`, {curve[0]['users']} users): the first {k} of "
+            f"each user's list re-ranked by maximal marginal relevance over genre similarity.",
+            "",
+            f"| diversity | NDCG@{k} | intra-list diversity | Cov@{k} | novelty |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {c['diversity']:.1f} | {c[f'ndcg@{k}']:.4f} | {c['intra_list_diversity']:.3f} "
+            f"| {c[f'coverage@{k}']:.4f} | {c['novelty']:.2f} |"
+            for c in curve
+        ]
+        lines += ["", "![diversity curve](diversity_curve.png)"]
     lines += [
         "",
         "![ndcg by activity](ndcg_by_activity.png)",

@@ -161,8 +161,17 @@ def test_evaluation_report_written(published):
         "error_distribution.png",
         "rmse_by_activity.png",
         "clusters.png",
+        "diversity_curve.png",
     ):
         assert (first.run_dir / f).stat().st_size > 0
+    topn = first.report["topn"]
+    curve = topn["diversity_curve"]
+    assert [c["diversity"] for c in curve] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    # diversity 0 is the evaluated list itself; more of it gives lists of more varied genres
+    assert curve[0]["ndcg@10"] == pytest.approx(topn["model"]["ndcg@10"])
+    assert curve[0]["intra_list_diversity"] == pytest.approx(topn["model"]["diversity"])
+    assert curve[-1]["intra_list_diversity"] > curve[0]["intra_list_diversity"]
+    assert "More variety on request" in (first.run_dir / "report.md").read_text()
 
 
 def test_runs_on_an_existing_cluster_by_scheduler_address(mongo_client, config):
