@@ -162,7 +162,22 @@ def test_all_similar_on_the_workers_is_the_same_as_in_process(bundled, dask_clus
     expected = all_similar(sim)
     with Client(dask_cluster.scheduler_address) as client:
         on_workers = all_similar(sim, client)
-    assert list(on_workers) == sorted(expected) and on_workers == expected
+    assert list(on_workers) == sorted(expected)
+    for movie, here in expected.items():
+        same_up_to_rounding(on_workers[movie], here)
+
+
+def same_up_to_rounding(a, b, tol: float = 1e-5) -> None:
+    """Two similar lists, equal but for float32 rounding: a worker's BLAS runs one thread, this
+    process's two, and the dense content product may round differently in the last bit. So the
+    scores agree within ``tol`` place by place, and a movie in one list but not at that place
+    in the other ties (within ``tol``) with what stands there."""
+    assert len(a) == len(b)
+    np.testing.assert_allclose([s for _, s in a], [s for _, s in b], rtol=0, atol=tol)
+    where_b = dict(b)
+    for (m, s), (other, s_other) in zip(a, b):
+        if m != other:
+            assert abs(s - s_other) <= tol and (m not in where_b or abs(where_b[m] - s) <= tol)
 
 
 def test_a_copy_without_rows_scores_blocks_from_the_rows_given(bundled):
