@@ -124,6 +124,9 @@ class Reason(TypedDict):
     kind: ReasonKind
     movieId: NotRequired[int]  # the liked movie, for kind == "because_you_liked"
     text: str  # human-readable, e.g. "Because you liked Heat (1995)"
+    # added by the API when it answers (never stored): what the reason rests on, e.g. the terms
+    # the two movies share (contract.reasons)
+    evidence: NotRequired[list[str]]
 
 
 class TopEntry(TypedDict):
@@ -174,6 +177,7 @@ class MovieDoc(TypedDict):
     stats: MovieStats
     similar: list[SimilarEntry]  # best first
     search: MovieSearch
+    terms: list[str]  # genres, tags and keywords other movies share too, rarest first (evidence)
 
 
 class MetadataDoc(TypedDict):

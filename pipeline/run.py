@@ -17,6 +17,7 @@ from pipeline.data.feedback import read_feedback, with_feedback
 from pipeline.data.movielens import MovieLensData, load_movielens
 from pipeline.data.splitting import split_ratings
 from pipeline.evaluation.holdout import evaluate_ratings, evaluate_topn, write_report
+from pipeline.features.tables import movie_terms, telling_terms
 from pipeline.models.clustering import describe_clusters
 from pipeline.models.similarity import all_similar
 from pipeline.progress import Steps
@@ -216,9 +217,14 @@ def load_store(
     staging = store.stage(version)
     try:
         with steps.step("store: movies, metadata, clusters"):
-            counts[schema.MOVIES] = staging.insert(
-                schema.MOVIES, documents.movie_docs(cat, models, similar)
+            terms = telling_terms(
+                movie_terms(data.movies, data.tags, data.links, refit.metadata),
+                dict(zip(cat.index.astype(int), cat["genres"])),
             )
+            counts[schema.MOVIES] = staging.insert(
+                schema.MOVIES, documents.movie_docs(cat, models, similar, terms)
+            )
+            del terms
             counts[schema.METADATA] = staging.insert(
                 schema.METADATA, documents.metadata_docs(cat, data.tags)
             )

@@ -73,6 +73,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
         text=STR,
         movieId=INT | {"description": "the liked movie (kind because_you_liked)"},
+        evidence=array(STR)
+        | {
+            "description": "what the reason rests on, from the data: the genres, tags and TMDB "
+            "keywords the liked movie and this one share (rarest first), or the genres of "
+            "this movie that drive the user's taste group or that they picked; absent when "
+            "there is nothing to show"
+        },
     ),
     "Recommendation": obj(
         **_MOVIE,

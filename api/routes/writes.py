@@ -22,7 +22,7 @@ from api.services.live import (
     record,
     require_movies,
 )
-from api.services.recommendations import ListRequest, live_items
+from api.services.recommendations import ListRequest, live_items, with_evidence
 from contract import schema
 
 #: MovieLens 1M's age groups and occupations (the questionnaire's optional answers).
@@ -147,7 +147,9 @@ def create_user(ctx: Context, n: int, body: dict) -> Reply:
     store.live.begin_write(uid)
     store.online(schema.PROFILES).insert_one(profile)
     store.live.end_write(uid, profile["rev"])
-    items = live_items(store, pointer, uid, profile, ListRequest(n))
+    items = with_evidence(
+        store, pointer, live_items(store, pointer, uid, profile, ListRequest(n)), cluster, genres
+    )
     return Reply(
         {
             "userId": uid,

@@ -29,6 +29,7 @@ from api.http.views import has_genre, movie_summary
 from api.services.live import live_list, read_training_ratings
 from api.store.serving import ServingStore
 from contract.diversity import genre_similarity, rerank
+from contract.reasons import SHOWN, explained, shared_terms
 from contract.schema import REASON_TEXTS
 
 USER_FIELDS = ("cluster", "top", "model_version")
@@ -66,6 +67,7 @@ def recommend(
     asked = {"genre": ask.genre, "diversity": ask.diversity}
     if profile is not None:
         items = live_items(store, pointer, user_id, profile, ask)
+        items = with_evidence(store, pointer, items, profile.get("cluster"), profile.get("genres"))
         return {**head, "source": "live", **asked, "recommendations": items}
     # served documents never change: a user's list is read once per version and process
     user = store.cached(
@@ -81,7 +83,43 @@ def recommend(
         items = ask.cut(_fallback(store, pointer, user_id, user.get("cluster"), ask))
         from_cluster = any(i["reason"]["kind"] == "cluster_favourite" for i in items)
         source = "fallback_cluster" if from_cluster else "fallback_popular"
+    items = with_evidence(store, pointer, items, user.get("cluster"))
     return {**head, "source": source, **asked, "recommendations": items}
+
+
+def with_evidence(
+    store: ServingStore,
+    pointer: Mapping,
+    items: list[dict],
+    cluster: Any = None,
+    genres: Any = None,
+) -> list[dict]:
+    """The items with each reason's evidence (``contract.reasons``): the terms a liked movie
+    shares with the item, the persona genres of the user's ``cluster`` the item has, the stated
+    ``genres`` it has. New reason objects: the ones given may be cached."""
+    seeds = [i["reason"]["movieId"] for i in items if (i.get("reason") or {}).get("movieId")]
+    details = store.movie_details(pointer, [*(i["movieId"] for i in items), *seeds])
+    persona: list[str] = []
+    if isinstance(cluster, int):
+        persona = [str(g) for g in (store.clusters(pointer).get(cluster) or {}).get("persona", ())]
+    stated = [str(g) for g in genres or ()]
+    out = []
+    for item in items:
+        reason = item.get("reason")
+        if not reason:
+            out.append(item)
+            continue
+        kind, terms = reason.get("kind"), (details.get(item["movieId"]) or {}).get("terms") or ()
+        evidence: list[str] = []
+        if kind == "because_you_liked" and reason.get("movieId") is not None:
+            seed = details.get(int(reason["movieId"])) or {}
+            evidence = shared_terms(terms, seed.get("terms") or ())
+        elif kind in ("cluster_favourite", "taste_match"):
+            evidence = [g for g in persona if g in item["genres"]][:SHOWN]
+        elif kind == "genre_match":
+            evidence = [g for g in stated if g in item["genres"]][:SHOWN]
+        out.append({**item, "reason": explained(reason, evidence)})
+    return out
 
 
 _SHARED: dict = {}  # equal reasons of all cached lists share one object

@@ -41,7 +41,7 @@ log = logging.getLogger("api.store")
 T = TypeVar("T")
 
 #: Fields of a movie shown wherever a movie appears in a response.
-MOVIE_DETAIL_FIELDS = ("title", "name", "year", "genres", "poster_url", "stats")
+MOVIE_DETAIL_FIELDS = ("title", "name", "year", "genres", "poster_url", "stats", "terms")
 MOVIE_DETAIL_PROJECTION = {name: 1 for name in MOVIE_DETAIL_FIELDS}
 _MEMORY_ONLY: ContextVar[bool] = ContextVar("movietime_memory_only", default=False)
 

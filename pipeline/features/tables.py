@@ -15,7 +15,7 @@ bit (``tests/pipeline/features/test_tables.py`` checks this).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -348,11 +348,27 @@ def movie_text(
     links: pd.DataFrame | None = None,
     metadata: pd.DataFrame | None = None,
 ) -> pd.Series:
-    """movieId -> lower-case text of its genres, distinct user tags and TMDB keywords.
+    """movieId -> lower-case text of its genres, distinct user tags and TMDB keywords
+    (``movie_terms`` joined by spaces)."""
+    terms = movie_terms(movies, tags, links, metadata)
+    return pd.Series(
+        [" ".join(t) for t in terms.values()],
+        index=pd.Index(np.fromiter(terms, np.int64, len(terms)), name="movieId"),
+        name="text",
+        dtype=object,
+    )
 
-    Multi-word tags and keywords are kept whole (joined by spaces). ``metadata`` needs ``tmdbId``
-    and ``keywords`` (list of str) and is matched through ``links`` (movieId -> tmdbId).
-    """
+
+def movie_terms(
+    movies: pd.DataFrame,
+    tags: pd.DataFrame | None = None,
+    links: pd.DataFrame | None = None,
+    metadata: pd.DataFrame | None = None,
+) -> dict[int, list[str]]:
+    """movieId -> its distinct lower-case terms, in ``movies`` order: genres, then user tags
+    (sorted), then TMDB keywords. Multi-word tags and keywords are kept whole. ``metadata``
+    needs ``tmdbId`` and ``keywords`` (list of str) and is matched through ``links`` (movieId ->
+    tmdbId)."""
     ids = movies["movieId"].to_numpy(np.int64)
     pieces: dict[int, list[str]] = {
         int(m): [g.lower() for g in _genre_list(v)] for m, v in zip(ids, movies["genres"])
@@ -374,8 +390,30 @@ def movie_text(
         for movie, words in zip(joined["movieId"].to_numpy(np.int64), joined["keywords"]):
             if int(movie) in pieces:
                 pieces[int(movie)].extend(str(w).strip().lower() for w in _genre_list(words))
-    text = [" ".join(dict.fromkeys(pieces[int(m)])) for m in ids]
-    return pd.Series(text, index=pd.Index(ids, name="movieId"), name="text", dtype=object)
+    return {m: list(dict.fromkeys(p)) for m, p in pieces.items()}
+
+
+def telling_terms(
+    terms: Mapping[int, list[str]],
+    genres: Mapping[int, Iterable[str]] | None = None,
+    max_terms: int = 12,
+    min_movies: int = 2,
+) -> dict[int, list[str]]:
+    """Each movie's terms that at least ``min_movies`` movies have (so two movies can share
+    them), rarest in the catalogue first (ties by term), at most ``max_terms``, then its
+    ``genres`` (lower-case) not among them: what a reason shows as the evidence two movies share
+    (``contract.reasons``), the specific first and the genres when nothing more specific is."""
+    counts: dict[str, int] = {}
+    for ts in terms.values():
+        for t in ts:
+            counts[t] = counts.get(t, 0) + 1
+    out = {}
+    for m, ts in terms.items():
+        rare = sorted((t for t in ts if counts[t] >= min_movies), key=lambda t: (counts[t], t))
+        rare = rare[:max_terms]
+        kinds = [g.lower() for g in (genres or {}).get(m, ())]
+        out[m] = rare + [g for g in dict.fromkeys(kinds) if g not in rare]
+    return out
 
 
 def weekday(timestamps) -> np.ndarray:

@@ -53,9 +53,15 @@ def _poster(row) -> str | None:
 
 
 def movie_docs(
-    cat: pd.DataFrame, models: FittedModels, similar: Mapping[int, list]
+    cat: pd.DataFrame,
+    models: FittedModels,
+    similar: Mapping[int, list],
+    terms: Mapping[int, list[str]] | None = None,
 ) -> Iterator[dict]:
+    """``terms``: each movie's terms a reason may show as evidence, rarest first
+    (``pipeline.features.tables.telling_terms``)."""
     stats = models.features.movies
+    terms = terms or {}
     for movie_id, row in cat.iterrows():
         s = stats.loc[movie_id] if movie_id in stats.index else None
         name = display_name(row.get("name") or row["title"])
@@ -81,6 +87,7 @@ def movie_docs(
                 for m, sc in similar.get(int(movie_id), [])
             ],
             "search": {"key": search_key(name)},
+            "terms": list(terms.get(int(movie_id), ())),
         }
 
 

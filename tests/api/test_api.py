@@ -243,6 +243,35 @@ def test_diversity_reranks_the_list_for_variety_and_exclude_leaves_movies_out(ap
     assert len(cold["recommendations"]) == 8
 
 
+def test_reasons_carry_the_evidence_they_rest_on(app, served, spec):
+    """Each "because you liked" reason of a precomputed list is the stored reason with the terms
+    the two movie documents share; a cluster favourite shows the persona genres it has."""
+    from contract.reasons import explained, shared_terms
+
+    movies = served.coll(schema.MOVIES)
+    shown = 0
+    for user in (1, 2, 3):
+        stored = {
+            t["movieId"]: t["reason"]
+            for t in served.coll(schema.USERS).find_one({"_id": user})["top"]
+        }
+        for item in app.get(f"/user/{user}/recommendation?n=10").json["recommendations"]:
+            reason = item["reason"]
+            if reason["kind"] == "because_you_liked":
+                terms = movies.find_one({"_id": item["movieId"]})["terms"]
+                seed = movies.find_one({"_id": reason["movieId"]})["terms"]
+                evidence = shared_terms(terms, seed)
+                assert reason == explained(stored[item["movieId"]], evidence)
+                shown += bool(evidence)
+    assert shown >= 10
+    cold = app.get(f"/user/{COLD_USER}/recommendation?n=5").json
+    validator(spec, "Recommendations").validate(cold)
+    persona = served.coll(schema.CLUSTERS).find_one({"_id": 1})["persona"]
+    for item in cold["recommendations"]:
+        assert item["reason"].get("evidence", []) == [g for g in persona if g in item["genres"]]
+        assert item["reason"]["text"].startswith("A favourite of viewers with tastes like yours")
+
+
 def test_user_without_a_list_gets_labelled_cluster_fallback(app, served, spec):
     favourites = [
         m["movieId"] for m in served.coll(schema.CLUSTERS).find_one({"_id": 1})["top_movies"]

@@ -110,6 +110,15 @@ def test_onboarding_answers_user_token_cluster_and_a_personal_list(app, served):
         and r["reason"]["movieId"] in (*STAR_WARS, MATRIX)
         for r in recs
     )
+    # each reason shows what it rests on: a liked movie's shared terms, a picked genre
+    for r in recs:
+        if r["reason"]["kind"] == "genre_match":
+            assert r["reason"]["evidence"] == [g for g in SCIFI_FANS["genres"] if g in r["genres"]]
+    liked = [r for r in recs if r["reason"]["kind"] == "because_you_liked"]
+    assert any(r["reason"].get("evidence") for r in liked)
+    assert all(
+        r["reason"]["text"].count(": also ") == bool(r["reason"].get("evidence")) for r in liked
+    )
     # the same list on the GET route, labelled live
     res = app.get(f"/user/{body['userId']}/recommendation")
     assert res.json["source"] == "live" and ids(res) == ids(body)

@@ -118,6 +118,9 @@ def test_movie_and_metadata_documents(published):
     assert toy["poster_url"].startswith("https://image.tmdb.org/")
     assert len(toy["similar"]) > 0 and all(s["movieId"] != 1 for s in toy["similar"])
     assert toy["search"]["key"] == "toy story"
+    # the terms a reason may show: shared with other movies, the specific before the genres
+    assert {g.lower() for g in toy["genres"]} <= set(toy["terms"])
+    assert "pixar" in toy["terms"]
     meta = store.collection(schema.METADATA).find_one({"_id": 1})
     assert meta["runtime"] == 81 and meta["overview"] and meta["source"] != "movielens"
     assert "pixar" in " ".join(meta["tags"]).lower() or meta["keywords"]
