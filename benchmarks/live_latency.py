@@ -585,7 +585,7 @@ def rescore_in_process(
     each time: always a cache miss), ``repeats`` times per group, in this process. A data-set
     user's profile likes one movie of their precomputed list; a new user's is a questionnaire."""
     from api.services.live import NEW_USER_BASE, read_training_ratings, signals
-    from api.services.recommendations import live_items
+    from api.services.recommendations import ListRequest, live_items
     from api.store.serving import ServingStore
     from contract.live_model import recommend_live
 
@@ -629,7 +629,7 @@ def rescore_in_process(
             users
         ) in cases.values():  # as in a warm worker: the live model loaded, movie details cached
             for uid, make_profile in users:
-                live_items(store, pointer, uid, make_profile(), plan.n, None)
+                live_items(store, pointer, uid, make_profile(), ListRequest(plan.n))
         for group, users in cases.items():
             for i in range(repeats):
                 uid, make_profile = users[i % len(users)]
@@ -646,7 +646,7 @@ def rescore_in_process(
                 rec.add(group, COMPUTE, Answer(200, b"", ms, None, ms))
                 profile = make_profile()
                 t0 = time.perf_counter_ns()
-                items = live_items(store, pointer, uid, profile, plan.n, None)
+                items = live_items(store, pointer, uid, profile, ListRequest(plan.n))
                 ms = (time.perf_counter_ns() - t0) / 1e6
                 rec.add(group, LIVE_ITEMS, Answer(200, b"", ms, None, ms))
                 liked = {int(m) for m in profile["feedback"]} | {int(m) for m in profile["ratings"]}
@@ -664,7 +664,7 @@ def cold_start(settings, user_id: int, repeats: int = 3) -> dict[str, list[float
     """The first live request of a fresh process, in ms: the ``LiveModel`` load from the store
     alone (``ServingStore.live_model``), and a whole first ``live_items`` on a fresh store (the
     load, the user's and the similar movies' reads, cold caches)."""
-    from api.services.recommendations import live_items
+    from api.services.recommendations import ListRequest, live_items
     from api.store.serving import ServingStore
 
     out: dict[str, list[float]] = {
@@ -686,7 +686,7 @@ def cold_start(settings, user_id: int, repeats: int = 3) -> dict[str, list[float
                 if what.startswith("LiveModel"):
                     store.live_model(pointer)
                 else:
-                    live_items(store, pointer, user_id, profile, 10, None)
+                    live_items(store, pointer, user_id, profile, ListRequest(10))
                 out[what].append((time.perf_counter_ns() - t0) / 1e6)
             finally:
                 store.close()
