@@ -21,6 +21,14 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
+def split_args(p) -> None:
+    """``--split`` (the peer harness's reference user-holdout split) and ``--movies``."""
+    p.add_argument(
+        "--split", default=str(SHARED / "bench" / "splits" / "ml-latest-small" / "user-holdout")
+    )
+    p.add_argument("--movies", default=str(SHARED / "data" / "ml-latest-small" / "movies.csv"))
+
+
 @contextlib.contextmanager
 def secantus(sync_on_commit: bool = True, cache_size: str = "1G"):
     """A SecantusDB server on a free loopback port with a temporary storage folder; yields its URL."""

@@ -22,7 +22,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from benchmarks._util import SHARED, best_of
+from benchmarks._util import best_of, split_args
 from benchmarks.operating_point import random_carve
 from contract.diversity import genre_similarity, rerank
 from pipeline.config import PipelineConfig
@@ -38,10 +38,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument(
-        "--split", default=str(SHARED / "bench" / "splits" / "ml-latest-small" / "user-holdout")
-    )
-    p.add_argument("--movies", default=str(SHARED / "data" / "ml-latest-small" / "movies.csv"))
+    split_args(p)
     p.add_argument("--steps", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1")
     args = p.parse_args(argv)
     t0 = time.perf_counter()

@@ -295,10 +295,14 @@ def recommend_live(
     n: int,
     neighbors: Mapping[int, list[tuple[int, float]]] | None = None,
     config: ScoringConfig = ScoringConfig(),
+    because: bool = True,
+    folded: tuple[np.ndarray, float] | None = None,
 ) -> LiveList:
     """A user's top ``n`` from ``signals``: the top-N model on their ratings and likes, minus
     everything rated, liked, disliked or hidden, with the similar movies of ``boost_sources``
-    (their lists in ``neighbors``) pulled up or down and stated genres preferred."""
+    (their lists in ``neighbors``) pulled up or down and stated genres preferred.
+    ``because=False`` leaves the "because" seeds out (all -1): most of a one-user list's time.
+    ``folded``: the user's :func:`fold_in`, when the caller has it already."""
     inputs = dict(signals.ratings)
     for m in signals.liked:
         inputs[m] = max(inputs.get(m, 0.0), LIKE_RATING)
@@ -348,16 +352,27 @@ def recommend_live(
     scorer = model.topn
     if cold and not config.cold_tail:
         scorer = replace(scorer, rules=replace(scorer.rules, head_size=n))
-    items, scores, because = scorer.for_ratings(cols, vals, n=n, exclude=exclude, adjust=adjust)
+    items, scores, seeds = scorer.for_ratings(
+        cols, vals, n=n, exclude=exclude, adjust=adjust, because=because
+    )
     ok = items[0] >= 0
     movie_ids = np.where(ok, model.movie_ids[np.maximum(items[0], 0)], -1)[ok]
-    because_ids = np.where(because[0] >= 0, model.movie_ids[np.maximum(because[0], 0)], -1)[ok]
-    f_ids, f_vals = signals.fold_in_rows()
-    vector, bias = model.mf.fold_in(f_ids, f_vals, config.fold_in_min_weight)
+    because_ids = np.where(seeds[0] >= 0, model.movie_ids[np.maximum(seeds[0], 0)], -1)[ok]
+    vector, bias = folded if folded is not None else fold_in(model, signals, config)
     predicted = np.clip(model.mf.predict_folded(vector, bias, movie_ids), 0.5, 5.0)
     return LiveList(
         movie_ids.astype(np.int64), scores[0][ok], because_ids.astype(np.int64), predicted
     )
+
+
+def fold_in(
+    model: LiveModel, signals: UserSignals, config: ScoringConfig = ScoringConfig()
+) -> tuple[np.ndarray, float]:
+    """The user's vector and bias in the rating model (``ItemFactors.fold_in`` of their ratings,
+    likes and dislikes): their predicted ratings are ``model.mf.predict_folded(vector, bias,
+    movie_ids)``."""
+    f_ids, f_vals = signals.fold_in_rows()
+    return model.mf.fold_in(f_ids, f_vals, config.fold_in_min_weight)
 
 
 def _bits(masks: np.ndarray) -> np.ndarray:

@@ -39,15 +39,16 @@ ACCOUNTS = "accounts"  # userId -> hashed token (API writes; pipeline token comm
 PROFILES = "profiles"  # userId -> live state and the append-only feedback events
 COUNTERS = "counters"  # id allocation for new users
 LISTS = "lists"  # shareable user lists
+GROUPS = "groups"  # users watching together
 
 #: Collections written as a whole per run and swapped in together.
 VERSIONED: tuple[str, ...] = (USERS, MOVIES, METADATA, CLUSTERS, LIVE_MODEL)
 #: Versioned collections that must not be empty when a version is published.
 REQUIRED_NONEMPTY: tuple[str, ...] = (USERS, MOVIES)
 #: Collections updated in place (history, pointer, online data).
-NON_VERSIONED: tuple[str, ...] = (MODELS, SERVING, ACCOUNTS, PROFILES, COUNTERS, LISTS)
+NON_VERSIONED: tuple[str, ...] = (MODELS, SERVING, ACCOUNTS, PROFILES, COUNTERS, LISTS, GROUPS)
 #: Online data written by the API: never touched by pipeline runs, rollbacks or cleanups.
-ONLINE: tuple[str, ...] = (ACCOUNTS, PROFILES, COUNTERS, LISTS)
+ONLINE: tuple[str, ...] = (ACCOUNTS, PROFILES, COUNTERS, LISTS, GROUPS)
 
 #: ``_id`` of the pointer document in ``serving``.
 POINTER_ID = "current"

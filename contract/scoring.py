@@ -64,9 +64,11 @@ class TopNScorer:
         n: int = 50,
         exclude: np.ndarray | None = None,
         adjust: Callable[[np.ndarray], None] | None = None,
+        because: bool = True,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Top-``n`` list for one user known only by ratings on matrix columns; see
-        ``TopNRecommender.recommend_for_ratings``."""
+        ``TopNRecommender.recommend_for_ratings``. ``because=False``: no "because" seeds (all
+        -1), which are most of the time of a one-user list."""
         cols = np.asarray(item_cols, dtype=np.int64).reshape(-1)
         vals = np.asarray(ratings, dtype=np.float32).reshape(-1)
         if cols.shape != vals.shape:
@@ -87,7 +89,7 @@ class TopNScorer:
             ex = ex[(ex >= 0) & (ex < len(self.col_to_model))]
             extra = self.col_to_model[ex]
             extra = extra[extra >= 0]
-        return self.lists(x, n, True, extra, adjust)
+        return self.lists(x, n, True, extra, adjust, because)
 
     def affinity(self, ratings: sp.csr_matrix):
         """Blended, per-user normalised affinity for rows of raw ratings (users x model

@@ -55,6 +55,10 @@ def build_spec(endpoints: Sequence[Endpoint], version: str = "1.0.0") -> dict[st
                 "name": "lists",
                 "description": "Shareable movie lists: anyone with the link reads, the owner edits",
             },
+            {
+                "name": "groups",
+                "description": "Watching together: a list for a group of users, made from theirs",
+            },
             {"name": "service", "description": "Health, metrics and documentation"},
         ],
         "paths": paths,

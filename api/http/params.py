@@ -208,6 +208,27 @@ IDEMPOTENCY_KEY = KeyParam(
 )
 
 
+MAX_EXCLUDE = 500  # fits gunicorn's request line (4,094 bytes) with six-digit movie ids
+
+
+def variety_params() -> tuple[FractionParam, IdListParam]:
+    """``diversity`` and ``exclude`` of a list (a user's, a group's)."""
+    return (
+        FractionParam(
+            name="diversity",
+            default=0.0,
+            description="0 to 1: how much variety (0: the list as ranked; 1: every next movie "
+            "as unlike the ones before it in genres as the list allows). Maximal marginal "
+            "relevance over genre similarity",
+        ),
+        IdListParam(
+            name="exclude",
+            max_items=MAX_EXCLUDE,
+            description=f"movie ids to leave out, separated by commas (at most {MAX_EXCLUDE})",
+        ),
+    )
+
+
 def user_id(description: str = "MovieLens userId (a positive integer)") -> IntParam:
     return IntParam(name="id", where="path", minimum=1, description=description)
 

@@ -221,6 +221,30 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "description": "the user's profile revision after this event: its position in the profile's events (1 = the first)"
         },
     ),
+    "GroupCreated": obj(
+        slug=STR | {"pattern": "^[A-Za-z0-9_-]{22}$", "description": "128 random bits, URL-safe"},
+        url=STR
+        | {"description": "the group's list, /groups/{slug}/recommendation (also Location)"},
+        members=array(INT),
+        created_at=STR | {"format": "date-time"},
+    ),
+    "GroupItem": obj(
+        **_MOVIE,
+        score=NUM | {"description": "the members' mean place in their own lists (1 = first)"},
+        members=array(obj(userId=INT, predicted_rating=NUM))
+        | {"description": "every member's predicted rating (0.5-5), in the group's order"},
+        **{
+            "from": array(INT)
+            | {"description": "the members whose own list holds the movie, highest place first"}
+        },
+    ),
+    "GroupRecommendations": obj(
+        slug=STR | {"pattern": "^[A-Za-z0-9_-]{22}$"},
+        members=array(INT),
+        model_version=VERSION,
+        diversity=NUM | {"minimum": 0, "maximum": 1},
+        recommendations=array(ref("GroupItem")),
+    ),
     "ListCreated": obj(
         slug=STR | {"pattern": "^[A-Za-z0-9_-]{22}$", "description": "128 random bits, URL-safe"},
         url=STR | {"description": "the list's path, /lists/{slug} (also the Location header)"},

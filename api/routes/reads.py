@@ -14,17 +14,17 @@ from api.http.endpoint import SERVED_FROM, Context, Endpoint, Reply
 from api.http.errors import NotFound, NotReady, StoreUnavailable
 from api.http.params import (
     ChoiceParam,
-    FractionParam,
-    IdListParam,
     IntParam,
     TextParam,
     cluster_id,
     movie_id,
     page_params,
     user_id,
+    variety_params,
 )
 from api.http.prometheus import CONTENT_TYPE as METRICS_TYPE
 from api.http.views import iso_time, movie_summary, page_slice, paged
+from api.routes.groups import ENDPOINTS as GROUP_ENDPOINTS
 from api.routes.lists import ENDPOINTS as LIST_ENDPOINTS
 from api.routes.search import SEARCH_ENDPOINT
 from api.routes.writes import ENDPOINTS as USER_WRITES
@@ -33,7 +33,6 @@ from api.services.recommendations import ListRequest, recommend
 from api.web import page as web_page
 from api.web import static_asset
 
-MAX_EXCLUDE = 500  # fits gunicorn's request line (4,094 bytes) with six-digit movie ids
 RATED_SORT_KEYS = {
     "timestamp": lambda r: (r.get("timestamp", 0), r["movieId"]),
     "rating": lambda r: (r.get("rating", 0.0), r.get("timestamp", 0), r["movieId"]),
@@ -329,18 +328,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
                 "Musical, Mystery, Romance, Sci-Fi, Thriller, War, Western for "
                 "the bundled data)",
             ),
-            FractionParam(
-                name="diversity",
-                default=0.0,
-                description="0 to 1: how much variety (0: the list as ranked; 1: every next movie "
-                "as unlike the ones before it in genres as the list allows). Maximal marginal "
-                "relevance over genre similarity",
-            ),
-            IdListParam(
-                name="exclude",
-                max_items=MAX_EXCLUDE,
-                description=f"movie ids to leave out, separated by commas (at most {MAX_EXCLUDE})",
-            ),
+            *variety_params(),
         ),
         response="Recommendations",
         errors=(400, 404, 503),
@@ -385,6 +373,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         tag="users",
     ),
     *LIST_ENDPOINTS,
+    *GROUP_ENDPOINTS,
     Endpoint(
         "/user/list/<cluster>",
         cluster_users,

@@ -9,6 +9,7 @@
  *   feedback         POST /user/{id}/feedback, POST /user/{id}/ratings (bearer token)
  *   movie page       GET /movie/{id}/metadata, GET /movie/{id}/similar
  *   lists            POST /lists (bearer token), GET /lists/{slug} (no token)
+ *   together         POST /groups, GET /groups/{slug}/recommendation (links carry user ids only)
  *
  * The new user's id and token stay in this browser (localStorage). Views are addressed by the
  * URL's fragment (#/movie/260, #/lists/<slug>), so every view has a link and the page is never
@@ -782,6 +783,7 @@
             : 'Like, dislike or rate a movie and the list updates at once.')),
         h('div', { class: 'head-controls' },
           h('label', { class: 'chip toggle', for: 'variety' }, variety, h('span', {}, 'More variety')),
+          h('a', { href: '#/together', class: 'button ghost', id: 'watch-together' }, 'Watch together'),
           startOverButton())),
       note,
       list);
@@ -982,26 +984,8 @@
         const created = await api('/lists', { method: 'POST', body, auth: true });
         const link = `${location.origin}${location.pathname}#/lists/${created.slug}`;
         storage.set(KEY.shared, [{ slug: created.slug, title: body.title }, ...storage.get(KEY.shared, [])].slice(0, 20));
-        const linkInput = h('input', { id: 'share-link', type: 'text', readonly: true, value: link });
-        const copy = h('button', {
-          type: 'button',
-          class: 'button',
-          onclick: async () => {
-            linkInput.select();
-            try {
-              await navigator.clipboard.writeText(link);
-              copyStatus.textContent = 'Link copied.';
-            } catch (_) {
-              copyStatus.textContent = 'Select the link and copy it.';
-            }
-          },
-        }, 'Copy link');
-        const copyStatus = h('span', { class: 'hint', role: 'status' });
-        result.replaceChildren(
-          h('p', {}, 'Your list is shared. Anyone with this link can see it:'),
-          h('label', { for: 'share-link', class: 'visually-hidden' }, 'Share link'),
-          h('div', { class: 'share-link-row' }, linkInput, copy, h('a', { href: link, class: 'button ghost', id: 'open-share' }, 'Open')),
-          copyStatus);
+        const [row, linkInput] = linkRow('share-link', 'Share link', link, h('a', { href: link, class: 'button ghost', id: 'open-share' }, 'Open'));
+        result.replaceChildren(h('p', {}, 'Your list is shared. Anyone with this link can see it:'), ...row);
         result.hidden = false;
         announce('Your list is shared. The link is ready to copy.');
         linkInput.focus();
@@ -1063,6 +1047,91 @@
     focusHeading();
   }
 
+  // A read-only link with a copy button: [label, row, status] and the input.
+  function linkRow(id, label, link, ...extra) {
+    const input = h('input', { id, type: 'text', readonly: true, value: link });
+    const status = h('span', { class: 'hint', role: 'status' });
+    const copy = h('button', {
+      type: 'button',
+      class: 'button',
+      onclick: async () => {
+        input.select();
+        try {
+          await navigator.clipboard.writeText(link);
+          status.textContent = 'Link copied.';
+        } catch (_) {
+          status.textContent = 'Select the link and copy it.';
+        }
+      },
+    }, 'Copy link');
+    return [[h('label', { for: id, class: 'visually-hidden' }, label), h('div', { class: 'share-link-row' }, input, copy, ...extra), status], input];
+  }
+
+  // --- watching together: links carry user ids, never tokens ---------------------------------------
+
+  function togetherLink(ids) {
+    return `${location.origin}${location.pathname}#/together/${ids.join(',')}`;
+  }
+
+  async function viewTogether(view, rawIds) {
+    if (!user) {
+      show(h('section', { class: 'empty-state' },
+        h('h1', {}, 'Watch together'),
+        h('p', {}, 'Someone invited you to choose a movie together. Create your profile first (a minute: a few genres and movies), then open the link again.'),
+        h('a', { href: '#/welcome', class: 'button primary' }, 'Create my profile')));
+      focusHeading();
+      return;
+    }
+    if (!rawIds) {
+      const [row] = linkRow('together-link', 'Your watch-together link', togetherLink([user.userId]));
+      show(h('section', { class: 'view-head' }, h('div', {},
+        h('h1', {}, 'Watch together'),
+        h('p', { class: 'muted' }, 'Send this link to the people you watch with. When one of them opens it, you get a list for all of you: movies none of you has seen, from each one\'s taste, that nobody is likely to dislike. It carries your user number, never your token.'))),
+        h('section', { class: 'together' }, ...row));
+      focusHeading();
+      return;
+    }
+    const ids = [...new Set([...rawIds.split(',').map(Number), user.userId])].slice(0, 8);
+    const created = await api('/groups', { method: 'POST', body: { members: ids } });
+    if (!view.current()) return;
+    location.replace(`#/group/${created.slug}`);
+  }
+
+  async function viewGroup(view, slug) {
+    if (!SLUG_RE.test(slug)) return viewNotFound();
+    const variety = storage.get(KEY.variety, false) ? `&diversity=${VARIETY}` : '';
+    const data = await api(`/groups/${slug}/recommendation?n=${N_RECS}${variety}`);
+    if (!view.current()) return;
+    const who = (id) => (user && id === user.userId ? 'you' : `viewer ${id}`);
+    const list = h('ul', { class: 'cards', id: 'group-recs', 'aria-label': 'Movies for the group' });
+    const note = h('p', { class: 'update-note', id: 'group-note', role: 'status', 'aria-live': 'polite' });
+    const paint = (items) => list.replaceChildren(...items.map((movie) => h('li', { class: 'card', 'data-movie-id': movie.movieId },
+      poster(movie),
+      h('div', { class: 'card-body' },
+        h('h2', { class: 'card-title' }, movieLink(movie), h('span', { class: 'year' }, yearText(movie))),
+        genreLine(movie),
+        h('p', { class: 'card-meta group-ratings' }, movie.members.map((m) => `${who(m.userId)} ★ ${m.predicted_rating.toFixed(1)}`).join(' · ')),
+        h('p', { class: 'reason' }, `From ${movie.from.map((id) => (who(id) === 'you' ? 'your' : `${who(id)}'s`)).join(' and ')} list${movie.from.length > 1 ? 's' : ''}`)),
+      user && data.members.includes(user.userId)
+        ? h('div', { class: 'card-extra' }, feedbackControls(movie, 'group', async (kind, value) => {
+          note.textContent = `${actionText(kind, value, movie)} Updating the group's list…`;
+          const fresh = await api(`/groups/${slug}/recommendation?n=${N_RECS}${variety}`);
+          paint(fresh.recommendations);
+          note.textContent = `${actionText(kind, value, movie)} The group's list is updated.`;
+        }))
+        : null)));
+    const [row] = linkRow('group-link', 'Link to add someone', togetherLink(data.members));
+    show(
+      h('section', { class: 'view-head' }, h('div', {},
+        h('h1', {}, 'Watching together'),
+        h('p', { class: 'muted', id: 'group-members' }, `For ${data.members.map(who).join(', ')}. Movies none of you has seen, that nobody is likely to dislike; react and the list follows.`))),
+      h('section', { class: 'together' }, h('p', { class: 'hint' }, 'To add someone, send them this link: opening it starts a list with them too.'), ...row),
+      note,
+      list);
+    paint(data.recommendations);
+    focusHeading();
+  }
+
   // --- the router ---------------------------------------------------------------------------------
 
   const ROUTES = [
@@ -1072,6 +1141,8 @@
     [/^\/movie\/([1-9][0-9]{0,17})$/, viewMovie, null],
     [/^\/my-list$/, viewMyList, 'nav-list'],
     [/^\/lists\/([^/]*)$/, viewSharedList, null],
+    [/^\/together(?:\/([1-9][0-9]{0,17}(?:,[1-9][0-9]{0,17}){0,6}))?$/, viewTogether, null],
+    [/^\/group\/([^/]*)$/, viewGroup, null],
   ];
   let generation = 0;
 

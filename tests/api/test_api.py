@@ -139,7 +139,7 @@ def test_app_routes_spec_paths_and_document_agree(app, spec):
     routes = {(r.method, re.sub(r"<([^>:]+)>", r"{\1}", r.rule)) for r in app.app.routes}
     in_spec = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
     assert routes == in_spec == documented_endpoints()
-    assert len(routes) == 23
+    assert len(routes) == 25
 
 
 def test_openapi_declares_every_parameter_and_error(spec):

@@ -225,7 +225,9 @@ def _variant(case, auth: str, known: bool, rnd) -> object:
     if known and values and ParameterLocation.PATH not in negated:
         path = dict(case.path_parameters or {})
         if "slug" in path:
-            path["slug"] = rnd.choice(values["slugs"])
+            path["slug"] = rnd.choice(
+                values["groups" if case.path.startswith("/groups/") else "slugs"]
+            )
         elif "id" in path:
             pool = {
                 "/user/": values["users"],
@@ -248,6 +250,8 @@ def _variant(case, auth: str, known: bool, rnd) -> object:
             body["movieId"] = rnd.choice(values["movies"])
         if "movieIds" in body:
             body["movieIds"] = rnd.sample(values["movies"], rnd.randint(1, 5))
+        if "members" in body:
+            body["members"] = rnd.sample(values["users"], rnd.randint(2, 8))
         if isinstance(body.get("ratings"), list):
             movies = rnd.sample(values["movies"], min(len(body["ratings"]), len(values["movies"])))
             body["ratings"] = [
@@ -285,6 +289,8 @@ DATA_RULES = (
     "query parameter 'q' must contain a letter or a digit",
     # onboarding ratings are unique by movieId; JSON Schema's uniqueItems compares whole items
     "is rated twice",
+    # a group's members are users of the served data (or onboarded): 400, as the issue asks
+    "unknown member(s)",
 )
 
 
@@ -334,6 +340,12 @@ def fuzz_app(served):
         ans = wsgi_call(wsgi, "POST", "/lists", body=body, headers=auth)
         assert ans.status == 201, ans.body
         slugs.append(ans.json["slug"])
+    groups = []
+    for i in range(3):
+        body = json.dumps({"members": [*SAMPLE_USERS][i * 3 : i * 3 + 2 + i]}).encode()
+        ans = wsgi_call(wsgi, "POST", "/groups", body=body, headers=auth)
+        assert ans.status == 201, ans.body
+        groups.append(ans.json["slug"])
     genres = list(
         wsgi.config["movietime.store"].model(wsgi.config["movietime.store"].pointer()).genres
     )
@@ -343,6 +355,7 @@ def fuzz_app(served):
         "genres": genres,
         "movies": movies,
         "slugs": slugs,
+        "groups": groups,
         "users": [*SAMPLE_USERS],
         "clusters": [c["clusterId"] for c in clusters],
         "names": sorted(p.name for p in (REPO / "api" / "web").glob("*.*")),
@@ -886,6 +899,7 @@ def valid_body(ep, fuzz_app) -> dict:
         "RatingInput": {"movieId": movies[1], "rating": 4.5},
         "FeedbackInput": {"movieId": movies[2], "action": "like"},
         "ListInput": {"title": "Injection test", "movieIds": movies[:2], "description": "d"},
+        "GroupInput": {"members": [TOKEN_USER, TOKEN_USER + 1]},
     }[ep.body.name]
 
 
@@ -897,7 +911,12 @@ def online_state(served) -> dict:
     db = served["db"]
     return {
         name: sorted(map(repr, db[name].find()))
-        for name in (collections.ACCOUNTS, collections.PROFILES, collections.LISTS)
+        for name in (
+            collections.ACCOUNTS,
+            collections.PROFILES,
+            collections.LISTS,
+            collections.GROUPS,
+        )
     }
 
 

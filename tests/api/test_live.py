@@ -587,3 +587,91 @@ def test_live_rescores_are_timed_once_per_user_and_rev(app, served):
     assert (_series(app, rescores), _series(app, event_to_list)) == (before[0] + 1, before[1] + 1)
     waited = _series(app, "movietime_live_event_to_list_seconds_sum")
     assert 0 <= waited < 600  # from the like's acknowledged write to the list: this test's own pace
+
+
+# --- watching together ------------------------------------------------------------------------
+
+
+def test_a_group_list_comes_from_every_members_taste_and_avoids_misery(app, served):
+    fan = onboard(app)
+    members = [11, 12, fan["userId"]]
+    profiles = served["db"][schema.PROFILES]
+    before = list(profiles.find({"_id": {"$in": members}}))
+    res = app.post_json("/groups", {"members": members})
+    assert res.status_int == 201 and res.headers["Location"] == res.json["url"]
+    slug = res.json["slug"]
+    assert res.json["members"] == members
+    assert served["db"][schema.GROUPS].find_one({"_id": slug})["members"] == members
+    body = app.get(f"/groups/{slug}/recommendation", {"n": 10}).json
+    assert body["slug"] == slug and body["members"] == members and body["diversity"] == 0
+    items = body["recommendations"]
+    assert len(items) == 10
+    seen = set().union(*(all_rated(app, u) for u in members))
+    assert not seen & {i["movieId"] for i in items}  # nothing any member has rated
+    for item in items:
+        assert [m["userId"] for m in item["members"]] == members
+        assert all(m["predicted_rating"] >= 3.0 for m in item["members"])  # no misery
+        assert item["from"] and set(item["from"]) <= set(members)
+    scores = [i["score"] for i in items]
+    assert scores == sorted(scores, reverse=True)
+    # a group is read-only for its members: their profiles are as they were
+    assert list(profiles.find({"_id": {"$in": members}})) == before
+
+
+def test_a_members_feedback_changes_the_group_list_at_once(app, served):
+    fan = onboard(app)
+    slug = app.post_json("/groups", {"members": [13, fan["userId"]]}).json["slug"]
+    before = ids(app.get(f"/groups/{slug}/recommendation", {"n": 10}).json)
+    top = before[0]
+    res = app.post_json(
+        f"/user/{fan['userId']}/feedback",
+        {"movieId": top, "action": "not_interested"},
+        headers=auth(fan["token"]),
+    )
+    assert res.status_int == 200
+    after = ids(app.get(f"/groups/{slug}/recommendation", {"n": 10}).json)
+    assert top not in after and after != before
+    varied = app.get(f"/groups/{slug}/recommendation", {"n": 10, "diversity": 1}).json
+    assert varied["recommendations"][0]["movieId"] == after[0]
+    assert set(ids(varied)) != set(after)
+    left = app.get(f"/groups/{slug}/recommendation", {"n": 10, "exclude": f"{after[0]},{after[1]}"})
+    assert (
+        ids(left.json)
+        == [
+            m
+            for m in ids(app.get(f"/groups/{slug}/recommendation", {"n": 12}).json)
+            if m not in after[:2]
+        ][:10]
+    )
+
+
+@pytest.mark.parametrize(
+    "body, word",
+    [
+        ({"members": [1]}, "members"),
+        ({"members": list(range(1, 10))}, "members"),
+        ({"members": [1, 1]}, "members"),
+        ({"members": [1, 999_999]}, "999999"),
+        ({"members": [1, "2"]}, "members"),
+        ({"members": [1, {"$gt": 0}]}, "$gt"),
+        ({}, "members"),
+        ({"members": [1, 2], "name": "x"}, "name"),
+    ],
+)
+def test_bad_groups_are_400(app, served, body, word):
+    n_before = served["db"][schema.GROUPS].count_documents({})
+    message = error(app.post_json("/groups", body, expect_errors=True), 400, "bad_request")
+    assert word in message
+    assert served["db"][schema.GROUPS].count_documents({}) == n_before
+
+
+def test_group_list_bad_input(app):
+    slug = app.post_json("/groups", {"members": [1, 2]}).json["slug"]
+    for query in ("diversity=7", "exclude=" + ",".join(map(str, range(1, 10_001))), "n=0", "x=1"):
+        error(
+            app.get(f"/groups/{slug}/recommendation?{query}", expect_errors=True),
+            400,
+            "bad_request",
+        )
+    error(app.get(f"/groups/{'A' * 22}/recommendation", expect_errors=True), 404, "not_found")
+    error(app.get("/groups/short/recommendation", expect_errors=True), 400, "bad_request")

@@ -588,3 +588,67 @@ def test_errors_are_shown_when_the_api_fails(browser, tmp_path):
         context.close()
     finally:
         site.stop()
+
+
+def post(site: Site, path: str, body: dict) -> dict:
+    request = urllib.request.Request(
+        site.url + path,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as res:
+        return json.loads(res.read())
+
+
+def visitor_with_profile(browser, site: Site, genres: list[str], ratings: list[dict]):
+    """A visitor whose browser already holds a new user's profile (made through the API)."""
+    created = post(site, "/users", {"genres": genres, "ratings": ratings})
+    stored = {k: created[k] for k in ("userId", "token", "cluster")}
+    context, page = new_page(browser, "desktop")
+    context.add_init_script(
+        f"localStorage.setItem('movietime.user', {json.dumps(json.dumps(stored))})"
+    )
+    return context, page, stored
+
+
+def test_two_visitors_watch_together(browser, site):
+    from playwright.sync_api import expect
+
+    ctx_a, page_a, a = visitor_with_profile(
+        browser, site, ["Sci-Fi", "Action", "Adventure"], [{"movieId": 260, "rating": 5}]
+    )
+    page_a.goto(site.url + "/#/recommendations")
+    page_a.get_by_role("link", name="Watch together").click()
+    expect(page_a.get_by_role("heading", name="Watch together")).to_be_visible()
+    link = page_a.locator("#together-link").input_value()
+    assert link.endswith(f"#/together/{a['userId']}") and a["token"] not in link
+
+    ctx_b, page_b, b = visitor_with_profile(
+        browser, site, ["Comedy", "Romance", "Drama"], [{"movieId": 356, "rating": 5}]
+    )
+    page_b.goto(link)  # B opens A's link: a group of the two, and its list
+    expect(page_b.get_by_role("heading", name="Watching together")).to_be_visible()
+    slug = page_b.evaluate("location.hash").split("/")[-1]
+    group = site.get(f"/groups/{slug}/recommendation?n=12")
+    assert sorted(group["members"]) == sorted([a["userId"], b["userId"]])
+    assert card_ids(page_b, "#group-recs .card") == [m["movieId"] for m in group["recommendations"]]
+    expect(page_b.locator("#group-members")).to_contain_text("you")
+    first = page_b.locator("#group-recs .card").first
+    expect(first.locator(".group-ratings")).to_contain_text("you ★")
+    gone = group["recommendations"][0]["movieId"]
+    first.get_by_role("button", name=re.compile("^Dislike ")).click()
+    expect(page_b.locator("#group-note")).to_contain_text("The group's list is updated")
+    after = site.get(f"/groups/{slug}/recommendation?n=12")["recommendations"]
+    assert gone not in [m["movieId"] for m in after]
+    assert card_ids(page_b, "#group-recs .card") == [m["movieId"] for m in after]
+    assert (
+        page_b.locator("#group-link")
+        .input_value()
+        .endswith(f"#/together/{','.join(map(str, group['members']))}")
+    )
+    shot(page_b, "desktop-09-watch-together")
+    fits_width(page_b)
+    assert not page_a.problems and not page_b.problems, page_a.problems + page_b.problems
+    ctx_a.close()
+    ctx_b.close()

@@ -1,0 +1,183 @@
+"""Watching together: ``POST /groups`` and ``GET /groups/<slug>/recommendation``.
+
+A group is one document of the online ``groups`` collection (``contract.schema.GROUPS``)::
+
+    {_id: <slug>, members: [userId, ...], created_at}
+
+Anyone may create a group of 2 to 8 users who are data-set users of the served version or have
+onboarded (profiles are public here, as ``/user/<id>/rated`` is); nothing is written to a
+member's profile through a group. Its slug is a list slug (``api.routes.lists``: 128 random
+bits). The group's list is made at request time from every member's current live state
+(``contract.groups``), so a member's rating or feedback changes it at once.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+import numpy as np
+from pymongo.errors import DuplicateKeyError
+
+from api.http.body import Body, IntField, ListField
+from api.http.endpoint import Context, Endpoint, Reply
+from api.http.errors import BadRequest, NotFound
+from api.http.params import IntParam, variety_params
+from api.http.views import movie_summary
+from api.routes.lists import SLUG_BYTES, SlugParam
+from api.services.live import read_training_ratings, signals
+from api.services.recommendations import ListRequest
+from contract import schema
+from contract.groups import Member, member, recommend_group
+
+MIN_MEMBERS, MAX_MEMBERS = 2, 8
+
+GROUP_INPUT = Body(
+    "GroupInput",
+    (
+        ListField(
+            name="members",
+            required=True,
+            item=IntField(minimum=1, description="a data-set or onboarded userId"),
+            min_items=MIN_MEMBERS,
+            max_items=MAX_MEMBERS,
+            unique=True,
+            description=f"{MIN_MEMBERS} to {MAX_MEMBERS} different users",
+        ),
+    ),
+    "Who watches together.",
+)
+SLUG = SlugParam(name="slug", where="path", description="the group's slug, from POST /groups")
+
+
+def create_group(ctx: Context, body: dict) -> Reply:
+    members = [int(u) for u in body["members"]]
+    unknown = [u for u in members if not _known(ctx, u)]
+    if unknown:
+        raise BadRequest(f"unknown member(s): {', '.join(map(str, unknown))}")
+    now = datetime.now(UTC)
+    now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+    groups = ctx.store.online(schema.GROUPS)
+    for _ in range(3):  # a slug collision is a 2^-128 event
+        slug = secrets.token_urlsafe(SLUG_BYTES)
+        try:
+            groups.insert_one({"_id": slug, "members": members, "created_at": now})
+            break
+        except DuplicateKeyError:
+            continue
+    else:  # pragma: no cover - would mean a broken random source
+        raise RuntimeError("could not allocate a group slug")
+    url = f"/groups/{slug}/recommendation"
+    return Reply(
+        {"slug": slug, "url": url, "members": members, "created_at": now},
+        status=201,
+        headers={"Location": url},
+    )
+
+
+def group_recommendations(
+    ctx: Context, slug: str, n: int, diversity: float, exclude: frozenset[int] | None
+) -> dict:
+    store, pointer = ctx.store, ctx.pointer
+    doc = store.online(schema.GROUPS).find_one({"_id": slug})
+    if doc is None:
+        raise NotFound(f"group {slug} not found")
+    members = [int(u) for u in doc.get("members") or ()]
+    model = store.live_model(pointer)
+    seen = [_member(store, pointer, model, user) for user in members]
+    out = recommend_group(model, seen, len(model.movie_ids))
+    ask = ListRequest(n, None, diversity, exclude or frozenset())
+    details = store.movie_details(pointer, out.movie_ids.tolist())
+    items = []
+    for k, mid in enumerate(out.movie_ids.tolist()):
+        d = details.get(mid)
+        if d is None or not ask.wants(mid, d):
+            continue
+        tastes = np.flatnonzero(out.places[k] > 0)
+        tastes = tastes[np.argsort(-out.places[k][tastes], kind="stable")]
+        items.append(
+            {
+                **movie_summary(mid, d),
+                "score": round(float(out.scores[k]), 5),
+                "members": [
+                    {"userId": u, "predicted_rating": round(float(out.predicted[k, j]), 3)}
+                    for j, u in enumerate(members)
+                ],
+                "from": [members[j] for j in tastes.tolist()],
+            }
+        )
+        if len(items) == ask.limit:
+            break
+    return {
+        "slug": slug,
+        "members": members,
+        "model_version": pointer["version"],
+        "diversity": diversity,
+        "recommendations": ask.cut(items),
+    }
+
+
+def _member(store, pointer, model, user: int) -> Member:
+    """A member's own list and fold-in, kept per version, user and rev: a group's list is made
+    again only for the members who wrote since (``contract.groups.Member``)."""
+    profile = store.live.profile(user)
+
+    def compute() -> Member:
+        base = store.cached(
+            pointer, ("ratings", user), lambda: read_training_ratings(store, pointer, user)
+        )
+        sig = signals(base, profile)
+        sources = list(sig.boost_sources or {})
+        neighbors = model.similar_lists(sources)
+        if neighbors is None:  # versions published before the live model held them
+            neighbors = store.similar_lists(pointer, sources)
+        return member(model, sig, neighbors)
+
+    rev = int((profile or {}).get("rev") or 0)
+    return store.cached(pointer, ("group-member", user, rev), compute)
+
+
+def _known(ctx: Context, user: int) -> bool:
+    if ctx.store.live.profile(user) is not None:
+        return True
+    return ctx.store.user(ctx.pointer, user, ("_id",)) is not None
+
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint(
+        "/groups",
+        create_group,
+        "Start a group watching together",
+        description=(
+            f"Saves a group of {MIN_MEMBERS} to {MAX_MEMBERS} users (data-set or onboarded) and "
+            "answers with its slug and the URL of its list (also in Location). No token needed: "
+            "nothing is written to a member's profile through a group. An unknown member is a 400."
+        ),
+        response="GroupCreated",
+        errors=(400, 503),
+        tag="groups",
+        method="POST",
+        body=GROUP_INPUT,
+        status=201,
+    ),
+    Endpoint(
+        "/groups/<slug>/recommendation",
+        group_recommendations,
+        "A group's list",
+        description=(
+            "Movies for the group to watch together, made now from every member's own live list: "
+            "none that a member rated, liked, disliked or hid, none that a member is predicted to "
+            "rate below 3 (no misery), ranked by the members' mean place in their own lists. Each "
+            "item gives every member's predicted rating and whose lists it comes from (from). "
+            "diversity and exclude as on a user's list."
+        ),
+        params=(
+            SLUG,
+            IntParam(name="n", minimum=1, maximum=50, default=10, description="how many (1 to 50)"),
+            *variety_params(),
+        ),
+        response="GroupRecommendations",
+        errors=(400, 404, 503),
+        tag="groups",
+    ),
+)

@@ -1,0 +1,160 @@
+"""Watching together: a group's list, offline, and how long it takes to make.
+
+    python -m benchmarks.groups [--validate] [--groups 300] [--seed 5]
+
+1. The peer harness's reference user-holdout split of ml-latest-small (seed 42): the models are
+   fitted on its training part as the pipeline publishes them (top-N, the rating model's matrix
+   factorisation, the live model), and the held-out part scores the lists. ``--validate`` reads
+   no test rating: the harness's own validation carve of the training part (a random 20% per
+   user, seed 43) is held out instead and the models are fitted on the rest.
+2. ``--groups`` random groups of 2, 3 and 4 users (``--seed``) with a relevant held-out rating
+   each. Every member is known by their training ratings, as the API knows a data-set user.
+3. The group's list of 10 by each rule of ``contract.groups`` (``no-misery`` is served) and by
+   popularity (the most rated movies no member rated), scored with
+   ``pipeline.evaluation.metrics``: the members' mean NDCG@10 (each member's held-out ratings
+   against the group's list), the least-served member's NDCG@10, and the group hit rate (the share
+   of groups whose list holds a movie every member rated >= 4 in the held-out part).
+4. The time of ``contract.groups.recommend_group`` for groups of 4 (p50 and p99 over the groups,
+   in this process): with every member scored (a group's first request), and with one member
+   scored and the others kept (what the API does after a member's write: it keeps each member's
+   own list per rev, ``api.routes.groups``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+from api.services.live import signals
+from benchmarks._util import split_args
+from benchmarks.operating_point import random_carve
+from contract.groups import RULES, member, recommend_group
+from pipeline.config import PipelineConfig
+from pipeline.evaluation.metrics import ndcg_by_user
+from pipeline.features.matrix import RatingMatrix
+from pipeline.features.tables import genre_vocabulary
+from pipeline.models.mf import BiasedMF
+from pipeline.models.topn import TopNRecommender
+from pipeline.publish.live_export import build_live_model
+
+K = 10
+SIZES = (2, 3, 4)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    split_args(p)
+    p.add_argument("--groups", type=int, default=300, help="groups of each size")
+    p.add_argument("--seed", type=int, default=5)
+    p.add_argument("--validate", action="store_true")
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    train = pd.read_csv(f"{args.split}/train.csv")
+    train = train.sort_values(["userId", "movieId"], kind="stable").reset_index(drop=True)
+    if args.validate:
+        held = random_carve(train)
+        train, test = train[~held], train[held]
+    else:
+        test = pd.read_csv(f"{args.split}/test.csv")
+    movies = pd.read_csv(args.movies)
+    vocabulary = genre_vocabulary(movies)
+    genres_of = {
+        int(m): [g for g in str(gs).split("|") if g in set(vocabulary)]
+        for m, gs in zip(movies.movieId, movies.genres)
+    }
+    config = PipelineConfig()
+    matrix = RatingMatrix.from_frame(train)
+    topn = TopNRecommender(config.topn).fit(matrix)
+    mf = BiasedMF(config.rating.mf).fit(matrix)
+    live = build_live_model(
+        topn, mf, matrix.item_ids, vocabulary, genres_of, keep=config.live_neighbors
+    )
+    popular = train.groupby("movieId").size().sort_values(ascending=False, kind="stable").index
+    fitted_s = time.perf_counter() - t0
+
+    relevant = test[test.rating >= 4.0]
+    liked = relevant.groupby("userId").movieId.agg(frozenset).to_dict()
+    users = np.array(sorted(liked))
+    history = {int(u): d for u, d in train.groupby("userId")}
+    rng = np.random.default_rng(args.seed)
+    rows, seconds = [], []
+    for size in SIZES:
+        for g in range(args.groups):
+            members = [int(u) for u in rng.choice(users, size, replace=False)]
+            sigs = [
+                signals(
+                    (
+                        history[u].movieId.to_numpy(np.int64),
+                        history[u].rating.to_numpy(np.float64),
+                    ),
+                    None,
+                )
+                for u in members
+            ]
+            seen = set().union(*(set(s.ratings) for s in sigs))
+            lists = {"popularity": [int(m) for m in popular if int(m) not in seen][:K]}
+            for rule in RULES:
+                started = time.perf_counter()
+                out = recommend_group(live, sigs, K, rule=rule)
+                if rule == "no-misery" and size == 4:
+                    cold = time.perf_counter() - started
+                    kept = [member(live, sig) for sig in sigs[1:]]
+                    started = time.perf_counter()  # one member wrote: the others are kept
+                    recommend_group(live, [member(live, sigs[0]), *kept], K)
+                    seconds.append((cold, time.perf_counter() - started))
+                lists[rule] = out.movie_ids.tolist()
+            common = frozenset.intersection(*(liked[u] for u in members))
+            for name, items in lists.items():
+                rows += [(size, g, name, u, items, bool(common & set(items))) for u in members]
+
+    print(
+        f"\n### Groups of {', '.join(map(str, SIZES))} random users ({args.groups} of each size, "
+        f"seed {args.seed}), scored on {'the validation carve' if args.validate else 'the test split'}; "
+        f"models fitted in {fitted_s:.0f} s\n"
+    )
+    print(
+        "| group size | list by | members' mean NDCG@10 | least-served member's NDCG@10 | group hit rate |"
+    )
+    print("|---|---|---|---|---|")
+    frame = pd.DataFrame(rows, columns=["size", "group", "by", "userId", "items", "hit"])
+    for size in SIZES:
+        for name in ("no-misery", "average", "least-misery", "popularity"):
+            part = frame[(frame["size"] == size) & (frame["by"] == name)]
+            ndcg = []
+            for _, members in part.groupby("group"):
+                recs = pd.DataFrame(
+                    [
+                        (u, r, m)
+                        for u, items in zip(members.userId, members["items"])
+                        for r, m in enumerate(items, 1)
+                    ],
+                    columns=["userId", "rank", "movieId"],
+                )
+                scored = ndcg_by_user(recs, relevant[relevant.userId.isin(members.userId)], K, 4.0)
+                ndcg.append((scored.mean(), scored.min()))
+            ndcg = np.array(ndcg)
+            hits = part.groupby("group")["hit"].first().mean()
+            print(
+                f"| {size} | {name} | {ndcg[:, 0].mean():.4f} | {ndcg[:, 1].mean():.4f} | {hits:.3f} |"
+            )
+    ms = np.array(seconds) * 1e3
+    for k, what in enumerate(("every member scored", "one member scored, three kept")):
+        print(
+            f"\na group of 4's list (contract.groups, no-misery), {what}: p50 "
+            f"{np.percentile(ms[:, k], 50):.1f} ms, p99 {np.percentile(ms[:, k], 99):.1f} ms "
+            f"over {len(ms)} groups",
+            end="",
+        )
+    print()
+    print(f"{time.perf_counter() - t0:.0f} s in all")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""A list for a group watching together, from each member's own request-time list.
+
+Each member is scored as they would be alone (``contract.live_model.recommend_live``: the live
+model on their ratings, likes, dislikes and stated genres), their top ``CANDIDATES`` kept. The
+group's candidates are the movies of those lists that no member has rated, liked, disliked or
+hidden. Each candidate gets every member's predicted rating (the rating model's fold-in of that
+member) and a score by ``rule``:
+
+* ``"no-misery"`` (served): the mean over members of the candidate's place in their list
+  (``1 - rank / CANDIDATES``; 0 when it is not in it), among the candidates no member is
+  predicted to rate below ``misery``. A movie comes from one member's taste at least and is
+  disliked by nobody (Masthoff's "average without misery").
+* ``"average"``: the same mean, without the veto;
+* ``"least-misery"``: the lowest predicted rating of any member.
+
+Ties go to the higher mean predicted rating, then the lower movie id. ``benchmarks.groups``
+compares the rules, and popularity, on held-out ratings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from contract.live_model import (
+    LiveList,
+    LiveModel,
+    ScoringConfig,
+    UserSignals,
+    fold_in,
+    recommend_live,
+)
+
+CANDIDATES = 50  # each member's list that the group's candidates come from
+MISERY = 3.0  # a member predicted to rate a movie below this vetoes it (the 0.5-5 scale)
+RULES = ("no-misery", "average", "least-misery")
+
+
+@dataclass
+class GroupList:
+    movie_ids: np.ndarray  # int64, rank order
+    scores: np.ndarray  # float64 group score
+    predicted: np.ndarray  # float64 (movies, members): each member's predicted rating
+    places: np.ndarray  # float64 (movies, members): 1 - rank / CANDIDATES in their list, else 0
+
+
+@dataclass
+class Member:
+    """One member as the group sees them: their signals, their own list (no "because" seeds)
+    and their fold-in in the rating model. It depends on the member alone, so a server may keep
+    it until the member's next write (``api.routes.groups``)."""
+
+    signals: UserSignals
+    own: LiveList
+    folded: tuple[np.ndarray, float]
+
+
+def member(
+    model: LiveModel,
+    signals: UserSignals,
+    neighbors: Mapping[int, list[tuple[int, float]]] | None = None,
+    config: ScoringConfig = ScoringConfig(),
+) -> Member:
+    folded = fold_in(model, signals, config)
+    own = recommend_live(
+        model, signals, CANDIDATES, neighbors, config, because=False, folded=folded
+    )
+    return Member(signals, own, folded)
+
+
+def recommend_group(
+    model: LiveModel,
+    members: Sequence[UserSignals | Member],
+    n: int,
+    neighbors: Mapping[int, list[tuple[int, float]]] | None = None,
+    rule: str = "no-misery",
+    misery: float = MISERY,
+    config: ScoringConfig = ScoringConfig(),
+) -> GroupList:
+    """The group's top ``n`` (fewer when the veto leaves fewer); see the module docstring.
+    ``members``: their signals, or their :func:`member` when the caller keeps those."""
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    members = [m if isinstance(m, Member) else member(model, m, neighbors, config) for m in members]
+    seen: set[int] = set()
+    for m in members:
+        sig = m.signals
+        seen |= set(sig.ratings) | sig.liked | sig.disliked | sig.hidden
+    order: dict[int, None] = {}
+    for m in members:
+        order.update((int(i), None) for i in m.own.movie_ids if int(i) not in seen)
+    ids = np.fromiter(order, np.int64, len(order))
+    places = np.zeros((len(ids), len(members)))
+    where = {i: k for k, i in enumerate(ids.tolist())}
+    for j, m in enumerate(members):
+        for rank, i in enumerate(m.own.movie_ids.tolist()):
+            if i in where:
+                places[where[i], j] = 1.0 - rank / CANDIDATES
+    predicted = np.empty((len(ids), len(members)))
+    for j, m in enumerate(members):
+        vector, bias = m.folded
+        predicted[:, j] = np.clip(model.mf.predict_folded(vector, bias, ids), 0.5, 5.0)
+    if rule == "least-misery":
+        scores = predicted.min(axis=1) if len(members) else np.zeros(len(ids))
+        keep = np.ones(len(ids), bool)
+    else:
+        scores = places.mean(axis=1)
+        keep = (predicted >= misery).all(axis=1) if rule == "no-misery" else np.ones(len(ids), bool)
+    mean_rating = predicted.mean(axis=1) if len(members) else np.zeros(len(ids))
+    pick = np.flatnonzero(keep)
+    pick = pick[np.lexsort((ids[pick], -mean_rating[pick], -scores[pick]))][:n]
+    return GroupList(ids[pick], scores[pick], predicted[pick], places[pick])
