@@ -13,19 +13,15 @@ bits). The group's list is made at request time from every member's current live
 
 from __future__ import annotations
 
-import secrets
-from datetime import UTC, datetime
-
 import numpy as np
-from pymongo.errors import DuplicateKeyError
 
 from api.http.body import Body, IntField, ListField
 from api.http.endpoint import Context, Endpoint, Reply
 from api.http.errors import BadRequest, NotFound
 from api.http.params import IntParam, variety_params
 from api.http.views import movie_summary
-from api.routes.lists import SLUG_BYTES, SlugParam
-from api.services.live import read_training_ratings, signals
+from api.routes.lists import SlugParam, insert_with_slug, now_ms
+from api.services.live import cached_training_ratings, signals, similar_lists
 from api.services.recommendations import ListRequest
 from contract import schema
 from contract.groups import Member, member, recommend_group
@@ -55,18 +51,10 @@ def create_group(ctx: Context, body: dict) -> Reply:
     unknown = [u for u in members if not _known(ctx, u)]
     if unknown:
         raise BadRequest(f"unknown member(s): {', '.join(map(str, unknown))}")
-    now = datetime.now(UTC)
-    now = now.replace(microsecond=now.microsecond // 1000 * 1000)
-    groups = ctx.store.online(schema.GROUPS)
-    for _ in range(3):  # a slug collision is a 2^-128 event
-        slug = secrets.token_urlsafe(SLUG_BYTES)
-        try:
-            groups.insert_one({"_id": slug, "members": members, "created_at": now})
-            break
-        except DuplicateKeyError:
-            continue
-    else:  # pragma: no cover - would mean a broken random source
-        raise RuntimeError("could not allocate a group slug")
+    now = now_ms()
+    slug = insert_with_slug(
+        ctx.store.online(schema.GROUPS), {"members": members, "created_at": now}
+    )
     url = f"/groups/{slug}/recommendation"
     return Reply(
         {"slug": slug, "url": url, "members": members, "created_at": now},
@@ -84,8 +72,8 @@ def group_recommendations(
         raise NotFound(f"group {slug} not found")
     members = [int(u) for u in doc.get("members") or ()]
     model = store.live_model(pointer)
-    seen = [_member(store, pointer, model, user) for user in members]
-    out = recommend_group(model, seen, len(model.movie_ids))
+    kept = [_member(store, pointer, model, user) for user in members]
+    out = recommend_group(model, kept, len(model.movie_ids))
     ask = ListRequest(n, None, diversity, exclude or frozenset())
     details = store.movie_details(pointer, out.movie_ids.tolist())
     items = []
@@ -123,15 +111,8 @@ def _member(store, pointer, model, user: int) -> Member:
     profile = store.live.profile(user)
 
     def compute() -> Member:
-        base = store.cached(
-            pointer, ("ratings", user), lambda: read_training_ratings(store, pointer, user)
-        )
-        sig = signals(base, profile)
-        sources = list(sig.boost_sources or {})
-        neighbors = model.similar_lists(sources)
-        if neighbors is None:  # versions published before the live model held them
-            neighbors = store.similar_lists(pointer, sources)
-        return member(model, sig, neighbors)
+        sig = signals(cached_training_ratings(store, pointer, user), profile)
+        return member(model, sig, similar_lists(store, pointer, model, sig.boost_sources or {}))
 
     rev = int((profile or {}).get("rev") or 0)
     return store.cached(pointer, ("group-member", user, rev), compute)

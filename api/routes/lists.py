@@ -108,25 +108,9 @@ LIST_INPUT = Body(
 
 def create_list(ctx: Context, body: dict, caller: int) -> Reply:
     require_movies(ctx.store, ctx.pointer, body["movieIds"])
-    now = _now()
-    lists = ctx.store.online(schema.LISTS)
-    for _ in range(3):  # a slug collision is a 2^-128 event; retrying costs nothing
-        slug = secrets.token_urlsafe(SLUG_BYTES)
-        try:
-            lists.insert_one(
-                {
-                    "_id": slug,
-                    "userId": caller,
-                    **_fields(body),
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-            break
-        except DuplicateKeyError:
-            continue
-    else:  # pragma: no cover - would mean a broken random source
-        raise RuntimeError("could not allocate a list slug")
+    now = now_ms()
+    fields = {"userId": caller, **_fields(body), "created_at": now, "updated_at": now}
+    slug = insert_with_slug(ctx.store.online(schema.LISTS), fields)
     url = list_url(slug)
     return Reply({"slug": slug, "url": url}, status=201, headers={"Location": url})
 
@@ -139,7 +123,7 @@ def get_list(ctx: Context, slug: str) -> dict:
 def replace_list(ctx: Context, slug: str, body: dict, caller: int) -> dict:
     doc = _owned(ctx, slug, caller)
     require_movies(ctx.store, ctx.pointer, body["movieIds"])
-    fields = {**_fields(body), "updated_at": _now()}
+    fields = {**_fields(body), "updated_at": now_ms()}
     update: dict[str, Any] = {"$set": fields}
     if "description" not in fields:
         update["$unset"] = {"description": ""}
@@ -162,7 +146,20 @@ def list_url(slug: str) -> str:
     return f"/lists/{slug}"
 
 
-def _now() -> datetime:
+def insert_with_slug(collection, fields: dict[str, Any]) -> str:
+    """Insert ``fields`` under a new random slug as ``_id`` (the online ``lists`` and ``groups``);
+    the slug."""
+    for _ in range(3):  # a slug collision is a 2^-128 event; retrying costs nothing
+        slug = secrets.token_urlsafe(SLUG_BYTES)
+        try:
+            collection.insert_one({"_id": slug, **fields})
+            return slug
+        except DuplicateKeyError:
+            continue
+    raise RuntimeError("could not allocate a slug")  # pragma: no cover - a broken random source
+
+
+def now_ms() -> datetime:
     """Now, to the millisecond: what the store keeps of a datetime (responses show the same)."""
     now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)

@@ -310,6 +310,24 @@ def _reason_seeds(
 # --- the re-scored list ----------------------------------------------------------------------
 
 
+def cached_training_ratings(
+    store: ServingStore, pointer: Mapping, user_id: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`read_training_ratings`, kept per user, version and process: training ratings never
+    change within a version."""
+    return store.cached(
+        pointer, ("ratings", user_id), lambda: read_training_ratings(store, pointer, user_id)
+    )
+
+
+def similar_lists(store: ServingStore, pointer: Mapping, model, ids) -> dict[int, tuple]:
+    """The stored similar lists of ``ids``: from the live model in memory; versions published
+    before it held them, from the store."""
+    ids = list(ids)
+    neighbors = model.similar_lists(ids)
+    return store.similar_lists(pointer, ids) if neighbors is None else neighbors
+
+
 def live_list(
     store: ServingStore, pointer: Mapping, user_id: int, profile: Mapping
 ) -> tuple[LiveList, list]:
@@ -317,18 +335,12 @@ def live_list(
 
     def compute():
         started = time.perf_counter()
-        # training ratings never change within a version: read once per user, version and process
-        base = store.cached(
-            pointer, ("ratings", user_id), lambda: read_training_ratings(store, pointer, user_id)
-        )
+        base = cached_training_ratings(store, pointer, user_id)
         sig = signals(base, profile)
         model = store.live_model(pointer)
         seeds = _reason_seeds(base, sig, profile)
         sources = [m for m in sig.boost_sources or {}]
-        wanted = list(dict.fromkeys(sources + seeds))
-        neighbors = model.similar_lists(wanted)  # in memory; versions published before: the store
-        if neighbors is None:
-            neighbors = store.similar_lists(pointer, wanted)
+        neighbors = similar_lists(store, pointer, model, dict.fromkeys(sources + seeds))
         result = recommend_live(model, sig, LIST_LENGTH, neighbors)
         reasons = _reasons(store, pointer, result, seeds, neighbors, sig, model)
         if store.on_rescore is not None:
