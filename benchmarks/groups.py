@@ -97,7 +97,7 @@ def main(argv=None) -> int:
                 )
                 for u in members
             ]
-            seen = set().union(*(set(s.ratings) for s in sigs))
+            seen = set().union(*(s.seen() for s in sigs))
             lists = {"popularity": [int(m) for m in popular if int(m) not in seen][:K]}
             for rule in RULES:
                 started = time.perf_counter()

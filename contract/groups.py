@@ -30,6 +30,7 @@ from contract.live_model import (
     ScoringConfig,
     UserSignals,
     fold_in,
+    predicted_ratings,
     recommend_live,
 )
 
@@ -84,10 +85,7 @@ def recommend_group(
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
     members = [m if isinstance(m, Member) else member(model, m, neighbors, config) for m in members]
-    seen: set[int] = set()
-    for m in members:
-        sig = m.signals
-        seen |= set(sig.ratings) | sig.liked | sig.disliked | sig.hidden
+    seen = set().union(*(m.signals.seen() for m in members))
     order: dict[int, None] = {}
     for m in members:
         order.update((int(i), None) for i in m.own.movie_ids if int(i) not in seen)
@@ -100,8 +98,7 @@ def recommend_group(
                 places[where[i], j] = 1.0 - rank / CANDIDATES
     predicted = np.empty((len(ids), len(members)))
     for j, m in enumerate(members):
-        vector, bias = m.folded
-        predicted[:, j] = np.clip(model.mf.predict_folded(vector, bias, ids), 0.5, 5.0)
+        predicted[:, j] = predicted_ratings(model, m.folded, ids)
     if rule == "least-misery":
         scores = predicted.min(axis=1) if len(members) else np.zeros(len(ids))
         keep = np.ones(len(ids), bool)

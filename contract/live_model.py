@@ -271,6 +271,10 @@ class UserSignals:
     genres: tuple[str, ...] = ()  # stated at onboarding
     boost_sources: dict[int, float] | None = None  # movieId -> +1 (pull its similar movies up) / -1
 
+    def seen(self) -> set[int]:
+        """Every movie the user rated, liked, disliked or hid: never recommended to them."""
+        return set(self.ratings) | self.liked | self.disliked | self.hidden
+
     def fold_in_rows(self) -> tuple[np.ndarray, np.ndarray]:
         rows = dict(self.ratings)
         for m in self.liked:
@@ -308,7 +312,7 @@ def recommend_live(
         inputs[m] = max(inputs.get(m, 0.0), LIKE_RATING)
     ids = np.fromiter(inputs, np.int64, len(inputs))
     vals = np.array([inputs[m] for m in ids], np.float32)
-    seen = set(inputs) | signals.disliked | signals.hidden
+    seen = signals.seen()
     exclude = model.columns(np.fromiter(seen, np.int64, len(seen)))
     model_ids = model.model_movie_ids()
     cols = model.columns(ids)
@@ -358,8 +362,8 @@ def recommend_live(
     ok = items[0] >= 0
     movie_ids = np.where(ok, model.movie_ids[np.maximum(items[0], 0)], -1)[ok]
     because_ids = np.where(seeds[0] >= 0, model.movie_ids[np.maximum(seeds[0], 0)], -1)[ok]
-    vector, bias = folded if folded is not None else fold_in(model, signals, config)
-    predicted = np.clip(model.mf.predict_folded(vector, bias, movie_ids), 0.5, 5.0)
+    folded = folded if folded is not None else fold_in(model, signals, config)
+    predicted = predicted_ratings(model, folded, movie_ids)
     return LiveList(
         movie_ids.astype(np.int64), scores[0][ok], because_ids.astype(np.int64), predicted
     )
@@ -373,6 +377,14 @@ def fold_in(
     movie_ids)``."""
     f_ids, f_vals = signals.fold_in_rows()
     return model.mf.fold_in(f_ids, f_vals, config.fold_in_min_weight)
+
+
+def predicted_ratings(
+    model: LiveModel, folded: tuple[np.ndarray, float], movie_ids: np.ndarray
+) -> np.ndarray:
+    """A folded-in user's predicted ratings of ``movie_ids``, clipped to the rating scale."""
+    vector, bias = folded
+    return np.clip(model.mf.predict_folded(vector, bias, movie_ids), 0.5, 5.0)
 
 
 def _bits(masks: np.ndarray) -> np.ndarray:
