@@ -209,6 +209,7 @@ def load_store(
     counts: dict[str, int] = {}
     cat = documents.catalogue(data.movies, data.links, refit.metadata)
     titles = {int(m): display_title(row) for m, row in cat.iterrows()}
+    genres_of = dict(zip(cat.index.astype(int), cat["genres"]))
     models.topn = models.topn.without_users()  # its training users' ratings are in models.matrix
     release_memory()
     with steps.step("similar movies (all)"):
@@ -218,8 +219,7 @@ def load_store(
     try:
         with steps.step("store: movies, metadata, clusters"):
             terms = telling_terms(
-                movie_terms(data.movies, data.tags, data.links, refit.metadata),
-                dict(zip(cat.index.astype(int), cat["genres"])),
+                movie_terms(data.movies, data.tags, data.links, refit.metadata), genres_of
             )
             counts[schema.MOVIES] = staging.insert(
                 schema.MOVIES, documents.movie_docs(cat, models, similar, terms)
@@ -237,7 +237,7 @@ def load_store(
                 models.rating.mf_,
                 models.matrix.item_ids,
                 models.features.genres,
-                dict(zip(cat.index.astype(int), cat["genres"])),
+                genres_of,
                 keep=config.live_neighbors,
                 similar=similar,
             )
