@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pymongo
 
@@ -27,6 +28,18 @@ def split_args(p) -> None:
         "--split", default=str(SHARED / "bench" / "splits" / "ml-latest-small" / "user-holdout")
     )
     p.add_argument("--movies", default=str(SHARED / "data" / "ml-latest-small" / "movies.csv"))
+
+
+def random_carve(train, frac: float = 0.2, seed: int = 43) -> np.ndarray:
+    """The harness's per-user hold-out on ``train`` in (userId, movieId) order: a random
+    ``max(1, floor(frac * n))`` of each user's ratings (users with at least 5)."""
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(train), bool)
+    for _, rows in sorted(train.groupby("userId").indices.items()):
+        if len(rows) >= 5:
+            n = max(1, int(np.floor(frac * len(rows) + 1e-9)))
+            held[rows[rng.permutation(len(rows))[:n]]] = True
+    return held
 
 
 @contextlib.contextmanager

@@ -22,12 +22,12 @@ import time
 import numpy as np
 import pandas as pd
 
-from benchmarks._util import best_of, split_args
-from benchmarks.operating_point import random_carve
+from benchmarks._util import best_of, random_carve, split_args
 from contract.diversity import genre_similarity, rerank
 from pipeline.config import PipelineConfig
 from pipeline.evaluation.metrics import beyond_accuracy, topn_metrics
 from pipeline.features.matrix import RatingMatrix
+from pipeline.features.tables import movie_genres
 from pipeline.models.topn import TopNRecommender
 
 K, CANDIDATES = 10, 50
@@ -44,10 +44,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     steps = [float(s) for s in args.steps.split(",")]
     movies = pd.read_csv(args.movies)
-    genres_of = {
-        int(m): [g for g in str(gs).split("|") if g != "(no genres listed)"]
-        for m, gs in zip(movies.movieId, movies.genres)
-    }
+    genres_of = movie_genres(movies)
     genre_table = pd.DataFrame(
         [{g: 1 for g in gs} for gs in genres_of.values()], index=list(genres_of)
     ).fillna(0)

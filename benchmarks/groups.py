@@ -30,13 +30,12 @@ import numpy as np
 import pandas as pd
 
 from api.services.live import signals
-from benchmarks._util import split_args
-from benchmarks.operating_point import random_carve
+from benchmarks._util import random_carve, split_args
 from contract.groups import RULES, member, recommend_group
 from pipeline.config import PipelineConfig
 from pipeline.evaluation.metrics import ndcg_by_user
 from pipeline.features.matrix import RatingMatrix
-from pipeline.features.tables import genre_vocabulary
+from pipeline.features.tables import genre_vocabulary, movie_genres
 from pipeline.models.mf import BiasedMF
 from pipeline.models.topn import TopNRecommender
 from pipeline.publish.live_export import build_live_model
@@ -64,10 +63,7 @@ def main(argv=None) -> int:
         test = pd.read_csv(f"{args.split}/test.csv")
     movies = pd.read_csv(args.movies)
     vocabulary = genre_vocabulary(movies)
-    genres_of = {
-        int(m): [g for g in str(gs).split("|") if g in set(vocabulary)]
-        for m, gs in zip(movies.movieId, movies.genres)
-    }
+    genres_of = movie_genres(movies)
     config = PipelineConfig()
     matrix = RatingMatrix.from_frame(train)
     topn = TopNRecommender(config.topn).fit(matrix)

@@ -59,7 +59,7 @@ from contract.live_model import LiveModel, ScoringConfig, recommend_live
 from pipeline.config import PipelineConfig
 from pipeline.evaluation.metrics import ndcg_by_user, topn_metrics
 from pipeline.features.matrix import RatingMatrix
-from pipeline.features.tables import genre_vocabulary, movie_text
+from pipeline.features.tables import genre_vocabulary, movie_genres, movie_text
 from pipeline.models.mf import BiasedMF
 from pipeline.models.similarity import SimilarMovies, all_similar
 from pipeline.models.topn import TopNRecommender
@@ -109,10 +109,7 @@ def main(argv=None) -> int:
 
     config = PipelineConfig()
     vocabulary = genre_vocabulary(movies)  # the pipeline's reading of the genres column
-    genres_of = {
-        int(m): [g for g in str(gs).split("|") if g in set(vocabulary)]
-        for m, gs in zip(movies.movieId, movies.genres)
-    }
+    genres_of = movie_genres(movies)
     matrix = RatingMatrix.from_frame(others)
     topn = TopNRecommender(config.topn).fit(matrix)
     mf = BiasedMF(config.rating.mf).fit(matrix)

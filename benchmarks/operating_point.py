@@ -25,7 +25,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from benchmarks._util import SHARED
+from benchmarks._util import SHARED, random_carve
 from pipeline.config import PipelineConfig
 from pipeline.evaluation.metrics import topn_metrics
 from pipeline.features.matrix import RatingMatrix
@@ -89,18 +89,6 @@ def main(argv=None) -> int:
         print(f"| {head}{served} | {power:.1f} | {ndcg:.4f} | {cov:.4f} |")
     print(f"\n{time.perf_counter() - t0:.0f} s in all")
     return 0
-
-
-def random_carve(train: pd.DataFrame, frac: float = 0.2, seed: int = 43) -> np.ndarray:
-    """The harness's per-user hold-out on ``train`` in (userId, movieId) order: a random
-    ``max(1, floor(frac * n))`` of each user's ratings (users with at least 5)."""
-    rng = np.random.default_rng(seed)
-    held = np.zeros(len(train), bool)
-    for _, rows in sorted(train.groupby("userId").indices.items()):
-        if len(rows) >= 5:
-            n = max(1, int(np.floor(frac * len(rows) + 1e-9)))
-            held[rows[rng.permutation(len(rows))[:n]]] = True
-    return held
 
 
 def temporal_carve(train: pd.DataFrame, frac: float = 0.2) -> np.ndarray:

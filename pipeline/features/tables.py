@@ -92,6 +92,11 @@ def genre_vocabulary(movies: pd.DataFrame) -> list[str]:
     return sorted(seen)
 
 
+def movie_genres(movies: pd.DataFrame) -> dict[int, list[str]]:
+    """movieId -> its genre names, as the pipeline reads the ``genres`` column."""
+    return {int(m): _genre_list(v) for m, v in zip(movies["movieId"], movies["genres"])}
+
+
 def genre_dummies(movies: pd.DataFrame, genres: list[str] | None = None) -> pd.DataFrame:
     """0/1 float32 matrix, index movieId, one ``g_<Genre>`` column per genre of the vocabulary.
 

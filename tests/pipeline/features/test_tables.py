@@ -7,6 +7,7 @@ from pipeline.features.tables import (
     FeatureConfig,
     build_features,
     genre_dummies,
+    movie_genres,
     movie_text,
     profile_from_ratings,
     rating_rows,
@@ -243,3 +244,10 @@ def test_held_out_ratings_cannot_change_any_training_feature():
     assert control_print[0] != reference[0] and control_print[1] != reference[1]  # users, movies
     assert control_print[2] != reference[2]  # genre profiles
     assert control_print[3] != reference[3]  # global mean
+
+
+def test_movie_genres_reads_the_genres_column_as_the_pipeline_does():
+    movies = pd.DataFrame(
+        {"movieId": [1, 2, 3], "genres": ["Action|Sci-Fi", "(no genres listed)", ["Drama"]]}
+    )
+    assert movie_genres(movies) == {1: ["Action", "Sci-Fi"], 2: [], 3: ["Drama"]}
