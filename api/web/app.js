@@ -1113,13 +1113,19 @@
         h('p', { class: 'card-meta group-ratings' }, movie.members.map((m) => `${who(m.userId)} ★ ${m.predicted_rating.toFixed(1)}`).join(' · ')),
         h('p', { class: 'reason' }, `From ${movie.from.map((id) => (who(id) === 'you' ? 'your' : `${who(id)}'s`)).join(' and ')} list${movie.from.length > 1 ? 's' : ''}`)),
       user && data.members.includes(user.userId)
-        ? h('div', { class: 'card-extra' }, feedbackControls(movie, 'group', async (kind, value) => {
-          note.textContent = `${actionText(kind, value, movie)} Updating the group's list…`;
-          const fresh = await api(`/groups/${slug}/recommendation?n=${N_RECS}${variety}`);
-          paint(fresh.recommendations);
-          note.textContent = `${actionText(kind, value, movie)} The group's list is updated.`;
-        }))
+        ? h('div', { class: 'card-extra' }, feedbackControls(movie, 'group', (kind, value) => refresh(actionText(kind, value, movie))))
         : null)));
+    // after a reaction: the group's list again (the reaction itself is saved already)
+    const refresh = async (what) => {
+      note.textContent = `${what} Updating the group's list…`;
+      try {
+        paint((await api(`/groups/${slug}/recommendation?n=${N_RECS}${variety}`)).recommendations);
+        note.textContent = `${what} The group's list is updated.`;
+      } catch (err) {
+        note.textContent = `${what} The group's list could not be updated.`;
+        showError(err, () => refresh(what));
+      }
+    };
     const [row] = linkRow('group-link', 'Link to add someone', togetherLink(data.members));
     show(
       h('section', { class: 'view-head' }, h('div', {},
