@@ -11,7 +11,9 @@ from pathlib import Path
 # MONGODB_URL is unset) happens once, and errors show before any worker starts. No connection is
 # made while loading: each worker creates its own MongoClient on its first request.
 preload_app = True
-worker_class = "sync"
+# gunicorn's sync worker, answering a request too large to read (an exclude= of thousands of ids)
+# with the API's JSON 400 instead of an HTML page
+worker_class = "api.http.worker.JsonErrorWorker"
 timeout = 30  # a worker stuck this long is restarted (reads time out far sooner: 503 in ~1 s)
 graceful_timeout = 10
 keepalive = 5

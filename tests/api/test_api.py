@@ -714,6 +714,14 @@ def test_gunicorn_serves_the_procfile_command(served, app, tmp_path):
         )
         status, ctype, body = http_get(base + "/nope")
         assert status == 404 and ctype == JSON
+        # a request line past gunicorn's limit: the API's JSON 400, not gunicorn's HTML page
+        many = ",".join(map(str, range(1, 10_001)))
+        status, ctype, body = http_get(base + f"/user/1/recommendation?exclude={many}")
+        error = json.loads(body)["error"]
+        assert status == 400 and ctype == JSON and error["code"] == "bad_request"
+        assert "at most 500" in error["message"]
+        status, ctype, body = http_get(base + "/user/1/recommendation?n=5")
+        assert status == 200  # and the worker serves on
         for _ in range(6):  # both workers answer (each with its own client, created after fork)
             assert http_get(base + "/movies/search?q=toy")[0] == 200
         # one scrape, whichever worker answers it, counts every worker's requests
