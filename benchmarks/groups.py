@@ -10,10 +10,11 @@
 2. ``--groups`` random groups of 2, 3 and 4 users (``--seed``) with a relevant held-out rating
    each. Every member is known by their training ratings, as the API knows a data-set user.
 3. The group's list of 10 by each rule of ``contract.groups`` (``no-misery`` is served) and by
-   popularity (the most rated movies no member rated), scored with
-   ``pipeline.evaluation.metrics``: the members' mean NDCG@10 (each member's held-out ratings
-   against the group's list), the least-served member's NDCG@10, and the group hit rate (the share
-   of groups whose list holds a movie every member rated >= 4 in the held-out part).
+   popularity (the most rated movies no member rated), scored by
+   ``pipeline.evaluation.groups.evaluate_groups`` (the same table is in every run's evaluation
+   report): the members' mean NDCG@10 (each member's held-out ratings against the group's
+   list), the least-served member's NDCG@10, and the group hit rate (the share of groups whose
+   list holds a movie every member rated >= 4 in the held-out part).
 4. The time of ``contract.groups.recommend_group`` for groups of 4 (p50 and p99 over the groups,
    in this process): with every member scored (a group's first request), and with one member
    scored and the others kept (what the API does after a member's write: it keeps each member's
@@ -29,11 +30,10 @@ import time
 import numpy as np
 import pandas as pd
 
-from api.services.live import signals
 from benchmarks._util import random_carve, split_args
-from contract.groups import RULES, member, recommend_group
+from contract.groups import member, recommend_group
 from pipeline.config import PipelineConfig
-from pipeline.evaluation.metrics import ndcg_by_user
+from pipeline.evaluation.groups import evaluate_groups, member_signals, random_groups
 from pipeline.features.matrix import RatingMatrix
 from pipeline.features.tables import genre_vocabulary, movie_genres
 from pipeline.models.mf import BiasedMF
@@ -74,41 +74,13 @@ def main(argv=None) -> int:
     popular = train.groupby("movieId").size().sort_values(ascending=False, kind="stable").index
     fitted_s = time.perf_counter() - t0
 
-    relevant = test[test.rating >= 4.0]
-    liked = relevant.groupby("userId").movieId.agg(frozenset).to_dict()
-    users = np.array(sorted(liked))
-    history = {int(u): d for u, d in train.groupby("userId")}
-    rng = np.random.default_rng(args.seed)
-    rows, seconds = [], []
-    for size in SIZES:
-        for g in range(args.groups):
-            members = [int(u) for u in rng.choice(users, size, replace=False)]
-            sigs = [
-                signals(
-                    (
-                        history[u].movieId.to_numpy(np.int64),
-                        history[u].rating.to_numpy(np.float64),
-                    ),
-                    None,
-                )
-                for u in members
-            ]
-            seen = set().union(*(s.seen() for s in sigs))
-            lists = {"popularity": [int(m) for m in popular if int(m) not in seen][:K]}
-            for rule in RULES:
-                started = time.perf_counter()
-                out = recommend_group(live, sigs, K, rule=rule)
-                if rule == "no-misery" and size == 4:
-                    cold = time.perf_counter() - started
-                    kept = [member(live, sig) for sig in sigs[1:]]
-                    started = time.perf_counter()  # one member wrote: the others are kept
-                    recommend_group(live, [member(live, sigs[0]), *kept], K)
-                    seconds.append((cold, time.perf_counter() - started))
-                lists[rule] = out.movie_ids.tolist()
-            common = frozenset.intersection(*(liked[u] for u in members))
-            for name, items in lists.items():
-                rows += [(size, g, name, u, items, bool(common & set(items))) for u in members]
-
+    history = {
+        int(u): (d.movieId.to_numpy(np.int64), d.rating.to_numpy(np.float64))
+        for u, d in train.groupby("userId")
+    }
+    rows = evaluate_groups(
+        live, history, test, popular, K, 4.0, SIZES, args.groups, args.seed
+    )  # the evaluation report's table, on the harness's split
     print(
         f"\n### Groups of {', '.join(map(str, SIZES))} random users ({args.groups} of each size, "
         f"seed {args.seed}), scored on {'the validation carve' if args.validate else 'the test split'}; "
@@ -118,27 +90,23 @@ def main(argv=None) -> int:
         "| group size | list by | members' mean NDCG@10 | least-served member's NDCG@10 | group hit rate |"
     )
     print("|---|---|---|---|---|")
-    frame = pd.DataFrame(rows, columns=["size", "group", "by", "userId", "items", "hit"])
-    for size in SIZES:
-        for name in ("no-misery", "average", "least-misery", "popularity"):
-            part = frame[(frame["size"] == size) & (frame["by"] == name)]
-            ndcg = []
-            for _, members in part.groupby("group"):
-                recs = pd.DataFrame(
-                    [
-                        (u, r, m)
-                        for u, items in zip(members.userId, members["items"])
-                        for r, m in enumerate(items, 1)
-                    ],
-                    columns=["userId", "rank", "movieId"],
-                )
-                scored = ndcg_by_user(recs, relevant[relevant.userId.isin(members.userId)], K, 4.0)
-                ndcg.append((scored.mean(), scored.min()))
-            ndcg = np.array(ndcg)
-            hits = part.groupby("group")["hit"].first().mean()
-            print(
-                f"| {size} | {name} | {ndcg[:, 0].mean():.4f} | {ndcg[:, 1].mean():.4f} | {hits:.3f} |"
-            )
+    for r in rows:
+        print(
+            f"| {r['size']} | {r['by']} | {r[f'ndcg@{K}']:.4f} | {r[f'least@{K}']:.4f} "
+            f"| {r['hit_rate']:.3f} |"
+        )
+
+    seconds = []
+    users = np.array(sorted(set(test[test.rating >= 4.0].userId) & set(history)), np.int64)
+    for members in random_groups(users, (4,), args.groups, args.seed):
+        sigs = [member_signals(history[u]) for u in members]
+        started = time.perf_counter()
+        recommend_group(live, sigs, K)
+        cold = time.perf_counter() - started
+        kept = [member(live, sig) for sig in sigs[1:]]
+        started = time.perf_counter()  # one member wrote: the others are kept
+        recommend_group(live, [member(live, sigs[0]), *kept], K)
+        seconds.append((cold, time.perf_counter() - started))
     ms = np.array(seconds) * 1e3
     for k, what in enumerate(("every member scored", "one member scored, three kept")):
         print(

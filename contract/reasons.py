@@ -22,6 +22,28 @@ def shared_terms(terms: Sequence[str], other: Iterable[str], k: int = SHOWN) -> 
     return [t for t in terms if t in others][:k]
 
 
+def evidence(
+    reason: Mapping[str, Any],
+    item_genres: Sequence[str],
+    item_terms: Sequence[str],
+    seed_terms: Iterable[str] = (),
+    persona: Sequence[str] = (),
+    stated: Sequence[str] = (),
+) -> list[str]:
+    """What ``reason`` rests on for a movie of ``item_genres`` and ``item_terms``: the terms it
+    shares with the liked movie (``seed_terms``) for a "because you liked" reason, the genres of
+    the user's cluster ``persona`` it has for a cluster or taste reason, the ``stated`` genres it
+    has for a genre match; nothing for any other kind."""
+    kind = reason.get("kind")
+    if kind == "because_you_liked" and reason.get("movieId") is not None:
+        return shared_terms(item_terms, seed_terms)
+    if kind in ("cluster_favourite", "taste_match"):
+        return [g for g in persona if g in item_genres][:SHOWN]
+    if kind == "genre_match":
+        return [g for g in stated if g in item_genres][:SHOWN]
+    return []
+
+
 def explained(reason: Mapping[str, Any], evidence: Sequence[str]) -> dict[str, Any]:
     """A copy of ``reason`` with ``evidence`` as data and in its text (unchanged when empty)."""
     out = dict(reason)

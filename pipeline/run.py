@@ -16,7 +16,13 @@ from pipeline.config import PipelineConfig
 from pipeline.data.feedback import read_feedback, with_feedback
 from pipeline.data.movielens import MovieLensData, load_movielens
 from pipeline.data.splitting import split_ratings
-from pipeline.evaluation.holdout import evaluate_ratings, evaluate_topn, write_report
+from pipeline.evaluation.holdout import (
+    evaluate_group_lists,
+    evaluate_ratings,
+    evaluate_topn,
+    write_report,
+)
+from pipeline.evaluation.reasons import evidence_share
 from pipeline.features.tables import movie_terms, telling_terms
 from pipeline.models.clustering import describe_clusters
 from pipeline.models.similarity import all_similar
@@ -69,6 +75,15 @@ def evaluate_holdout(
         topn_report, _ = evaluate_topn(
             models, split.test, config.k, config.relevance_threshold, current_client()
         )
+    with steps.step("evaluate groups"):
+        groups_report = evaluate_group_lists(
+            models,
+            data.movies,
+            split.test,
+            config.k,
+            config.relevance_threshold,
+            config.live_neighbors,
+        )
     steps.phase = ""
     k = config.k
     log.info(
@@ -81,7 +96,7 @@ def evaluate_holdout(
         k,
         topn_report["model"].get(f"coverage@{k}", float("nan")),
     )
-    return {"rating": rating_report, "topn": topn_report}, rows
+    return {"rating": rating_report, "topn": topn_report, "groups": groups_report}, rows
 
 
 def fingerprint(data: MovieLensData) -> str | None:
@@ -172,16 +187,17 @@ def run(config: PipelineConfig, store, version: str, steps: Steps | None = None)
             "sizes": {str(c): int(s) for c, s in clusters["size"].items()},
         }
 
-    if config.evaluate:
-        result.run_dir = Path(config.run_dir) / version
-        report["timings"] = dict(steps.timings)
-        write_report(result.run_dir, report, rows, clusters)
-        log.info("evaluation report: %s", result.run_dir / "report.md")
     result.report = report
-
-    if store is not None:
-        refit = Refitted(data, metadata, models, clusters, report)
-        result.counts = load_store(store, version, config, refit, steps)
+    try:
+        if store is not None:
+            refit = Refitted(data, metadata, models, clusters, report)
+            result.counts = load_store(store, version, config, refit, steps)
+    finally:  # with the load's figures (the reasons' evidence), or without when it failed
+        if config.evaluate:
+            result.run_dir = Path(config.run_dir) / version
+            report["timings"] = dict(steps.timings)
+            write_report(result.run_dir, report, rows, clusters)
+            log.info("evaluation report: %s", result.run_dir / "report.md")
     result.timings = dict(steps.timings)
     result.timings["total"] = steps.total()
     return result
@@ -260,10 +276,14 @@ def load_store(
             counts[schema.USERS] = store_user_lists(store, staging, inputs)
             del inputs
             release_memory()
+        with steps.step("reasons' evidence (a sample)"):
+            report["reasons"] = evidence_share(staging, models.matrix.user_ids, config.k)
         with steps.step("store: indexes + publish"):
             staging.ensure_indexes()
             metrics = {
-                k: report[k] for k in ("rating", "topn", "clusters", "feedback") if k in report
+                k: report[k]
+                for k in ("rating", "topn", "groups", "reasons", "clusters", "feedback")
+                if k in report
             }
             staging.publish(
                 {

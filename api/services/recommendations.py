@@ -29,7 +29,7 @@ from api.http.views import has_genre, movie_summary
 from api.services.live import live_list, read_training_ratings
 from api.store.serving import ServingStore
 from contract.diversity import genre_similarity, rerank
-from contract.reasons import SHOWN, explained, shared_terms
+from contract.reasons import evidence, explained
 from contract.schema import REASON_TEXTS
 
 USER_FIELDS = ("cluster", "top", "model_version")
@@ -109,16 +109,16 @@ def with_evidence(
         if not reason:
             out.append(item)
             continue
-        kind, terms = reason.get("kind"), (details.get(item["movieId"]) or {}).get("terms") or ()
-        evidence: list[str] = []
-        if kind == "because_you_liked" and reason.get("movieId") is not None:
-            seed = details.get(int(reason["movieId"])) or {}
-            evidence = shared_terms(terms, seed.get("terms") or ())
-        elif kind in ("cluster_favourite", "taste_match"):
-            evidence = [g for g in persona if g in item["genres"]][:SHOWN]
-        elif kind == "genre_match":
-            evidence = [g for g in stated if g in item["genres"]][:SHOWN]
-        out.append({**item, "reason": explained(reason, evidence)})
+        seed = reason.get("movieId")
+        shown = evidence(
+            reason,
+            item["genres"],
+            (details.get(item["movieId"]) or {}).get("terms") or (),
+            (details.get(int(seed)) or {}).get("terms") or () if seed is not None else (),
+            persona,
+            stated,
+        )
+        out.append({**item, "reason": explained(reason, shown)})
     return out
 
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from contract.reasons import explained, shared_terms
+from contract.reasons import evidence, explained, shared_terms
 from pipeline.features.tables import telling_terms
 
 
@@ -37,3 +37,19 @@ def test_telling_terms_are_shared_ones_rarest_first_then_the_genres():
     assert out[1] == ["heist", "bank", "crime", "thriller"]  # "unique": no other movie has it
     assert out[4] == ["crime", "drama"]
     assert telling_terms(terms, max_terms=1)[1] == ["heist"]
+
+
+def test_evidence_by_reason_kind():
+    liked = {"kind": "because_you_liked", "movieId": 6, "text": "Because you liked Heat (1995)"}
+    terms = ["heist", "crime", "drama"]
+    assert evidence(liked, ["Crime"], terms, ["drama", "heist"]) == ["heist", "drama"]
+    taste = {"kind": "taste_match", "text": "Matches the movies you rated"}
+    persona = ["Drama", "Crime", "War", "Romance"]
+    assert evidence(taste, ["Romance", "Crime", "Drama", "War"], terms, persona=persona) == [
+        "Drama",
+        "Crime",
+        "War",
+    ]  # the persona's order, at most three
+    picked = {"kind": "genre_match", "text": "Matches the genres you picked"}
+    assert evidence(picked, ["Comedy", "Drama"], terms, stated=["Drama"]) == ["Drama"]
+    assert evidence({"kind": "popular", "text": "Popular"}, ["Drama"], terms, persona=persona) == []

@@ -157,7 +157,7 @@ def test_cluster_documents(published):
 
 
 def test_evaluation_report_written(published):
-    _, _, first, _ = published
+    db, _, first, second = published
     for f in (
         "metrics.json",
         "report.md",
@@ -174,7 +174,22 @@ def test_evaluation_report_written(published):
     assert curve[0]["ndcg@10"] == pytest.approx(topn["model"]["ndcg@10"])
     assert curve[0]["intra_list_diversity"] == pytest.approx(topn["model"]["diversity"])
     assert curve[-1]["intra_list_diversity"] > curve[0]["intra_list_diversity"]
-    assert "More variety on request" in (first.run_dir / "report.md").read_text()
+    text = (first.run_dir / "report.md").read_text()
+    assert "More variety on request" in text
+    # watching together: every size and list, scored on the held-out part
+    groups = first.report["groups"]
+    assert {(g["size"], g["by"]) for g in groups} == {
+        (s, by) for s in (2, 3, 4) for by in ("no-misery", "average", "least-misery", "popularity")
+    }
+    assert all(g["groups"] > 0 and 0 <= g["least@10"] <= g["ndcg@10"] <= 1 for g in groups)
+    assert "Watching together" in text
+    # reasons: the share of the published lists' first ten whose reason shows its evidence
+    reasons = first.report["reasons"]
+    assert reasons["items"] == sum(k["items"] for k in reasons["by_kind"].values()) > 0
+    assert 0 < reasons["share"] <= 1 and "Reasons with their evidence" in text
+    published_metrics = db[schema.MODELS].find_one({"_id": second.version})["metrics"]
+    assert published_metrics["reasons"] == second.report["reasons"]
+    assert published_metrics["groups"] == second.report["groups"]
 
 
 def test_runs_on_an_existing_cluster_by_scheduler_address(mongo_client, config):
