@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks._util import random_carve, split_args
-from contract.groups import member, recommend_group
+from contract.groups import as_members, recommend_group
 from pipeline.config import PipelineConfig
 from pipeline.evaluation.groups import evaluate_groups, member_signals, random_groups
 from pipeline.features.matrix import RatingMatrix
@@ -103,9 +103,9 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         recommend_group(live, sigs, K)
         cold = time.perf_counter() - started
-        kept = [member(live, sig) for sig in sigs[1:]]
+        kept = as_members(live, sigs[1:])
         started = time.perf_counter()  # one member wrote: the others are kept
-        recommend_group(live, [member(live, sigs[0]), *kept], K)
+        recommend_group(live, [*as_members(live, sigs[:1]), *kept], K)
         seconds.append((cold, time.perf_counter() - started))
     ms = np.array(seconds) * 1e3
     for k, what in enumerate(("every member scored", "one member scored, three kept")):

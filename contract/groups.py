@@ -8,8 +8,9 @@ member) and a score by ``rule``:
 
 * ``"no-misery"`` (served): the mean over members of the candidate's place in their list
   (``1 - rank / CANDIDATES``; 0 when it is not in it), among the candidates no member is
-  predicted to rate below ``misery``. A movie comes from one member's taste at least and is
-  disliked by nobody (Masthoff's "average without misery").
+  predicted to rate below ``misery`` (or below their own mean rating, when that is lower:
+  :func:`misery_floors`). A movie comes from one member's taste at least and is disliked by
+  nobody (Masthoff's "average without misery").
 * ``"average"``: the same mean, without the veto;
 * ``"least-misery"``: the lowest predicted rating of any member.
 
@@ -31,7 +32,7 @@ from contract.live_model import (
     UserSignals,
     fold_in,
     predicted_ratings,
-    recommend_live,
+    recommend_live_many,
 )
 
 CANDIDATES = 50  # each member's list that the group's candidates come from
@@ -58,17 +59,34 @@ class Member:
     folded: tuple[np.ndarray, float]
 
 
-def member(
+def as_members(
     model: LiveModel,
-    signals: UserSignals,
-    neighbors: Mapping[int, list[tuple[int, float]]] | None = None,
+    signals: Sequence[UserSignals],
+    neighbors: Sequence[Mapping[int, list[tuple[int, float]]] | None] | None = None,
     config: ScoringConfig = ScoringConfig(),
-) -> Member:
-    folded = fold_in(model, signals, config)
-    own = recommend_live(
+) -> list[Member]:
+    """Each user of ``signals`` as a group sees them (``neighbors[k]``: user ``k``'s similar
+    lists of their boost sources), their own lists scored together."""
+    folded = [fold_in(model, sig, config) for sig in signals]
+    own = recommend_live_many(
         model, signals, CANDIDATES, neighbors, config, because=False, folded=folded
     )
-    return Member(signals, own, folded)
+    return [Member(*args) for args in zip(signals, own, folded)]
+
+
+def misery_floors(members: Sequence[Member], misery: float = MISERY) -> np.ndarray:
+    """Each member's veto: ``misery``, or their own mean rating when it is lower. A member who
+    rates everything low (a mean of 2, say) is predicted below 3 for nearly every movie: an
+    absolute veto would leave their group nothing, where their own mean still tells what they
+    like less than usual."""
+    return np.array(
+        [
+            min(misery, float(np.mean(list(m.signals.ratings.values()))))
+            if m.signals.ratings
+            else misery
+            for m in members
+        ]
+    )
 
 
 def recommend_group(
@@ -81,10 +99,12 @@ def recommend_group(
     config: ScoringConfig = ScoringConfig(),
 ) -> GroupList:
     """The group's top ``n`` (fewer when the veto leaves fewer); see the module docstring.
-    ``members``: their signals, or their :func:`member` when the caller keeps those."""
+    ``members``: their signals, or their :func:`as_members` when the caller keeps those."""
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
-    members = [m if isinstance(m, Member) else member(model, m, neighbors, config) for m in members]
+    raw = [k for k, m in enumerate(members) if not isinstance(m, Member)]  # scored together
+    scored = iter(as_members(model, [members[k] for k in raw], [neighbors] * len(raw), config))
+    members = [next(scored) if k in raw else m for k, m in enumerate(members)]
     seen = set().union(*(m.signals.seen() for m in members))
     order: dict[int, None] = {}
     for m in members:
@@ -104,7 +124,11 @@ def recommend_group(
         keep = np.ones(len(ids), bool)
     else:
         scores = places.mean(axis=1)
-        keep = (predicted >= misery).all(axis=1) if rule == "no-misery" else np.ones(len(ids), bool)
+        keep = (
+            (predicted >= misery_floors(members, misery)).all(axis=1)
+            if rule == "no-misery"
+            else np.ones(len(ids), bool)
+        )
     mean_rating = predicted.mean(axis=1) if len(members) else np.zeros(len(ids))
     pick = np.flatnonzero(keep)
     pick = pick[np.lexsort((ids[pick], -mean_rating[pick], -scores[pick]))][:n]

@@ -18,7 +18,7 @@ the API process never imports scikit-learn, Dask or the training code for it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -307,6 +307,73 @@ def recommend_live(
     (their lists in ``neighbors``) pulled up or down and stated genres preferred.
     ``because=False`` leaves the "because" seeds out (all -1): most of a one-user list's time.
     ``folded``: the user's :func:`fold_in`, when the caller has it already."""
+    return recommend_live_many(model, [signals], n, [neighbors], config, because, [folded])[0]
+
+
+def recommend_live_many(
+    model: LiveModel,
+    signals: Sequence[UserSignals],
+    n: int,
+    neighbors: Sequence[Mapping[int, list[tuple[int, float]]] | None] | None = None,
+    config: ScoringConfig = ScoringConfig(),
+    because: bool = True,
+    folded: Sequence[tuple[np.ndarray, float] | None] | None = None,
+) -> list[LiveList]:
+    """:func:`recommend_live` of several users (``neighbors[k]`` and ``folded[k]`` are user
+    ``k``'s): the same lists, scored together (``TopNScorer.for_rows``), so a group's members
+    cost little more than one of them."""
+    asks = [
+        _ask(model, sig, (neighbors or [None] * len(signals))[k], config)
+        for k, sig in enumerate(signals)
+    ]
+    out: list[LiveList | None] = [None] * len(asks)
+    for cold in (False, True):  # a cold user's list has no long-tail picks (its own rules)
+        users = [k for k, ask in enumerate(asks) if (ask.cold and not config.cold_tail) == cold]
+        if not users:
+            continue
+        scorer = model.topn
+        if cold:
+            scorer = replace(scorer, rules=replace(scorer.rules, head_size=n))
+        items, scores, seeds = scorer.for_rows(
+            [(asks[k].cols, asks[k].vals) for k in users],
+            n,
+            [asks[k].exclude for k in users],
+            [asks[k].adjust for k in users],
+            because,
+        )
+        for j, k in enumerate(users):
+            ok = items[j] >= 0
+            movie_ids = np.where(ok, model.movie_ids[np.maximum(items[j], 0)], -1)[ok]
+            because_ids = np.where(seeds[j] >= 0, model.movie_ids[np.maximum(seeds[j], 0)], -1)
+            mine = (folded or [None] * len(asks))[k]
+            mine = mine if mine is not None else fold_in(model, signals[k], config)
+            out[k] = LiveList(
+                movie_ids.astype(np.int64),
+                scores[j][ok],
+                because_ids[ok].astype(np.int64),
+                predicted_ratings(model, mine, movie_ids),
+            )
+    return out
+
+
+@dataclass
+class _Ask:
+    """One user's scoring request: their inputs on matrix columns, what to leave out, the
+    adjustment of their affinity row, and whether they have no rated model item."""
+
+    cols: np.ndarray
+    vals: np.ndarray
+    exclude: np.ndarray
+    adjust: Callable[[np.ndarray], None]
+    cold: bool
+
+
+def _ask(
+    model: LiveModel,
+    signals: UserSignals,
+    neighbors: Mapping[int, list[tuple[int, float]]] | None,
+    config: ScoringConfig,
+) -> _Ask:
     inputs = dict(signals.ratings)
     for m in signals.liked:
         inputs[m] = max(inputs.get(m, 0.0), LIKE_RATING)
@@ -353,20 +420,7 @@ def recommend_live(
                 affinity[share == 0] *= config.cold_off_genre
         affinity += boost
 
-    scorer = model.topn
-    if cold and not config.cold_tail:
-        scorer = replace(scorer, rules=replace(scorer.rules, head_size=n))
-    items, scores, seeds = scorer.for_ratings(
-        cols, vals, n=n, exclude=exclude, adjust=adjust, because=because
-    )
-    ok = items[0] >= 0
-    movie_ids = np.where(ok, model.movie_ids[np.maximum(items[0], 0)], -1)[ok]
-    because_ids = np.where(seeds[0] >= 0, model.movie_ids[np.maximum(seeds[0], 0)], -1)[ok]
-    folded = folded if folded is not None else fold_in(model, signals, config)
-    predicted = predicted_ratings(model, folded, movie_ids)
-    return LiveList(
-        movie_ids.astype(np.int64), scores[0][ok], because_ids.astype(np.int64), predicted
-    )
+    return _Ask(cols, vals, exclude, adjust, cold)
 
 
 def fold_in(

@@ -69,27 +69,57 @@ class TopNScorer:
         """Top-``n`` list for one user known only by ratings on matrix columns; see
         ``TopNRecommender.recommend_for_ratings``. ``because=False``: no "because" seeds (all
         -1), which are most of the time of a one-user list."""
-        cols = np.asarray(item_cols, dtype=np.int64).reshape(-1)
-        vals = np.asarray(ratings, dtype=np.float32).reshape(-1)
-        if cols.shape != vals.shape:
-            raise ValueError("item_cols and ratings must have the same length")
-        ok = (cols >= 0) & (cols < len(self.col_to_model))
-        pos = self.col_to_model[cols[ok]]
-        known = pos >= 0
+        return self.for_rows([(item_cols, ratings)], n, [exclude], [adjust], because)
+
+    def for_rows(
+        self,
+        rows: Sequence[tuple[np.ndarray, np.ndarray]],
+        n: int = 50,
+        excludes: Sequence[np.ndarray | None] | None = None,
+        adjusts: Sequence[Callable[[np.ndarray], None] | None] | None = None,
+        because: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`for_ratings` of several users at once: row ``r`` of each result is the list of
+        ``rows[r]`` (``(item_cols, ratings)``) with ``excludes[r]`` left out and ``adjusts[r]``
+        applied to its affinity (a 1-D row), the same numbers as one user at a time. A few users
+        cost little more than one: most of a one-user list's time is per call, not per row."""
+        m = len(self.items)
+        at, where, values, extras = [], [], [], []
+        for r, (item_cols, ratings) in enumerate(rows):
+            cols = np.asarray(item_cols, dtype=np.int64).reshape(-1)
+            vals = np.asarray(ratings, dtype=np.float32).reshape(-1)
+            if cols.shape != vals.shape:
+                raise ValueError("item_cols and ratings must have the same length")
+            ok = (cols >= 0) & (cols < len(self.col_to_model))
+            pos = self.col_to_model[cols[ok]]
+            known = pos >= 0
+            at.append(np.full(int(known.sum()), r, dtype=np.int64))
+            where.append(pos[known])
+            values.append(vals[ok][known])
+            exclude = (excludes or [None] * len(rows))[r]
+            if exclude is not None:
+                ex = np.asarray(exclude, dtype=np.int64).reshape(-1)
+                ex = self.col_to_model[ex[(ex >= 0) & (ex < len(self.col_to_model))]]
+                exclude = ex[ex >= 0]
+            extras.append(exclude)
         x = sp.csr_matrix(
-            (vals[ok][known], (np.zeros(int(known.sum()), dtype=np.int64), pos[known])),
-            shape=(1, len(self.items)),
+            (np.concatenate(values), (np.concatenate(at), np.concatenate(where))),
+            shape=(len(rows), m),
             dtype=np.float32,
         )
         x.sum_duplicates()  # a column given twice counts once, with the later rating
         x.sort_indices()
-        extra = None
-        if exclude is not None:
-            ex = np.asarray(exclude, dtype=np.int64).reshape(-1)
-            ex = ex[(ex >= 0) & (ex < len(self.col_to_model))]
-            extra = self.col_to_model[ex]
-            extra = extra[extra >= 0]
-        return self.lists(x, n, True, extra, adjust, because)
+        adjusts = adjusts or [None] * len(rows)
+
+        def adjust(table: np.ndarray) -> None:
+            table = table.reshape(len(rows), m)  # a view: ``lists`` gives one row as 1-D
+            for r, (fn, extra) in enumerate(zip(adjusts, extras)):
+                if fn is not None:
+                    fn(table[r])
+                if extra is not None and len(extra):
+                    table[r, extra] = -np.inf
+
+        return self.lists(x, n, True, None, adjust, because)
 
     def affinity(self, ratings: sp.csr_matrix):
         """Blended, per-user normalised affinity for rows of raw ratings (users x model

@@ -24,7 +24,7 @@ from api.routes.lists import SlugParam, insert_with_slug, now_ms
 from api.services.live import cached_training_ratings, signals, similar_lists
 from api.services.recommendations import ListRequest
 from contract import schema
-from contract.groups import Member, member, recommend_group
+from contract.groups import CANDIDATES, Member, as_members, recommend_group
 
 MIN_MEMBERS, MAX_MEMBERS = 2, 8
 
@@ -56,6 +56,7 @@ def create_group(ctx: Context, body: dict) -> Reply:
         ctx.store.online(schema.GROUPS), {"members": members, "created_at": now}
     )
     url = f"/groups/{slug}/recommendation"
+    ctx.store.cached(ctx.pointer, ("group", slug), lambda: tuple(members))  # its list comes next
     return Reply(
         {"slug": slug, "url": url, "members": members, "created_at": now},
         status=201,
@@ -67,17 +68,25 @@ def group_recommendations(
     ctx: Context, slug: str, n: int, diversity: float, exclude: frozenset[int] | None
 ) -> dict:
     store, pointer = ctx.store, ctx.pointer
-    doc = store.online(schema.GROUPS).find_one({"_id": slug})
-    if doc is None:
-        raise NotFound(f"group {slug} not found")
-    members = [int(u) for u in doc.get("members") or ()]
+
+    def read() -> tuple[int, ...]:
+        doc = store.online(schema.GROUPS).find_one({"_id": slug}, {"members": 1})
+        if doc is None:
+            raise NotFound(f"group {slug} not found")  # not kept: nothing is cached
+        return tuple(int(u) for u in doc.get("members") or ())
+
+    members = list(store.cached(pointer, ("group", slug), read))  # a group never changes
     model = store.live_model(pointer)
-    kept = [_member(store, pointer, model, user) for user in members]
+    kept = _members(store, pointer, model, members)
     out = recommend_group(model, kept, len(model.movie_ids))
     ask = ListRequest(n, None, diversity, exclude or frozenset())
-    details = store.movie_details(pointer, out.movie_ids.tolist())
+    # the candidates a list of n is cut from: n, or as many as a user's stored list to re-rank
+    pool = [k for k, mid in enumerate(out.movie_ids.tolist()) if mid not in ask.exclude]
+    pool = pool[: ask.limit or CANDIDATES]
+    details = store.movie_details(pointer, out.movie_ids[pool].tolist())
     items = []
-    for k, mid in enumerate(out.movie_ids.tolist()):
+    for k in pool:
+        mid = int(out.movie_ids[k])
         d = details.get(mid)
         if d is None or not ask.wants(mid, d):
             continue
@@ -94,8 +103,6 @@ def group_recommendations(
                 "from": [members[j] for j in tastes.tolist()],
             }
         )
-        if len(items) == ask.limit:
-            break
     return {
         "slug": slug,
         "members": members,
@@ -105,17 +112,21 @@ def group_recommendations(
     }
 
 
-def _member(store, pointer, model, user: int) -> Member:
-    """A member's own list and fold-in, kept per version, user and rev: a group's list is made
-    again only for the members who wrote since (``contract.groups.Member``)."""
-    profile = store.live.profile(user)
+def _members(store, pointer, model, users: list[int]) -> list[Member]:
+    """Each member's own list and fold-in, kept per version, user and rev: a group's list is
+    made again only for the members who wrote since, scored together
+    (``contract.groups.as_members``)."""
+    profiles = {user: store.live.profile(user) for user in users}
+    keys = [("group-member", u, int((profiles[u] or {}).get("rev") or 0)) for u in users]
 
-    def compute() -> Member:
-        sig = signals(cached_training_ratings(store, pointer, user), profile)
-        return member(model, sig, similar_lists(store, pointer, model, sig.boost_sources or {}))
+    def compute(missing: list) -> list[Member]:
+        users = [u for _, u, _ in missing]
+        bases = cached_training_ratings(store, pointer, users)
+        sigs = [signals(base, profiles[u]) for base, u in zip(bases, users)]
+        near = [similar_lists(store, pointer, model, sig.boost_sources or {}) for sig in sigs]
+        return as_members(model, sigs, near)
 
-    rev = int((profile or {}).get("rev") or 0)
-    return store.cached(pointer, ("group-member", user, rev), compute)
+    return store.cached_many(pointer, keys, compute)
 
 
 def _known(ctx: Context, user: int) -> bool:
@@ -148,7 +159,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         description=(
             "Movies for the group to watch together, made now from every member's own live list: "
             "none that a member rated, liked, disliked or hid, none that a member is predicted to "
-            "rate below 3 (no misery), ranked by the members' mean place in their own lists. Each "
+            "rate below 3, or below their own mean rating when that is lower (no misery), ranked by "
+            "the members' mean place in their own lists. Each "
             "item gives every member's predicted rating and whose lists it comes from (from). "
             "diversity and exclude as on a user's list."
         ),

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -311,13 +311,21 @@ def _reason_seeds(
 
 
 def cached_training_ratings(
-    store: ServingStore, pointer: Mapping, user_id: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`read_training_ratings`, kept per user, version and process: training ratings never
-    change within a version."""
-    return store.cached(
-        pointer, ("ratings", user_id), lambda: read_training_ratings(store, pointer, user_id)
-    )
+    store: ServingStore, pointer: Mapping, user_ids: Sequence[int]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`read_training_ratings` of each of ``user_ids``, kept per user, version and process
+    (training ratings never change within a version); the ones not kept read together."""
+
+    def read(missing: list) -> list:
+        docs = store.users(pointer, [u for _, u in missing], ("ratings_packed",))
+        return [
+            read_training_ratings(store, pointer, u)  # a version from before the packing
+            if u in docs and "ratings_packed" not in docs[u]
+            else training_ratings(docs.get(u))
+            for _, u in missing
+        ]
+
+    return store.cached_many(pointer, [("ratings", int(u)) for u in user_ids], read)
 
 
 def similar_lists(store: ServingStore, pointer: Mapping, model, ids) -> dict[int, tuple]:
@@ -335,7 +343,7 @@ def live_list(
 
     def compute():
         started = time.perf_counter()
-        base = cached_training_ratings(store, pointer, user_id)
+        (base,) = cached_training_ratings(store, pointer, [user_id])
         sig = signals(base, profile)
         model = store.live_model(pointer)
         seeds = _reason_seeds(base, sig, profile)

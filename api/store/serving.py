@@ -259,6 +259,14 @@ class ServingStore:
         projection = {name: 1 for name in fields}
         return self.collection(pointer, schema.USERS).find_one({"_id": user_id}, projection)
 
+    def users(self, pointer: Mapping, user_ids: Iterable[int], fields: Iterable[str]) -> dict:
+        """The documents of ``user_ids`` that exist, by ``_id``, with only ``fields`` (one read)."""
+        projection = {name: 1 for name in fields}
+        found = self.collection(pointer, schema.USERS).find(
+            {"_id": {"$in": [int(u) for u in user_ids]}}, projection
+        )
+        return {d["_id"]: d for d in found}
+
     def cluster_members(self, pointer: Mapping, cluster_id: int) -> ClusterMembers:
         """All users of a cluster, ordered by ``_id`` (one index query per version and process)."""
         cache = self.cache(pointer)
@@ -391,16 +399,28 @@ class ServingStore:
 
     def cached(self, pointer: Mapping, key: Any, compute: Callable[[], Any]) -> Any:
         """``compute()`` memoised per version under ``key`` (LRU, ``response_cache_size``)."""
+        return self.cached_many(pointer, [key], lambda missing: [compute()])[0]
+
+    def cached_many(
+        self, pointer: Mapping, keys: Sequence[Any], compute: Callable[[list], list]
+    ) -> list:
+        """The values of ``keys``, memoised per version as :meth:`cached` does; the missing
+        ones made by one ``compute(missing keys)`` (their values, in that order)."""
         cache = self.cache(pointer)
+        found: dict = {}
         with cache.lock:
-            if key in cache.responses:
-                cache.responses.move_to_end(key)
-                return cache.responses[key]
-        value = compute()
-        if self.settings.response_cache_size > 0:
-            with cache.lock:
-                put_bounded(cache.responses, [(key, value)], self.settings.response_cache_size)
-        return value
+            for key in keys:
+                if key in cache.responses:
+                    cache.responses.move_to_end(key)
+                    found[key] = cache.responses[key]
+        missing = [key for key in keys if key not in found]
+        if missing:
+            made = list(zip(missing, compute(missing)))
+            found.update(made)
+            if self.settings.response_cache_size > 0:
+                with cache.lock:
+                    put_bounded(cache.responses, made, self.settings.response_cache_size)
+        return [found[key] for key in keys]
 
     # --- online data (not versioned: written by the API, kept across pipeline runs) -----------
 

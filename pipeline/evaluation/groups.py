@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from contract.groups import RULES, member, recommend_group
+from contract.groups import RULES, as_members, recommend_group
 from contract.live_model import LiveModel, UserSignals
 from pipeline.evaluation.metrics import ndcg_by_user
 
@@ -48,7 +48,7 @@ def group_lists(
     """The group's top ``k`` by each rule, and the most popular movies no member has seen."""
     seen = set().union(*(s.seen() for s in signals))
     lists = {"popularity": [int(m) for m in popular if int(m) not in seen][:k]}
-    members = [member(live, s) for s in signals]  # scored once for every rule
+    members = as_members(live, signals)  # scored once for every rule
     for rule in RULES:
         lists[rule] = recommend_group(live, members, k, rule=rule).movie_ids.tolist()
     return lists

@@ -479,7 +479,8 @@ def report_markdown(report: dict, clusters: pd.DataFrame | None) -> str:
             "## Watching together (random groups of held-out users)",
             "",
             f"Each group's list of {k} by the served rule (no-misery: the members' mean place in "
-            "their own lists, none predicted below 3 for anyone), by plain averaging, least misery "
+            "their own lists, none predicted below 3, or below their own mean if lower, for "
+            "anyone), by plain averaging, least misery "
             f"and popularity; NDCG@{k} of each member's held-out ratings against the group's list. "
             f"A group hit: a movie of the list every member rated >= {t['threshold']}.",
             "",

@@ -249,3 +249,24 @@ def test_feedback_replaces_data_set_ratings_and_drops_unknown_movies():
     rows = sorted(map(tuple, merged.compute()[["userId", "movieId", "rating"]].values.tolist()))
     assert rows == [(1, 10, 5.0), (1, 11, 3.0), (2, 10, 4.0), (9, 10, 4.0)]
     assert counts == {"rows": 2, "users": 2, "dropped_unknown_movie": 1}
+
+
+def test_many_users_scored_together_get_their_own_lists_exactly(model):
+    from contract.live_model import recommend_live_many
+
+    neighbors = {1: [(25, 0.9), (26, 0.5)], 21: [(3, 0.8)]}
+    users = [
+        signals({1: 5.0, 2: 4.5, 3: 5.0}, boost={1: 1.0}),
+        signals(genres=["Comedy"]),  # cold: no long-tail picks, scored apart
+        signals({21: 5.0, 22: 4.0}, liked={24}, disliked={5}, hidden={23}, boost={21: -1.0}),
+        signals({1: 2.0, 30: 4.5}, genres=["Action"]),
+    ]
+    for because in (True, False):
+        together = recommend_live_many(model, users, 12, [neighbors] * len(users), because=because)
+        for sig, got in zip(users, together):
+            alone = recommend_live(model, sig, 12, neighbors, because=because)
+            assert got.movie_ids.tolist() == alone.movie_ids.tolist()
+            np.testing.assert_array_equal(got.scores, alone.scores)
+            np.testing.assert_array_equal(got.because, alone.because)
+            np.testing.assert_array_equal(got.predicted, alone.predicted)
+    assert recommend_live_many(model, [], 5) == []

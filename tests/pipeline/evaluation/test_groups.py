@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from contract.groups import member, recommend_group
+from contract.groups import as_members, recommend_group
 from pipeline.evaluation.groups import evaluate_groups, member_signals
 from tests.contract.test_live_model import fitted, model  # noqa: F401  (fixtures)
 
@@ -17,7 +17,9 @@ def test_a_movie_both_members_loved_scores_where_the_group_list_puts_it(model): 
         1: (np.array([1, 2, 3]), np.array([5.0, 4.5, 5.0])),
         2: (np.array([4, 5]), np.array([5.0, 4.0])),
     }
-    own = recommend_group(model, [member(model, member_signals(h)) for h in history.values()], 10)
+    own = recommend_group(
+        model, as_members(model, [member_signals(h) for h in history.values()]), 10
+    )
     pick = int(own.movie_ids[1])  # second on the group's list
     held_out = pd.DataFrame(
         {"userId": [1, 2, 2], "movieId": [pick, pick, 39], "rating": [5.0, 4.0, 2.0]}
