@@ -4,6 +4,8 @@ best-of-n timing."""
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import os
 import socket
 import subprocess
@@ -216,3 +218,46 @@ def bench_store(
         f"--no-evaluate` in {took:.0f} s"
     )
     return url, server.pid, note
+
+
+def wsgi_call(
+    app, method: str, path: str, query: str = "", body: bytes = b"", headers=None, ok=(200,)
+):
+    """One request through a WSGI callable in this process (no HTTP): ``(status, body)``;
+    a status outside ``ok`` raises."""
+    status: list[str] = []
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SERVER_NAME": "bench",
+        "SERVER_PORT": "80",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "CONTENT_LENGTH": str(len(body)),
+        "CONTENT_TYPE": "application/json",
+        **{f"HTTP_{k.upper().replace('-', '_')}": v for k, v in (headers or {}).items()},
+    }
+    out = b"".join(app(environ, lambda s, h, e=None: status.append(s)))
+    code = int(status[0].split()[0])
+    if code not in ok:
+        raise RuntimeError(f"{method} {path}?{query}: {status[0]} {out[:200]!r}")
+    return code, out
+
+
+def wsgi_get(app, path: str, query: str = "", ok=(200,)) -> bytes:
+    return wsgi_call(app, "GET", path, query, ok=ok)[1]
+
+
+def served_users(app) -> list[int]:
+    """Every data-set user of the served version, cluster by cluster (through ``app``)."""
+    out, cluster = [], 0
+    while True:
+        first = json.loads(wsgi_get(app, f"/user/list/{cluster}", "per_page=100", ok=(200, 404)))
+        if "error" in first:
+            return out
+        for page in range(1, first["pages"] + 1):
+            body = json.loads(wsgi_get(app, f"/user/list/{cluster}", f"per_page=100&page={page}"))
+            out += [int(u["userId"]) for u in body["items"]]
+        cluster += 1

@@ -26,7 +26,7 @@ from pathlib import Path
 from api.app import create_app
 from api.services import recommendations
 from api.settings import Settings
-from benchmarks._util import bench_env, bench_store, best_of
+from benchmarks._util import bench_env, bench_store, best_of, served_users, wsgi_get
 
 
 def main(argv=None) -> int:
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
         ids = served_users(app)
         kinds, shown, items = Counter(), Counter(), []
         for user in ids:
-            body = json.loads(get(app, f"/user/{user}/recommendation", f"n={args.n}"))
+            body = json.loads(wsgi_get(app, f"/user/{user}/recommendation", f"n={args.n}"))
             for item in body["recommendations"]:
                 reason = item["reason"] or {}
                 kinds[reason.get("kind")] += 1
@@ -77,40 +77,9 @@ def main(argv=None) -> int:
     return 0
 
 
-def served_users(app) -> list[int]:
-    """Every data-set user of the served version, cluster by cluster."""
-    out, cluster = [], 0
-    while True:
-        first = json.loads(get(app, f"/user/list/{cluster}", "per_page=100", ok=(200, 404)))
-        if "error" in first:
-            return out
-        for page in range(1, first["pages"] + 1):
-            body = json.loads(get(app, f"/user/list/{cluster}", f"per_page=100&page={page}"))
-            out += [int(u["userId"]) for u in body["items"]]
-        cluster += 1
-
-
 def lists(app, ids: list[int], n: int) -> None:
     for user in ids:
-        get(app, f"/user/{user}/recommendation", f"n={n}")
-
-
-def get(app, path: str, query: str, ok=(200,)) -> bytes:
-    status: list[str] = []
-    environ = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": path,
-        "QUERY_STRING": query,
-        "SERVER_NAME": "bench",
-        "SERVER_PORT": "80",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": None,
-        "wsgi.errors": sys.stderr,
-    }
-    body = b"".join(app(environ, lambda s, h, e=None: status.append(s)))
-    if int(status[0].split()[0]) not in ok:
-        raise RuntimeError(f"GET {path}?{query}: {status[0]} {body[:200]!r}")
-    return body
+        wsgi_get(app, f"/user/{user}/recommendation", f"n={n}")
 
 
 if __name__ == "__main__":
