@@ -276,8 +276,9 @@ def load_store(
             counts[schema.USERS] = store_user_lists(store, staging, inputs)
             del inputs
             release_memory()
-        with steps.step("reasons' evidence (a sample)"):
-            report["reasons"] = evidence_share(staging, models.matrix.user_ids, config.k)
+        if config.evaluate:  # a figure of the evaluation report, read back from the store
+            with steps.step("reasons' evidence (a sample)"):
+                report["reasons"] = evidence_share(staging, models.matrix.user_ids, config.k)
         with steps.step("store: indexes + publish"):
             staging.ensure_indexes()
             metrics = {
