@@ -1,9 +1,10 @@
-"""A list for a group watching together, from each member's own request-time list.
+"""A list for a group watching together, from each member's own list.
 
-Each member is scored as they would be alone (``contract.live_model.recommend_live``: the live
-model on their ratings, likes, dislikes and stated genres), their top ``CANDIDATES`` kept. The
-group's candidates are the movies of those lists that no member has rated, liked, disliked or
-hidden. Each candidate gets every member's predicted rating (the rating model's fold-in of that
+Each member's own list is the one they are served alone, its top ``CANDIDATES`` kept: scored
+by the live model on their ratings, likes, dislikes and stated genres
+(``contract.live_model.recommend_live``; :func:`as_members`), or, for a data-set user with no
+live state, their published list (:func:`listed_member`). The group's candidates are the movies
+of those lists that no member has rated, liked, disliked or hidden. Each candidate gets every member's predicted rating (the rating model's fold-in of that
 member) and a score by ``rule``:
 
 * ``"no-misery"`` (served): the mean over members of the candidate's place in their list
@@ -72,6 +73,25 @@ def as_members(
         model, signals, CANDIDATES, neighbors, config, because=False, folded=folded
     )
     return [Member(*args) for args in zip(signals, own, folded)]
+
+
+def listed_member(
+    model: LiveModel,
+    signals: UserSignals,
+    movie_ids: Sequence[int],
+    config: ScoringConfig = ScoringConfig(),
+) -> Member:
+    """A member whose own list is given: a data-set user with no live state, whose list is the
+    one published for them (what they are served alone), its first ``CANDIDATES`` kept."""
+    folded = fold_in(model, signals, config)
+    ids = np.asarray(movie_ids, np.int64)[:CANDIDATES]
+    own = LiveList(
+        ids,
+        np.zeros(len(ids), np.float32),
+        np.full(len(ids), -1, np.int64),
+        predicted_ratings(model, folded, ids),
+    )
+    return Member(signals, own, folded)
 
 
 def misery_floors(members: Sequence[Member], misery: float = MISERY) -> np.ndarray:

@@ -72,7 +72,7 @@ def evaluate_holdout(
     with steps.step("evaluate ratings"):
         rating_report, rows = evaluate_ratings(models, split.test, current_client())
     with steps.step("evaluate top-N"):
-        topn_report, _ = evaluate_topn(
+        topn_report, candidates = evaluate_topn(
             models, split.test, config.k, config.relevance_threshold, current_client()
         )
     with steps.step("evaluate groups"):
@@ -80,6 +80,7 @@ def evaluate_holdout(
             models,
             data.movies,
             split.test,
+            candidates,
             config.k,
             config.relevance_threshold,
             config.live_neighbors,

@@ -24,7 +24,7 @@ from api.routes.lists import SlugParam, insert_with_slug, now_ms
 from api.services.live import cached_training_ratings, signals, similar_lists
 from api.services.recommendations import ListRequest
 from contract import schema
-from contract.groups import CANDIDATES, Member, as_members, recommend_group
+from contract.groups import CANDIDATES, Member, as_members, listed_member, recommend_group
 
 MIN_MEMBERS, MAX_MEMBERS = 2, 8
 
@@ -114,7 +114,9 @@ def group_recommendations(
 
 def _members(store, pointer, model, users: list[int]) -> list[Member]:
     """Each member's own list and fold-in, kept per version, user and rev: a group's list is
-    made again only for the members who wrote since, scored together
+    made again only for the members who wrote since. A member's own list is the one they are
+    served alone: their published list while they have no live state
+    (``contract.groups.listed_member``), else scored by the live model, those together
     (``contract.groups.as_members``)."""
     profiles = {user: store.live.profile(user) for user in users}
     keys = [("group-member", u, int((profiles[u] or {}).get("rev") or 0)) for u in users]
@@ -122,9 +124,19 @@ def _members(store, pointer, model, users: list[int]) -> list[Member]:
     def compute(missing: list) -> list[Member]:
         users = [u for _, u, _ in missing]
         bases = cached_training_ratings(store, pointer, users)
-        sigs = [signals(base, profiles[u]) for base, u in zip(bases, users)]
-        near = [similar_lists(store, pointer, model, sig.boost_sources or {}) for sig in sigs]
-        return as_members(model, sigs, near)
+        sigs = {u: signals(base, profiles[u]) for base, u in zip(bases, users)}
+        quiet = [u for u in users if profiles[u] is None]  # served their published list
+        published = store.users(pointer, quiet, ("top.movieId",)) if quiet else {}
+        listed = {
+            u: [int(e["movieId"]) for e in published[u]["top"]]
+            for u in quiet
+            if (published.get(u) or {}).get("top")
+        }
+        scored = [u for u in users if u not in listed]
+        near = [similar_lists(store, pointer, model, sigs[u].boost_sources or {}) for u in scored]
+        done = dict(zip(scored, as_members(model, [sigs[u] for u in scored], near)))
+        done.update({u: listed_member(model, sigs[u], ids) for u, ids in listed.items()})
+        return [done[u] for u in users]
 
     return store.cached_many(pointer, keys, compute)
 
@@ -157,7 +169,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         group_recommendations,
         "A group's list",
         description=(
-            "Movies for the group to watch together, made now from every member's own live list: "
+            "Movies for the group to watch together, made now from the list each member is served "
+            "alone (published, or live once they rated or reacted): "
             "none that a member rated, liked, disliked or hid, none that a member is predicted to "
             "rate below 3, or below their own mean rating when that is lower (no misery), ranked by "
             "the members' mean place in their own lists. Each "

@@ -1,8 +1,8 @@
 """Watching together, offline: random groups of held-out users, each group's list by each rule
 of ``contract.groups`` and by popularity, scored on the members' held-out ratings.
 
-Each member is known by their training ratings, as the API knows a data-set user
-(``contract.live_model.UserSignals``). A list is scored by the members' mean NDCG@k (each
+Each member is known by their training ratings and their published list, as the API knows a
+data-set user (``contract.live_model.UserSignals``, ``contract.groups.listed_member``). A list is scored by the members' mean NDCG@k (each
 member's held-out ratings against the group's list, ``pipeline.evaluation.metrics``), the
 least-served member's NDCG@k, and the group hit rate: the share of groups whose list holds a
 movie that every member rated at or above the threshold in the held-out part.
@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from contract.groups import RULES, as_members, recommend_group
+from contract.groups import RULES, as_members, listed_member, recommend_group
 from contract.live_model import LiveModel, UserSignals
 from pipeline.evaluation.metrics import ndcg_by_user
 
@@ -43,12 +43,22 @@ def random_groups(
 
 
 def group_lists(
-    live: LiveModel, signals: Sequence[UserSignals], popular: Sequence[int], k: int
+    live: LiveModel,
+    signals: Sequence[UserSignals],
+    popular: Sequence[int],
+    k: int,
+    own: Sequence[Sequence[int] | None] | None = None,
 ) -> dict[str, list[int]]:
-    """The group's top ``k`` by each rule, and the most popular movies no member has seen."""
+    """The group's top ``k`` by each rule, and the most popular movies no member has seen.
+    ``own[j]``: member ``j``'s published list, as the API uses it for a data-set user with no
+    live state (None: scored by the live model)."""
     seen = set().union(*(s.seen() for s in signals))
     lists = {"popularity": [int(m) for m in popular if int(m) not in seen][:k]}
-    members = as_members(live, signals)  # scored once for every rule
+    own = own or [None] * len(signals)
+    members = as_members(live, [s for s, o in zip(signals, own) if o is None])[::-1]
+    members = [  # scored once for every rule
+        members.pop() if o is None else listed_member(live, s, o) for s, o in zip(signals, own)
+    ]
     for rule in RULES:
         lists[rule] = recommend_group(live, members, k, rule=rule).movie_ids.tolist()
     return lists
@@ -64,11 +74,13 @@ def evaluate_groups(
     sizes: Sequence[int] = SIZES,
     per_size: int = 200,
     seed: int = 5,
+    published: Mapping[int, Sequence[int]] | None = None,
 ) -> list[dict]:
     """One row per group size and list: ``{"size", "by", "groups", "ndcg@k", "least@k",
     "hit_rate"}``. ``history``: each user's training ``(movie ids, ratings)``; ``held_out``:
     ``userId, movieId, rating`` rows; the groups are drawn from users with a relevant held-out
-    rating and a history."""
+    rating and a history. ``published``: each user's published list (movie ids), the members'
+    own lists as the API takes them for data-set users (else scored by the live model)."""
     relevant = held_out[held_out["rating"] >= threshold]
     liked = relevant.groupby("userId")["movieId"].agg(frozenset).to_dict()
     users = np.array(sorted(u for u in liked if u in history), np.int64)
@@ -76,7 +88,8 @@ def evaluate_groups(
     # one pseudo-user per (group, list, member): every list is scored in one call
     keys, recs, rel, hit = [], [], [], []
     for g, members in enumerate(random_groups(users, sizes, per_size, seed)):
-        lists = group_lists(live, [member_signals(history[u]) for u in members], popular, k)
+        own = [published.get(u) for u in members] if published is not None else None
+        lists = group_lists(live, [member_signals(history[u]) for u in members], popular, k, own)
         common = frozenset.intersection(*(liked[u] for u in members))
         for by, items in lists.items():
             hit.append((len(members), by, bool(common & set(items))))

@@ -179,7 +179,9 @@ def _block_top_n(topn, lo: int, ratings, n: int) -> tuple[int, np.ndarray, np.nd
 def evaluate_topn(
     models: FittedModels, test, k: int, threshold: float, client=None
 ) -> tuple[dict, pd.DataFrame]:
-    """Top-k metrics of the recommender and of the popularity baseline on held-out items."""
+    """Top-k metrics of the recommender and of the popularity baseline on held-out items, and
+    the lists they were cut from (``userId, rank, movieId``: the first ``CANDIDATES``, as
+    published)."""
     relevant = test[test["rating"] >= threshold][["userId", "movieId", "rating"]].compute()
     users = np.unique(test["userId"].unique().compute().to_numpy())
     candidates = top_n_frame(models, users, max(k, CANDIDATES), client)
@@ -197,14 +199,21 @@ def evaluate_topn(
     out["diversity_curve"] = diversity_curve(
         candidates, relevant, k, threshold, catalogue, genres, movies["n_ratings"], len(user_counts)
     )
-    return out, recs
+    return out, candidates
 
 
 def evaluate_group_lists(
-    models: FittedModels, movies: pd.DataFrame, test, k: int, threshold: float, keep: int
+    models: FittedModels,
+    movies: pd.DataFrame,
+    test,
+    candidates: pd.DataFrame,
+    k: int,
+    threshold: float,
+    keep: int,
 ) -> list[dict]:
     """Watching together (``pipeline.evaluation.groups``): random groups of held-out users,
-    each member known by their training ratings through the live model the API would serve."""
+    each member known by their training ratings and their list (``candidates``: ``userId, rank,
+    movieId``, as :func:`evaluate_topn` makes them), through the live model the API would serve."""
     live = build_live_model(
         models.topn,
         models.rating.mf_,
@@ -224,7 +233,11 @@ def evaluate_group_lists(
         )
         for r in rows[rows >= 0].tolist()
     }
-    return evaluate_groups(live, history, held_out, models.popular_items(500), k, threshold)
+    ordered = candidates.sort_values(["userId", "rank"])
+    published = {int(u): ids.to_numpy(np.int64) for u, ids in ordered.groupby("userId")["movieId"]}
+    return evaluate_groups(
+        live, history, held_out, models.popular_items(500), k, threshold, published=published
+    )
 
 
 def diversity_curve(

@@ -614,6 +614,11 @@ def test_a_group_list_comes_from_every_members_taste_and_avoids_misery(app, serv
         assert item["from"] and set(item["from"]) <= set(members)
     scores = [i["score"] for i in items]
     assert scores == sorted(scores, reverse=True)
+    # a data-set member with no live state brings the list they are served alone
+    for user in (11, 12):
+        own = set(ids(app.get(f"/user/{user}/recommendation", {"n": 50}).json))
+        assert {i["movieId"] for i in items if user in i["from"]} <= own
+        assert any(user in i["from"] for i in items)
     # a group is read-only for its members: their profiles are as they were
     assert list(profiles.find({"_id": {"$in": members}})) == before
 
