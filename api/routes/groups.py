@@ -123,10 +123,11 @@ def _members(store, pointer, model, users: list[int]) -> list[Member]:
 
     def compute(missing: list) -> list[Member]:
         users = [u for _, u, _ in missing]
-        bases = cached_training_ratings(store, pointer, users)
-        sigs = {u: signals(base, profiles[u]) for base, u in zip(bases, users)}
         quiet = [u for u in users if profiles[u] is None]  # served their published list
-        published = store.users(pointer, quiet, ("top.movieId",)) if quiet else {}
+        # their list and their training ratings in one read
+        published = store.users(pointer, quiet, ("top.movieId", "ratings_packed")) if quiet else {}
+        bases = cached_training_ratings(store, pointer, users, published)
+        sigs = {u: signals(base, profiles[u]) for base, u in zip(bases, users)}
         listed = {
             u: [int(e["movieId"]) for e in published[u]["top"]]
             for u in quiet

@@ -311,13 +311,21 @@ def _reason_seeds(
 
 
 def cached_training_ratings(
-    store: ServingStore, pointer: Mapping, user_ids: Sequence[int]
+    store: ServingStore,
+    pointer: Mapping,
+    user_ids: Sequence[int],
+    read_already: Mapping[int, Mapping] | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`read_training_ratings` of each of ``user_ids``, kept per user, version and process
-    (training ratings never change within a version); the ones not kept read together."""
+    (training ratings never change within a version); the ones not kept read together, but for
+    those in ``read_already`` (served documents the caller read with ``ratings_packed``)."""
 
     def read(missing: list) -> list:
-        docs = store.users(pointer, [u for _, u in missing], ("ratings_packed",))
+        given = read_already or {}
+        docs = {**given}
+        unread = [u for _, u in missing if u not in given]
+        if unread:
+            docs.update(store.users(pointer, unread, ("ratings_packed",)))
         return [
             read_training_ratings(store, pointer, u)  # a version from before the packing
             if u in docs and "ratings_packed" not in docs[u]
