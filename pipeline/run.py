@@ -241,7 +241,6 @@ def load_store(
             counts[schema.MOVIES] = staging.insert(
                 schema.MOVIES, documents.movie_docs(cat, models, similar, terms)
             )
-            del terms
             counts[schema.METADATA] = staging.insert(
                 schema.METADATA, documents.metadata_docs(cat, data.tags)
             )
@@ -279,7 +278,11 @@ def load_store(
             release_memory()
         if config.evaluate:  # a figure of the evaluation report, read back from the store
             with steps.step("reasons' evidence (a sample)"):
-                report["reasons"] = evidence_share(staging, models.matrix.user_ids, config.k)
+                personas = {int(c): list(p) for c, p in clusters["persona"].items()}
+                report["reasons"] = evidence_share(
+                    staging, models.matrix.user_ids, config.k, terms, genres_of, personas
+                )
+        del terms
         with steps.step("store: indexes + publish"):
             staging.ensure_indexes()
             metrics = {

@@ -72,7 +72,7 @@ def evaluate_groups(
     k: int = 10,
     threshold: float = 4.0,
     sizes: Sequence[int] = SIZES,
-    per_size: int = 200,
+    per_size: int = 100,
     seed: int = 5,
     published: Mapping[int, Sequence[int]] | None = None,
 ) -> list[dict]:

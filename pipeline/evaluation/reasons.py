@@ -1,10 +1,11 @@
 """Reasons with their evidence, checked on a loaded version: the share of the recommendations
 a user sees first whose reason shows what it rests on (``contract.reasons.evidence``, the rule
-the API applies when it answers), read back from the staged documents."""
+the API applies when it answers), for users' lists read back from the staged documents."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -13,12 +14,20 @@ from contract.reasons import evidence
 
 
 def evidence_share(
-    staging, user_ids: np.ndarray, k: int, sample: int = 2000, seed: int = 0
+    staging,
+    user_ids: np.ndarray,
+    k: int,
+    terms: Mapping[int, Sequence[str]],
+    genres: Mapping[int, Sequence[str]],
+    personas: Mapping[int, Sequence[str]],
+    sample: int = 2000,
+    seed: int = 0,
 ) -> dict:
     """``{"users", "items", "with_evidence", "share", "by_kind": {kind: {"items",
     "with_evidence"}}}`` over the first ``k`` of the lists of ``sample`` of ``user_ids`` (seeded),
-    read from ``staging`` (a ``pipeline.publish.store.Staging`` with its users, movies and
-    clusters written)."""
+    read from ``staging`` (a ``pipeline.publish.store.Staging`` with its users written);
+    ``terms``, ``genres`` and ``personas``: what the movie and cluster documents were given (each
+    movie's evidence terms and genres, each cluster's persona genres)."""
     ids = np.asarray(user_ids, np.int64)
     if len(ids) > sample:
         ids = np.sort(np.random.default_rng(seed).choice(ids, sample, replace=False))
@@ -27,30 +36,17 @@ def evidence_share(
             {"_id": {"$in": ids.tolist()}}, {"cluster": 1, "top": 1}
         )
     )
-    lists = [(u.get("cluster"), (u.get("top") or [])[:k]) for u in users]
-    wanted = {e["movieId"] for _, top in lists for e in top}
-    wanted |= {e["reason"]["movieId"] for _, top in lists for e in top if "movieId" in e["reason"]}
-    movies = {
-        d["_id"]: d
-        for d in staging.collection(schema.MOVIES).find(
-            {"_id": {"$in": sorted(wanted)}}, {"genres": 1, "terms": 1}
-        )
-    }
-    personas = {
-        d["_id"]: d.get("persona") or ()
-        for d in staging.collection(schema.CLUSTERS).find({}, {"persona": 1})
-    }
     items, shown = Counter(), Counter()
-    for cluster, top in lists:
-        for entry in top:
-            reason, movie = entry["reason"], movies.get(entry["movieId"]) or {}
-            seed = movies.get(reason.get("movieId")) or {}
+    for user in users:
+        persona = personas.get(user.get("cluster"), ())
+        for entry in (user.get("top") or [])[:k]:
+            reason, movie = entry["reason"], entry["movieId"]
             found = evidence(
                 reason,
-                movie.get("genres") or (),
-                movie.get("terms") or (),
-                seed.get("terms") or (),
-                personas.get(cluster, ()),
+                genres.get(movie, ()),
+                terms.get(movie, ()),
+                terms.get(reason.get("movieId"), ()),
+                persona,
             )
             items[reason["kind"]] += 1
             shown[reason["kind"]] += bool(found)
