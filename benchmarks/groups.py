@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks._util import random_carve, split_args
-from contract.groups import CANDIDATES, as_members, listed_member, recommend_group
+from contract.groups import CANDIDATES, as_members, recommend_group
 from pipeline.config import PipelineConfig
 from pipeline.evaluation.groups import evaluate_groups, member_signals, random_groups
 from pipeline.features.matrix import RatingMatrix
@@ -115,9 +115,7 @@ def main(argv=None) -> int:
     for members in random_groups(users, (4,), args.groups, args.seed):
         sigs = [member_signals(history[u]) for u in members]
         started = time.perf_counter()
-        recommend_group(
-            live, [listed_member(live, s, published[u]) for s, u in zip(sigs, members)], K
-        )
+        recommend_group(live, as_members(live, sigs, published=[published[u] for u in members]), K)
         listed = time.perf_counter() - started
         started = time.perf_counter()
         recommend_group(live, sigs, K)

@@ -2,8 +2,8 @@
 
 Each member's own list is the one they are served alone, its top ``CANDIDATES`` kept: scored
 by the live model on their ratings, likes, dislikes and stated genres
-(``contract.live_model.recommend_live``; :func:`as_members`), or, for a data-set user with no
-live state, their published list (:func:`listed_member`). The group's candidates are the movies
+(``contract.live_model.recommend_live``), or, for a data-set user with no live state, their
+published list (both: :func:`as_members`). The group's candidates are the movies
 of those lists that no member has rated, liked, disliked or hidden. Each candidate gets every member's predicted rating (the rating model's fold-in of that
 member) and a score by ``rule``:
 
@@ -65,33 +65,36 @@ def as_members(
     signals: Sequence[UserSignals],
     neighbors: Sequence[Mapping[int, list[tuple[int, float]]] | None] | None = None,
     config: ScoringConfig = ScoringConfig(),
+    published: Sequence[Sequence[int] | None] | None = None,
 ) -> list[Member]:
-    """Each user of ``signals`` as a group sees them (``neighbors[k]``: user ``k``'s similar
-    lists of their boost sources), their own lists scored together."""
+    """Each user of ``signals`` as a group sees them. User ``k``'s own list: ``published[k]``
+    when given (the list published for a data-set user with no live state, what they are
+    served alone), its first ``CANDIDATES`` kept; else scored by the live model
+    (``neighbors[k]``: the similar lists of their boost sources), those users together."""
+    published = published or [None] * len(signals)
+    neighbors = neighbors or [None] * len(signals)
     folded = [fold_in(model, sig, config) for sig in signals]
-    own = recommend_live_many(
-        model, signals, CANDIDATES, neighbors, config, because=False, folded=folded
+    scored = [k for k, ids in enumerate(published) if ids is None]
+    lists = recommend_live_many(
+        model,
+        [signals[k] for k in scored],
+        CANDIDATES,
+        [neighbors[k] for k in scored],
+        config,
+        because=False,
+        folded=[folded[k] for k in scored],
     )
-    return [Member(*args) for args in zip(signals, own, folded)]
-
-
-def listed_member(
-    model: LiveModel,
-    signals: UserSignals,
-    movie_ids: Sequence[int],
-    config: ScoringConfig = ScoringConfig(),
-) -> Member:
-    """A member whose own list is given: a data-set user with no live state, whose list is the
-    one published for them (what they are served alone), its first ``CANDIDATES`` kept."""
-    folded = fold_in(model, signals, config)
-    ids = np.asarray(movie_ids, np.int64)[:CANDIDATES]
-    own = LiveList(
-        ids,
-        np.zeros(len(ids), np.float32),
-        np.full(len(ids), -1, np.int64),
-        predicted_ratings(model, folded, ids),
-    )
-    return Member(signals, own, folded)
+    own = dict(zip(scored, lists))
+    for k, ids in enumerate(published):
+        if ids is not None:
+            ids = np.asarray(ids, np.int64)[:CANDIDATES]
+            own[k] = LiveList(
+                ids,
+                np.zeros(len(ids), np.float32),
+                np.full(len(ids), -1, np.int64),
+                predicted_ratings(model, folded[k], ids),
+            )
+    return [Member(sig, own[k], folded[k]) for k, sig in enumerate(signals)]
 
 
 def misery_floors(members: Sequence[Member], misery: float = MISERY) -> np.ndarray:

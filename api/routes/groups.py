@@ -24,7 +24,7 @@ from api.routes.lists import SlugParam, insert_with_slug, now_ms
 from api.services.live import cached_training_ratings, signals, similar_lists
 from api.services.recommendations import ListRequest
 from contract import schema
-from contract.groups import CANDIDATES, Member, as_members, listed_member, recommend_group
+from contract.groups import CANDIDATES, Member, as_members, recommend_group
 
 MIN_MEMBERS, MAX_MEMBERS = 2, 8
 
@@ -115,9 +115,8 @@ def group_recommendations(
 def _members(store, pointer, model, users: list[int]) -> list[Member]:
     """Each member's own list and fold-in, kept per version, user and rev: a group's list is
     made again only for the members who wrote since. A member's own list is the one they are
-    served alone: their published list while they have no live state
-    (``contract.groups.listed_member``), else scored by the live model, those together
-    (``contract.groups.as_members``)."""
+    served alone: their published list while they have no live state, else scored by the live
+    model, those together (``contract.groups.as_members``)."""
     profiles = {user: store.live.profile(user) for user in users}
     keys = [("group-member", u, int((profiles[u] or {}).get("rev") or 0)) for u in users]
 
@@ -133,11 +132,14 @@ def _members(store, pointer, model, users: list[int]) -> list[Member]:
             for u in quiet
             if (published.get(u) or {}).get("top")
         }
-        scored = [u for u in users if u not in listed]
-        near = [similar_lists(store, pointer, model, sigs[u].boost_sources or {}) for u in scored]
-        done = dict(zip(scored, as_members(model, [sigs[u] for u in scored], near)))
-        done.update({u: listed_member(model, sigs[u], ids) for u, ids in listed.items()})
-        return [done[u] for u in users]
+        near = [
+            None
+            if u in listed
+            else similar_lists(store, pointer, model, sigs[u].boost_sources or {})
+            for u in users
+        ]
+        own = [listed.get(u) for u in users]
+        return as_members(model, [sigs[u] for u in users], near, published=own)
 
     return store.cached_many(pointer, keys, compute)
 

@@ -2,7 +2,7 @@
 of ``contract.groups`` and by popularity, scored on the members' held-out ratings.
 
 Each member is known by their training ratings and their published list, as the API knows a
-data-set user (``contract.live_model.UserSignals``, ``contract.groups.listed_member``). A list is scored by the members' mean NDCG@k (each
+data-set user (``contract.live_model.UserSignals``, ``contract.groups.as_members``). A list is scored by the members' mean NDCG@k (each
 member's held-out ratings against the group's list, ``pipeline.evaluation.metrics``), the
 least-served member's NDCG@k, and the group hit rate: the share of groups whose list holds a
 movie that every member rated at or above the threshold in the held-out part.
@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from contract.groups import RULES, as_members, listed_member, recommend_group
+from contract.groups import RULES, as_members, recommend_group
 from contract.live_model import LiveModel, UserSignals
 from pipeline.evaluation.metrics import ndcg_by_user
 
@@ -54,11 +54,7 @@ def group_lists(
     live state (None: scored by the live model)."""
     seen = set().union(*(s.seen() for s in signals))
     lists = {"popularity": [int(m) for m in popular if int(m) not in seen][:k]}
-    own = own or [None] * len(signals)
-    members = as_members(live, [s for s, o in zip(signals, own) if o is None])[::-1]
-    members = [  # scored once for every rule
-        members.pop() if o is None else listed_member(live, s, o) for s, o in zip(signals, own)
-    ]
+    members = as_members(live, signals, published=own)  # scored once for every rule
     for rule in RULES:
         lists[rule] = recommend_group(live, members, k, rule=rule).movie_ids.tolist()
     return lists

@@ -225,14 +225,10 @@ def evaluate_group_lists(
     held_out = test[test["rating"] >= threshold][["userId", "movieId", "rating"]].compute()
     matrix = models.matrix
     rows = matrix.user_index(np.unique(held_out["userId"].to_numpy()))
-    csr = matrix.csr
-    history = {
-        int(matrix.user_ids[r]): (
-            matrix.item_ids[csr.indices[csr.indptr[r] : csr.indptr[r + 1]]],
-            csr.data[csr.indptr[r] : csr.indptr[r + 1]].astype(np.float64),
-        )
-        for r in rows[rows >= 0].tolist()
-    }
+    history = {}
+    for r in rows[rows >= 0].tolist():
+        cols, ratings, _ = matrix.row(r)
+        history[int(matrix.user_ids[r])] = (matrix.item_ids[cols], ratings.astype(np.float64))
     ordered = candidates.sort_values(["userId", "rank"])
     published = {int(u): ids.to_numpy(np.int64) for u, ids in ordered.groupby("userId")["movieId"]}
     return evaluate_groups(
