@@ -3,6 +3,8 @@
 * ``mongo_url`` (session): ``MONGODB_URL`` when set (a real mongod, replica set or Atlas),
   else a throwaway SecantusDB server started on a free loopback port.
 * ``mongo_client`` (session): one pymongo client for that server.
+* ``sample_run`` (session): the pipeline run once on a sample of the bundled data into a template
+  database; modules take a copy with ``tests.support.pipeline_sample.sample_database``.
 * ``db`` (function): a fresh, uniquely named database, dropped after the test.
 * ``secantus_server`` (function): a factory for extra, dedicated SecantusDB servers (e.g. with
   ``sync_on_commit=True`` for durability tests, or to kill a server); stopped at teardown.
@@ -50,6 +52,15 @@ def dask_cluster():
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
     ) as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def sample_run(mongo_client: pymongo.MongoClient, tmp_path_factory: pytest.TempPathFactory):
+    from tests.support.pipeline_sample import load_sample
+
+    db = mongo_client.get_database(f"template_{uuid.uuid4().hex[:8]}")
+    yield load_sample(db, tmp_path_factory.mktemp("sample-run"))
+    mongo_client.drop_database(db.name)
 
 
 @pytest.fixture

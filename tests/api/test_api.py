@@ -9,7 +9,6 @@ import shlex
 import sys
 import urllib.error
 import urllib.request
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -27,13 +26,9 @@ from api.routes.reads import ENDPOINTS
 from api.services.live import rated_entries
 from api.settings import Settings
 from contract import schema
-from pipeline.config import PipelineConfig
-from pipeline.publish.store import new_version
-from pipeline.run import run
-from pipeline.runtime import DaskConfig, dask_client
 from tests.support import servers
 from tests.support.paths import REPO
-from tests.support.pipeline_sample import pipeline_store, write_sample
+from tests.support.pipeline_sample import sample_database
 from tests.support.secantus import free_port
 
 JSON = "application/json; charset=utf-8"
@@ -52,18 +47,14 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(mongo_client, mongo_url, tmp_path_factory) -> Served:
-    """The pipeline run once on a sample, plus two users without a precomputed list."""
-    name = f"test_api_{uuid.uuid4().hex[:8]}"
-    db = mongo_client.get_database(name)
-    tmp = tmp_path_factory.mktemp("api")
-    sample = write_sample(tmp / "ml-sample")
-    config = PipelineConfig(
-        dataset=str(sample), run_dir=str(tmp / "runs"), evaluate=False, dask=DaskConfig(n_workers=1)
-    )
-    with dask_client(config.dask):
-        version = run(config, pipeline_store(db), new_version()).version
-    s = Served(db, version, mongo_url)
+def served(sample_run, mongo_url) -> Served:
+    """A copy of the pipeline's output on a sample, plus two users without a precomputed list."""
+    with sample_database(sample_run, "test_api") as (db, _, version):
+        yield with_unlisted_users(Served(db, version, mongo_url))
+
+
+def with_unlisted_users(s: Served) -> Served:
+    db, version = s.db, s.version
     cluster = s.coll(schema.CLUSTERS).find_one({"_id": 1})
     favourites = [m["movieId"] for m in cluster["top_movies"]]
     popular = db[schema.MODELS].find_one({"_id": version})["artifacts"]["popular"]
@@ -88,8 +79,7 @@ def served(mongo_client, mongo_url, tmp_path_factory) -> Served:
             },
         ]
     )
-    yield s
-    mongo_client.drop_database(name)
+    return s
 
 
 def settings_for(served: Served, **kw) -> Settings:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import re
 import socket
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import pandas as pd
 import pymongo
@@ -26,7 +26,7 @@ from pipeline.config import PipelineConfig
 from pipeline.publish.store import Store, new_version
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
-from tests.support.pipeline_sample import pipeline_store, write_sample
+from tests.support.pipeline_sample import pipeline_store, sample_database, write_sample
 
 JSON = "application/json; charset=utf-8"
 SLUG = re.compile(r"[A-Za-z0-9_-]{22}")
@@ -38,7 +38,7 @@ class Served:
     db: pymongo.database.Database
     url: str
     version: str
-    sample: object  # Path of the first run's data set
+    sample: Path  # the first run's data set
     tmp: object
 
     def coll(self, name: str):
@@ -54,14 +54,9 @@ def run_pipeline(db, sample, run_dir) -> str:
 
 
 @pytest.fixture(scope="module")
-def served(mongo_client, mongo_url, tmp_path_factory) -> Served:
-    name = f"test_lists_{uuid.uuid4().hex[:8]}"
-    db = mongo_client.get_database(name)
-    tmp = tmp_path_factory.mktemp("lists")
-    sample = write_sample(tmp / "ml-sample")
-    version = run_pipeline(db, sample, tmp / "runs")
-    yield Served(db, mongo_url, version, sample, tmp)
-    mongo_client.drop_database(name)
+def served(sample_run, mongo_url, tmp_path_factory) -> Served:
+    with sample_database(sample_run, "test_lists") as (db, config, version):
+        yield Served(db, mongo_url, version, Path(config.dataset), tmp_path_factory.mktemp("lists"))
 
 
 def settings_for(served: Served, **kw) -> Settings:

@@ -33,12 +33,8 @@ SCIFI_FANS = {
 
 
 @pytest.fixture(scope="module")
-def served(mongo_client, mongo_url, tmp_path_factory):
-    with sample_database(mongo_client, tmp_path_factory.mktemp("live"), "test_live") as (
-        db,
-        config,
-        version,
-    ):
+def served(sample_run, mongo_url):
+    with sample_database(sample_run, "test_live") as (db, config, version):
         yield {"db": db, "url": mongo_url, "version": version, "config": config}
 
 

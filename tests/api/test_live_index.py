@@ -129,10 +129,8 @@ def test_processes_and_threads_writing_at_once_lose_no_user(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def served(mongo_client, mongo_url, tmp_path_factory):
-    with sample_database(
-        mongo_client, tmp_path_factory.mktemp("live-index"), "test_live_index"
-    ) as (db, _, _):
+def served(sample_run, mongo_url):
+    with sample_database(sample_run, "test_live_index") as (db, _, _):
         yield {"db": db, "url": mongo_url}
 
 

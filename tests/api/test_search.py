@@ -4,7 +4,6 @@ against the pipeline's real output on a sample of the bundled data in a real Sec
 from __future__ import annotations
 
 import threading
-import uuid
 from urllib.parse import urlencode
 
 import pymongo
@@ -32,11 +31,7 @@ from api.settings import Settings
 from api.store.serving import ServingStore
 from contract import schema
 from contract.titles import display_name, search_key
-from pipeline.config import PipelineConfig
-from pipeline.publish.store import new_version
-from pipeline.run import run
-from pipeline.runtime import DaskConfig, dask_client
-from tests.support.pipeline_sample import pipeline_store, write_sample
+from tests.support.pipeline_sample import sample_database
 
 # --- matching and ranking on a few titles ----------------------------------------------------
 
@@ -210,21 +205,10 @@ def test_order_is_class_then_score_then_popularity(index):
 
 
 @pytest.fixture(scope="module")
-def served(mongo_client, mongo_url, tmp_path_factory):
-    """The pipeline run once on a sample of the bundled data (users 1..80 and their movies)."""
-    name = f"test_search_{uuid.uuid4().hex[:8]}"
-    db = mongo_client.get_database(name)
-    tmp = tmp_path_factory.mktemp("search")
-    config = PipelineConfig(
-        dataset=str(write_sample(tmp / "ml-sample")),
-        run_dir=str(tmp / "runs"),
-        evaluate=False,
-        dask=DaskConfig(n_workers=1),
-    )
-    with dask_client(config.dask):
-        version = run(config, pipeline_store(db), new_version()).version
-    yield Settings(mongodb_url=mongo_url, database=name), db, version
-    mongo_client.drop_database(name)
+def served(sample_run, mongo_url):
+    """A copy of the pipeline's output on a sample of the bundled data (users 1..80, their movies)."""
+    with sample_database(sample_run, "test_search") as (db, _, version):
+        yield Settings(mongodb_url=mongo_url, database=db.name), db, version
 
 
 @pytest.fixture(scope="module")

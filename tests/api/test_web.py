@@ -119,9 +119,9 @@ def start_site(mongodb_url: str, database: str, log: Path) -> Site:
 
 
 @pytest.fixture(scope="module")
-def served(mongo_client, mongo_url, tmp_path_factory):
+def served(sample_run, mongo_url, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("web")
-    with sample_database(mongo_client, tmp, "test_web") as (db, _, _):
+    with sample_database(sample_run, "test_web") as (db, _, _):
         yield {"url": mongo_url, "db": db.name, "tmp": tmp}
 
 

@@ -13,9 +13,9 @@ from tests.support.pipeline_sample import sample_database
 
 
 @pytest.fixture(scope="module")
-def served(mongo_client, mongo_url, tmp_path_factory):
+def served(sample_run, mongo_url, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench-live")
-    with sample_database(mongo_client, tmp, "test_bench_live", max_user=40) as (db, _, _):
+    with sample_database(sample_run, "test_bench_live") as (db, _, _):
         settings = Settings(mongodb_url=mongo_url, database=db.name)
         facts = live_latency.read_facts(settings)
         yield {"settings": settings, "facts": facts, "tmp": tmp, "url": mongo_url, "name": db.name}
@@ -30,7 +30,7 @@ def _steps(rec: live_latency.Recorder) -> dict[tuple[str, str], int]:
 
 def test_sessions_in_process_rescore_and_cold_start(served, capsys):
     settings, facts = served["settings"], served["facts"]
-    assert facts.genres and facts.popular and len(facts.users) == 40
+    assert facts.genres and facts.popular and len(facts.users) == 80
     assert not any(g.startswith("(") for g in facts.genres)
     plan = live_latency.Plan(facts.genres, facts.popular, n=5, events=2)
     sized = live_latency.pick_sized(facts.users, [20, 200], per_size=1)

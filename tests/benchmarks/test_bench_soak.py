@@ -22,8 +22,8 @@ def with_database(url: str, name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def small_store(mongo_client, mongo_url, tmp_path_factory):
-    with sample_database(mongo_client, tmp_path_factory.mktemp("soak"), "test_soak") as (db, _, _):
+def small_store(sample_run, mongo_url):
+    with sample_database(sample_run, "test_soak") as (db, _, _):
         yield with_database(mongo_url, db.name), db
 
 

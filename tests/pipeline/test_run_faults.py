@@ -21,7 +21,7 @@ from api.settings import Settings
 from contract import schema
 from pipeline.publish.store import Store
 from tests.support.paths import REPO
-from tests.support.pipeline_sample import run_argv, wait_for_load, write_sample
+from tests.support.pipeline_sample import run_argv, sample_database, wait_for_load, write_sample
 
 PATHS = ("/user/1/recommendation", "/user/7/rated", "/movie/1/metadata", "/movie/1/similar")
 
@@ -75,11 +75,14 @@ class Poller:
         return False
 
 
-def test_api_keeps_serving_while_a_run_is_killed_mid_load(
-    mongo_client, mongo_url, sample, tmp_path
-):
-    db = mongo_client.get_database("test_pipeline_faults_load")
-    mongo_client.drop_database(db.name)
+def test_api_keeps_serving_while_a_run_is_killed_mid_load(sample_run, mongo_url, sample, tmp_path):
+    with sample_database(sample_run, "test_pipeline_faults_load") as (db, _, old):
+        _killed_mid_load(db, old, mongo_url, sample, tmp_path)
+
+
+def _killed_mid_load(db, old: str, mongo_url: str, sample: Path, tmp_path: Path) -> None:
+    """``old`` serves from ``db`` (a copy of a published run); a run is killed as it loads, then
+    the next one publishes."""
     store = Store(db)
     env = {**os.environ, "MONGODB_URL": mongo_url, "PYTHONPATH": str(REPO)}
     argv = run_argv(sample, db.name, tmp_path)
@@ -87,8 +90,7 @@ def test_api_keeps_serving_while_a_run_is_killed_mid_load(
         create_app(Settings(mongodb_url=mongo_url, database=db.name, pointer_cache_s=0.2))
     )
     try:
-        subprocess.run(argv, env=env, check=True, timeout=300, cwd=tmp_path)
-        old = store.current()["version"]
+        assert store.current()["version"] == old
         old_users = store.collection(schema.USERS).count_documents({})
         with Poller(app) as poller:
             assert poller.wait_for(lambda r: r[2] == 200 and r[3] == old, 30), poller.records[-5:]
@@ -136,7 +138,6 @@ def test_api_keeps_serving_while_a_run_is_killed_mid_load(
         )
     finally:
         app.app.config["movietime.store"].close()
-        mongo_client.drop_database(db.name)
 
 
 RUNNER = """

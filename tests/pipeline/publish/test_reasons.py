@@ -16,17 +16,13 @@ import scipy.sparse as sp
 
 from api.services.live import rated_entries
 from contract import schema
-from pipeline.config import PipelineConfig
 from pipeline.features.matrix import RatingMatrix
 from pipeline.features.tables import build_features
 from pipeline.models.similarity import neighbour_matrix, similar_seeds
 from pipeline.models.topn import TopNConfig, TopNRecommender
 from pipeline.publish.documents import user_docs
-from pipeline.publish.store import new_version
-from pipeline.run import run
-from pipeline.runtime import DaskConfig, dask_client
 from pipeline.train import FittedModels, recommend_blocks
-from tests.support.pipeline_sample import pipeline_store, write_sample
+from tests.support.pipeline_sample import pipeline_store, sample_database
 
 
 def _csr(rows: list[list[tuple[int, float]]], n_cols: int) -> sp.csr_matrix:
@@ -212,21 +208,9 @@ def test_user_docs_take_the_similar_seed_and_fall_back_to_the_model_seed(tiny):
 
 # ------------------------------------------------------------------ pipeline run
 @pytest.fixture(scope="module")
-def published(mongo_client, tmp_path_factory):
-    sample = write_sample(tmp_path_factory.mktemp("sample") / "ml-sample")
-    config = PipelineConfig(
-        dataset=str(sample),
-        run_dir=str(tmp_path_factory.mktemp("runs")),
-        evaluate=False,
-        dask=DaskConfig(n_workers=1),
-    )
-    db = mongo_client.get_database("test_reasons_run")
-    mongo_client.drop_database(db.name)
-    store = pipeline_store(db)
-    with dask_client(config.dask):
-        run(config, store, new_version())
-    yield store, config
-    mongo_client.drop_database(db.name)
+def published(sample_run):
+    with sample_database(sample_run, "test_reasons_run") as (db, config, _):
+        yield pipeline_store(db), config
 
 
 def test_pipeline_reasons_come_from_the_similar_lists(published):
