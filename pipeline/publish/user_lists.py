@@ -1,8 +1,8 @@
 """The per-user phase: each user's top-N list, predicted ratings, reasons and user document.
 
 This is the work that grows with the number of users. :func:`write_user_lists` runs it as Dask
-tasks over blocks of users: the fitted models without any user's data go to every worker once
-(``scatter(..., broadcast=True)``), each task brings its own block of users (their ratings and
+tasks over blocks of users: the fitted models without any user's data go to the cluster once
+(to one worker, and from it to the others as their tasks need them), each task brings its own block of users (their ratings and
 rating-model state), scores them, builds the documents and writes them to the staging
 collection itself, with one ``MongoClient`` per worker process. The driver only counts what the
 tasks report, so no step holds every user's documents in one place, and no worker holds every
@@ -322,10 +322,10 @@ def write_user_lists(
 ) -> dict:
     """Run :func:`write_block` over every block of users on the cluster of ``client``.
 
-    The item side goes to every worker once; each task brings its own block of users (a few
+    The item side goes to the cluster once; each task brings its own block of users (a few
     blocks per worker thread are in flight, so neither the scheduler nor a worker ever holds
     every user). ``options``: the workers' ``MongoClient`` options (``StoreConfig.client_options``).
-    Takes ``inputs`` over: once every worker has the item side, ``inputs.items``
+    Takes ``inputs`` over: once the cluster has the item side, ``inputs.items``
     holds no top-N model, so this process no longer holds the top-N model; the caller drops its other
     references first. ``on_written(n)`` (optional) is called as each block's ``n`` documents
     are stored (the staging's count and lease: :meth:`pipeline.publish.store.Staging.added`).
@@ -335,7 +335,12 @@ def write_user_lists(
     has dropped the staging collection; the next :meth:`pipeline.publish.store.Store.cleanup` drops
     whatever that recreates (a versioned collection of a version that is not retained).
     """
-    shared = client.scatter(inputs.item_side(), broadcast=True, hash=False)
+    # To one worker: the others fetch it from that one when their first task needs it (Dask
+    # moves a task's inputs between workers), once this process has let go of its copy. Sending
+    # holds a transient copy on both ends, and a broadcast sends to every worker at once: that
+    # moment was the large runs' peak of memory (README, "Scale").
+    first = sorted(client.scheduler_info()["workers"])[:1]
+    shared = client.scatter(inputs.item_side(), workers=first, hash=False)
     inputs.items = replace(inputs.items, topn=None)
     release_memory()
     blocks = (
