@@ -106,12 +106,13 @@ class PeakRSS:
     """Samples the summed RSS of a process and all its descendants (e.g. Dask workers):
     ``peak`` of the sum, ``peak_root`` of the process alone and ``peak_children`` of the sum
     over its descendants; ``peak_at`` is ``(wall clock time, root, children)`` when the sum
-    peaked."""
+    peaked; ``samples`` every such triple."""
 
     def __init__(self, pid: int, every_s: float = 0.25):
         self.pid, self.every_s, self.peak = pid, every_s, 0
         self.peak_root = self.peak_children = 0
         self.peak_at = (time.time(), 0, 0)
+        self.samples: list[tuple[float, int, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -124,6 +125,7 @@ class PeakRSS:
                 for p in root.children(recursive=True):
                     with contextlib.suppress(psutil.Error):
                         children += p.memory_info().rss
+                self.samples.append((time.time(), own, children))
                 if own + children > self.peak:
                     self.peak, self.peak_at = own + children, (time.time(), own, children)
                 self.peak_root = max(self.peak_root, own)
@@ -144,7 +146,8 @@ class PeakRSS:
 def run_measured(argv: list[str], env: dict, cwd: Path | None = None, stderr=None) -> dict:
     """Run a command; return wall seconds, peak RSS of its process tree (GiB; also of the process
     alone and of its descendants), when the sum peaked (``peak_at``: wall clock time, GiB of the
-    process and of its descendants then) and the exit code."""
+    process and of its descendants then), every sample (``samples``, the same triples) and the
+    exit code."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stderr=stderr)
     with PeakRSS(proc.pid) as rss:
@@ -159,6 +162,7 @@ def run_measured(argv: list[str], env: dict, cwd: Path | None = None, stderr=Non
             round(rss.peak_at[1] / 2**30, 2),
             round(rss.peak_at[2] / 2**30, 2),
         ),
+        "samples": rss.samples,
         "exit_code": code,
     }
 

@@ -133,6 +133,12 @@ def main(argv=None) -> int:
         f"\npeak of the sum at {time.strftime('%H:%M:%S', time.localtime(at))}, in step "
         f"'{peak_step or '?'}': driver {root} GiB, workers {children} GiB"
     )
+    by_step = step_peaks(log_text, res["samples"]) if res["samples"] else {}
+    if by_step:
+        print(
+            "\npeak of the sum in each step (GiB: driver + workers): "
+            + ", ".join(f"{k} {r:.2f} + {c:.2f}" for k, (r, c) in by_step.items())
+        )
     if timings:  # from the log: every step, the store's too (the report is written before them)
         print("\nsteps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     if metrics.get("rating"):
@@ -155,6 +161,22 @@ def step_at(log_text: str, when: float) -> str | None:
         if time.mktime(time.strptime(f"{day} {m.group(1)}", "%Y-%m-%d %H:%M:%S")) <= when:
             last = m.group(2)
     return last
+
+
+def step_peaks(log_text: str, samples) -> dict[str, tuple[float, float]]:
+    """``{step: (driver GiB, workers GiB)}`` when the sum peaked within each step, in step order,
+    from ``PeakRSS`` samples ``(wall clock time, driver bytes, workers bytes)``."""
+    day = time.strftime("%Y-%m-%d", time.localtime(samples[0][0]))
+    starts = [
+        (time.mktime(time.strptime(f"{day} {m.group(1)}", "%Y-%m-%d %H:%M:%S")), m.group(2))
+        for m in re.finditer(r"^(\d\d:\d\d:\d\d) INFO (.+?) \.\.\.$", log_text, re.M)
+    ]
+    out: dict[str, tuple[float, float]] = {}
+    for at, root, children in samples:
+        step = next((name for t, name in reversed(starts) if t <= at), None)
+        if step is not None and (step not in out or root + children > sum(out[step]) * 2**30):
+            out[step] = (root / 2**30, children / 2**30)
+    return out
 
 
 def step_timings(log_text: str) -> dict[str, float]:
