@@ -1,13 +1,14 @@
 """What the large-data profile's sparse top-N weights cost in accuracy, and what they save.
 
-    python -m benchmarks.topn_sparse --dataset DIR [--keep 200,500,1000]
+    python -m benchmarks.topn_sparse --dataset DIR [--keep 200,500,1000,2000/500]
 
 Splits the ratings of ``DIR`` (a MovieLens layout, e.g. from ``python -m pipeline synth``) per
 user, 20% of each user's ratings held out (seed 42, the pipeline's user split), fits the top-N
 model once on the training part, and scores the held-out part (NDCG@10, coverage@10, with the
 pipeline's own metric code) with every weight of ``B`` and with each item's ``keep`` largest
-(``TopNConfig.score_neighbors``; the tail calibration is refitted for each). Also prints the time
-to score every test user and the weights' size, in the same run.
+(``TopNConfig.score_neighbors``; the tail calibration is refitted for each); ``R/P`` keeps ``R``
+of the rating model's and ``P`` of the positive model's (``TopNConfig.positive_neighbors``).
+Also prints the time to score every test user and the weights' size, in the same run.
 """
 
 from __future__ import annotations
@@ -51,10 +52,14 @@ def main(argv=None) -> int:
     users, rows = users[rows >= 0], rows[rows >= 0]
     print("| weights per item | NDCG@10 | coverage@10 | scoring s | weights MiB |")
     print("|---|---|---|---|---|")
-    for keep in [None] + [int(k) for k in args.keep.split(",")]:
+    for keep in [None, *args.keep.split(",")]:
         model = dense
         if keep is not None:
-            model = dense.with_weights([sparsify_weights(b, keep) for b in dense.weights_])
+            per_model = [int(k) for k in keep.split("/")]
+            per_model += per_model[-1:] * (len(dense.weights_) - len(per_model))
+            model = dense.with_weights(
+                [sparsify_weights(b, k) for b, k in zip(dense.weights_, per_model)]
+            )
         t = time.perf_counter()
         cols, _, _ = model.recommend(rows, n=10, exclude_seen=True)
         seconds = time.perf_counter() - t

@@ -61,8 +61,9 @@ class PipelineConfig:
         """The config to use for ``n_ratings``: as given, or the large-data profile above
         ``large_data_ratings``: one held-out stacking fold instead of 5 (each fold refits every
         collaborative model), the top-N item model capped at the 15,000 most-rated movies, and
-        each movie's 2,000 largest top-N weights kept (``TopNConfig.score_neighbors``: what each
-        Dask worker holds falls from two dense item x item matrices to about a third)."""
+        each movie's 2,000 largest weights of the top-N rating model and 500 of its positive
+        model kept (``TopNConfig.score_neighbors``, ``positive_neighbors``: what each Dask worker
+        holds falls from two dense item x item matrices to about a fifth)."""
         if n_ratings <= self.large_data_ratings:
             return self
         return replace(
@@ -72,6 +73,7 @@ class PipelineConfig:
                 self.topn,
                 max_items=min(self.topn.max_items, 15_000),
                 score_neighbors=self.topn.score_neighbors or 2_000,
+                positive_neighbors=self.topn.positive_neighbors or 500,
             ),
         )
 

@@ -137,11 +137,12 @@ def run(config: PipelineConfig, store, version: str, steps: Steps | None = None)
     if config.for_size(n_ratings) is not config:
         config = config.for_size(n_ratings)
         log.info(
-            "%s ratings: large-data profile (%d stacking fold(s), top-N over <= %d movies, %s weights per movie)",
+            "%s ratings: large-data profile (%d stacking fold(s), top-N over <= %d movies, %s / %s weights per movie)",
             f"{n_ratings:,}",
             config.rating.stack_folds,
             config.topn.max_items,
             config.topn.score_neighbors or "all",
+            config.topn.positive_neighbors or config.topn.score_neighbors or "all",
         )
     report: dict = {
         "dataset": config.dataset,

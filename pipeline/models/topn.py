@@ -109,6 +109,9 @@ class TopNConfig:
     live model does); None keeps every weight. Scoring then costs ``nnz x score_neighbors``
     instead of ``nnz x n_items``, and the weights ``n_items x score_neighbors`` instead of
     ``n_items^2`` (the large-data profile, ``PipelineConfig.for_size``)."""
+    positive_neighbors: int | None = None
+    """As ``score_neighbors``, for the positive model (weighted ``positive_weight`` in the
+    blend, it needs fewer); None: ``score_neighbors``."""
     user_block: int = 2048
     """Users scored per block (a few dense ``user_block x n_items`` float32 arrays; the lists do
     not depend on it). 1,024 halved a block's temporaries but cost the synthetic 5M run's
@@ -161,12 +164,18 @@ class TopNRecommender:
 
         # each input is made for its fit, which scales it in place: one copy of the ratings at a time
         self.weights_ = [
-            self._weights(rating_input(self.user_ratings_, rules), cfg.l2, cfg.user_weight_power)
+            self._weights(
+                rating_input(self.user_ratings_, rules),
+                cfg.l2,
+                cfg.user_weight_power,
+                cfg.score_neighbors,
+            )
         ]
         self.blend_ = [1.0]
         if cfg.positive_weight > 0:
+            keep = cfg.positive_neighbors or cfg.score_neighbors
             self.weights_.append(
-                self._weights(positive_input(self.user_ratings_, rules), cfg.positive_l2, 0.0)
+                self._weights(positive_input(self.user_ratings_, rules), cfg.positive_l2, 0.0, keep)
             )
             self.blend_.append(float(cfg.positive_weight))
 
@@ -178,12 +187,10 @@ class TopNRecommender:
         log.info("top-N: fitted %d items in %.1f s", len(self.items_), time.perf_counter() - t0)
         return self
 
-    def _weights(self, x: sp.csr_matrix, l2: float, user_weight_power: float):
-        """One EASE model's ``B``: dense, or cut to ``score_neighbors`` weights per item."""
+    def _weights(self, x: sp.csr_matrix, l2: float, user_weight_power: float, keep: int | None):
+        """One EASE model's ``B``: dense, or cut to ``keep`` weights per item."""
         b = _ease(x, l2, user_weight_power, self.config)
-        if self.config.score_neighbors is None:
-            return b
-        return sparsify_weights(b, self.config.score_neighbors)
+        return b if keep is None else sparsify_weights(b, keep)
 
     def _discounts(self) -> None:
         cfg = self.config

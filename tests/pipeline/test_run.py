@@ -225,5 +225,6 @@ def test_large_data_profile_only_above_the_threshold():
         big.rating.stack_folds == 1
         and big.topn.max_items == 15_000
         and big.topn.score_neighbors == 2_000
+        and big.topn.positive_neighbors == 500
     )
     assert big.rating.mf == cfg.rating.mf and big.split == cfg.split

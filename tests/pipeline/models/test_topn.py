@@ -135,6 +135,19 @@ def test_score_neighbors_scores_with_the_cut_weights():
     assert all((np.diff(w.indptr) <= 6).all() for w in cut.weights_)
 
 
+def test_positive_neighbors_cut_the_positive_model_alone():
+    m = _random_matrix(n_users=60, n_items=30, density=0.4)
+    full = TopNRecommender(TINY).fit(m)
+    cut = TopNRecommender(replace(TINY, score_neighbors=8, positive_neighbors=4)).fit(m)
+    by_hand = full.with_weights(
+        [sparsify_weights(full.weights_[0], 8), sparsify_weights(full.weights_[1], 4)]
+    )
+    rows = np.arange(m.shape[0])
+    for a, b in zip(cut.recommend(rows, n=8), by_hand.recommend(rows, n=8)):
+        np.testing.assert_array_equal(a, b)
+    assert [int(np.diff(w.indptr).max()) for w in cut.weights_] == [8, 4]
+
+
 def test_symmetrize_upper_blocks():
     rng = np.random.default_rng(1)
     a = rng.random((7, 7))
