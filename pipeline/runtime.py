@@ -25,7 +25,7 @@ class DaskConfig:
     scheduler: str | None = None
     # LocalCluster only. Each worker process gets its own copy of the fitted models without any
     # user's data for the per-user phase (the two top-N weight matrices: dense below 2M ratings,
-    # 2,000 per movie above); one process with two threads holds one copy but was slower here
+    # 2,000 and 500 per movie above); one process with two threads holds one copy but was slower here
     # (README, "Scale").
     n_workers: int = 2
     threads_per_worker: int = 1
@@ -88,14 +88,23 @@ def current_client():
         return None
 
 
+def to_cluster(client, obj):
+    """A future of ``obj`` held by one worker of ``client``'s cluster; the other workers fetch it
+    from that one when a task of theirs needs it (Dask moves a task's inputs between workers).
+    Sending holds a transient copy of what is sent on both ends, and a broadcast scatter sends to
+    every worker at once: that moment was the large runs' peak of memory (README, "Scale")."""
+    first = sorted(client.scheduler_info()["workers"])[:1]
+    return client.scatter(obj, workers=first, hash=False)
+
+
 def map_blocks(
     client, func, shared, blocks: Iterable[tuple], name: str, per_thread: int = 2
 ) -> Iterator:
     """Run ``func(shared, *block)`` as a Dask task for each of ``blocks`` and yield the results
     as the tasks finish (in any order).
 
-    ``shared`` is what every task needs (a fitted model): it goes to every worker once (or it is
-    a future of what the caller has scattered already). At most
+    ``shared`` is what every task needs (a fitted model): it goes to the cluster once
+    (:func:`to_cluster`), or it is a future of what the caller has sent already. At most
     ``per_thread`` blocks per worker thread are in flight, and ``blocks`` is read only as tasks
     are submitted, so a lazy iterable keeps neither the driver nor the scheduler holding every
     block. When a task fails, or the caller stops early, the tasks not yet done are cancelled
@@ -104,9 +113,7 @@ def map_blocks(
     from distributed import Future, as_completed
 
     pending = iter(blocks)
-    data = (
-        shared if isinstance(shared, Future) else client.scatter(shared, broadcast=True, hash=False)
-    )
+    data = shared if isinstance(shared, Future) else to_cluster(client, shared)
     running, live = as_completed(), set()
 
     def submit_next() -> None:

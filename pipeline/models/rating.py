@@ -38,7 +38,7 @@ from pipeline.models.biases import BiasConfig, Biases
 from pipeline.models.item_knn import ItemKNN, ItemKNNConfig
 from pipeline.models.mf import BiasedMF, BiasedMFConfig
 from pipeline.progress import progress
-from pipeline.runtime import current_client
+from pipeline.runtime import current_client, to_cluster
 
 log = logging.getLogger(__name__)
 
@@ -507,8 +507,8 @@ class RatingModel:
             else:
                 from distributed import as_completed
 
-                # one fold: its worker alone needs the job; this process keeps no copy of its parts
-                shared = client.scatter(job, broadcast=len(present) > 1, hash=False)
+                # this process keeps no copy of the job's parts
+                shared = to_cluster(client, job)
                 del job
                 futures = [client.submit(_FoldJob.rows, shared, f, pure=False) for f in present]
                 other = meanwhile() if meanwhile is not None else None

@@ -31,7 +31,7 @@ from contract import schema
 from pipeline.features.matrix import RatingMatrix
 from pipeline.models.similarity import neighbour_matrix, similar_seeds
 from pipeline.progress import progress
-from pipeline.runtime import map_blocks, release_memory
+from pipeline.runtime import map_blocks, release_memory, to_cluster
 
 log = logging.getLogger(__name__)
 
@@ -335,12 +335,7 @@ def write_user_lists(
     has dropped the staging collection; the next :meth:`pipeline.publish.store.Store.cleanup` drops
     whatever that recreates (a versioned collection of a version that is not retained).
     """
-    # To one worker: the others fetch it from that one when their first task needs it (Dask
-    # moves a task's inputs between workers), once this process has let go of its copy. Sending
-    # holds a transient copy on both ends, and a broadcast sends to every worker at once: that
-    # moment was the large runs' peak of memory (README, "Scale").
-    first = sorted(client.scheduler_info()["workers"])[:1]
-    shared = client.scatter(inputs.item_side(), workers=first, hash=False)
+    shared = to_cluster(client, inputs.item_side())
     inputs.items = replace(inputs.items, topn=None)
     release_memory()
     blocks = (
