@@ -107,7 +107,7 @@ def main(argv=None) -> int:
                 )
             log_text = log_path.read_text()
             timings = step_timings(log_text)
-            peak_step = step_at(log_text, res["peak_at"][0])
+            peak_step = step_at(step_starts(log_text, res["peak_at"][0]), res["peak_at"][0])
             if args.log:
                 shutil.copyfile(log_path, args.log)
             server_rss = psutil.Process(server.pid).memory_info().rss / 2**30
@@ -152,31 +152,32 @@ def main(argv=None) -> int:
     return res["exit_code"]
 
 
-def step_at(log_text: str, when: float) -> str | None:
-    """The step last started (an "INFO <step> ..." log line, HH:MM:SS local time, the same day)
-    at or before the wall clock time ``when``."""
+def step_starts(log_text: str, when: float) -> list[tuple[float, str]]:
+    """``(wall clock time, step)`` of every "HH:MM:SS INFO <step> ..." log line (local time, on
+    the day of ``when``), in log order."""
     day = time.strftime("%Y-%m-%d", time.localtime(when))
-    last = None
-    for m in re.finditer(r"^(\d\d:\d\d:\d\d) INFO (.+?) \.\.\.$", log_text, re.M):
-        if time.mktime(time.strptime(f"{day} {m.group(1)}", "%Y-%m-%d %H:%M:%S")) <= when:
-            last = m.group(2)
-    return last
+    return [
+        (time.mktime(time.strptime(f"{day} {m.group(1)}", "%Y-%m-%d %H:%M:%S")), m.group(2))
+        for m in re.finditer(r"^(\d\d:\d\d:\d\d) INFO (.+?) \.\.\.$", log_text, re.M)
+    ]
+
+
+def step_at(starts: list[tuple[float, str]], when: float) -> str | None:
+    """The step last started at or before the wall clock time ``when`` (``starts``: see
+    :func:`step_starts`)."""
+    return next((step for t, step in reversed(starts) if t <= when), None)
 
 
 def step_peaks(log_text: str, samples) -> dict[str, tuple[float, float]]:
     """``{step: (driver GiB, workers GiB)}`` when the sum peaked within each step, in step order,
     from ``PeakRSS`` samples ``(wall clock time, driver bytes, workers bytes)``."""
-    day = time.strftime("%Y-%m-%d", time.localtime(samples[0][0]))
-    starts = [
-        (time.mktime(time.strptime(f"{day} {m.group(1)}", "%Y-%m-%d %H:%M:%S")), m.group(2))
-        for m in re.finditer(r"^(\d\d:\d\d:\d\d) INFO (.+?) \.\.\.$", log_text, re.M)
-    ]
-    out: dict[str, tuple[float, float]] = {}
+    starts = step_starts(log_text, samples[0][0])
+    peaks: dict[str, tuple[int, int]] = {}
     for at, root, children in samples:
-        step = next((name for t, name in reversed(starts) if t <= at), None)
-        if step is not None and (step not in out or root + children > sum(out[step]) * 2**30):
-            out[step] = (root / 2**30, children / 2**30)
-    return out
+        step = step_at(starts, at)
+        if step is not None and root + children > sum(peaks.get(step, (-1, 0))):
+            peaks[step] = (root, children)
+    return {step: (root / 2**30, children / 2**30) for step, (root, children) in peaks.items()}
 
 
 def step_timings(log_text: str) -> dict[str, float]:

@@ -25,8 +25,8 @@ class DaskConfig:
     scheduler: str | None = None
     # LocalCluster only. Each worker process gets its own copy of the fitted models without any
     # user's data for the per-user phase (the two top-N weight matrices: dense below 2M ratings,
-    # 2,000 and 500 per movie above); one process with two threads holds one copy but was slower here
-    # (README, "Scale").
+    # 2,000 and 500 per movie above); one process with two threads holds one copy but was slower
+    # here (README, "Scale").
     n_workers: int = 2
     threads_per_worker: int = 1
     # per LocalCluster worker (Dask pauses it at 80%, restarts it at 95%)

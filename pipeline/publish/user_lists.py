@@ -2,11 +2,11 @@
 
 This is the work that grows with the number of users. :func:`write_user_lists` runs it as Dask
 tasks over blocks of users: the fitted models without any user's data go to the cluster once
-(to one worker, and from it to the others as their tasks need them), each task brings its own block of users (their ratings and
-rating-model state), scores them, builds the documents and writes them to the staging
-collection itself, with one ``MongoClient`` per worker process. The driver only counts what the
-tasks report, so no step holds every user's documents in one place, and no worker holds every
-user's ratings.
+(to one worker, and from it to the others as their tasks need them), each task brings its own
+block of users (their ratings and rating-model state), scores them, builds the documents and
+writes them to the staging collection itself, with one ``MongoClient`` per worker process. The
+driver only counts what the tasks report, so no step holds every user's documents in one place,
+and no worker holds every user's ratings.
 
 A task that is run twice (a worker died after writing part of its block) writes the same
 documents again: duplicate ``_id`` errors of an unordered insert are ignored, so a retried
