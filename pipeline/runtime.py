@@ -93,8 +93,8 @@ def to_cluster(client, obj):
     from that one when a task of theirs needs it (Dask moves a task's inputs between workers).
     Sending holds a transient copy of what is sent on both ends, and a broadcast scatter sends to
     every worker at once: that moment was the large runs' peak of memory (README, "Scale")."""
-    first = sorted(client.scheduler_info()["workers"])[:1]
-    return client.scatter(obj, workers=first, hash=False)
+    # without broadcast, the scheduler sends it to one worker (waiting for one if none has joined)
+    return client.scatter(obj, hash=False)
 
 
 def map_blocks(
