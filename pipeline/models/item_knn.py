@@ -156,8 +156,8 @@ class ItemKNN:
         history: UserResiduals,
         rows: np.ndarray,
         items: np.ndarray,
-        dense_budget: int = 32_000_000,
-        block: int = 50_000,
+        dense_budget: int = 4_000_000,
+        block: int = 8_192,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Similarity-weighted mean residual of the user's most similar rated items.
 
