@@ -349,6 +349,7 @@ def similar_seeds(
     rows: np.ndarray,
     items: np.ndarray,
     min_rating: float,
+    user_block: int = 512,
 ) -> np.ndarray:
     """The "because you liked" seed of each recommended item, from the similar lists.
 
@@ -360,10 +361,26 @@ def similar_seeds(
     Returns ``(len(rows), n)`` columns: for ``items[u, k] = j``, the column ``i`` rated
     by user ``rows[u]`` at least ``min_rating`` with ``j`` in ``i``'s similar list and
     the highest score there (ties: higher rating, then more recent, then lower column);
-    -1 when there is none.
+    -1 when there is none. Taken ``user_block`` users at a time: the candidates of a block are
+    every (user, liked seed, similar movie), tens of millions at 2,048 users.
     """
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
     items = np.asarray(items, dtype=np.int64).reshape(len(rows), -1)
+    if len(rows) > user_block:
+        return np.concatenate(
+            [
+                similar_seeds(
+                    neighbours,
+                    ratings,
+                    timestamps,
+                    rows[s : s + user_block],
+                    items[s : s + user_block],
+                    min_rating,
+                    user_block,
+                )
+                for s in range(0, len(rows), user_block)
+            ]
+        )
     out = np.full(items.shape, -1, dtype=np.int64)
     n_cols = np.int64(neighbours.shape[1])
     slot = np.flatnonzero(items.ravel() >= 0)

@@ -112,10 +112,10 @@ class TopNConfig:
     positive_neighbors: int | None = None
     """As ``score_neighbors``, for the positive model (weighted ``positive_weight`` in the
     blend, it needs fewer); None: ``score_neighbors``."""
-    user_block: int = 2048
-    """Users scored per block (a few dense ``user_block x n_items`` float32 arrays; the lists do
-    not depend on it). 1,024 halved a block's temporaries but cost the synthetic 5M run's
-    per-user phase 13% (README, "Scale"), and its peak is elsewhere."""
+    user_block: int = 1024
+    """Users scored per block (two dense ``user_block x n_items`` float32 arrays at a time; the
+    lists do not depend on it). The blocks' tables were the largest transient of a per-user task
+    at 2,048 (README, "Scale")."""
     gram_block: int = 512
     """Gram matrix rows per sparse product (each written straight into the Gram matrix)."""
     gram_threads: int | None = None

@@ -89,6 +89,14 @@ def test_threshold_rows_and_blocks():
     assert similar_seeds(NEIGHBOURS, ratings, None, np.array([1]), items[1:2], 3.0).tolist() == [
         [1, -1]
     ]
+    # taken a few users at a time: the same seeds as all at once
+    rows = np.array([2, 0, 1, -1, 2])
+    many = items[[2, 0, 1, 0, 2]]
+    whole = similar_seeds(NEIGHBOURS, ratings, None, rows, many, 3.5)
+    assert whole.tolist() == [[0, 1], [1, -1], [-1, -1], [-1, -1], [0, 1]]
+    for user_block in (1, 2, 3):
+        parts = similar_seeds(NEIGHBOURS, ratings, None, rows, many, 3.5, user_block=user_block)
+        assert parts.tolist() == whole.tolist()
 
 
 def test_neighbour_matrix_maps_ids_to_columns():
