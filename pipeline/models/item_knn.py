@@ -12,12 +12,11 @@ from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
+from numba import njit
 
+from contract.topk import top_positions
 from pipeline.features.matrix import keep_per_row
 from pipeline.progress import progress
-
-# positives per cell of a kNN block above which the top neighbours are selected in a dense table
-_DENSE_SELECT = 0.02
 
 
 class UserResiduals(Protocol):
@@ -43,7 +42,7 @@ class ItemKNNConfig:
         largest that fits the budget) contribute a random subset of that many ratings to the
         similarities. All of a user's ratings still vote in predictions. None = no budget.
     block_cells: a block of the similarity computation holds ``block_cells // n_items`` items
-        against all items; its temporary memory grows with the block's co-rated pairs only.
+        against all items, as a few dense float32 tables of ``block_cells`` cells.
     seed: seed of those subsets.
     """
 
@@ -81,75 +80,46 @@ class ItemKNN:
             z = z[:, keep]
         z = z.astype(np.float32, copy=False)
         z_t = z.T.tocsr()
-        # the co-rating counts' matrices share the residuals' index arrays
-        ones, ones_t = (
-            sp.csr_matrix((np.ones(a.nnz, np.float32), a.indices, a.indptr), shape=a.shape)
-            for a in (z, z_t)
-        )
         norm = np.sqrt(np.asarray(z.multiply(z).sum(axis=0), np.float64).ravel()).astype(np.float32)
         norm[norm == 0] = 1.0
         block = max(1, cfg.block_cells // len(keep))
         with progress("item kNN similarities", len(keep), unit="items") as bar:
             for start in range(0, len(keep), block):
-                self._fill_block(
-                    start, min(start + block, len(keep)), keep, m, z_t, z, ones_t, ones, norm
-                )
+                self._fill_block(start, min(start + block, len(keep)), keep, m, z_t, z, norm)
                 bar.update(min(start + block, len(keep)) - start)
         return self
 
-    def _fill_block(self, start, stop, keep, m, z_t, z, ones_t, ones, norm) -> None:
-        """The neighbour lists of the kept items ``start .. stop - 1``."""
-        rows, cols, values = self._similar_pairs(
-            z_t[start:stop], z, ones_t[start:stop], ones, norm[start:stop], norm, start
-        )
-        n_rows, width = stop - start, len(keep)
-        if len(values) > _DENSE_SELECT * n_rows * width:
-            # many positives per row (a smaller catalogue): select in a dense block, the others -inf
-            table = np.full((n_rows, width), -np.inf, np.float32)
-            table[rows, cols] = values
-            top = (
-                np.argpartition(-table, m - 1, axis=1)[:, :m]
-                if m < width
-                else np.broadcast_to(np.arange(width), (n_rows, width)).copy()
-            )
-            rows = np.repeat(np.arange(n_rows), top.shape[1])
-            cols = top.ravel()
-            values = table[rows, cols]
-            ok = values > 0
-            rows, cols, values = rows[ok], cols[ok], values[ok]
-        # best first, ties by column; each row's first m are its neighbours
-        order = np.lexsort((cols, -values, rows))
-        rows, cols, values = rows[order], cols[order], values[order]
-        first = np.searchsorted(rows, np.arange(n_rows))
-        rank = np.arange(len(rows)) - first[rows]
-        top = rank < m
-        at = keep[start + rows[top]]
-        self.neighbours_[at, rank[top]] = keep[cols[top]]
-        self.similarities_[at, rank[top]] = values[top]
+    def _fill_block(self, start, stop, keep, m, z_t, z, norm) -> None:
+        """The neighbour lists of the kept items ``start .. stop - 1``.
 
-    def _similar_pairs(self, z_block, z, ones_block, ones, norm_block, norm, start):
-        """(row in block, column, similarity) of the positive similarities of a block of items.
-
-        Only co-rated pairs are touched: the item x item products are sparse (a few hundred
-        co-rated items per item against a catalogue of tens of thousands), so the cost is the
-        number of co-rated pairs, not the block's width."""
+        Their similarities to every kept item form one dense block (``block_cells`` floats),
+        summed over the co-rated pairs only (:func:`_co_rated_sums`), then cut to each row's
+        ``m`` best (ties: the lower column) and to the positive ones."""
         shrinkage = self.config.shrinkage
-        co = (ones_block @ ones).tocsr()
-        co.data -= 1.0
-        np.maximum(co.data, 0.0, out=co.data)
-        co.data = (
-            co.data / (co.data + shrinkage) if shrinkage > 0 else (co.data > 0).astype(np.float32)
+        n_rows = stop - start
+        block = z_t[start:stop]
+        co = np.zeros((n_rows, z.shape[1]), np.float32)
+        sim = np.zeros((n_rows, z.shape[1]), np.float32)
+        _co_rated_sums(
+            block.indptr, block.indices, block.data, z.indptr, z.indices, z.data, co, sim
         )
-        sim = (z_block @ z).tocsr()
-        row = np.repeat(np.arange(sim.shape[0]), np.diff(sim.indptr))
-        sim.data /= norm_block[row] * norm[sim.indices]
-        sim = sim.multiply(co).tocoo()
-        ok = (sim.data > 0) & (sim.col != sim.row + start)  # never its own neighbour
-        return (
-            sim.row[ok].astype(np.int64),
-            sim.col[ok].astype(np.int64),
-            sim.data[ok].astype(np.float32),
-        )
+        co -= 1.0
+        np.maximum(co, 0.0, out=co)
+        if shrinkage > 0:
+            co /= co + shrinkage
+        else:
+            co = (co > 0).astype(np.float32)
+        sim /= norm[start:stop, None] * norm[None, :]
+        sim *= co
+        del co
+        sim[np.arange(n_rows), np.arange(start, stop)] = 0.0  # never its own neighbour
+        top = top_positions(sim, m)
+        values = np.take_along_axis(sim, top, axis=1)
+        positive = values > 0  # best first: each row's positives lead it
+        rows, rank = np.nonzero(positive)
+        at = keep[start + rows]
+        self.neighbours_[at, rank] = keep[top[rows, rank]]
+        self.similarities_[at, rank] = values[rows, rank]
 
     def estimate(
         self,
@@ -220,3 +190,25 @@ def _cap_rows(csr: sp.csr_matrix, cap: int | None, seed: int) -> sp.csr_matrix:
     if cap is None:
         return csr
     return keep_per_row(csr, cap, np.random.default_rng(seed).random(csr.nnz))
+
+
+@njit(cache=True, nogil=True)
+def _co_rated_sums(a_indptr, a_indices, a_data, b_indptr, b_indices, b_data, co, sim):
+    """For items x users rows ``a`` (CSR) and users x items ``b`` (CSR, the same ratings):
+    ``co += pattern(a) @ pattern(b)`` (the users who rated both) and ``sim += a @ b``, in one
+    pass over the co-rated pairs. ``sim`` is added in scipy's order (csr_matmat: each row of
+    ``a``, its entries in stored order, each times the matching row of ``b``), skipping stored
+    zeros of ``a`` as ``contract.products.dense_product`` does, so its values are scipy's."""
+    for r in range(len(a_indptr) - 1):
+        co_row, sim_row = co[r], sim[r]
+        for p in range(a_indptr[r], a_indptr[r + 1]):
+            v = a_data[p]
+            u = a_indices[p]
+            if v == 0:
+                for q in range(b_indptr[u], b_indptr[u + 1]):
+                    co_row[b_indices[q]] += 1.0
+            else:
+                for q in range(b_indptr[u], b_indptr[u + 1]):
+                    j = b_indices[q]
+                    co_row[j] += 1.0
+                    sim_row[j] += v * b_data[q]
