@@ -18,6 +18,10 @@ from contract.topk import top_positions
 from pipeline.features.matrix import keep_per_row
 from pipeline.progress import progress
 
+# a row of a similarity block with at least this many times ``m`` positives is ranked by
+# ``contract.topk.top_positions``; a row with fewer, whose bound would be zero, by sorting them
+_MANY_POSITIVES = 4
+
 
 class UserResiduals(Protocol):
     """Users' training residuals, read as dense tables (``rating._UserHistory``)."""
@@ -113,13 +117,10 @@ class ItemKNN:
         sim *= co
         del co
         sim[np.arange(n_rows), np.arange(start, stop)] = 0.0  # never its own neighbour
-        top = top_positions(sim, m)
-        values = np.take_along_axis(sim, top, axis=1)
-        positive = values > 0  # best first: each row's positives lead it
-        rows, rank = np.nonzero(positive)
+        rows, rank, cols, values = _top_positive(sim, m)
         at = keep[start + rows]
-        self.neighbours_[at, rank] = keep[top[rows, rank]]
-        self.similarities_[at, rank] = values[rows, rank]
+        self.neighbours_[at, rank] = keep[cols]
+        self.similarities_[at, rank] = values
 
     def estimate(
         self,
@@ -190,6 +191,32 @@ def _cap_rows(csr: sp.csr_matrix, cap: int | None, seed: int) -> sp.csr_matrix:
     if cap is None:
         return csr
     return keep_per_row(csr, cap, np.random.default_rng(seed).random(csr.nnz))
+
+
+def _top_positive(table: np.ndarray, m: int):
+    """``(row, rank, column, value)`` of each row's ``m`` largest positive entries, best first
+    (ties: the lower column). A row with many positives is ranked by ``top_positions``; a row
+    with few (a rarely rated movie: most of a wide row is zero) by sorting its positives, as
+    ``top_positions`` would sort such a row whole."""
+    positive = table > 0
+    many = np.count_nonzero(positive, axis=1) >= _MANY_POSITIVES * m
+    out = []
+    if many.any():
+        sub = table if many.all() else table[many]
+        top = top_positions(sub, m)
+        values = np.take_along_axis(sub, top, axis=1)
+        r, rank = np.nonzero(values > 0)  # best first: each row's positives lead it
+        out.append((np.flatnonzero(many)[r], rank, top[r, rank], values[r, rank]))
+    if not many.all():
+        few = np.flatnonzero(~many)
+        r, c = np.nonzero(positive[few])
+        v = table[few[r], c]
+        order = np.lexsort((c, -v, r))
+        r, c, v = r[order], c[order], v[order]
+        rank = np.arange(len(r)) - np.searchsorted(r, r)
+        keep = rank < m
+        out.append((few[r[keep]], rank[keep], c[keep], v[keep]))
+    return tuple(np.concatenate(parts) for parts in zip(*out))
 
 
 @njit(cache=True, nogil=True)

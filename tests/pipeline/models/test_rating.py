@@ -238,12 +238,16 @@ def test_item_knn_finds_the_item_rated_alike():
 
 
 @pytest.mark.parametrize("shrinkage, block_cells", [(0.0, 1), (10.0, 7 * 40), (100.0, 10_000)])
-def test_item_knn_matches_a_dense_oracle(shrinkage, block_cells):
+@pytest.mark.parametrize("many_positives", [0, 1, 10**9])  # rows ranked by top_positions or sorted
+def test_item_knn_matches_a_dense_oracle(shrinkage, block_cells, many_positives, monkeypatch):
     # the block-wise computation over co-rated pairs gives each item the same neighbours, in the
     # same order, as the dense cosine-with-shrinkage over every item pair; blocks of one item
-    # up to all of them, products by scipy (blocks of at most 16 items) and compiled (wider)
+    # up to all of them
     import scipy.sparse as sp
 
+    import pipeline.models.item_knn
+
+    monkeypatch.setattr(pipeline.models.item_knn, "_MANY_POSITIVES", many_positives)
     rng = np.random.default_rng(3)
     dense = np.where(rng.random((60, 40)) < 0.3, rng.standard_normal((60, 40)), 0.0).astype(
         np.float32
