@@ -7,6 +7,7 @@ scipy assembles the sparse matrix.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,17 +131,35 @@ class RatingMatrix:
 def keep_per_row(csr: sp.csr_matrix, cap: int, priority: np.ndarray) -> sp.csr_matrix:
     """``csr`` with every row longer than ``cap`` cut to its ``cap`` entries of lowest
     ``priority`` (aligned with ``csr.data``; ties: column order); the kept entries keep their
-    order. ``csr`` itself when no row is longer."""
+    order. ``csr`` itself when no row is longer. Each long row's priorities are sorted on their
+    own by a loop compiled with numba (a lexsort of every long row's entries at once took 11 s
+    of the 25M kNN fit)."""
     counts = np.diff(csr.indptr)
     if counts.max(initial=0) <= cap:
         return csr
-    rows = np.repeat(np.arange(csr.shape[0]), counts)
-    kept = counts[rows] <= cap
-    long = np.flatnonzero(~kept)  # only the entries of long rows are ranked
-    order = long[np.lexsort((priority[long], rows[long]))]
-    kept[order[np.arange(len(order)) - np.searchsorted(rows[order], rows[order]) < cap]] = True
+    kept = _compiled_lowest()(csr.indptr, np.asarray(priority, np.float64), cap)
     indptr = np.concatenate([[0], np.cumsum(np.minimum(counts, cap))])
     return sp.csr_matrix((csr.data[kept], csr.indices[kept], indptr), shape=csr.shape)
+
+
+@functools.cache
+def _compiled_lowest():
+    from numba import njit
+
+    return njit(cache=True, nogil=True)(_lowest_per_row)
+
+
+def _lowest_per_row(indptr, priority, cap):
+    # a stable sort per row: ties keep the stored (column) order
+    kept = np.ones(len(priority), np.bool_)
+    for r in range(len(indptr) - 1):
+        lo, hi = indptr[r], indptr[r + 1]
+        if hi - lo > cap:
+            order = np.argsort(priority[lo:hi], kind="mergesort")
+            kept[lo:hi] = False
+            for i in range(cap):
+                kept[lo + order[i]] = True
+    return kept
 
 
 def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

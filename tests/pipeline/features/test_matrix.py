@@ -57,3 +57,6 @@ def test_keep_per_row_keeps_the_lowest_priority_entries_in_their_order():
     cut = keep_per_row(m, 2, priority)
     assert cut.toarray().tolist() == [[0, 2, 0, 4], [5, 0, 6, 0], [0, 0, 0, 7]]
     assert keep_per_row(m, 4, priority) is m  # no row longer than the cap: as it is
+    # ties go to the lower column
+    ties = keep_per_row(m, 2, np.array([1, 1, 1, 0, 5, 5, 0], np.float64))
+    assert ties.toarray().tolist() == [[1, 0, 0, 4], [5, 0, 6, 0], [0, 0, 0, 7]]
