@@ -39,10 +39,16 @@ def top_positions(scores: np.ndarray, k: int) -> np.ndarray:
         out[~short] = np.lexsort((np.where(nan, 0, -rest), nan), axis=1)[:, :k]
     keep = short[rows]
     rows, cols = rows[keep], cols[keep]
-    if len(rows):
-        order = np.lexsort((cols, -scores[rows, cols], rows))  # per row: best first, ties by column
-        rows, cols = rows[order], cols[order]
-        rank = np.arange(len(rows)) - np.searchsorted(rows, rows)
-        top = rank < k
-        out[rows[top], rank[top]] = cols[top]
+    rows, rank, cols, _ = best_per_row(rows, cols, scores[rows, cols], k)
+    out[rows, rank] = cols
     return out
+
+
+def best_per_row(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, k: int):
+    """The first ``k`` of each row among entries ``(rows, cols, values)``, in row order, best
+    first, ties by the lower column: ``(rows, rank in the row, cols, values)``."""
+    order = np.lexsort((cols, -values, rows))
+    rows, cols, values = rows[order], cols[order], values[order]
+    rank = np.arange(len(rows)) - np.searchsorted(rows, rows)
+    top = rank < k
+    return rows[top], rank[top], cols[top], values[top]

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit
 
-from contract.topk import top_positions
+from contract.topk import best_per_row, top_positions
 from pipeline.features.matrix import keep_per_row
 from pipeline.progress import progress
 
@@ -210,12 +210,8 @@ def _top_positive(table: np.ndarray, m: int):
     if not many.all():
         few = np.flatnonzero(~many)
         r, c = np.nonzero(positive[few])
-        v = table[few[r], c]
-        order = np.lexsort((c, -v, r))
-        r, c, v = r[order], c[order], v[order]
-        rank = np.arange(len(r)) - np.searchsorted(r, r)
-        keep = rank < m
-        out.append((few[r[keep]], rank[keep], c[keep], v[keep]))
+        r, rank, c, v = best_per_row(r, c, table[few[r], c], m)
+        out.append((few[r], rank, c, v))
     return tuple(np.concatenate(parts) for parts in zip(*out))
 
 
