@@ -142,7 +142,7 @@ def run(config: PipelineConfig, store, version: str, steps: Steps | None = None)
             config.rating.stack_folds,
             config.topn.max_items,
             config.topn.score_neighbors or "all",
-            config.topn.positive_neighbors or config.topn.score_neighbors or "all",
+            config.topn.positive_keep or "all",
         )
     report: dict = {
         "dataset": config.dataset,

@@ -126,6 +126,12 @@ class TopNConfig:
     seed: int = 0
     """Seed of the calibration sample."""
 
+    @property
+    def positive_keep(self) -> int | None:
+        """Weights kept per item of the positive model: ``positive_neighbors``, else
+        ``score_neighbors`` (None: all)."""
+        return self.positive_neighbors or self.score_neighbors
+
 
 class TopNRecommender:
     """Blended EASE with a calibrated head/tail list and "because" seeds.
@@ -173,9 +179,13 @@ class TopNRecommender:
         ]
         self.blend_ = [1.0]
         if cfg.positive_weight > 0:
-            keep = cfg.positive_neighbors or cfg.score_neighbors
             self.weights_.append(
-                self._weights(positive_input(self.user_ratings_, rules), cfg.positive_l2, 0.0, keep)
+                self._weights(
+                    positive_input(self.user_ratings_, rules),
+                    cfg.positive_l2,
+                    0.0,
+                    cfg.positive_keep,
+                )
             )
             self.blend_.append(float(cfg.positive_weight))
 
