@@ -22,6 +22,7 @@ import scipy.sparse as sp
 
 
 def main(argv=None) -> int:
+    from pipeline.features.matrix import RatingMatrix
     from pipeline.models.item_knn import ItemKNN, ItemKNNConfig
     from pipeline.models.rating import _UserHistory
 
@@ -36,10 +37,7 @@ def main(argv=None) -> int:
     budget, block = (int(v) for v in args.before.split(","))
 
     r = pd.read_csv(Path(args.dataset) / "ratings.csv")
-    _, u = np.unique(r.userId.to_numpy(), return_inverse=True)
-    _, m = np.unique(r.movieId.to_numpy(), return_inverse=True)
-    csr = sp.csr_matrix((r.rating.to_numpy(np.float32), (u, m)))
-    csr.sort_indices()
+    csr = RatingMatrix.from_frame(r).csr
     residual = (csr.data - csr.data.mean()).astype(np.float32)
     t = time.perf_counter()
     knn = ItemKNN(ItemKNNConfig()).fit(
