@@ -1,5 +1,5 @@
 """Sparse products whose result is dense: a block of users against an item-item ``B``, a block
-of movies against the catalogue.
+of movies against the catalogue; and rows of a sparse ``B`` at chosen columns, as a dense table.
 
 scipy multiplies two sparse matrices into a sparse result (two passes, the second building
 index arrays), which these callers then turn dense: for a block of users against a ``B`` with a
@@ -66,11 +66,47 @@ def _scipy_product(a: sp.csr_matrix, b) -> np.ndarray:
     return np.asarray(a @ b)
 
 
+def dense_rows(
+    b: sp.csr_matrix, lo: int, hi: int, column: np.ndarray, width: int, compiled: bool = True
+) -> np.ndarray:
+    """Rows ``lo .. hi - 1`` of the CSR matrix ``b`` as a dense float32 ``(hi - lo, width)``
+    table whose column ``column[j]`` holds ``b``'s column ``j`` (``column[j] < 0``: left out).
+
+    ``compiled=False`` takes the same entries with numpy (no numba in the process: the API's
+    one-user lists); the tables are equal either way."""
+    table = np.zeros((hi - lo, width), dtype=np.float32)
+    if compiled:
+        _compiled_gather()(b.indptr, b.indices, b.data, lo, hi, column, table)
+        return table
+    start, stop = b.indptr[lo], b.indptr[hi]
+    at = column[b.indices[start:stop]]
+    keep = np.flatnonzero(at >= 0)
+    rows = np.searchsorted(b.indptr[lo : hi + 1], keep + start, side="right") - 1
+    table[rows, at[keep]] = b.data[start:stop][keep]
+    return table
+
+
 @functools.cache
 def _compiled():
     from numba import njit
 
     return njit(cache=True, nogil=True)(_accumulate)
+
+
+@functools.cache
+def _compiled_gather():
+    from numba import njit
+
+    return njit(cache=True, nogil=True)(_gather)
+
+
+def _gather(indptr, indices, data, lo, hi, column, table):
+    for r in range(lo, hi):
+        row = table[r - lo]
+        for q in range(indptr[r], indptr[r + 1]):
+            c = column[indices[q]]
+            if c >= 0:
+                row[c] = data[q]
 
 
 def _accumulate(a_indptr, a_indices, a_data, b_indptr, b_indices, b_data, out):

@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from contract.arrays import lookup
-from contract.products import dense_product
+from contract.products import SCIPY_ROWS, dense_product, dense_rows
 from contract.topk import top_positions
 
 _NORM_TOP = 10  # per-user score scale: mean of this many largest scores
@@ -216,6 +216,7 @@ class TopNScorer:
         user = np.repeat(np.arange(n_rows), np.diff(ratings.indptr))[liked]  # sorted, then by seed
         seed = ratings.indices[liked].astype(np.int64)
         weight = [(b, (factor[user] * x.data[liked]).astype(np.float32)) for x, b, factor in parts]
+        compiled = n_rows > SCIPY_ROWS  # a few users' lists (the API's) without numba
         best = np.full(pos.shape, -np.inf, dtype=np.float32)
         best_seed = np.full(pos.shape, -1, dtype=np.int64)
         chunk_of = seed // seed_block
@@ -225,7 +226,7 @@ class TopNScorer:
             local = seed[e] - lo
             contrib = np.zeros((len(e), width), dtype=np.float32)
             for b, w in weight:
-                table = _columns(b, lo, min(lo + seed_block, b.shape[0]), listed, column)
+                table = _columns(b, lo, min(lo + seed_block, b.shape[0]), listed, column, compiled)
                 contrib += w[e][:, None] * table[local[:, None], targets[user[e]]]
             starts = np.flatnonzero(np.r_[True, user[e][1:] != user[e][:-1]])
             top = np.maximum.reduceat(contrib, starts, axis=0)  # per user of the chunk
@@ -280,18 +281,14 @@ def _with_data(ratings: sp.csr_matrix, data: np.ndarray) -> sp.csr_matrix:
     )
 
 
-def _columns(b, lo: int, hi: int, listed: np.ndarray, column: np.ndarray) -> np.ndarray:
+def _columns(
+    b, lo: int, hi: int, listed: np.ndarray, column: np.ndarray, compiled: bool
+) -> np.ndarray:
     """Rows ``lo .. hi - 1`` of ``B`` at the columns ``listed`` (``column`` maps a model item
     to its place in ``listed``, -1 elsewhere), as a dense float32 table."""
     if not sp.issparse(b):
         return np.asarray(b[lo:hi][:, listed], dtype=np.float32)
-    start, stop = b.indptr[lo], b.indptr[hi]
-    at = column[b.indices[start:stop]]
-    keep = np.flatnonzero(at >= 0)
-    table = np.zeros((hi - lo, len(listed)), dtype=np.float32)
-    rows = np.searchsorted(b.indptr[lo : hi + 1], keep + start, side="right") - 1
-    table[rows, at[keep]] = b.data[start:stop][keep]
-    return table
+    return dense_rows(b, lo, hi, column, len(listed), compiled)
 
 
 def _discount(

@@ -1,4 +1,5 @@
-"""The dense-result sparse product against scipy's own product, value for value."""
+"""The dense-result sparse product against scipy's own product, value for value, and the
+compiled gather of sparse rows against its numpy form."""
 
 import subprocess
 import sys
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from contract.products import dense_product
+from contract.products import dense_product, dense_rows
 from tests.support.paths import REPO
 
 
@@ -62,14 +63,40 @@ def test_shapes_must_align():
         dense_product(sp.csr_matrix((2, 3), dtype=np.float32), sp.csr_matrix((4, 2)))
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_dense_rows_compiled_equals_numpy(seed):
+    rng = np.random.default_rng(seed)
+    n, m = (int(rng.integers(1, 80)) for _ in range(2))
+    b = _random_csr(
+        rng, (n, m), float(rng.uniform(0, 0.6)), np.float32, (np.int32, np.int64)[seed % 2]
+    )
+    lo = int(rng.integers(0, n))
+    hi = int(rng.integers(lo, n + 1))
+    listed = np.sort(rng.choice(m, size=int(rng.integers(1, m + 1)), replace=False))
+    column = np.full(m, -1, np.int64)
+    column[listed] = np.arange(len(listed))
+    compiled = dense_rows(b, lo, hi, column, len(listed))
+    assert compiled.dtype == np.float32 and compiled.shape == (hi - lo, len(listed))
+    assert np.array_equal(compiled, dense_rows(b, lo, hi, column, len(listed), compiled=False))
+    assert np.array_equal(compiled, b[lo:hi].toarray()[:, listed])
+
+
 def test_one_users_product_does_not_load_numba():
-    """The API scores one user at a time: its processes never hold numba's compiler."""
+    """The API scores one user at a time: its processes never hold numba's compiler (the
+    product, and the "because" seeds' rows of a sparse ``B``)."""
     code = (
         "import sys, numpy as np, scipy.sparse as sp\n"
         "from contract.products import dense_product, SCIPY_ROWS\n"
+        "from contract.scoring import ListRules, TopNScorer\n"
         "a = sp.random(SCIPY_ROWS, 50, density=0.2, format='csr', dtype=np.float32)\n"
         "b = sp.random(50, 40, density=0.2, format='csr', dtype=np.float32)\n"
         "assert np.array_equal(dense_product(a, b), (a @ b).toarray())\n"
+        "w = sp.random(30, 30, density=0.5, format='csr', dtype=np.float32, random_state=1)\n"
+        "one = np.ones(30, np.float32)\n"
+        "scorer = TopNScorer(ListRules(5.0, 4.0, 3, 3.5), np.arange(30), np.arange(30), [w], [1.0],"
+        " one, one, one)\n"
+        "items, _, seeds = scorer.for_ratings(np.arange(6), np.full(6, 5.0), n=10)\n"
+        "assert (items >= 0).all() and (seeds >= 0).any()\n"
         "print('numba' in sys.modules)\n"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
