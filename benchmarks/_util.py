@@ -45,8 +45,13 @@ def random_carve(train, frac: float = 0.2, seed: int = 43) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def secantus(sync_on_commit: bool = True, cache_size: str = "1G"):
-    """A SecantusDB server on a free loopback port with a temporary storage folder; yields its URL."""
+def secantus(sync_on_commit: bool = True, cache_size: str | None = None):
+    """A SecantusDB server on a free loopback port with a temporary storage folder; yields its URL.
+    ``cache_size``: its WiredTiger cache, by default the embedded server's (``EmbeddedConfig``), so
+    a benchmark's store holds what a user's would."""
+    from contract.embedded import EmbeddedConfig
+
+    cache_size = cache_size or EmbeddedConfig().cache_size
     with tempfile.TemporaryDirectory(prefix="mt-bench-store-") as tmp:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
