@@ -86,6 +86,7 @@ def progress(label: str, total: int, unit: str = "it", every_s: float = 5.0) -> 
             delay=every_s,
             bar_format=_LOG_FORMAT,
             unit_scale=True,
+            position=0,  # a counter within another's: no cursor moves between the lines
         )
     with tqdm(total=total, desc=label, unit=f" {unit}", **options) as bar:
         yield bar
