@@ -57,6 +57,7 @@ import copy
 import logging
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -168,10 +169,11 @@ class TopNRecommender:
         self.counts_ = counts
         self.user_ratings_ = model_rows(csr, self.col_to_model_, len(self.items_))
 
-        # each input is made for its fit, which scales it in place: one copy of the ratings at a time
+        # each input is made by its fit, which scales it in place and drops it once the Gram
+        # matrix is summed: one copy of the ratings at a time, none beside the inverse
         self.weights_ = [
             self._weights(
-                rating_input(self.user_ratings_, rules),
+                lambda: rating_input(self.user_ratings_, rules),
                 cfg.l2,
                 cfg.user_weight_power,
                 cfg.score_neighbors,
@@ -181,7 +183,7 @@ class TopNRecommender:
         if cfg.positive_weight > 0:
             self.weights_.append(
                 self._weights(
-                    positive_input(self.user_ratings_, rules),
+                    lambda: positive_input(self.user_ratings_, rules),
                     cfg.positive_l2,
                     0.0,
                     cfg.positive_keep,
@@ -197,9 +199,16 @@ class TopNRecommender:
         log.info("top-N: fitted %d items in %.1f s", len(self.items_), time.perf_counter() - t0)
         return self
 
-    def _weights(self, x: sp.csr_matrix, l2: float, user_weight_power: float, keep: int | None):
-        """One EASE model's ``B``: dense, or cut to ``keep`` weights per item."""
-        b = _ease(x, l2, user_weight_power, self.config)
+    def _weights(
+        self,
+        make_input: Callable[[], sp.csr_matrix],
+        l2: float,
+        user_weight_power: float,
+        keep: int | None,
+    ):
+        """One EASE model's ``B`` for the input rows ``make_input()``: dense, or cut to ``keep``
+        weights per item."""
+        b = _ease(make_input(), l2, user_weight_power, self.config)
         return b if keep is None else sparsify_weights(b, keep)
 
     def _discounts(self) -> None:
@@ -357,8 +366,9 @@ class TopNRecommender:
 
 def _ease(x: sp.csr_matrix, l2: float, user_weight_power: float, cfg: TopNConfig) -> np.ndarray:
     """EASE weights ``B`` (float32, zero diagonal) for input rows ``x`` (users x items, CSR);
-    ``x`` is weighted in place when it is in ``solve_dtype`` already (pass a matrix made for
-    the call), so the fit holds one copy of it besides its transpose."""
+    ``x`` is weighted in place when it is in ``solve_dtype`` already and dropped once the Gram
+    matrix is summed (pass a matrix made for the call, as its only reference), so the fit holds
+    one copy of it besides its transpose, and none beside the inverse."""
     k = x.shape[1]
     dtype = np.dtype(cfg.solve_dtype)
     t0 = time.perf_counter()
@@ -381,7 +391,7 @@ def _ease(x: sp.csr_matrix, l2: float, user_weight_power: float, cfg: TopNConfig
     ):
         for start in pool.map(fill, range(0, k, cfg.gram_block)):
             bar.update(min(start + cfg.gram_block, k) - start)
-    del xw, xt
+    del x, xw, xt
     gram[np.diag_indices(k)] += l2
     t1 = time.perf_counter()
     potrf, potri = (
@@ -429,7 +439,7 @@ def sparsify_weights(b, keep: int) -> sp.csr_matrix:
     indptr = np.arange(b.shape[0] + 1, dtype=np.int64) * k
     cols = np.empty(b.shape[0] * k, dtype=np.int32)
     vals = np.empty(b.shape[0] * k, dtype=np.float32)
-    step = 1024  # rows per block: the temporary |B| block stays small
+    step = 256  # rows per block: its temporaries (|B|, the argpartition) stay small
     for start in range(0, b.shape[0], step):
         blk = b[start : start + step]
         blk = blk.toarray() if sp.issparse(blk) else blk
