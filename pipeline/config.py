@@ -60,7 +60,8 @@ class PipelineConfig:
     def for_size(self, n_ratings: int) -> "PipelineConfig":
         """The config to use for ``n_ratings``: as given, or the large-data profile above
         ``large_data_ratings``: one held-out stacking fold instead of 5 (each fold refits every
-        collaborative model), the top-N item model capped at the 15,000 most-rated movies, and
+        collaborative model) with at most 500,000 of its rows for the boosting (1,000,000 by
+        default), the top-N item model capped at the 15,000 most-rated movies, and
         each movie's 2,000 largest weights of the top-N rating model and 500 of its positive
         model kept (``TopNConfig.score_neighbors``, ``positive_neighbors``: what each Dask worker
         holds falls from two dense item x item matrices to about a fifth)."""
@@ -68,7 +69,9 @@ class PipelineConfig:
             return self
         return replace(
             self,
-            rating=replace(self.rating, stack_folds=1),
+            rating=replace(
+                self.rating, stack_folds=1, max_gbm_rows=min(self.rating.max_gbm_rows, 500_000)
+            ),
             topn=replace(
                 self.topn,
                 max_items=min(self.topn.max_items, 15_000),

@@ -137,9 +137,10 @@ def run(config: PipelineConfig, store, version: str, steps: Steps | None = None)
     if config.for_size(n_ratings) is not config:
         config = config.for_size(n_ratings)
         log.info(
-            "%s ratings: large-data profile (%d stacking fold(s), top-N over <= %d movies, %s / %s weights per movie)",
+            "%s ratings: large-data profile (%d stacking fold(s) with <= %s boosting rows, top-N over <= %d movies, %s / %s weights per movie)",
             f"{n_ratings:,}",
             config.rating.stack_folds,
+            f"{config.rating.max_gbm_rows:,}",
             config.topn.max_items,
             config.topn.score_neighbors or "all",
             config.topn.positive_keep or "all",

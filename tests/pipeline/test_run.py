@@ -223,6 +223,7 @@ def test_large_data_profile_only_above_the_threshold():
     big = cfg.for_size(1001)
     assert (
         big.rating.stack_folds == 1
+        and big.rating.max_gbm_rows == 500_000
         and big.topn.max_items == 15_000
         and big.topn.score_neighbors == 2_000
         and big.topn.positive_neighbors == 500
