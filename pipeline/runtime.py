@@ -25,8 +25,8 @@ class DaskConfig:
     scheduler: str | None = None
     # LocalCluster only. Each worker process gets its own copy of the fitted models without any
     # user's data for the per-user phase (the two top-N weight matrices: dense below 2M ratings,
-    # 2,000 and 500 per movie above); one process with two threads holds one copy but was slower
-    # here (README, "Scale").
+    # 2,000 and 500 per movie above); one process with two threads holds one copy but was no faster
+    # here (README, "Time and memory by size").
     n_workers: int = 2
     threads_per_worker: int = 1
     # per LocalCluster worker (Dask pauses it at 80%, restarts it at 95%)
@@ -92,7 +92,8 @@ def to_cluster(client, obj):
     """A future of ``obj`` held by one worker of ``client``'s cluster; the other workers fetch it
     from that one when a task of theirs needs it (Dask moves a task's inputs between workers).
     Sending holds a transient copy of what is sent on both ends, and a broadcast scatter sends to
-    every worker at once: that moment was the large runs' peak of memory (README, "Scale")."""
+    every worker at once: that moment was the large runs' peak of memory (README, "Time and memory
+    by size")."""
     # without broadcast, the scheduler sends it to one worker (waiting for one if none has joined)
     return client.scatter(obj, hash=False)
 

@@ -116,7 +116,7 @@ class TopNConfig:
     user_block: int = 1024
     """Users scored per block (two dense ``user_block x n_items`` float32 arrays at a time; the
     lists do not depend on it). The blocks' tables were the largest transient of a per-user task
-    at 2,048 (README, "Scale")."""
+    at 2,048 (README, "Time and memory by size")."""
     gram_block: int = 512
     """Gram matrix rows per sparse product (each written straight into the Gram matrix)."""
     gram_threads: int | None = None
