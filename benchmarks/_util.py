@@ -20,6 +20,8 @@ import numpy as np
 import psutil
 import pymongo
 
+from contract.embedded import EmbeddedConfig
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
@@ -49,8 +51,6 @@ def secantus(sync_on_commit: bool = True, cache_size: str | None = None):
     """A SecantusDB server on a free loopback port with a temporary storage folder; yields its URL.
     ``cache_size``: its WiredTiger cache, by default the embedded server's (``EmbeddedConfig``), so
     a benchmark's store holds what a user's would."""
-    from contract.embedded import EmbeddedConfig
-
     cache_size = cache_size or EmbeddedConfig().cache_size
     with tempfile.TemporaryDirectory(prefix="mt-bench-store-") as tmp:
         with socket.socket() as s:

@@ -13,10 +13,10 @@ values, without importing numba, which holds about 110 MiB in each process that 
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import scipy.sparse as sp
+
+from contract.compiled import njit_lazily
 
 SCIPY_ROWS = 16  # products of at most this many rows of ``a`` go through scipy
 
@@ -45,7 +45,7 @@ def dense_product(a: sp.csr_matrix, b, out: np.ndarray | None = None) -> np.ndar
         out = np.zeros(shape, dtype)
     else:
         out.fill(0)
-    _compiled()(
+    njit_lazily(_accumulate)(
         a.indptr,
         a.indices,
         a.data.astype(dtype, copy=False),
@@ -76,7 +76,7 @@ def dense_rows(
     one-user lists); the tables are equal either way."""
     table = np.zeros((hi - lo, width), dtype=np.float32)
     if compiled:
-        _compiled_gather()(b.indptr, b.indices, b.data, lo, hi, column, table)
+        njit_lazily(_gather)(b.indptr, b.indices, b.data, lo, hi, column, table)
         return table
     start, stop = b.indptr[lo], b.indptr[hi]
     at = column[b.indices[start:stop]]
@@ -84,20 +84,6 @@ def dense_rows(
     rows = np.searchsorted(b.indptr[lo : hi + 1], keep + start, side="right") - 1
     table[rows, at[keep]] = b.data[start:stop][keep]
     return table
-
-
-@functools.cache
-def _compiled():
-    from numba import njit
-
-    return njit(cache=True, nogil=True)(_accumulate)
-
-
-@functools.cache
-def _compiled_gather():
-    from numba import njit
-
-    return njit(cache=True, nogil=True)(_gather)
 
 
 def _gather(indptr, indices, data, lo, hi, column, table):

@@ -7,7 +7,6 @@ scipy assembles the sparse matrix.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +14,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from contract.arrays import lookup
+from contract.compiled import njit_lazily
 
 
 @dataclass
@@ -137,16 +137,9 @@ def keep_per_row(csr: sp.csr_matrix, cap: int, priority: np.ndarray) -> sp.csr_m
     counts = np.diff(csr.indptr)
     if counts.max(initial=0) <= cap:
         return csr
-    kept = _compiled_lowest()(csr.indptr, np.asarray(priority, np.float64), cap)
+    kept = njit_lazily(_lowest_per_row)(csr.indptr, np.asarray(priority, np.float64), cap)
     indptr = np.concatenate([[0], np.cumsum(np.minimum(counts, cap))])
     return sp.csr_matrix((csr.data[kept], csr.indices[kept], indptr), shape=csr.shape)
-
-
-@functools.cache
-def _compiled_lowest():
-    from numba import njit
-
-    return njit(cache=True, nogil=True)(_lowest_per_row)
 
 
 def _lowest_per_row(indptr, priority, cap):
