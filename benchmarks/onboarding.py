@@ -35,7 +35,9 @@
    ``ScoringConfig.cold_tail``, and without it as now), everything the user knows as onboarding
    answers (each liked answer boosting its similar movies in full as before,
    ``ScoringConfig.full_boosts``, and shared as now) and as a data-set user's ratings: the
-   "full history" the shares are of.
+   "full history" the shares are of. And 5 of the user's ratings as a data-set user's ratings
+   (the popularity order's 5 answers, 5 at random, their 5 highest): what 5 ratings give the
+   model without the questionnaire's genres and boosts.
 4. Scored on the held-out ratings with ``pipeline.evaluation.metrics.topn_metrics`` (the
    harness's conventions): NDCG@10, HR@10; the movies each user looked at; and, for each order
    against the popularity order with as many answers, the mean per-user difference in NDCG@10
@@ -67,6 +69,7 @@ from pipeline.publish.live_export import build_live_model
 
 K = 10
 ANSWERS = (3, 5, 10)
+CEILING = 5  # ratings a known user is scored with, to compare with 5 answers
 ORDERS = ("popularity", "genre-popularity", "pop-entropy", "factor-design", "adaptive")
 ADAPTIVE_PAGE = 10
 
@@ -173,6 +176,27 @@ def main(argv=None) -> int:
         ScoringConfig(full_boosts=10**9),
     )
     add("all they know as answers", "all", everything)
+    # what five of their ratings give as a data-set user's (no genres, no boosts): whether the
+    # request-time path wastes the answers, or five ratings cannot carry more
+    rng = np.random.default_rng(args.seed)
+    pick = {
+        "the popularity order's answers": lambda u: u[
+            u.movieId.isin([m for m, _ in walk(u, orders["popularity"], CEILING, args.limit)[0]])
+        ],
+        "at random": lambda u: u.iloc[rng.permutation(len(u))[:CEILING]],
+        "their highest": lambda u: u.sort_values("rating", ascending=False, kind="stable")[
+            :CEILING
+        ],
+    }
+    for name, take in pick.items():
+        rows.append(
+            (
+                f"{CEILING} of their ratings, {name}, as a data-set user's ratings",
+                CEILING,
+                [(u, known_user_list(live, take(user))) for u, user, _ in users],
+                0.0,
+            )
+        )
     rows.append(
         (
             "all they know, as a data-set user's ratings",
