@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from api.http.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from api.http.errors import ApiError, BadRequest, PayloadTooLarge, UnsupportedMediaType
 from api.http.params import has_control, text_pattern
 
 DEFAULT_MAX_BYTES = 64 * 1024
@@ -254,6 +254,8 @@ def read_json(environ: Mapping[str, Any], max_bytes: int = DEFAULT_MAX_BYTES) ->
 def _read(environ: Mapping[str, Any], size: int) -> bytes:
     try:
         return environ["wsgi.input"].read(size)
+    except ApiError:  # the worker's read deadline passed (RequestTimeout): answered as it is
+        raise
     except Exception as exc:  # the server could not read it (bad chunked framing, a client gone)
         raise BadRequest(f"the request body could not be read ({type(exc).__name__})") from None
 

@@ -11,6 +11,7 @@ ERROR_CODES: dict[str, int] = {
     "forbidden": 403,
     "not_found": 404,
     "method_not_allowed": 405,
+    "request_timeout": 408,
     "payload_too_large": 413,
     "unsupported_media_type": 415,
     "idempotency_key_reused": 422,
@@ -56,6 +57,14 @@ class Forbidden(ApiError):
 
     status = 403
     code = "forbidden"
+
+
+class RequestTimeout(ApiError):
+    """The request (its headers or its body) did not arrive within the server's read deadline:
+    a client that stops sending must not hold a worker (``api.http.worker``)."""
+
+    status = 408
+    code = "request_timeout"
 
 
 class PayloadTooLarge(ApiError):

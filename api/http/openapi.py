@@ -17,6 +17,7 @@ _STATUS_TEXT = {
     403: "The token belongs to another user than the one whose data this changes",
     404: "No such resource (unknown id, or no route at this path)",
     405: "Method not allowed on this path",
+    408: "The request's headers or body did not arrive within the server's read deadline (10 s)",
     413: "Request body over the size limit",
     415: "Request body is not application/json",
     422: "The Idempotency-Key was already used for another request",
@@ -87,7 +88,7 @@ def _operation(ep: Endpoint) -> dict[str, Any]:
     responses: dict[str, Any] = {str(ep.status): _ok(ep)}
     implied = {400}  # every operation rejects unknown, repeated or malformed query parameters
     if ep.body is not None:
-        implied |= {400, 413, 415}
+        implied |= {400, 408, 413, 415}
     if ep.auth != "none":
         implied |= {401, 429} | ({403} if ep.auth == "user" else set())
     for status in sorted({*ep.errors, *implied, 404, 405, 500}):
