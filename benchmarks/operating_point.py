@@ -115,19 +115,26 @@ def fitted(train: pd.DataFrame, test: pd.DataFrame, cfg):
     catalogue = train.movieId.nunique()
 
     def score(m: TopNRecommender) -> tuple[float, float]:
-        items, _, _ = m.recommend(rows, n=K)
-        ids = np.where(items >= 0, matrix.item_ids[np.maximum(items, 0)], -1)
-        lists = pd.DataFrame(
-            {
-                "userId": np.repeat(users, K),
-                "rank": np.tile(np.arange(1, K + 1), len(users)),
-                "movieId": ids.ravel(),
-            }
-        )
-        out = topn_metrics(lists[lists.movieId >= 0], test, K, 4.0, catalogue_size=catalogue)
-        return out[f"ndcg@{K}"], out[f"coverage@{K}"]
+        return list_metrics(users, m.recommend(rows, n=K)[0], matrix, test, catalogue)
 
     return model, score
+
+
+def list_metrics(
+    users: np.ndarray, items: np.ndarray, matrix: RatingMatrix, test: pd.DataFrame, catalogue: int
+) -> tuple[float, float]:
+    """NDCG@10 and coverage@10 of top-10 lists (``items``: matrix columns, -1 for none; row ``r``
+    is ``users[r]``'s) on ``test``, coverage over ``catalogue`` movies."""
+    ids = np.where(items >= 0, matrix.item_ids[np.maximum(items, 0)], -1)
+    lists = pd.DataFrame(
+        {
+            "userId": np.repeat(users, K),
+            "rank": np.tile(np.arange(1, K + 1), len(users)),
+            "movieId": ids.ravel(),
+        }
+    )
+    out = topn_metrics(lists[lists.movieId >= 0], test, K, 4.0, catalogue_size=catalogue)
+    return out[f"ndcg@{K}"], out[f"coverage@{K}"]
 
 
 if __name__ == "__main__":

@@ -1,0 +1,157 @@
+"""Do a user's latest ratings deserve more weight when their list is scored?
+
+    python -m benchmarks.recency [--boosts 0,0.5,1,2] [--scales 0.05,0.1,0.25]
+
+The top-N model (``PipelineConfig().topn``) is fitted as served; only the scoring input changes:
+each of the user's ratings enters both EASE inputs with the weight
+``1 + boost * exp(-(1 - p) / scale)``, ``p`` the rating's recency percentile among the user's
+ratings (1 = the newest), so the newest ones count up to ``1 + boost`` times as much and the rest
+of the history still counts. ``boost`` 0 is the served list. The tail's calibration is the
+model's, fitted without weights.
+
+Carves of the peer harness's reference user-holdout training part (``benchmarks.operating_point``):
+``random`` (the targets' protocol: a random 20% of each user's ratings) and ``temporal`` (each
+user's latest 20%: a service predicts the future from the past). Each setting at the served list
+(head 7, tail power 0.7) and at the coverage issue 14 asks for (head 5, tail power 0.8). Then the
+settings that the carves chose on two test splits: the reference user-holdout split, and the
+temporal split of the whole ml-latest-small (each user's latest 20%, the rule of
+``benchmarks.temporal``).
+
+An experiment, not a product path: the weights are patched into ``contract.scoring.inputs`` for
+the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+import contract.scoring as scoring
+from benchmarks._util import SHARED, random_carve
+from benchmarks.operating_point import list_metrics, temporal_carve
+from pipeline.config import PipelineConfig
+from pipeline.features.matrix import RatingMatrix
+from pipeline.models.topn import TopNRecommender
+
+K = 10
+LISTS = ((7, 0.7), (5, 0.8))  # the served list; the one at coverage@10 ~0.15
+
+
+def recency_percentiles(
+    model: TopNRecommender, matrix: RatingMatrix, ratings: pd.DataFrame, users: np.ndarray
+) -> sp.csr_matrix:
+    """CSR aligned with ``model.user_ratings_`` at the rows of ``users``: each entry's recency
+    percentile among its user's ratings (1 = newest; ties share their mean rank)."""
+    r = ratings[ratings.userId.isin(users)]
+    cols = model.col_to_model_[np.searchsorted(matrix.item_ids, r.movieId.to_numpy())]
+    keep = cols >= 0
+    pct = r.groupby("userId")["timestamp"].rank(method="average", pct=True).to_numpy()[keep]
+    out = sp.csr_matrix(
+        (pct.astype(np.float32), (np.searchsorted(users, r.userId.to_numpy()[keep]), cols[keep])),
+        shape=(len(users), len(model.items_)),
+    )
+    out.sort_indices()
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    split = SHARED / "bench" / "splits" / "ml-latest-small" / "user-holdout"
+    p.add_argument("--split", default=str(split))
+    p.add_argument("--ratings", default=str(SHARED / "data" / "ml-latest-small" / "ratings.csv"))
+    p.add_argument("--boosts", default="0,0.5,1,2")
+    p.add_argument("--scales", default="0.05,0.1,0.25")
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    cfg = PipelineConfig().topn
+    train = pd.read_csv(f"{args.split}/train.csv")
+    train = train.sort_values(["userId", "movieId"], kind="stable").reset_index(drop=True)
+    settings = sorted(
+        {(0.0, 0.0)}
+        | {
+            (float(b), float(s))
+            for b, s in itertools.product(args.boosts.split(","), args.scales.split(","))
+            if float(b) > 0
+        }
+    )
+
+    chosen = {(0.0, 0.0)}
+    for carve, held in (("random", random_carve(train)), ("temporal", temporal_carve(train))):
+        score = scorer(train[~held], train[held], cfg)
+        curve = {s: [score(*s, h, pw) for h, pw in LISTS] for s in settings}
+        print(f"\n### The {carve} carve ({int(held.sum()):,} ratings held out)\n")
+        heads = " | ".join(f"head {h}, tail {pw}: NDCG@10 / coverage@10" for h, pw in LISTS)
+        print(f"| boost | scale | {heads} |")
+        print("|---|---|" + "---|" * len(LISTS))
+        for (b, s), points in curve.items():
+            cells = " | ".join(f"{n:.4f} / {c:.4f}" for n, c in points)
+            print(f"| {b:g} | {s:g} | {cells} |")
+        chosen.add(max(settings, key=lambda st: curve[st][0][0]))  # best at the served list
+
+    ratings = pd.read_csv(args.ratings)
+    ratings = ratings.sort_values(["userId", "movieId"], kind="stable").reset_index(drop=True)
+    later = temporal_carve(ratings)
+    tests = (
+        ("user-holdout test split", train, pd.read_csv(f"{args.split}/test.csv")),
+        ("temporal split", ratings[~later], ratings[later]),
+    )
+    print("\n### Test splits, at the settings the carves chose (best NDCG@10 at the served list)\n")
+    print(
+        "| split | boost | scale | " + " | ".join(f"head {h}, tail {pw}" for h, pw in LISTS) + " |"
+    )
+    print("|---|---|---|" + "---|" * len(LISTS))
+    for name, part, held in tests:
+        score = scorer(part, held, cfg)
+        for b, s in sorted(chosen):
+            cells = " | ".join(
+                f"{n:.4f} / {c:.4f}" for n, c in (score(b, s, h, pw) for h, pw in LISTS)
+            )
+            print(f"| {name} | {b:g} | {s:g} | {cells} |")
+    print(f"\n{time.perf_counter() - t0:.0f} s in all")
+    return 0
+
+
+def scorer(train: pd.DataFrame, test: pd.DataFrame, cfg):
+    """``score(boost, scale, head, power) -> (NDCG@10, coverage@10)`` of the test users' lists
+    from the model fitted on ``train``."""
+    matrix = RatingMatrix.from_frame(train)
+    model = TopNRecommender(cfg).fit(matrix)
+    users = np.sort(test.userId.unique())
+    users = users[np.isin(users, matrix.user_ids)]
+    x = model.user_ratings_[np.searchsorted(matrix.user_ids, users)]
+    pct = recency_percentiles(model, matrix, train, users)
+    assert (pct.indptr == x.indptr).all() and (pct.indices == x.indices).all()
+    catalogue = train.movieId.nunique()
+    served_inputs = scoring.inputs
+
+    def score(boost: float, scale: float, head: int, power: float) -> tuple[float, float]:
+        weight = (1 + boost * np.exp(-(1 - pct.data) / scale)) if boost > 0 else 1.0
+
+        def weighted(ratings, rules):
+            out = served_inputs(ratings, rules)
+            for part in out:
+                part.data *= weight
+            return out
+
+        scoring.inputs = weighted
+        try:
+            items, _, _ = model.with_list(head, cfg.head_popularity_power, power).scorer.lists(
+                x, K, True, None, because=False
+            )
+        finally:
+            scoring.inputs = served_inputs
+        return list_metrics(users, items, matrix, test, catalogue)
+
+    return score
+
+
+if __name__ == "__main__":
+    sys.exit(main())
