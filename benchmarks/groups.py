@@ -77,11 +77,14 @@ def main(argv=None) -> int:
     popular = train.groupby("movieId").size().sort_values(ascending=False, kind="stable").index
     fitted_s = time.perf_counter() - t0
 
-    history = {
+    newest = train.sort_values(["timestamp", "movieId"], ascending=[False, True], kind="stable")
+    history = {  # newest first, as the API reads a served user's ratings
         int(u): (d.movieId.to_numpy(np.int64), d.rating.to_numpy(np.float64))
-        for u, d in train.groupby("userId")
+        for u, d in newest.groupby("userId")
     }
-    cols, _, _ = topn.recommend_matrix(matrix.csr, n=CANDIDATES, exclude_seen=True, because=False)
+    cols, _, _ = topn.recommend_matrix(
+        matrix.csr, n=CANDIDATES, exclude_seen=True, because=False, timestamps=matrix.timestamps
+    )
     published = {int(u): matrix.item_ids[c[c >= 0]] for u, c in zip(matrix.user_ids, cols)}
     rows = {
         "published": evaluate_groups(

@@ -63,13 +63,15 @@ def live_lists(model, train: pd.DataFrame, users: np.ndarray) -> tuple[pd.DataFr
     """``recommend_live`` on each user's training ratings; the lists and the ms per user."""
     from contract.live_model import UserSignals, recommend_live
 
-    by_user = {
+    newest = train.sort_values(["timestamp", "movieId"], ascending=[False, True], kind="stable")
+    by_user = {  # newest first, as the API reads a served user's ratings
         int(u): dict(zip(g.movieId.to_numpy(np.int64).tolist(), g.rating.to_numpy(float).tolist()))
-        for u, g in train.groupby("userId")
+        for u, g in newest.groupby("userId")
     }
     lists, ms = [], []
     for u in users:
-        signals = UserSignals(by_user.get(int(u), {}), set(), set(), set())
+        ratings = by_user.get(int(u), {})
+        signals = UserSignals(ratings, set(), set(), set(), newest_first=tuple(ratings))
         t0 = time.perf_counter_ns()
         result = recommend_live(model, signals, K)
         ms.append((time.perf_counter_ns() - t0) / 1e6)

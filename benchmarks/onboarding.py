@@ -168,7 +168,12 @@ def main(argv=None) -> int:
                 )
             else:
                 add(name, k, lambda u, g, k=k, o=orders[name]: walk(u, o, k, args.limit))
-    everything = lambda u, g: (list(zip(u.movieId, u.rating)), 0)  # noqa: E731
+
+    def everything(u: pd.DataFrame, genres: list[str]) -> tuple[Answers, int]:
+        # answered oldest first: the API counts the later written answers as the newer
+        u = u.sort_values(["timestamp", "movieId"], ascending=[True, False], kind="stable")
+        return list(zip(u.movieId, u.rating)), 0
+
     add(
         "all they know as answers, each liked one boosting in full (before)",
         "all",
@@ -343,7 +348,9 @@ def first_list(
 
 
 def known_user_list(live: LiveModel, user: pd.DataFrame) -> list[int]:
-    """The list of a user whose ratings are training ratings (no stated genres, no boosts)."""
+    """The list of a user whose ratings are training ratings (no stated genres, no boosts),
+    newest first as the API reads them."""
+    user = user.sort_values(["timestamp", "movieId"], ascending=[False, True], kind="stable")
     base = (user.movieId.to_numpy(np.int64), user.rating.to_numpy(np.float64))
     return [int(m) for m in recommend_live(live, signals(base, None), K).movie_ids[:K]]
 

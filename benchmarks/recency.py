@@ -2,23 +2,20 @@
 
     python -m benchmarks.recency [--boosts 0,0.5,1,2] [--scales 0.05,0.1,0.25]
 
-The top-N model (``PipelineConfig().topn``) is fitted as served; only the scoring input changes:
-each of the user's ratings enters both EASE inputs with the weight
-``1 + boost * exp(-(1 - p) / scale)``, ``p`` the rating's recency percentile among the user's
-ratings (1 = the newest), so the newest ones count up to ``1 + boost`` times as much and the rest
-of the history still counts. ``boost`` 0 is the served list. The tail's calibration is the
-model's, fitted without weights.
+The top-N model (``PipelineConfig().topn``) with ``recency_boost`` and ``recency_scale`` set: each
+of the user's ratings enters both EASE inputs with the weight
+``1 + boost * exp(-(1 - p) / scale)``, ``p`` the rating's recency among the user's ratings (1 = the
+newest; ``contract.scoring.recency``), so the newest ones count up to ``1 + boost`` times as much
+and the rest of the history still counts. ``boost`` 0 weighs every rating alike (the lists before
+recency weights were served); the weights ``B`` do not depend on it.
 
 Carves of the peer harness's reference user-holdout training part (``benchmarks.operating_point``):
 ``random`` (the targets' protocol: a random 20% of each user's ratings) and ``temporal`` (each
 user's latest 20%: a service predicts the future from the past). Each setting at the served list
 (head 7, tail power 0.7) and at the coverage issue 14 asks for (head 5, tail power 0.8). Then the
-settings that the carves chose on two test splits: the reference user-holdout split, and the
-temporal split of the whole ml-latest-small (each user's latest 20%, the rule of
-``benchmarks.temporal``).
-
-An experiment, not a product path: the weights are patched into ``contract.scoring.inputs`` for
-the run.
+settings that the carves chose, and the served one, on two test splits: the reference
+user-holdout split, and the temporal split of the whole ml-latest-small (each user's latest 20%,
+the rule of ``benchmarks.temporal``).
 """
 
 from __future__ import annotations
@@ -27,12 +24,11 @@ import argparse
 import itertools
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
-import contract.scoring as scoring
 from benchmarks._util import SHARED, random_carve
 from benchmarks.operating_point import list_metrics, temporal_carve
 from pipeline.config import PipelineConfig
@@ -41,23 +37,6 @@ from pipeline.models.topn import TopNRecommender
 
 K = 10
 LISTS = ((7, 0.7), (5, 0.8))  # the served list; the one at coverage@10 ~0.15
-
-
-def recency_percentiles(
-    model: TopNRecommender, matrix: RatingMatrix, ratings: pd.DataFrame, users: np.ndarray
-) -> sp.csr_matrix:
-    """CSR aligned with ``model.user_ratings_`` at the rows of ``users``: each entry's recency
-    percentile among its user's ratings (1 = newest; ties share their mean rank)."""
-    r = ratings[ratings.userId.isin(users)]
-    cols = model.col_to_model_[np.searchsorted(matrix.item_ids, r.movieId.to_numpy())]
-    keep = cols >= 0
-    pct = r.groupby("userId")["timestamp"].rank(method="average", pct=True).to_numpy()[keep]
-    out = sp.csr_matrix(
-        (pct.astype(np.float32), (np.searchsorted(users, r.userId.to_numpy()[keep]), cols[keep])),
-        shape=(len(users), len(model.items_)),
-    )
-    out.sort_indices()
-    return out
 
 
 def main(argv=None) -> int:
@@ -74,8 +53,9 @@ def main(argv=None) -> int:
     cfg = PipelineConfig().topn
     train = pd.read_csv(f"{args.split}/train.csv")
     train = train.sort_values(["userId", "movieId"], kind="stable").reset_index(drop=True)
+    served = (cfg.recency_boost, cfg.recency_scale)
     settings = sorted(
-        {(0.0, 0.0)}
+        {(0.0, 0.0), served}
         | {
             (float(b), float(s))
             for b, s in itertools.product(args.boosts.split(","), args.scales.split(","))
@@ -83,7 +63,7 @@ def main(argv=None) -> int:
         }
     )
 
-    chosen = {(0.0, 0.0)}
+    chosen = {(0.0, 0.0), served}
     for carve, held in (("random", random_carve(train)), ("temporal", temporal_carve(train))):
         score = scorer(train[~held], train[held], cfg)
         curve = {s: [score(*s, h, pw) for h, pw in LISTS] for s in settings}
@@ -93,7 +73,8 @@ def main(argv=None) -> int:
         print("|---|---|" + "---|" * len(LISTS))
         for (b, s), points in curve.items():
             cells = " | ".join(f"{n:.4f} / {c:.4f}" for n, c in points)
-            print(f"| {b:g} | {s:g} | {cells} |")
+            mark = " (served)" if (b, s) == served else ""
+            print(f"| {b:g}{mark} | {s:g} | {cells} |")
         chosen.add(max(settings, key=lambda st: curve[st][0][0]))  # best at the served list
 
     ratings = pd.read_csv(args.ratings)
@@ -114,41 +95,28 @@ def main(argv=None) -> int:
             cells = " | ".join(
                 f"{n:.4f} / {c:.4f}" for n, c in (score(b, s, h, pw) for h, pw in LISTS)
             )
-            print(f"| {name} | {b:g} | {s:g} | {cells} |")
+            mark = " (served)" if (b, s) == served else ""
+            print(f"| {name} | {b:g}{mark} | {s:g} | {cells} |")
     print(f"\n{time.perf_counter() - t0:.0f} s in all")
     return 0
 
 
 def scorer(train: pd.DataFrame, test: pd.DataFrame, cfg):
     """``score(boost, scale, head, power) -> (NDCG@10, coverage@10)`` of the test users' lists
-    from the model fitted on ``train``."""
+    from the model fitted on ``train`` with those recency settings."""
     matrix = RatingMatrix.from_frame(train)
-    model = TopNRecommender(cfg).fit(matrix)
     users = np.sort(test.userId.unique())
     users = users[np.isin(users, matrix.user_ids)]
-    x = model.user_ratings_[np.searchsorted(matrix.user_ids, users)]
-    pct = recency_percentiles(model, matrix, train, users)
-    assert (pct.indptr == x.indptr).all() and (pct.indices == x.indices).all()
+    rows = np.searchsorted(matrix.user_ids, users)
     catalogue = train.movieId.nunique()
-    served_inputs = scoring.inputs
+    fitted: dict[tuple[float, float], TopNRecommender] = {}
 
     def score(boost: float, scale: float, head: int, power: float) -> tuple[float, float]:
-        weight = (1 + boost * np.exp(-(1 - pct.data) / scale)) if boost > 0 else 1.0
-
-        def weighted(ratings, rules):
-            out = served_inputs(ratings, rules)
-            for part in out:
-                part.data *= weight
-            return out
-
-        scoring.inputs = weighted
-        try:
-            items, _, _ = model.with_list(head, cfg.head_popularity_power, power).scorer.lists(
-                x, K, True, None, because=False
-            )
-        finally:
-            scoring.inputs = served_inputs
-        return list_metrics(users, items, matrix, test, catalogue)
+        if (boost, scale) not in fitted:
+            settings = replace(cfg, recency_boost=boost, recency_scale=scale or cfg.recency_scale)
+            fitted[boost, scale] = TopNRecommender(settings).fit(matrix)
+        model = fitted[boost, scale].with_list(head, cfg.head_popularity_power, power)
+        return list_metrics(users, model.recommend(rows, n=K)[0], matrix, test, catalogue)
 
     return score
 

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 from bson.binary import Binary
 
 from contract.arrays import lookup
-from contract.scoring import ItemFactors, ListRules, TopNScorer
+from contract.scoring import ItemFactors, ListRules, TopNScorer, newest_first_recency
 
 CHUNK_BYTES = 4 << 20
 META_ID = "meta"
@@ -270,6 +270,9 @@ class UserSignals:
     hidden: set[int]  # "not interested": never recommended again
     genres: tuple[str, ...] = ()  # stated at onboarding
     boost_sources: dict[int, float] | None = None  # movieId -> +1 (pull its similar movies up) / -1
+    newest_first: tuple[int, ...] = ()
+    """The rated and liked movies, newest first, for the recency weights of the user's ratings
+    (``ListRules.recency_weights``); empty: every rating weighs alike."""
 
     def seen(self) -> set[int]:
         """Every movie the user rated, liked, disliked or hid: never recommended to them."""
@@ -340,6 +343,7 @@ def recommend_live_many(
             [asks[k].exclude for k in users],
             [asks[k].adjust for k in users],
             because,
+            [asks[k].recency for k in users],
         )
         for j, k in enumerate(users):
             ok = items[j] >= 0
@@ -366,6 +370,7 @@ class _Ask:
     exclude: np.ndarray
     adjust: Callable[[np.ndarray], None]
     cold: bool
+    recency: np.ndarray | None = None  # each input's (``contract.scoring.recency``), or None
 
 
 def _ask(
@@ -383,6 +388,12 @@ def _ask(
     exclude = model.columns(np.fromiter(seen, np.int64, len(seen)))
     model_ids = model.model_movie_ids()
     cols = model.columns(ids)
+    recency = None
+    if signals.newest_first and len(ids):
+        place = {m: k for k, m in enumerate(dict.fromkeys(signals.newest_first))}
+        order = np.argsort([place.get(m, len(place)) for m in ids.tolist()], kind="stable")
+        recency = np.empty(len(ids), np.float32)
+        recency[order] = newest_first_recency(len(ids))
 
     boost = np.zeros(len(model_ids), np.float32)
     sources = signals.boost_sources or {}
@@ -420,7 +431,7 @@ def _ask(
                 affinity[share == 0] *= config.cold_off_genre
         affinity += boost
 
-    return _Ask(cols, vals, exclude, adjust, cold)
+    return _Ask(cols, vals, exclude, adjust, cold, recency)
 
 
 def fold_in(

@@ -35,12 +35,29 @@ class ListRules:
     positive_threshold: float
     head_size: int
     because_min_rating: float
+    recency_boost: float = 0.0  # (0 in versions published before it)
+    recency_scale: float = 0.05
 
     @classmethod
     def from_config(cls, config: Any) -> "ListRules":
-        """From a ``TopNConfig``, or the dict of one (as the live model stores it)."""
-        get = config.get if isinstance(config, Mapping) else lambda k: getattr(config, k)
-        return cls(**{f.name: get(f.name) for f in fields(cls)})
+        """From a ``TopNConfig``, or the dict of one (as the live model stores it); a setting
+        the dict lacks keeps its default."""
+        if isinstance(config, Mapping):
+            given = {f.name: config[f.name] for f in fields(cls) if f.name in config}
+        else:
+            given = {f.name: getattr(config, f.name) for f in fields(cls)}
+        return cls(**given)
+
+    def recency_weights(self, recency: np.ndarray) -> np.ndarray | None:
+        """Each rating's weight in the scoring input from its recency (1 = the user's newest,
+        ``recency``: see :func:`recency`): ``1 + recency_boost * exp(-(1 - p) / recency_scale)``;
+        None when the rules weight every rating alike."""
+        if self.recency_boost <= 0:
+            return None
+        p = np.minimum(np.asarray(recency, np.float32), 1.0)
+        return (1.0 + self.recency_boost * np.exp((p - 1.0) / self.recency_scale)).astype(
+            np.float32
+        )
 
 
 @dataclass
@@ -65,11 +82,13 @@ class TopNScorer:
         exclude: np.ndarray | None = None,
         adjust: Callable[[np.ndarray], None] | None = None,
         because: bool = True,
+        recency: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Top-``n`` list for one user known only by ratings on matrix columns; see
         ``TopNRecommender.recommend_for_ratings``. ``because=False``: no "because" seeds (all
-        -1), which are most of the time of a one-user list."""
-        return self.for_rows([(item_cols, ratings)], n, [exclude], [adjust], because)
+        -1), which are most of the time of a one-user list. ``recency``: each rating's (see
+        :func:`recency`), or None to weight them alike."""
+        return self.for_rows([(item_cols, ratings)], n, [exclude], [adjust], because, [recency])
 
     def for_rows(
         self,
@@ -78,13 +97,16 @@ class TopNScorer:
         excludes: Sequence[np.ndarray | None] | None = None,
         adjusts: Sequence[Callable[[np.ndarray], None] | None] | None = None,
         because: bool = True,
+        recencies: Sequence[np.ndarray | None] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`for_ratings` of several users at once: row ``r`` of each result is the list of
-        ``rows[r]`` (``(item_cols, ratings)``) with ``excludes[r]`` left out and ``adjusts[r]``
-        applied to its affinity (a 1-D row), the same numbers as one user at a time. A few users
-        cost little more than one: most of a one-user list's time is per call, not per row."""
+        ``rows[r]`` (``(item_cols, ratings)``, each rating's recency ``recencies[r]`` or None)
+        with ``excludes[r]`` left out and ``adjusts[r]`` applied to its affinity (a 1-D row),
+        the same numbers as one user at a time. A few users cost little more than one: most of
+        a one-user list's time is per call, not per row."""
         m = len(self.items)
-        at, where, values, extras = [], [], [], []
+        at, where, values, extras, recent = [], [], [], [], []
+        recencies = recencies or [None] * len(rows)
         for r, (item_cols, ratings) in enumerate(rows):
             cols = np.asarray(item_cols, dtype=np.int64).reshape(-1)
             vals = np.asarray(ratings, dtype=np.float32).reshape(-1)
@@ -96,6 +118,11 @@ class TopNScorer:
             at.append(np.full(int(known.sum()), r, dtype=np.int64))
             where.append(pos[known])
             values.append(vals[ok][known])
+            p = recencies[r]
+            p = np.ones(len(cols), np.float32) if p is None else np.asarray(p, np.float32)
+            if p.shape != cols.shape:
+                raise ValueError("a recency must have one value per rating")
+            recent.append(p[ok][known])
             exclude = (excludes or [None] * len(rows))[r]
             if exclude is not None:
                 ex = np.asarray(exclude, dtype=np.int64).reshape(-1)
@@ -109,6 +136,15 @@ class TopNScorer:
         )
         x.sum_duplicates()  # a column given twice counts once, with the later rating
         x.sort_indices()
+        recency = None
+        if any(p is not None for p in recencies):  # the same pattern as x, built the same way
+            recency = sp.csr_matrix(
+                (np.concatenate(recent), (np.concatenate(at), np.concatenate(where))),
+                shape=(len(rows), m),
+                dtype=np.float32,
+            )
+            recency.sum_duplicates()
+            recency.sort_indices()
         adjusts = adjusts or [None] * len(rows)
 
         def adjust(table: np.ndarray) -> None:
@@ -119,13 +155,14 @@ class TopNScorer:
                 if extra is not None and len(extra):
                     table[r, extra] = -np.inf
 
-        return self.lists(x, n, True, None, adjust, because)
+        return self.lists(x, n, True, None, adjust, because, recency)
 
-    def affinity(self, ratings: sp.csr_matrix):
+    def affinity(self, ratings: sp.csr_matrix, recency: sp.csr_matrix | None = None):
         """Blended, per-user normalised affinity for rows of raw ratings (users x model
-        items, float32), and per model ``(input rows, B, weight / user scale)``."""
+        items, float32), and per model ``(input rows, B, weight / user scale)``. ``recency``:
+        each rating's (the pattern of ``ratings``; :func:`recency`), or None."""
         total, parts = None, []
-        for x, b, w in zip(inputs(ratings, self.rules), self.weights, self.blend):
+        for x, b, w in zip(inputs(ratings, self.rules, recency), self.weights, self.blend):
             raw = dense_product(x, b).astype(np.float32, copy=False)
             scale = np.take_along_axis(raw, top_positions(raw, _NORM_TOP), axis=1).mean(axis=1)
             # a model with no positive evidence for a user (e.g. no rating >= the positive
@@ -151,11 +188,13 @@ class TopNScorer:
         extra_exclude,
         adjust=None,
         because: bool = True,
+        recency: sp.csr_matrix | None = None,
     ):
-        """``(items, scores, because)`` of rows of raw ratings over the model items; see
-        ``TopNRecommender.recommend``."""
+        """``(items, scores, because)`` of rows of raw ratings over the model items (and each
+        rating's recency, or None); see ``TopNRecommender.recommend``."""
         m = len(self.items)
-        ranked, parts = self.affinity(ratings)  # modified in place: excluded items become -inf
+        # modified in place: excluded items become -inf
+        ranked, parts = self.affinity(ratings, recency)
         if adjust is not None:
             adjust(ranked[0] if ranked.shape[0] == 1 else ranked)
         if exclude_seen:
@@ -259,9 +298,46 @@ def model_rows(csr: sp.csr_matrix, col_to_model: np.ndarray, n_items: int) -> sp
     return out
 
 
-def inputs(ratings: sp.csr_matrix, rules: ListRules) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """(rating model input, positive model input) for rows of raw ratings, same sparsity."""
-    return rating_input(ratings, rules), positive_input(ratings, rules)
+def inputs(
+    ratings: sp.csr_matrix, rules: ListRules, recency: sp.csr_matrix | None = None
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(rating model input, positive model input) for rows of raw ratings, same sparsity; each
+    entry times its rating's recency weight (``ListRules.recency_weights``) when ``recency``
+    (the same pattern) is given."""
+    out = rating_input(ratings, rules), positive_input(ratings, rules)
+    weight = None if recency is None else rules.recency_weights(recency.data)
+    if weight is not None:
+        if recency.nnz != ratings.nnz:
+            raise ValueError("recency must have the pattern of the ratings")
+        for part in out:
+            part.data *= weight
+    return out
+
+
+def recency(ratings: sp.csr_matrix, timestamps: np.ndarray) -> sp.csr_matrix:
+    """Each rating's recency among its row's: ``(n - k) / n`` for the ``k``-th newest of ``n``
+    (the newest 1), newest first by ``timestamps`` (aligned with ``ratings.data``), ties by
+    column: the order of a served user's packed ratings (:func:`newest_first_recency`).
+    Float32 CSR with the pattern of ``ratings``."""
+    ratings = ratings.tocsr()
+    n = np.diff(ratings.indptr)
+    row = np.repeat(np.arange(ratings.shape[0]), n)
+    order = np.lexsort((ratings.indices, -np.asarray(timestamps, np.int64), row))
+    k = np.empty(len(order), np.int64)
+    k[order] = np.arange(len(order)) - ratings.indptr[row[order]]
+    data = _half((n[row] - k) / np.maximum(n[row], 1))
+    return sp.csr_matrix((data, ratings.indices.copy(), ratings.indptr.copy()), shape=ratings.shape)
+
+
+def newest_first_recency(n: int) -> np.ndarray:
+    """:func:`recency` of ``n`` ratings listed newest first."""
+    return _half((n - np.arange(n)) / max(n, 1))
+
+
+def _half(p: np.ndarray) -> np.ndarray:
+    """Recencies to float16 precision, as float32: the training users' are kept as float16 (2
+    bytes a rating), so every path weighs a rating alike."""
+    return np.asarray(p).astype(np.float16).astype(np.float32)
 
 
 def rating_input(ratings: sp.csr_matrix, rules: ListRules) -> sp.csr_matrix:

@@ -289,7 +289,12 @@ def signals(base: tuple[np.ndarray, np.ndarray], profile: Mapping | None) -> Use
             elif action == "not_interested":
                 hidden.add(mid)
         genres = tuple(str(g) for g in profile.get("genres") or ())
-    return UserSignals(ratings, liked, disliked, hidden, genres, boost)
+    # live answers are newer than any training rating; among them, the later written first
+    live = []
+    for part in ("ratings", "feedback"):
+        live += [int(k) for k in (profile or {}).get(part) or () if str(k).isdigit()]
+    newest_first = tuple(reversed(live)) + tuple(base[0].tolist())
+    return UserSignals(ratings, liked, disliked, hidden, genres, boost, newest_first)
 
 
 def _reason_seeds(

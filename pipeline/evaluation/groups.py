@@ -25,9 +25,16 @@ BY = (*RULES, "popularity")
 
 
 def member_signals(history: tuple[np.ndarray, np.ndarray]) -> UserSignals:
-    """A data-set user with no live state: their training ``(movie ids, ratings)``."""
+    """A data-set user with no live state: their training ``(movie ids, ratings)``, newest
+    first."""
     ids, ratings = history
-    return UserSignals(dict(zip(ids.tolist(), map(float, ratings))), set(), set(), set())
+    return UserSignals(
+        dict(zip(ids.tolist(), map(float, ratings))),
+        set(),
+        set(),
+        set(),
+        newest_first=tuple(ids.tolist()),
+    )
 
 
 def random_groups(
@@ -73,7 +80,7 @@ def evaluate_groups(
     published: Mapping[int, Sequence[int]] | None = None,
 ) -> list[dict]:
     """One row per group size and list: ``{"size", "by", "groups", "ndcg@k", "least@k",
-    "hit_rate"}``. ``history``: each user's training ``(movie ids, ratings)``; ``held_out``:
+    "hit_rate"}``. ``history``: each user's training ``(movie ids, ratings)``, newest first; ``held_out``:
     ``userId, movieId, rating`` rows; the groups are drawn from users with a relevant held-out
     rating and a history. ``published``: each user's published list (movie ids), the members'
     own lists as the API takes them for data-set users (else scored by the live model)."""

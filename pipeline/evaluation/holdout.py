@@ -139,9 +139,11 @@ def top_n_frame(
                 }
             )
         )
+    matrix = models.matrix
     blocks = (
-        (lo, models.matrix.csr[rows[known[lo : lo + block]]], n)
+        (lo, matrix.csr[block_rows], matrix.timestamps_of(block_rows), n)
         for lo in range(0, len(known), block)
+        for block_rows in [rows[known[lo : lo + block]]]
     )
     with progress("top-N lists", len(user_ids), unit="users") as bar:
         bar.update(len(unknown))
@@ -170,9 +172,12 @@ def top_n_frame(
     return pd.concat(frames, ignore_index=True).sort_values(["userId", "rank"], ignore_index=True)
 
 
-def _block_top_n(topn, lo: int, ratings, n: int) -> tuple[int, np.ndarray, np.ndarray]:
-    """Top-``n`` matrix columns and scores of one block of users' ratings (no "because" seeds)."""
-    cols, scores, _ = topn.recommend_matrix(ratings, n=n, exclude_seen=True, because=False)
+def _block_top_n(topn, lo: int, ratings, timestamps, n: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """Top-``n`` matrix columns and scores of one block of users' ratings and their timestamps
+    (or None), without "because" seeds."""
+    cols, scores, _ = topn.recommend_matrix(
+        ratings, n=n, exclude_seen=True, because=False, timestamps=timestamps
+    )
     return lo, cols, scores
 
 
@@ -227,7 +232,7 @@ def evaluate_group_lists(
     rows = matrix.user_index(np.unique(held_out["userId"].to_numpy()))
     history = {}
     for r in rows[rows >= 0].tolist():
-        cols, ratings, _ = matrix.row(r)
+        cols, ratings, _ = matrix.newest_first(r)  # as the API reads a served user's
         history[int(matrix.user_ids[r])] = (matrix.item_ids[cols], ratings.astype(np.float64))
     ordered = candidates.sort_values(["userId", "rank"])
     published = {int(u): ids.to_numpy(np.int64) for u, ids in ordered.groupby("userId")["movieId"]}

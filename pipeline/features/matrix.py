@@ -87,6 +87,20 @@ class RatingMatrix:
         ts = None if self.timestamps is None else self.timestamps[a:b].copy()
         return RatingMatrix(self.user_ids[lo:hi].copy(), self.item_ids, csr, ts)
 
+    def timestamps_of(self, rows: np.ndarray) -> np.ndarray | None:
+        """The timestamps of ``csr[rows]``'s ratings, aligned with its data (None without)."""
+        if self.timestamps is None:
+            return None
+        starts = self.csr.indptr[rows]
+        return self.timestamps[ranges(starts, self.csr.indptr[np.asarray(rows) + 1] - starts)]
+
+    def newest_first(self, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """:meth:`row` ``r`` newest first (ties, or no timestamps: column order), as a served
+        user's ratings are packed and read back."""
+        cols, vals, ts = self.row(r)
+        order = np.argsort(-ts, kind="stable") if ts is not None else np.arange(len(cols))
+        return cols[order], vals[order], None if ts is None else ts[order]
+
     def row(self, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Column indices, ratings and timestamps (or None) of matrix row ``r``."""
         lo, hi = self.csr.indptr[r], self.csr.indptr[r + 1]

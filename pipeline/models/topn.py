@@ -17,6 +17,11 @@ Scoring model
     Each model's scores are divided by the mean of the user's ten largest scores
     before blending, so both count on the same scale for every user.
 
+    When the user's list is scored (not when ``B`` is fitted), each of their ratings enters
+    both inputs with a weight that favours the newest: ``1 + recency_boost *
+    exp(-(1 - p) / recency_scale)``, ``p`` = the rating's recency among the user's (1 for the
+    newest). What a user rated last says most about what they will rate next.
+
 Item set
     Only items with at least ``min_item_ratings`` training ratings enter the model,
     and at most the ``max_items`` most-rated of them: the inversion is cubic in the
@@ -66,8 +71,15 @@ import scipy.sparse as sp
 from scipy.linalg import lapack
 
 from contract.products import dense_product
-from contract.scoring import ListRules, TopNScorer, model_rows, positive_input, rating_input
-from pipeline.features.matrix import RatingMatrix
+from contract.scoring import (
+    ListRules,
+    TopNScorer,
+    model_rows,
+    positive_input,
+    rating_input,
+    recency,
+)
+from pipeline.features.matrix import RatingMatrix, ranges
 from pipeline.progress import progress
 
 log = logging.getLogger(__name__)
@@ -105,6 +117,14 @@ class TopNConfig:
     """Training users (a seeded random sample when there are more) used for the calibration."""
     because_min_rating: float = 3.5
     """Only items the user rated at least this high can be the "because" seed."""
+    recency_boost: float = 1.0
+    """A user's newest ratings count up to ``1 + recency_boost`` times as much in both models'
+    inputs when their list is scored: weight ``1 + recency_boost * exp(-(1 - p) /
+    recency_scale)``, ``p`` the rating's recency among the user's (1 = newest; ``(n - k) / n``
+    for the ``k``-th newest of ``n``). 0 weights every rating alike; so does a matrix without
+    timestamps. The weights ``B`` are fitted without it (``benchmarks.recency``)."""
+    recency_scale: float = 0.05
+    """See ``recency_boost``: the share of the history, newest first, the boost decays over."""
     score_neighbors: int | None = None
     """Keep only this many largest-magnitude weights of each item's ``B`` row (sparse, as the
     live model does); None keeps every weight. Scoring then costs ``nnz x score_neighbors``
@@ -168,6 +188,12 @@ class TopNRecommender:
         self.col_to_model_[self.items_] = np.arange(len(self.items_))
         self.counts_ = counts
         self.user_ratings_ = model_rows(csr, self.col_to_model_, len(self.items_))
+        self.user_recency_ = None  # float16, aligned with user_ratings_.data (2 bytes a rating)
+        if matrix.timestamps is not None and cfg.recency_boost > 0:
+            p = recency(csr, matrix.timestamps)
+            self.user_recency_ = model_rows(p, self.col_to_model_, len(self.items_)).data.astype(
+                np.float16
+            )
 
         # each input is made by its fit, which scales it in place and drops it once the Gram
         # matrix is summed: one copy of the ratings at a time, none beside the inverse
@@ -258,8 +284,9 @@ class TopNRecommender:
             return np.ones(len(self.items_), dtype=np.float32)
         parts, scorer = [], self.scorer
         for start in range(0, len(rows), cfg.user_block):
-            xb = self.user_ratings_[rows[start : start + cfg.user_block]]
-            s, _ = scorer.affinity(xb)
+            block = rows[start : start + cfg.user_block]
+            xb = self.user_ratings_[block]
+            s, _ = scorer.affinity(xb, self._recency_of(block, xb))
             s[np.repeat(np.arange(xb.shape[0]), np.diff(xb.indptr)), xb.indices] = np.nan
             parts.append(s)
         sample = np.concatenate(parts)
@@ -296,25 +323,52 @@ class TopNRecommender:
         (-1 when none).
         """
         rows = np.asarray(user_rows, dtype=np.int64).reshape(-1)
-        return self._block_lists(
-            lambda sel: self.user_ratings_[rows[sel]], len(rows), n, exclude_seen
+
+        def rows_of(sel):
+            x = self.user_ratings_[rows[sel]]
+            return x, self._recency_of(rows[sel], x)
+
+        return self._block_lists(rows_of, len(rows), n, exclude_seen)
+
+    def _recency_of(self, rows: np.ndarray, x: sp.csr_matrix) -> sp.csr_matrix | None:
+        """The recency of ``x = user_ratings_[rows]``'s ratings (its pattern), or None."""
+        if self.user_recency_ is None:
+            return None
+        indptr = self.user_ratings_.indptr
+        at = ranges(indptr[rows], indptr[rows + 1] - indptr[rows])
+        return sp.csr_matrix(
+            (self.user_recency_[at].astype(np.float32), x.indices, x.indptr), shape=x.shape
         )
 
     def recommend_matrix(
-        self, ratings: sp.csr_matrix, n: int = 50, exclude_seen: bool = True, because: bool = True
+        self,
+        ratings: sp.csr_matrix,
+        n: int = 50,
+        exclude_seen: bool = True,
+        because: bool = True,
+        timestamps: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`recommend` for users given by their rows of raw ratings over the matrix
-        columns (a block of the training matrix: ``RatingMatrix.rows(lo, hi).csr``), so a
-        copy without ``user_ratings_`` (:meth:`without_users`) can serve them. ``because=False``
-        leaves the "because" seeds out (all -1): an evaluation needs only the lists."""
+        columns (a block of the training matrix: ``RatingMatrix.rows(lo, hi).csr``, with its
+        ``timestamps`` for the recency weights, or None), so a copy without ``user_ratings_``
+        (:meth:`without_users`) can serve them. ``because=False`` leaves the "because" seeds
+        out (all -1): an evaluation needs only the lists."""
+        ratings = ratings.tocsr()
         rows = model_rows(ratings, self.col_to_model_, len(self.items_))
-        return self._block_lists(lambda sel: rows[sel], rows.shape[0], n, exclude_seen, because)
+        p = None
+        if timestamps is not None and self.config.recency_boost > 0:
+            p = model_rows(recency(ratings, timestamps), self.col_to_model_, len(self.items_))
+
+        def rows_of(sel):
+            return rows[sel], None if p is None else p[sel]
+
+        return self._block_lists(rows_of, rows.shape[0], n, exclude_seen, because)
 
     def without_users(self) -> "TopNRecommender":
         """A copy that shares the item model and holds no user's ratings (``user_ratings_`` is
         None; use :meth:`recommend_matrix` or :meth:`recommend_for_ratings`)."""
         out = copy.copy(self)
-        out.user_ratings_ = None
+        out.user_ratings_ = out.user_recency_ = None
         return out
 
     def _block_lists(self, rows_of, n_rows: int, n: int, exclude_seen: bool, because: bool = True):
@@ -324,8 +378,9 @@ class TopNRecommender:
         scorer = self.scorer
         for start in range(0, n_rows, self.config.user_block):
             sel = slice(start, start + self.config.user_block)
+            x, p = rows_of(sel)
             out_items[sel], out_scores[sel], out_because[sel] = scorer.lists(
-                rows_of(sel), n, exclude_seen, None, because=because
+                x, n, exclude_seen, None, because=because, recency=p
             )
         return out_items, out_scores, out_because
 
@@ -336,6 +391,7 @@ class TopNRecommender:
         n: int = 50,
         exclude: np.ndarray | None = None,
         adjust=None,
+        recency: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Top-``n`` list for one user known only by ratings on matrix columns (a new
         user, or live feedback folded in at request time; use
@@ -343,10 +399,11 @@ class TopNRecommender:
         ignored. The rated columns are excluded, and so are those in ``exclude``.
         ``adjust(affinity)`` (optional) may change the user's blended affinity over the
         model items (``items_`` order, about 1 for the user's strongest items) in place
-        before the list is ranked: live feedback boosts and genre preferences.
+        before the list is ranked: live feedback boosts and genre preferences. ``recency``:
+        each rating's (``contract.scoring.recency``), or None to weight them alike.
         Returns the triple of :meth:`recommend`, each of shape ``(1, n)``.
         """
-        return self.scorer.for_ratings(item_cols, ratings, n, exclude, adjust)
+        return self.scorer.for_ratings(item_cols, ratings, n, exclude, adjust, recency=recency)
 
     @property
     def scorer(self) -> TopNScorer:

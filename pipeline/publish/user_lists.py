@@ -177,7 +177,9 @@ def block_docs(items: ItemSide, block: UserBlock) -> list[dict]:
     matrix = block.matrix
     u = matrix.user_ids
     rows = np.arange(len(u), dtype=np.int64)
-    cols, scores, seed_cols = items.topn.recommend_matrix(matrix.csr, n=items.n, exclude_seen=True)
+    cols, scores, seed_cols = items.topn.recommend_matrix(
+        matrix.csr, n=items.n, exclude_seen=True, timestamps=matrix.timestamps
+    )
     recommended, because = _ids(matrix, cols), _ids(matrix, seed_cols)
     valid = recommended >= 0
     if items.neighbours is not None:
@@ -248,12 +250,11 @@ def block_docs(items: ItemSide, block: UserBlock) -> list[dict]:
 def packed_ratings(matrix: RatingMatrix, row: int) -> dict:
     """Row ``row``'s ratings newest first (ties: column order) as three little-endian binaries:
     movieId int32, rating float32, timestamp int64 (0 without timestamps)."""
-    cols, vals, ts = matrix.row(row)
-    order = np.argsort(-ts, kind="stable") if ts is not None else np.arange(len(cols))
-    times = ts[order] if ts is not None else np.zeros(len(cols), np.int64)
+    cols, vals, ts = matrix.newest_first(row)
+    times = ts if ts is not None else np.zeros(len(cols), np.int64)
     return {
-        "movieId": matrix.item_ids[cols[order]].astype("<i4").tobytes(),
-        "rating": np.asarray(vals[order], "<f4").tobytes(),
+        "movieId": matrix.item_ids[cols].astype("<i4").tobytes(),
+        "rating": np.asarray(vals, "<f4").tobytes(),
         "timestamp": np.asarray(times, "<i8").tobytes(),
     }
 

@@ -3,6 +3,7 @@ tiny hand-made data."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import dask.dataframe as dd
@@ -270,3 +271,20 @@ def test_many_users_scored_together_get_their_own_lists_exactly(model):
             np.testing.assert_array_equal(got.because, alone.because)
             np.testing.assert_array_equal(got.predicted, alone.predicted)
     assert recommend_live_many(model, [], 5) == []
+
+
+def test_the_newest_ratings_count_more(model):
+    """The same ratings, newest first in two orders: an action fan who has just rated comedies
+    gets more comedy than one who rated them long ago; without an order, the two agree."""
+    ratings = {1: 5.0, 2: 5.0, 3: 5.0, 4: 5.0, 21: 5.0, 22: 5.0}
+    comedy_last = replace(signals(ratings), newest_first=(21, 22, 1, 2, 3, 4))
+    comedy_first = replace(signals(ratings), newest_first=(1, 2, 3, 4, 21, 22))
+
+    def comedies(sig) -> int:
+        return sum(m > 20 for m in recommend_live(model, sig, 10).movie_ids.tolist())
+
+    assert comedies(comedy_last) > comedies(comedy_first)
+    plain = recommend_live(model, signals(ratings), 10).movie_ids
+    np.testing.assert_array_equal(
+        recommend_live(model, replace(signals(ratings), newest_first=()), 10).movie_ids, plain
+    )

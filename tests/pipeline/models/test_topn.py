@@ -345,3 +345,68 @@ def test_beats_popularity_on_bundled_data():
     coverage = len(np.unique(items)) / m.shape[1]
     assert coverage > 0.05
     assert (because >= 0).mean() > 0.9
+
+
+def _timed_matrix(seed=7) -> RatingMatrix:
+    """_random_matrix with timestamps, some of them tied."""
+    m = _random_matrix(seed=seed)
+    frame = pd.DataFrame(
+        {
+            "userId": np.repeat(m.user_ids, np.diff(m.csr.indptr)),
+            "movieId": m.item_ids[m.csr.indices],
+            "rating": m.csr.data,
+            "timestamp": np.random.default_rng(seed).integers(0, 20, m.nnz),
+        }
+    )
+    return RatingMatrix.from_frame(frame)
+
+
+def test_recency_orders_each_row_newest_first_ties_by_column():
+    from contract.scoring import newest_first_recency, recency
+
+    ratings = sp_csr([[5, 0, 3, 4], [0, 2, 0, 0], [1, 1, 1, 0]])
+    timestamps = np.array([10, 30, 20, 7, 5, 5, 6])  # row 0: 10, 30, 20; row 1: 7; row 2: 5, 5, 6
+    p = recency(ratings, timestamps)
+    assert (p.indptr == ratings.indptr).all() and (p.indices == ratings.indices).all()
+    # ties (row 2, time 5) by column: the lower one counts as the newer (a served user's order)
+    expected = [1 / 3, 1.0, 2 / 3, 1.0, 2 / 3, 1 / 3, 1.0]
+    assert p.data.tolist() == pytest.approx(expected, abs=1e-3)  # (float16 precision)
+    assert newest_first_recency(3).tolist() == pytest.approx([1.0, 2 / 3, 1 / 3], abs=1e-3)
+
+
+def sp_csr(rows):
+    import scipy.sparse as sp
+
+    return sp.csr_matrix(np.array(rows, np.float32))
+
+
+def test_the_newest_rating_pulls_its_neighbours_up_and_every_path_agrees():
+    """With recency weights the lists follow the newest ratings more (an item's neighbours in B
+    rise when its rating is the newest), and recommend, recommend_matrix with the rows'
+    timestamps and recommend_for_ratings with their recency give the same lists."""
+    from contract.scoring import recency
+
+    m = _timed_matrix()
+    flat = TopNRecommender(replace(TINY, recency_boost=0.0)).fit(m)
+    rec = TopNRecommender(replace(TINY, recency_boost=2.0)).fit(m)
+    rows = np.arange(m.shape[0])
+    items, scores, because = rec.recommend(rows, n=7)
+    assert not np.array_equal(items, flat.recommend(rows, n=7)[0])  # the weights change lists
+    again = rec.recommend_matrix(m.csr, n=7, timestamps=m.timestamps)
+    p = recency(m.csr, m.timestamps)
+    for a, b in zip(again, (items, scores, because)):
+        np.testing.assert_array_equal(a, b)
+    for r in rows:
+        row, pr = m.csr[r], p[r]
+        i1, s1, b1 = rec.recommend_for_ratings(row.indices, row.data, n=7, recency=pr.data)
+        np.testing.assert_array_equal(i1[0], items[r])
+        np.testing.assert_allclose(s1[0], scores[r], rtol=1e-5)
+    # one user's affinity with and without the weights: the newest rating's row of B counts more
+    r = int(np.argmax(np.diff(m.csr.indptr)))
+    row, pr = m.csr[r], p[r]
+    newest = row.indices[np.argmax(pr.data)]
+    b = rec.weights_[0][rec.col_to_model_[newest]]
+    a_flat = rec.scorer.affinity(rec.user_ratings_[[r]])[0][0]
+    a_recent = rec.scorer.affinity(rec.user_ratings_[[r]], recency(row, m.timestamps_of([r])))[0][0]
+    top = np.argsort(-b)[:3]  # the newest rating's strongest neighbours
+    assert (a_recent[top] - a_flat[top]).mean() > (a_recent - a_flat).mean()

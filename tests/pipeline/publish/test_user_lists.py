@@ -102,7 +102,9 @@ def test_a_block_gets_from_the_item_side_what_the_whole_models_give(inputs):
     assert items.topn.user_ratings_ is None and items.rating.collaborative_.state_ is None
     assert block.matrix.user_ids.tolist() == inputs.matrix.user_ids[20:40].tolist()
     whole = inputs.items.topn.recommend(np.arange(20, 40), n=10)
-    for a, b in zip(items.topn.recommend_matrix(block.matrix.csr, n=10), whole):
+    lists = items.topn.recommend_matrix(block.matrix.csr, n=10, timestamps=block.matrix.timestamps)
+    assert block.matrix.timestamps is not None  # the recency weights are in both
+    for a, b in zip(lists, whole):
         np.testing.assert_array_equal(a, b)
     pairs = pd.DataFrame(
         {"userId": np.repeat(block.matrix.user_ids, 40), "movieId": np.tile(np.arange(1, 41), 20)}
