@@ -320,13 +320,29 @@ def recency(ratings: sp.csr_matrix, timestamps: np.ndarray) -> sp.csr_matrix:
     column: the order of a served user's packed ratings (:func:`newest_first_recency`).
     Float32 CSR with the pattern of ``ratings``."""
     ratings = ratings.tocsr()
-    n = np.diff(ratings.indptr)
-    row = np.repeat(np.arange(ratings.shape[0]), n)
-    order = np.lexsort((ratings.indices, -np.asarray(timestamps, np.int64), row))
-    k = np.empty(len(order), np.int64)
-    k[order] = np.arange(len(order)) - ratings.indptr[row[order]]
-    data = _half((n[row] - k) / np.maximum(n[row], 1))
-    return sp.csr_matrix((data, ratings.indices.copy(), ratings.indptr.copy()), shape=ratings.shape)
+    return sp.csr_matrix(
+        (recency_data(ratings, timestamps), ratings.indices.copy(), ratings.indptr.copy()),
+        shape=ratings.shape,
+    )
+
+
+def recency_data(ratings: sp.csr_matrix, timestamps: np.ndarray, block: int = 1 << 20):
+    """:func:`recency`'s values alone (float32, aligned with ``ratings.data``), computed a few
+    rows at a time (about ``block`` ratings): the sort's temporaries stay small at any size."""
+    indptr = ratings.indptr
+    out = np.empty(len(ratings.data), np.float32)
+    lo = 0
+    while lo < ratings.shape[0]:
+        hi = max(int(np.searchsorted(indptr, indptr[lo] + block, side="right")) - 1, lo + 1)
+        a, b = indptr[lo], indptr[hi]
+        n = np.diff(indptr[lo : hi + 1])
+        row = np.repeat(np.arange(hi - lo, dtype=np.int32), n)
+        order = np.lexsort((ratings.indices[a:b], -np.asarray(timestamps[a:b], np.int64), row))
+        k = np.empty(b - a, np.int64)
+        k[order] = np.arange(b - a) - (indptr[lo:hi] - a)[row[order]]
+        out[a:b] = _half((n[row] - k) / np.maximum(n[row], 1))
+        lo = hi
+    return out
 
 
 def newest_first_recency(n: int) -> np.ndarray:

@@ -78,6 +78,7 @@ from contract.scoring import (
     positive_input,
     rating_input,
     recency,
+    recency_data,
 )
 from pipeline.features.matrix import RatingMatrix, ranges
 from pipeline.progress import progress
@@ -190,10 +191,16 @@ class TopNRecommender:
         self.user_ratings_ = model_rows(csr, self.col_to_model_, len(self.items_))
         self.user_recency_ = None  # float16, aligned with user_ratings_.data (2 bytes a rating)
         if matrix.timestamps is not None and cfg.recency_boost > 0:
-            p = recency(csr, matrix.timestamps)
-            self.user_recency_ = model_rows(p, self.col_to_model_, len(self.items_)).data.astype(
-                np.float16
-            )
+            p = recency_data(csr, matrix.timestamps)
+            if csr.has_sorted_indices:  # model_rows keeps each row's order: the kept entries
+                p = p[self.col_to_model_[csr.indices] >= 0]
+            else:
+                p = model_rows(
+                    sp.csr_matrix((p, csr.indices, csr.indptr), shape=csr.shape),
+                    self.col_to_model_,
+                    len(self.items_),
+                ).data
+            self.user_recency_ = p.astype(np.float16)
 
         # each input is made by its fit, which scales it in place and drops it once the Gram
         # matrix is summed: one copy of the ratings at a time, none beside the inverse

@@ -362,7 +362,7 @@ def _timed_matrix(seed=7) -> RatingMatrix:
 
 
 def test_recency_orders_each_row_newest_first_ties_by_column():
-    from contract.scoring import newest_first_recency, recency
+    from contract.scoring import newest_first_recency, recency, recency_data
 
     ratings = sp_csr([[5, 0, 3, 4], [0, 2, 0, 0], [1, 1, 1, 0]])
     timestamps = np.array([10, 30, 20, 7, 5, 5, 6])  # row 0: 10, 30, 20; row 1: 7; row 2: 5, 5, 6
@@ -372,6 +372,11 @@ def test_recency_orders_each_row_newest_first_ties_by_column():
     expected = [1 / 3, 1.0, 2 / 3, 1.0, 2 / 3, 1 / 3, 1.0]
     assert p.data.tolist() == pytest.approx(expected, abs=1e-3)  # (float16 precision)
     assert newest_first_recency(3).tolist() == pytest.approx([1.0, 2 / 3, 1 / 3], abs=1e-3)
+    # a few rows at a time (large matrices) gives the same values
+    m = _timed_matrix(seed=3)
+    whole = recency_data(m.csr, m.timestamps)
+    for block in (1, 7, 50):
+        np.testing.assert_array_equal(recency_data(m.csr, m.timestamps, block=block), whole)
 
 
 def sp_csr(rows):
