@@ -78,7 +78,6 @@ from contract.scoring import (
     positive_input,
     rating_input,
     recency,
-    recency_data,
 )
 from pipeline.features.matrix import RatingMatrix, ranges
 from pipeline.progress import progress
@@ -161,7 +160,8 @@ class TopNRecommender:
     Fitted attributes: ``items_`` (matrix column of each model item, ascending),
     ``col_to_model_`` (model position of each matrix column, -1 if absent),
     ``counts_`` (training ratings per matrix column), ``user_ratings_`` (training
-    users x model items, raw ratings, CSR), ``weights_`` (list of ``B`` matrices,
+    users x model items, raw ratings, CSR), ``user_history_`` (the matrix's rows and timestamps
+    for the recency weights, or None), ``weights_`` (list of ``B`` matrices,
     float32), ``blend_`` (their weights), ``tail_quantile_`` (each item's calibration
     quantile ``q_j``), ``head_discount_`` and ``tail_discount_`` (per model item),
     ``fallback_`` (affinity of a user with no rated model item: popularity scaled to [0, 1]).
@@ -189,18 +189,11 @@ class TopNRecommender:
         self.col_to_model_[self.items_] = np.arange(len(self.items_))
         self.counts_ = counts
         self.user_ratings_ = model_rows(csr, self.col_to_model_, len(self.items_))
-        self.user_recency_ = None  # float16, aligned with user_ratings_.data (2 bytes a rating)
+        # each training user's whole row and its timestamps (references, not copies: the
+        # matrix's own), for the recency of the rows recommend() and the calibration score
+        self.user_history_ = None
         if matrix.timestamps is not None and cfg.recency_boost > 0:
-            p = recency_data(csr, matrix.timestamps)
-            if csr.has_sorted_indices:  # model_rows keeps each row's order: the kept entries
-                p = p[self.col_to_model_[csr.indices] >= 0]
-            else:
-                p = model_rows(
-                    sp.csr_matrix((p, csr.indices, csr.indptr), shape=csr.shape),
-                    self.col_to_model_,
-                    len(self.items_),
-                ).data
-            self.user_recency_ = p.astype(np.float16)
+            self.user_history_ = (csr, matrix.timestamps)
 
         # each input is made by its fit, which scales it in place and drops it once the Gram
         # matrix is summed: one copy of the ratings at a time, none beside the inverse
@@ -338,14 +331,15 @@ class TopNRecommender:
         return self._block_lists(rows_of, len(rows), n, exclude_seen)
 
     def _recency_of(self, rows: np.ndarray, x: sp.csr_matrix) -> sp.csr_matrix | None:
-        """The recency of ``x = user_ratings_[rows]``'s ratings (its pattern), or None."""
-        if self.user_recency_ is None:
+        """The recency of ``x = user_ratings_[rows]``'s ratings (its pattern), or None: computed
+        from the training users' whole rows, as :meth:`recommend_matrix` does for a block."""
+        if self.user_history_ is None:
             return None
-        indptr = self.user_ratings_.indptr
-        at = ranges(indptr[rows], indptr[rows + 1] - indptr[rows])
-        return sp.csr_matrix(
-            (self.user_recency_[at].astype(np.float32), x.indices, x.indptr), shape=x.shape
-        )
+        csr, timestamps = self.user_history_
+        starts = csr.indptr[rows]
+        ts = timestamps[ranges(starts, csr.indptr[rows + 1] - starts)]
+        p = model_rows(recency(csr[rows], ts), self.col_to_model_, len(self.items_))
+        return p  # the pattern of x by construction (contract.scoring.inputs checks it)
 
     def recommend_matrix(
         self,
@@ -375,7 +369,7 @@ class TopNRecommender:
         """A copy that shares the item model and holds no user's ratings (``user_ratings_`` is
         None; use :meth:`recommend_matrix` or :meth:`recommend_for_ratings`)."""
         out = copy.copy(self)
-        out.user_ratings_ = out.user_recency_ = None
+        out.user_ratings_ = out.user_history_ = None
         return out
 
     def _block_lists(self, rows_of, n_rows: int, n: int, exclude_seen: bool, because: bool = True):
