@@ -136,8 +136,9 @@ def main(argv=None) -> int:
             ("EASE blend", h, pw): score(model.with_list(h, cfg.head_popularity_power, pw))
             for h, pw in LISTS
         }
-        scoring.inputs = lambda ratings, rules, third=make_input: (
-            *two(ratings, rules),
+        # (the EASE models' inputs with their recency weights; the third member's unweighted)
+        scoring.inputs = lambda ratings, rules, recency=None, third=make_input: (
+            *two(ratings, rules, recency),
             third(ratings),
         )
         try:
