@@ -351,8 +351,9 @@ def newest_first_recency(n: int) -> np.ndarray:
 
 
 def _half(p: np.ndarray) -> np.ndarray:
-    """Recencies to float16 precision, as float32: the training users' are kept as float16 (2
-    bytes a rating), so every path weighs a rating alike."""
+    """Recencies to float16 precision, as float32 (every path rounds alike; the README's figures
+    were measured with this rounding, kept when the training users' recencies were stored as
+    float16)."""
     return np.asarray(p).astype(np.float16).astype(np.float32)
 
 

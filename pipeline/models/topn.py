@@ -79,7 +79,7 @@ from contract.scoring import (
     rating_input,
     recency,
 )
-from pipeline.features.matrix import RatingMatrix, ranges
+from pipeline.features.matrix import RatingMatrix
 from pipeline.progress import progress
 
 log = logging.getLogger(__name__)
@@ -160,8 +160,8 @@ class TopNRecommender:
     Fitted attributes: ``items_`` (matrix column of each model item, ascending),
     ``col_to_model_`` (model position of each matrix column, -1 if absent),
     ``counts_`` (training ratings per matrix column), ``user_ratings_`` (training
-    users x model items, raw ratings, CSR), ``user_history_`` (the matrix's rows and timestamps
-    for the recency weights, or None), ``weights_`` (list of ``B`` matrices,
+    users x model items, raw ratings, CSR), ``user_history_`` (the training ``RatingMatrix``, a
+    reference, for the recency weights; None without timestamps or weights), ``weights_`` (list of ``B`` matrices,
     float32), ``blend_`` (their weights), ``tail_quantile_`` (each item's calibration
     quantile ``q_j``), ``head_discount_`` and ``tail_discount_`` (per model item),
     ``fallback_`` (affinity of a user with no rated model item: popularity scaled to [0, 1]).
@@ -189,11 +189,11 @@ class TopNRecommender:
         self.col_to_model_[self.items_] = np.arange(len(self.items_))
         self.counts_ = counts
         self.user_ratings_ = model_rows(csr, self.col_to_model_, len(self.items_))
-        # each training user's whole row and its timestamps (references, not copies: the
-        # matrix's own), for the recency of the rows recommend() and the calibration score
+        # the training matrix itself (a reference, not a copy), for the recency of the rows
+        # recommend() and the calibration score
         self.user_history_ = None
         if matrix.timestamps is not None and cfg.recency_boost > 0:
-            self.user_history_ = (csr, matrix.timestamps)
+            self.user_history_ = matrix
 
         # each input is made by its fit, which scales it in place and drops it once the Gram
         # matrix is summed: one copy of the ratings at a time, none beside the inverse
@@ -335,11 +335,14 @@ class TopNRecommender:
         from the training users' whole rows, as :meth:`recommend_matrix` does for a block."""
         if self.user_history_ is None:
             return None
-        csr, timestamps = self.user_history_
-        starts = csr.indptr[rows]
-        ts = timestamps[ranges(starts, csr.indptr[rows + 1] - starts)]
-        p = model_rows(recency(csr[rows], ts), self.col_to_model_, len(self.items_))
-        return p  # the pattern of x by construction (contract.scoring.inputs checks it)
+        m = self.user_history_
+        # the pattern of x by construction (contract.scoring.inputs checks it)
+        return self._model_recency(m.csr[rows], m.timestamps_of(rows))
+
+    def _model_recency(self, ratings: sp.csr_matrix, timestamps: np.ndarray) -> sp.csr_matrix:
+        """The recency of rows of raw ratings over the matrix columns, over the model items (the
+        pattern ``model_rows`` gives the ratings)."""
+        return model_rows(recency(ratings, timestamps), self.col_to_model_, len(self.items_))
 
     def recommend_matrix(
         self,
@@ -358,7 +361,7 @@ class TopNRecommender:
         rows = model_rows(ratings, self.col_to_model_, len(self.items_))
         p = None
         if timestamps is not None and self.config.recency_boost > 0:
-            p = model_rows(recency(ratings, timestamps), self.col_to_model_, len(self.items_))
+            p = self._model_recency(ratings, timestamps)
 
         def rows_of(sel):
             return rows[sel], None if p is None else p[sel]
