@@ -1,4 +1,5 @@
-"""Id lookups over sorted id arrays, the join every model and document builder makes."""
+"""Id lookups over sorted id arrays, the join every model and document builder makes, and the
+row blocks of a sparse matrix's entries that keep a pass over every rating small."""
 
 from __future__ import annotations
 
@@ -12,3 +13,13 @@ def lookup(sorted_ids: np.ndarray, ids) -> np.ndarray:
         return np.full(ids.shape, -1, np.int64)
     pos = np.clip(np.searchsorted(sorted_ids, ids), 0, len(sorted_ids) - 1)
     return np.where(sorted_ids[pos] == ids, pos, -1).astype(np.int64)
+
+
+def row_blocks(indptr: np.ndarray, size: int):
+    """``(lo, hi)`` row ranges covering a CSR matrix with row pointers ``indptr``, in order, each
+    holding about ``size`` entries (at least one row each, so a longer row makes its own block)."""
+    lo, rows = 0, len(indptr) - 1
+    while lo < rows:
+        hi = max(int(np.searchsorted(indptr, indptr[lo] + size, side="right")) - 1, lo + 1)
+        yield lo, hi
+        lo = hi

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from contract.arrays import lookup
+from contract.arrays import lookup, row_blocks
 from contract.products import SCIPY_ROWS, dense_product, dense_rows
 from contract.topk import top_positions
 
@@ -331,9 +331,7 @@ def recency_data(ratings: sp.csr_matrix, timestamps: np.ndarray, block: int = 1 
     rows at a time (about ``block`` ratings): the sort's temporaries stay small at any size."""
     indptr = ratings.indptr
     out = np.empty(len(ratings.data), np.float32)
-    lo = 0
-    while lo < ratings.shape[0]:
-        hi = max(int(np.searchsorted(indptr, indptr[lo] + block, side="right")) - 1, lo + 1)
+    for lo, hi in row_blocks(indptr, block):
         a, b = indptr[lo], indptr[hi]
         n = np.diff(indptr[lo : hi + 1])
         row = np.repeat(np.arange(hi - lo, dtype=np.int32), n)
@@ -341,7 +339,6 @@ def recency_data(ratings: sp.csr_matrix, timestamps: np.ndarray, block: int = 1 
         k = np.empty(b - a, np.int64)
         k[order] = np.arange(b - a) - (indptr[lo:hi] - a)[row[order]]
         out[a:b] = _half((n[row] - k) / np.maximum(n[row], 1))
-        lo = hi
     return out
 
 

@@ -142,18 +142,13 @@ class RatingMatrix:
         return cls(users, items, csr, ts[order] if has_ts else None)
 
 
-def keep_per_row(csr: sp.csr_matrix, cap: int, priority: np.ndarray) -> sp.csr_matrix:
-    """``csr`` with every row longer than ``cap`` cut to its ``cap`` entries of lowest
-    ``priority`` (aligned with ``csr.data``; ties: column order); the kept entries keep their
-    order. ``csr`` itself when no row is longer. Each long row's priorities are sorted on their
-    own by a loop compiled with numba (a lexsort of every long row's entries at once took 11 s
-    of the 25M kNN fit)."""
-    counts = np.diff(csr.indptr)
-    if counts.max(initial=0) <= cap:
-        return csr
-    kept = njit_lazily(_lowest_per_row)(csr.indptr, np.asarray(priority, np.float64), cap)
-    indptr = np.concatenate([[0], np.cumsum(np.minimum(counts, cap))])
-    return sp.csr_matrix((csr.data[kept], csr.indices[kept], indptr), shape=csr.shape)
+def kept_per_row(indptr: np.ndarray, cap: int, priority: np.ndarray) -> np.ndarray:
+    """Which entries of a CSR matrix with row pointers ``indptr`` to keep so that every row
+    longer than ``cap`` keeps its ``cap`` entries of lowest ``priority`` (aligned with the
+    entries; ties: column order), the other rows all of theirs: a boolean mask. Each long row's
+    priorities are sorted on their own by a loop compiled with numba (a lexsort of every long
+    row's entries at once took 11 s of the 25M kNN fit)."""
+    return njit_lazily(_lowest_per_row)(indptr, np.asarray(priority, np.float64), cap)
 
 
 def _lowest_per_row(indptr, priority, cap):

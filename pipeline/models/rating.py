@@ -273,10 +273,11 @@ class _Collaborative:
         self.mf_ = BiasedMF(cfg.mf).fit(matrix, global_mean)
         mf_done = time.perf_counter()
         csr = matrix.csr
-        rows = np.repeat(np.arange(csr.shape[0], dtype=np.int32), np.diff(csr.indptr))
+        rows = _entry_rows(csr)
         base_res = _residuals(csr, rows, self.bias_.estimate)
         # the same-day window needs the MF residuals in time order; without time features, neither
         mf_res = _residuals(csr, rows, self.mf_.estimate) if cfg.time_features else None
+        del rows  # made again for the histories: not held beside the kNN fit's transients
         self.knn_ = None
         log.info(
             "collaborative models on %s ratings: biases and matrix factorisation fitted in %.1f s; item kNN ...",
@@ -289,7 +290,7 @@ class _Collaborative:
             del z
         history = _UserHistory.build(
             csr.shape[0],
-            rows,
+            _entry_rows(csr),
             csr.indices,
             csr.shape[1],
             base_res,
@@ -297,7 +298,7 @@ class _Collaborative:
             mf_res,
             t0,
         )
-        del rows, base_res, mf_res
+        del base_res, mf_res
         self.state_ = _UserState(
             self.bias_.user_bias_, self.mf_.user_bias_, self.mf_.user_factors_, history
         )
@@ -752,9 +753,8 @@ class _Entries:
     def from_matrix(cls, matrix: RatingMatrix) -> "_Entries":
         """The entries of ``matrix`` (with timestamps), sharing its arrays (CSR order already)."""
         csr = matrix.csr
-        rows = np.repeat(np.arange(csr.shape[0], dtype=np.int32), np.diff(csr.indptr))
         return cls(
-            rows,
+            _entry_rows(csr),
             csr.indices.astype(np.int32, copy=False),
             csr.data.astype(np.float32, copy=False),
             matrix.timestamps,
@@ -809,6 +809,11 @@ class _Entries:
                     "timestamp": self.ts[s:e],
                 }
             )
+
+
+def _entry_rows(csr: sp.csr_matrix) -> np.ndarray:
+    """The row (int32) of each stored entry of ``csr``."""
+    return np.repeat(np.arange(csr.shape[0], dtype=np.int32), np.diff(csr.indptr))
 
 
 def _residuals(

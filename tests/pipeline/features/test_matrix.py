@@ -47,16 +47,19 @@ def test_repeated_pair_keeps_last_row():
     assert m.nnz == 1 and m.csr[0, 0] == 4.5 and m.timestamps.tolist() == [9]
 
 
-def test_keep_per_row_keeps_the_lowest_priority_entries_in_their_order():
+def test_kept_per_row_keeps_the_lowest_priority_entries_of_long_rows():
     import scipy.sparse as sp
 
-    from pipeline.features.matrix import keep_per_row
+    from pipeline.features.matrix import kept_per_row
 
     m = sp.csr_matrix(np.array([[1, 2, 3, 4], [5, 0, 6, 0], [0, 0, 0, 7]], np.float32))
     priority = np.array([3, 0, 2, 1, 0, 1, 0], np.float64)  # aligned with m.data
-    cut = keep_per_row(m, 2, priority)
-    assert cut.toarray().tolist() == [[0, 2, 0, 4], [5, 0, 6, 0], [0, 0, 0, 7]]
-    assert keep_per_row(m, 4, priority) is m  # no row longer than the cap: as it is
+
+    def cut(cap, priority):
+        kept = kept_per_row(m.indptr, cap, priority)
+        return np.where(kept, m.data, 0).tolist()
+
+    assert cut(2, priority) == [0, 2, 0, 4, 5, 6, 7]
+    assert cut(4, priority) == [1, 2, 3, 4, 5, 6, 7]  # no row longer than the cap: all kept
     # ties go to the lower column
-    ties = keep_per_row(m, 2, np.array([1, 1, 1, 0, 5, 5, 0], np.float64))
-    assert ties.toarray().tolist() == [[1, 0, 0, 4], [5, 0, 6, 0], [0, 0, 0, 7]]
+    assert cut(2, np.array([1, 1, 1, 0, 5, 5, 0], np.float64)) == [1, 0, 0, 4, 5, 6, 7]

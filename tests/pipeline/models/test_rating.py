@@ -274,3 +274,49 @@ def test_item_knn_matches_a_dense_oracle(shrinkage, block_cells, many_positives,
         np.testing.assert_array_equal(got, best)
         np.testing.assert_allclose(knn.similarities_[i][: len(best)], sim[i, best], rtol=1e-4)
     assert (knn.neighbours_[5] == -1).all()
+
+
+def test_item_knn_pair_budget_samples_each_long_row_as_drawn():
+    # with a budget, the similarities are those of the residuals in which each user above the cap
+    # keeps the cap entries of lowest seeded random priority (a dense oracle of that cut), over the
+    # items with enough ratings; the users' ratings below the cap all count
+    import scipy.sparse as sp
+
+    from pipeline.models.item_knn import _pair_budget_cap
+
+    rng = np.random.default_rng(5)
+    dense = np.where(rng.random((50, 30)) < 0.4, rng.standard_normal((50, 30)), 0.0)
+    dense[:4] = np.where(dense[:4] == 0, 0.5, dense[:4])  # four users rated every item
+    dense[:, 7] = np.where(np.arange(50) < 1, 1.0, 0.0)  # an item below min_support
+    z = sp.csr_matrix(dense)
+    cfg = ItemKNNConfig(candidates=5, min_support=2, shrinkage=0.0, max_pairs=3_000, seed=11)
+    cap = _pair_budget_cap(np.diff(z.indptr), cfg.max_pairs)
+    assert cap is not None and cap < 30
+    priority = np.random.default_rng(cfg.seed).random(z.nnz)
+    cut = z.copy()
+    for r in range(z.shape[0]):
+        lo, hi = z.indptr[r], z.indptr[r + 1]
+        if hi - lo > cap:
+            cut.data[lo + np.argsort(priority[lo:hi], kind="stable")[cap:]] = 0.0
+    cut.eliminate_zeros()
+
+    knn = ItemKNN(cfg).fit(z)
+    assert knn.user_cap_ == cap
+    oracle = ItemKNN(ItemKNNConfig(candidates=5, min_support=2, shrinkage=0.0, max_pairs=None))
+    # the oracle's item set is the budgeted fit's: items by their ratings before the cut
+    kept = np.bincount(z.indices, minlength=z.shape[1]) >= 2
+    oracle.fit(sp.csr_matrix(cut.toarray() * kept[None, :]))
+    np.testing.assert_array_equal(knn.neighbours_[kept], oracle.neighbours_[kept])
+    np.testing.assert_allclose(knn.similarities_, oracle.similarities_, rtol=1e-5, atol=1e-7)
+    assert (knn.neighbours_[7] == -1).all()
+    # drawn a few rows at a time, the priorities and the cut are the same
+    from pipeline.models.item_knn import _similarity_input
+
+    keep = np.flatnonzero(kept)
+    whole = _similarity_input(z, keep, cap, cfg.seed, block=10**9)
+    np.testing.assert_array_equal(whole.toarray(), cut.toarray()[:, keep].astype(np.float32))
+    for block in (1, 37):
+        part = _similarity_input(z, keep, cap, cfg.seed, block=block)
+        np.testing.assert_array_equal(part.indptr, whole.indptr)
+        np.testing.assert_array_equal(part.indices, whole.indices)
+        np.testing.assert_array_equal(part.data, whole.data)
