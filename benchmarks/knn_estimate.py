@@ -1,12 +1,14 @@
-"""Time and traced memory of the rating model's item-kNN estimate at two block sizes, same run.
+"""Time and traced memory of the rating model's item-kNN fit, and of its estimate at two block
+sizes, same run.
 
     python -m benchmarks.knn_estimate --dataset DIR [--users 2048,20000] [--per-user 50]
 
 Fits ``ItemKNN`` on the mean-centred ratings of ``DIR`` (a MovieLens layout, e.g. from
-``python -m pipeline synth``), then estimates ``--per-user`` random movies for each of a random
-sample of users (2,048 is one per-user task's block; 20,000 x 50 is the size of the stacking
-rows), once with the given sizes and once with the defaults, alternating, twice each: the
-wall time and ``tracemalloc``'s peak. The estimates must be identical.
+``python -m pipeline synth``; the fit's time and ``tracemalloc``'s peak are printed), then
+estimates ``--per-user`` random movies for each of a random sample of users (2,048 is one
+per-user task's block; 20,000 x 50 is the size of the stacking rows), once with the given sizes
+and once with the defaults, alternating, twice each: the wall time and ``tracemalloc``'s peak.
+The estimates must be identical.
 """
 
 from __future__ import annotations
@@ -39,12 +41,15 @@ def main(argv=None) -> int:
     r = pd.read_csv(Path(args.dataset) / "ratings.csv")
     csr = RatingMatrix.from_frame(r).csr
     residual = (csr.data - csr.data.mean()).astype(np.float32)
+    z = sp.csr_matrix((residual, csr.indices, csr.indptr), csr.shape)
+    tracemalloc.start()
     t = time.perf_counter()
-    knn = ItemKNN(ItemKNNConfig()).fit(
-        sp.csr_matrix((residual, csr.indices, csr.indptr), csr.shape)
-    )
+    knn = ItemKNN(ItemKNNConfig()).fit(z)
+    seconds, peak = time.perf_counter() - t, tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
     print(
-        f"{len(r):,} ratings, {csr.shape[0]:,} users x {csr.shape[1]:,} movies; kNN fit {time.perf_counter() - t:.1f} s"
+        f"{len(r):,} ratings, {csr.shape[0]:,} users x {csr.shape[1]:,} movies; kNN fit "
+        f"{seconds:.1f} s, traced peak {peak / 2**20:.0f} MiB beside its input"
     )
     rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
     history = _UserHistory.build(
