@@ -224,6 +224,8 @@ def test_large_data_profile_only_above_the_threshold():
     assert (
         big.rating.stack_folds == 1
         and big.rating.max_gbm_rows == 500_000
+        and (big.rating.gbm_max_iter, big.rating.gbm_max_leaf_nodes) == (150, 31)
+        and big.rating.gbm_learning_rate == 0.1
         and big.topn.max_items == 15_000
         and big.topn.score_neighbors == 2_000
         and big.topn.positive_neighbors == 500
