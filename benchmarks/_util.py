@@ -34,6 +34,12 @@ def split_args(p) -> None:
     p.add_argument("--movies", default=str(SHARED / "data" / "ml-latest-small" / "movies.csv"))
 
 
+def newest_first(ratings):
+    """``ratings`` (a frame with ``timestamp`` and ``movieId``) newest first, ties by movie id: the
+    order in which the API reads a served user's packed ratings (``RatingMatrix.newest_first``)."""
+    return ratings.sort_values(["timestamp", "movieId"], ascending=[False, True], kind="stable")
+
+
 def random_carve(train, frac: float = 0.2, seed: int = 43) -> np.ndarray:
     """The harness's per-user hold-out on ``train`` in (userId, movieId) order: a random
     ``max(1, floor(frac * n))`` of each user's ratings (users with at least 5)."""

@@ -33,7 +33,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from benchmarks._util import random_carve, split_args
+from benchmarks._util import newest_first, random_carve, split_args
 from contract.groups import CANDIDATES, as_members, recommend_group
 from pipeline.config import PipelineConfig
 from pipeline.evaluation.groups import evaluate_groups, member_signals, random_groups
@@ -77,10 +77,9 @@ def main(argv=None) -> int:
     popular = train.groupby("movieId").size().sort_values(ascending=False, kind="stable").index
     fitted_s = time.perf_counter() - t0
 
-    newest = train.sort_values(["timestamp", "movieId"], ascending=[False, True], kind="stable")
-    history = {  # newest first, as the API reads a served user's ratings
+    history = {
         int(u): (d.movieId.to_numpy(np.int64), d.rating.to_numpy(np.float64))
-        for u, d in newest.groupby("userId")
+        for u, d in newest_first(train).groupby("userId")
     }
     cols, _, _ = topn.recommend_matrix(
         matrix.csr, n=CANDIDATES, exclude_seen=True, because=False, timestamps=matrix.timestamps

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks._util import REPO, SHARED
+from benchmarks._util import REPO, SHARED, newest_first
 
 PEERS_PYTHON = REPO.parent / ".venv-peers" / "bin" / "python"
 K = 10
@@ -63,10 +63,9 @@ def live_lists(model, train: pd.DataFrame, users: np.ndarray) -> tuple[pd.DataFr
     """``recommend_live`` on each user's training ratings; the lists and the ms per user."""
     from contract.live_model import UserSignals, recommend_live
 
-    newest = train.sort_values(["timestamp", "movieId"], ascending=[False, True], kind="stable")
-    by_user = {  # newest first, as the API reads a served user's ratings
+    by_user = {
         int(u): dict(zip(g.movieId.to_numpy(np.int64).tolist(), g.rating.to_numpy(float).tolist()))
-        for u, g in newest.groupby("userId")
+        for u, g in newest_first(train).groupby("userId")
     }
     lists, ms = [], []
     for u in users:

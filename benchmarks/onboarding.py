@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from api.services.live import signals
-from benchmarks._util import SHARED
+from benchmarks._util import SHARED, newest_first
 from benchmarks.accuracy import interval
 from contract.live_model import LiveModel, ScoringConfig, recommend_live
 from pipeline.config import PipelineConfig
@@ -171,7 +171,7 @@ def main(argv=None) -> int:
 
     def everything(u: pd.DataFrame, genres: list[str]) -> tuple[Answers, int]:
         # answered oldest first: the API counts the later written answers as the newer
-        u = u.sort_values(["timestamp", "movieId"], ascending=[True, False], kind="stable")
+        u = newest_first(u).iloc[::-1]
         return list(zip(u.movieId, u.rating)), 0
 
     add(
@@ -350,7 +350,7 @@ def first_list(
 def known_user_list(live: LiveModel, user: pd.DataFrame) -> list[int]:
     """The list of a user whose ratings are training ratings (no stated genres, no boosts),
     newest first as the API reads them."""
-    user = user.sort_values(["timestamp", "movieId"], ascending=[False, True], kind="stable")
+    user = newest_first(user)
     base = (user.movieId.to_numpy(np.int64), user.rating.to_numpy(np.float64))
     return [int(m) for m in recommend_live(live, signals(base, None), K).movie_ids[:K]]
 

@@ -140,11 +140,12 @@ def top_n_frame(
             )
         )
     matrix = models.matrix
-    blocks = (
-        (lo, matrix.csr[block_rows], matrix.timestamps_of(block_rows), n)
-        for lo in range(0, len(known), block)
-        for block_rows in [rows[known[lo : lo + block]]]
-    )
+
+    def task_args(lo: int) -> tuple:
+        block_rows = rows[known[lo : lo + block]]
+        return lo, matrix.csr[block_rows], matrix.timestamps_of(block_rows), n
+
+    blocks = (task_args(lo) for lo in range(0, len(known), block))
     with progress("top-N lists", len(user_ids), unit="users") as bar:
         bar.update(len(unknown))
         if client is None:
