@@ -24,6 +24,7 @@ import pandas as pd
 def main(argv=None) -> int:
     from pipeline.config import PipelineConfig
     from pipeline.data.movielens import load_movielens
+    from pipeline.data.tmdb import bundle_or_none, movie_votes
     from pipeline.features.tables import build_features
     from pipeline.models.rating import RatingModel
 
@@ -38,9 +39,11 @@ def main(argv=None) -> int:
     ratings = pd.read_csv(Path(args.dataset) / "ratings.csv")
     held = np.random.default_rng(42).random(len(ratings)) < 0.1
     train, test = ratings[~held].reset_index(drop=True), ratings[held]
-    movies = load_movielens(args.dataset).movies
-    config = PipelineConfig().rating
-    features = build_features(train, movies)
+    catalogue = load_movielens(args.dataset)
+    pipeline_config = PipelineConfig()
+    config = pipeline_config.rating
+    votes = movie_votes(catalogue.links, bundle_or_none(pipeline_config.tmdb))
+    features = build_features(train, catalogue.movies, pipeline_config.features, votes)
     print(f"{len(ratings):,} ratings, {held.sum():,} held out")
     caps = [int(r) for r in args.gbm_rows.split(",")] if args.gbm_rows else [config.max_gbm_rows]
     print("| stacking folds | boosting rows at most | RMSE | MAE | fit s |")

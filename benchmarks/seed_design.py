@@ -53,6 +53,7 @@ def fit_rating_model(dataset: str = "ml-latest-small"):
     with the pipeline's default configuration, as the pipeline's refit does."""
     from pipeline.config import PipelineConfig
     from pipeline.data.movielens import load_movielens
+    from pipeline.data.tmdb import bundle_or_none, movie_votes
     from pipeline.features.tables import build_features
     from pipeline.models.rating import RatingModel
 
@@ -60,7 +61,8 @@ def fit_rating_model(dataset: str = "ml-latest-small"):
     data = load_movielens(config.dataset, config.data)
     ratings = data.ratings.compute(scheduler="sync")
     config = config.for_size(len(ratings))
-    features = build_features(ratings, data.movies, config.features)
+    votes = movie_votes(data.links, bundle_or_none(config.tmdb))
+    features = build_features(ratings, data.movies, config.features, votes)
     return RatingModel(config.rating).fit(ratings, features)
 
 

@@ -29,10 +29,6 @@ def _parser() -> argparse.ArgumentParser:
         help="named MovieLens set (ml-latest-small [bundled], ml-100k, ml-1m, ml-10m, ml-20m, "
         "ml-25m, ml-32m, ml-latest) or a folder in any MovieLens layout (default: %(default)s)",
     )
-    run.add_argument("--no-tmdb", action="store_true", help="do not join the bundled TMDB metadata")
-    run.add_argument(
-        "--tmdb", default=None, help="folder with a TMDB metadata bundle (default: bundled)"
-    )
     _common_model_args(run)
     run.add_argument("--no-evaluate", action="store_true", help="skip the hold-out evaluation")
     run.add_argument(
@@ -157,6 +153,10 @@ def _common_model_args(p: argparse.ArgumentParser) -> None:
         help="number of user clusters (default: chosen by the eigengap heuristic)",
     )
     p.add_argument("--seed", type=int, default=42, help="random seed (default: %(default)s)")
+    p.add_argument("--no-tmdb", action="store_true", help="do not join the bundled TMDB metadata")
+    p.add_argument(
+        "--tmdb", default=None, help="folder with a TMDB metadata bundle (default: bundled)"
+    )
 
 
 def _config(args, **overrides):
@@ -164,6 +164,8 @@ def _config(args, **overrides):
     from pipeline.models.clustering import ClusterConfig
     from pipeline.runtime import DaskConfig
 
+    if args.no_tmdb or args.tmdb is not None:
+        overrides["tmdb"] = None if args.no_tmdb else args.tmdb
     return PipelineConfig(
         clusters=ClusterConfig(n_clusters=args.clusters, seed=args.seed),
         dask=DaskConfig(
@@ -185,7 +187,6 @@ def cmd_run(args) -> int:
     from pipeline.runtime import dask_client
 
     url = args.mongodb_url or os.environ.get("MONGODB_URL") or None
-    tmdb = None if args.no_tmdb else args.tmdb
     overrides = dict(
         dataset=args.dataset,
         evaluate=not args.no_evaluate,
@@ -201,8 +202,6 @@ def cmd_run(args) -> int:
             else StoreConfig(answer_timeout_s=args.store_timeout),
         ),
     )
-    if tmdb is not None or args.no_tmdb:
-        overrides["tmdb"] = tmdb
     config = _config(args, **overrides)
     store, client = None, None
     if not args.no_store:

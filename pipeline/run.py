@@ -16,6 +16,7 @@ from pipeline.config import PipelineConfig
 from pipeline.data.feedback import read_feedback, with_feedback
 from pipeline.data.movielens import MovieLensData, load_movielens
 from pipeline.data.splitting import split_ratings
+from pipeline.data.tmdb import bundle_or_none
 from pipeline.evaluation.holdout import (
     evaluate_group_lists,
     evaluate_ratings,
@@ -51,23 +52,26 @@ def load_inputs(config: PipelineConfig, steps: Steps) -> tuple[MovieLensData, pd
     with steps.step("load data"):
         data = load_movielens(config.dataset, config.data)
         data.ratings = data.ratings.persist()
-        metadata = None
-        if config.tmdb and Path(config.tmdb).is_dir():
-            from pipeline.data.tmdb import load_metadata
-
-            metadata = load_metadata(config.tmdb)
+        metadata = bundle_or_none(config.tmdb)
     return data, metadata
 
 
 def evaluate_holdout(
-    data: MovieLensData, config: PipelineConfig, steps: Steps
+    data: MovieLensData, metadata: pd.DataFrame | None, config: PipelineConfig, steps: Steps
 ) -> tuple[dict, pd.DataFrame]:
     """Split first, fit on the training part only, score the held-out part."""
     steps.phase = "evaluation"
     with steps.step("split"):
         split = split_ratings(data.ratings, config.split)
     models = fit_models(
-        split.train, data.movies, config, steps, with_clusters=False, with_similar=False
+        split.train,
+        data.movies,
+        config,
+        steps,
+        links=data.links,
+        metadata=metadata,
+        with_clusters=False,
+        with_similar=False,
     )
     with steps.step("evaluate ratings"):
         rating_report, rows = evaluate_ratings(models, split.test, current_client())
@@ -152,7 +156,7 @@ def run(config: PipelineConfig, store, version: str, steps: Steps | None = None)
     }
     rows = None
     if config.evaluate:
-        holdout, rows = evaluate_holdout(data, config, steps)
+        holdout, rows = evaluate_holdout(data, metadata, config, steps)
         report.update(holdout)
         release_memory()  # the evaluation's models are gone: hand their heap back before the refit
 

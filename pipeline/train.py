@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pipeline.data.tmdb import movie_votes
 from pipeline.features.matrix import RatingMatrix
 from pipeline.features.tables import TrainingFeatures, build_features, movie_text
 from pipeline.models.clustering import UserClustering
@@ -53,9 +54,11 @@ def fit_models(
     the features is fitted from the rating matrix built here; with ``release_ratings`` (the
     final refit: nothing reads the ratings again) the Dask cluster drops its persisted copy of
     them once that matrix is built, so the workers do not hold every rating through the fits.
+    ``links`` and ``metadata`` (TMDB) add each movie's TMDB vote to the features and its
+    keywords to the similar movies' text.
     """
     with steps.step("features"):
-        features = build_features(ratings, movies, config.features)
+        features = build_features(ratings, movies, config.features, movie_votes(links, metadata))
     with steps.step("rating matrix"):
         matrix = RatingMatrix.from_dask(ratings)
     if release_ratings and (client := current_client()) is not None:

@@ -125,6 +125,31 @@ def load_metadata(folder: str | os.PathLike) -> pd.DataFrame:
     return frame[COLUMNS]
 
 
+def movie_votes(links: pd.DataFrame | None, metadata: pd.DataFrame | None) -> pd.DataFrame | None:
+    """TMDB's audience vote of each movie matched through ``links`` (movieId -> tmdbId): index
+    movieId, ``vote_average`` (0-10; NaN when TMDB has no vote, where it publishes 0) and
+    ``vote_count``, both float. None without links or metadata."""
+    if links is None or metadata is None or not len(links) or not len(metadata):
+        return None
+    tmdb = links[["movieId", "tmdbId"]].dropna()
+    tmdb = tmdb.assign(
+        movieId=tmdb["movieId"].astype("int64"), tmdbId=tmdb["tmdbId"].astype("int64")
+    )
+    votes = metadata[["tmdbId", "vote_average", "vote_count"]].drop_duplicates("tmdbId")
+    votes = votes.assign(
+        vote_count=pd.to_numeric(votes["vote_count"], errors="coerce").astype("float64"),
+        vote_average=pd.to_numeric(votes["vote_average"], errors="coerce").astype("float64"),
+    )
+    votes = votes.assign(vote_average=votes["vote_average"].where(votes["vote_count"] > 0))
+    joined = tmdb.merge(votes, on="tmdbId", how="inner").drop_duplicates("movieId")
+    return joined.set_index("movieId")[["vote_average", "vote_count"]].sort_index()
+
+
+def bundle_or_none(folder: str | os.PathLike | None) -> pd.DataFrame | None:
+    """``load_metadata(folder)``, or None when ``folder`` is None or not a folder (no TMDB)."""
+    return load_metadata(folder) if folder and Path(folder).is_dir() else None
+
+
 # --------------------------------------------------------------------------- building
 
 

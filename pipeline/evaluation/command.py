@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.data.movielens import load_movielens
+from pipeline.data.tmdb import bundle_or_none
 from pipeline.evaluation.holdout import top_n_frame
 from pipeline.evaluation.metrics import mae, rmse, topn_metrics
 from pipeline.progress import Steps
@@ -37,8 +38,17 @@ def evaluate_files(
     steps = Steps()
     with dask_client(config.dask):
         train = read_ratings_csv(train_csv).persist()
-        movies = load_movielens(movies_from, config.data).movies
-        models = fit_models(train, movies, config, steps, with_clusters=False, with_similar=False)
+        catalogue = load_movielens(movies_from, config.data)
+        models = fit_models(
+            train,
+            catalogue.movies,
+            config,
+            steps,
+            links=catalogue.links,
+            metadata=bundle_or_none(config.tmdb),
+            with_clusters=False,
+            with_similar=False,
+        )
         test = pd.read_csv(test_csv, dtype={"userId": "int64", "movieId": "int64"})
         out = {}
         if predictions_out:

@@ -25,6 +25,8 @@ from contract.arrays import lookup
 from contract.clusters import genre_share_profile
 
 NO_GENRES = "(no genres listed)"
+# catalogue facts from outside the ratings (TMDB's audience vote; ``pipeline.data.tmdb.movie_votes``)
+VOTE_COLUMNS = ("vote_average", "vote_count")
 SECONDS_PER_DAY = 86_400
 
 
@@ -48,7 +50,8 @@ class TrainingFeatures:
     users: index userId; n_ratings, mean, shrunk_mean, std (population), first_ts, last_ts.
     movies: index movieId, every movie of the catalogue (plus any rated movie missing from it);
         n_ratings, mean (NaN when unrated), shrunk_mean (global mean when unrated),
-        popularity = log1p(n) / log1p(max n) in [0, 1], year (float, NaN unknown), g_<Genre> dummies.
+        popularity = log1p(n) / log1p(max n) in [0, 1], year (float, NaN unknown), g_<Genre> dummies,
+        vote_average and vote_count (TMDB's audience vote, ``VOTE_COLUMNS``; NaN unknown).
     genre_profile: index userId, one column per genre; see ``genre_share_profile``.
     genre_prior: the population's rating-weighted genre share (the profile's reference point).
     config: the FeatureConfig used.
@@ -173,14 +176,19 @@ def _combine(parts: list[pd.DataFrame], how: dict[str, str]) -> pd.DataFrame:
 
 
 def build_features(
-    train, movies: pd.DataFrame, config: FeatureConfig = FeatureConfig()
+    train,
+    movies: pd.DataFrame,
+    config: FeatureConfig = FeatureConfig(),
+    votes: pd.DataFrame | None = None,
 ) -> TrainingFeatures:
     """Fit all statistics on ``train``: the training ratings (userId, movieId, rating, timestamp).
 
     ``train`` is a Dask DataFrame (or a pandas DataFrame, or an iterable of pandas chunks). Each
     partition is reduced to per-user and per-movie sums (one small pandas frame each) and the
     sums are combined in pandas, so peak memory is one partition plus the per-key tables.
-    ``movies`` (movieId, genres, year) only supplies the catalogue: it is never fit on.
+    ``movies`` (movieId, genres, year) only supplies the catalogue, and ``votes`` (index movieId,
+    ``VOTE_COLUMNS``; ``pipeline.data.tmdb.movie_votes``) TMDB's vote of its movies: neither is
+    fit on.
     """
     vocab = genre_vocabulary(movies)
     catalogue = genre_dummies(movies, vocab)
@@ -193,7 +201,9 @@ def build_features(
         )
     else:
         years = pd.Series(np.nan, index=catalogue.index)
-    return _fit(train, catalogue, years, vocab, config)
+    if votes is None:
+        votes = pd.DataFrame(columns=list(VOTE_COLUMNS), index=pd.Index([], dtype="int64"))
+    return _fit(train, catalogue, years, votes[list(VOTE_COLUMNS)], vocab, config)
 
 
 def refit_features(train, features: TrainingFeatures) -> TrainingFeatures:
@@ -202,8 +212,15 @@ def refit_features(train, features: TrainingFeatures) -> TrainingFeatures:
     Used to build the out-of-fold rows of a stacked model: the same definitions, fit on a
     subset of the training ratings.
     """
-    catalogue = features.movies[features.genre_columns]
-    return _fit(train, catalogue, features.movies["year"], list(features.genres), features.config)
+    movies = features.movies
+    return _fit(
+        train,
+        movies[features.genre_columns],
+        movies["year"],
+        movies[list(VOTE_COLUMNS)],
+        list(features.genres),
+        features.config,
+    )
 
 
 def _reduce(train, movie_ids: np.ndarray, weights: np.ndarray):
@@ -227,7 +244,12 @@ def _reduce(train, movie_ids: np.ndarray, weights: np.ndarray):
 
 
 def _fit(
-    train, catalogue: pd.DataFrame, years: pd.Series, vocab: list[str], config: FeatureConfig
+    train,
+    catalogue: pd.DataFrame,
+    years: pd.Series,
+    votes: pd.DataFrame,
+    vocab: list[str],
+    config: FeatureConfig,
 ) -> TrainingFeatures:
     movie_ids = catalogue.index.to_numpy(np.int64)
     weights = catalogue.to_numpy(np.float64)
@@ -257,6 +279,9 @@ def _fit(
     )
     years = years[~years.index.duplicated()]
     movie_table["year"] = years.reindex(all_ids).to_numpy(np.float64)
+    votes = votes[~votes.index.duplicated()]
+    for col in VOTE_COLUMNS:
+        movie_table[col] = votes[col].reindex(all_ids).to_numpy(np.float64)
     dummies = catalogue.reindex(all_ids, fill_value=0.0)
     for col in dummies.columns:
         movie_table[col] = dummies[col].to_numpy(np.float32)
@@ -446,6 +471,8 @@ ROW_FEATURES = [
     "movie_age",
     "weekday",
     "affinity",
+    "tmdb_vote",
+    "tmdb_votes",
 ]
 
 
@@ -459,7 +486,8 @@ def rating_rows(pairs: pd.DataFrame, features: TrainingFeatures) -> pd.DataFrame
     timestamp), popularity (0 if unknown), year, movie_age (rating year minus release year),
     weekday (0 = Monday; NaN without a timestamp, which the gradient-boosting model treats as
     missing), affinity (user genre profile dot the movie's genre dummies / its genre count; 0 if
-    either is unknown), then ``g_<Genre>``.
+    either is unknown), tmdb_vote / tmdb_votes (TMDB's vote average and log1p of its vote count,
+    NaN unknown), then ``g_<Genre>``.
     """
     users = features.users
     movies = features.movies
@@ -512,6 +540,8 @@ def rating_rows(pairs: pd.DataFrame, features: TrainingFeatures) -> pd.DataFrame
         p[prof_pos >= 0] = profile[prof_pos[prof_pos >= 0]]
     n_genres = g.sum(axis=1)
     out["affinity"] = np.where(n_genres > 0, (p * g).sum(axis=1) / np.maximum(n_genres, 1), 0.0)
+    out["tmdb_vote"] = take(movies, mpos, mk, "vote_average", np.nan)
+    out["tmdb_votes"] = np.log1p(take(movies, mpos, mk, "vote_count", np.nan))
 
     frame = pd.DataFrame({k: np.asarray(v, np.float32) for k, v in out.items()}, index=pairs.index)
     for k, col in enumerate(gcols):

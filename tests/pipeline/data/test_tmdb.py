@@ -8,7 +8,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.data.tmdb import COLUMNS, POSTER_BASE, build_bundle, load_metadata, poster_url
+from pipeline.data.tmdb import (
+    COLUMNS,
+    POSTER_BASE,
+    build_bundle,
+    bundle_or_none,
+    load_metadata,
+    movie_votes,
+    poster_url,
+)
 from tests.support.paths import REPO as ROOT
 
 BUNDLE = ROOT / "resources" / "tmdb"
@@ -67,6 +75,30 @@ def test_coverage_of_ml_latest_small(metadata):
     assert tmdb5000["poster_path"].isna().all() and tmdb5000["imdb_id"].isna().all()
     verbatim = metadata["source"].str.startswith("movies_metadata")
     assert metadata.loc[verbatim, "poster_path"].notna().mean() > 0.99
+
+
+def test_movie_votes_join_through_links_and_treat_no_votes_as_unknown():
+    links = pd.DataFrame({"movieId": [1, 2, 3, 4, 5], "tmdbId": [11, 12, 13, None, 12]})
+    metadata = pd.DataFrame(
+        {
+            "tmdbId": [11, 12, 13, 13, 99],
+            "vote_average": [7.5, 0.0, 6.0, 1.0, 9.0],
+            "vote_count": pd.array([120, 0, 3, 5, 50], dtype="Int64"),
+        }
+    )
+    votes = movie_votes(links, metadata)
+    # movie 4 has no TMDB id, tmdbId 99 no movie; the first row of a repeated tmdbId counts
+    assert votes.index.tolist() == [1, 2, 3, 5]
+    assert votes.loc[1].tolist() == [7.5, 120.0] and votes.loc[3].tolist() == [6.0, 3.0]
+    # TMDB publishes 0 for a movie nobody voted on: unknown, not a bad film
+    assert pd.isna(votes.loc[2, "vote_average"]) and votes.loc[2, "vote_count"] == 0
+    assert votes.loc[5].equals(votes.loc[2])
+    assert movie_votes(links, None) is None and movie_votes(None, metadata) is None
+
+
+def test_bundle_or_none(tmp_path, metadata):
+    assert bundle_or_none(None) is None and bundle_or_none(tmp_path / "absent") is None
+    assert bundle_or_none(BUNDLE).equals(metadata)
 
 
 def test_poster_url_handles_missing():

@@ -155,6 +155,36 @@ def test_rating_rows_known_unknown_and_missing_timestamp():
     assert rating_rows(pairs[["userId", "movieId"]], f)["weekday"].isna().all()
 
 
+def _votes():
+    return pd.DataFrame(
+        {"vote_average": [7.0, np.nan, 5.5], "vote_count": [900.0, 0.0, 20.0]},
+        index=pd.Index([10, 20, 50], name="movieId"),
+    )
+
+
+def test_tmdb_votes_are_catalogue_facts_carried_by_refits_into_the_rows():
+    ratings = _ratings()
+    f = build_features(_dask(ratings), _movies(), votes=_votes())
+    # movie 50 is not in the catalogue: not added; 30 and 40 have no vote
+    assert f.movies.index.tolist() == [10, 20, 30, 40]
+    assert f.movies.loc[10, ["vote_average", "vote_count"]].tolist() == [7.0, 900.0]
+    assert f.movies.loc[[30, 40], "vote_average"].isna().all()
+    g = refit_features([ratings.iloc[:2]], f)  # a fold's refit keeps them
+    pd.testing.assert_frame_equal(
+        g.movies[["vote_average", "vote_count"]], f.movies[["vote_average", "vote_count"]]
+    )
+    pairs = pd.DataFrame({"userId": [1, 1, 1, 99], "movieId": [10, 20, 30, 10]})
+    rows = rating_rows(pairs, f)
+    assert rows["tmdb_vote"].iloc[[0, 3]].tolist() == [7.0, 7.0]
+    assert rows["tmdb_votes"].iloc[0] == pytest.approx(np.log1p(900.0))
+    assert np.isnan(rows["tmdb_vote"].iloc[1]) and rows["tmdb_votes"].iloc[1] == 0.0
+    assert rows[["tmdb_vote", "tmdb_votes"]].iloc[2].isna().all()
+    # without TMDB the columns are there and empty (the rating model drops all-NaN columns)
+    bare = rating_rows(pairs, build_features(_dask(ratings), _movies()))
+    assert list(bare.columns) == list(rows.columns)
+    assert bare[["tmdb_vote", "tmdb_votes"]].isna().all().all()
+
+
 def test_movie_text_joins_genres_tags_and_keywords():
     tags = pd.DataFrame(
         {

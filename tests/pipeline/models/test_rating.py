@@ -3,6 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.data.tmdb import load_metadata, movie_votes
 from pipeline.features.matrix import RatingMatrix
 from pipeline.features.tables import build_features
 from pipeline.models.biases import Biases
@@ -10,6 +11,7 @@ from pipeline.models.item_knn import ItemKNN, ItemKNNConfig
 from pipeline.models.mf import BiasedMFConfig
 from pipeline.models.rating import RatingModel, RatingModelConfig
 from tests.support.paths import BUNDLED as RESOURCES
+from tests.support.paths import TMDB
 
 FAST = RatingModelConfig(
     mf=BiasedMFConfig(factors=20, iterations=5),
@@ -47,7 +49,8 @@ def sample():
     test = ratings[~is_new & held].reset_index(drop=True)
     newcomers = ratings[is_new].reset_index(drop=True)
     train_dd = dd.from_pandas(train, npartitions=3)
-    features = build_features(train_dd, movies)
+    votes = movie_votes(pd.read_csv(RESOURCES / "links.csv"), load_metadata(TMDB))
+    features = build_features(train_dd, movies, votes=votes)
     model = RatingModel(FAST).fit(train_dd, features)
     return {"train": train, "test": test, "new": newcomers, "features": features, "model": model}
 
@@ -66,6 +69,7 @@ def test_beats_global_mean_and_bias_baselines(sample):
     mean_rmse = _rmse(np.full(len(test), sample["features"].global_mean), test.rating)
     bias_rmse = _rmse(_bias_only(model, test), test.rating)
     assert model_rmse < bias_rmse - 0.01 < mean_rmse - 0.05
+    assert {"tmdb_vote", "tmdb_votes"} <= set(model.columns_)  # TMDB's vote, as the pipeline
     # without timestamps the model still beats the biases (it was trained with some hidden)
     assert _rmse(model.predict(test[["userId", "movieId"]]), test.rating) < bias_rmse - 0.005
 
