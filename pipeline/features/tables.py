@@ -36,9 +36,14 @@ class FeatureConfig:
 
     damping: pseudo-count of the shrunk means: ``(sum + damping * mu) / (n + damping)``, so a
         user or movie with few ratings sits near the global mean ``mu``.
+    vote_damping: ridge penalty of a user's vote slope (``TrainingFeatures.users``), in squared
+        TMDB vote points: a user whose rated movies' votes spread little keeps a slope near 0.
+        60 was chosen on validation carves of the peer benchmark's random90 training part
+        (README, "Measured results").
     """
 
     damping: float = 10.0
+    vote_damping: float = 60.0
 
 
 @dataclass
@@ -47,7 +52,11 @@ class TrainingFeatures:
 
     global_mean: mean training rating.
     genres: the genre vocabulary (sorted), the order of every genre column and profile entry.
-    users: index userId; n_ratings, mean, shrunk_mean, std (population), first_ts, last_ts.
+    users: index userId; n_ratings, mean, shrunk_mean, std (population), first_ts, last_ts,
+        vote_mean (mean TMDB vote of the movies they rated that have one; NaN none) and
+        vote_slope (how much more they rate a movie per TMDB vote point: the ridge slope of
+        their ratings on those movies' votes, ``FeatureConfig.vote_damping``; NaN below 2 such
+        movies).
     movies: index movieId, every movie of the catalogue (plus any rated movie missing from it);
         n_ratings, mean (NaN when unrated), shrunk_mean (global mean when unrated),
         popularity = log1p(n) / log1p(max n) in [0, 1], year (float, NaN unknown), g_<Genre> dummies,
@@ -121,17 +130,22 @@ def _shrunk(total: np.ndarray, count: np.ndarray, mu: float, damping: float) -> 
     return (total + damping * mu) / (count + damping)
 
 
-def _user_partition(part: pd.DataFrame, movie_ids: np.ndarray, weights: np.ndarray) -> pd.DataFrame:
-    """Per-user sums of one partition: count, rating sum, sum of squares, time range and genre mass.
+def _user_partition(
+    part: pd.DataFrame, movie_ids: np.ndarray, weights: np.ndarray, votes: np.ndarray
+) -> pd.DataFrame:
+    """Per-user sums of one partition: count, rating sum, sum of squares, time range, genre mass
+    and the sums of the vote taste (``_VOTE_SUMS``) over the rated movies with a TMDB vote.
 
     The genre mass is a sparse (users x movies) rating matrix times the movies' genre dummies,
-    so no rows x genres array is ever built.
+    so no rows x genres array is ever built. ``votes`` are the movies' TMDB votes in tenths
+    (integers, NaN unknown), aligned with ``movie_ids``, so every sum stays exact.
     """
     import scipy.sparse as sp
 
     r = part["rating"].to_numpy(np.float64)
     users, codes = np.unique(part["userId"].to_numpy(np.int64), return_inverse=True)
     n_genres = weights.shape[1]
+    vote = np.full(len(part), np.nan)
     if len(movie_ids):
         movie = part["movieId"].to_numpy(np.int64)
         pos = np.clip(np.searchsorted(movie_ids, movie), 0, len(movie_ids) - 1)
@@ -141,6 +155,7 @@ def _user_partition(part: pd.DataFrame, movie_ids: np.ndarray, weights: np.ndarr
         )
         genre_mass = rated @ weights
         mass = rated @ weights.sum(axis=1)
+        vote[known] = votes[pos[known]]
     else:
         genre_mass, mass = np.zeros((len(users), n_genres)), np.zeros(len(users))
     frame = pd.DataFrame(
@@ -152,10 +167,35 @@ def _user_partition(part: pd.DataFrame, movie_ids: np.ndarray, weights: np.ndarr
     frame["s"] = np.bincount(codes, r, len(users))
     frame["ss"] = np.bincount(codes, r * r, len(users))
     frame["mass"] = np.asarray(mass, np.float64).ravel()
+    voted = ~np.isnan(vote)
+    c, v, rv = codes[voted], vote[voted], r[voted]
+    for name, values in zip(_VOTE_SUMS, (None, v, v * v, rv, rv * v)):
+        frame[name] = np.bincount(c, values, len(users)).astype(np.float64)
     ts = pd.Series(part["timestamp"].to_numpy()).groupby(codes)
     frame["t0"] = ts.min().reindex(range(len(users))).to_numpy()
     frame["t1"] = ts.max().reindex(range(len(users))).to_numpy()
     return frame
+
+
+# per-user sums over the rated movies with a TMDB vote v (tenths): count, v, v^2, rating, rating*v
+_VOTE_SUMS = ("v_n", "v_sum", "v_sq", "v_r", "v_rv")
+
+
+def _tenths(vote_average: pd.Series) -> np.ndarray:
+    """TMDB votes (published with one decimal) as whole tenths, NaN kept: exact sums."""
+    return np.round(vote_average.to_numpy(np.float64) * 10.0)
+
+
+def _vote_taste(sums: pd.DataFrame, damping: float) -> tuple[np.ndarray, np.ndarray]:
+    """(vote_mean, vote_slope) of each row of user sums, in TMDB vote points (see
+    ``TrainingFeatures.users``)."""
+    n, sv, svv, sr, srv = (sums[c].to_numpy(np.float64) for c in _VOTE_SUMS)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = sv / n  # tenths
+        sxy = (srv - sr * mean) / 10.0
+        sxx = (svv - sv * mean) / 100.0
+        slope = sxy / (np.maximum(sxx, 0.0) + damping)
+    return np.where(n > 0, mean / 10.0, np.nan), np.where(n > 1, slope, np.nan)
 
 
 def _movie_partition(part: pd.DataFrame) -> pd.DataFrame:
@@ -223,22 +263,22 @@ def refit_features(train, features: TrainingFeatures) -> TrainingFeatures:
     )
 
 
-def _reduce(train, movie_ids: np.ndarray, weights: np.ndarray):
+def _reduce(train, movie_ids: np.ndarray, weights: np.ndarray, votes: np.ndarray):
     """Per-partition user and movie sums of ``train`` (Dask, pandas, or iterable of pandas)."""
     if isinstance(train, pd.DataFrame):
-        return [_user_partition(train, movie_ids, weights)], [_movie_partition(train)]
+        return [_user_partition(train, movie_ids, weights, votes)], [_movie_partition(train)]
     if hasattr(train, "to_delayed"):
         import dask
 
         parts = train[["userId", "movieId", "rating", "timestamp"]].to_delayed()
         users, movies = dask.compute(
-            [dask.delayed(_user_partition)(p, movie_ids, weights) for p in parts],
+            [dask.delayed(_user_partition)(p, movie_ids, weights, votes) for p in parts],
             [dask.delayed(_movie_partition)(p) for p in parts],
         )
         return list(users), list(movies)
     users, movies = [], []
     for part in train:
-        users.append(_user_partition(part, movie_ids, weights))
+        users.append(_user_partition(part, movie_ids, weights, votes))
         movies.append(_movie_partition(part))
     return users, movies
 
@@ -253,11 +293,18 @@ def _fit(
 ) -> TrainingFeatures:
     movie_ids = catalogue.index.to_numpy(np.int64)
     weights = catalogue.to_numpy(np.float64)
-    user_parts, movie_parts = _reduce(train, movie_ids, weights)
+    votes = votes[~votes.index.duplicated()]
+    user_parts, movie_parts = _reduce(
+        train, movie_ids, weights, _tenths(votes["vote_average"].reindex(movie_ids))
+    )
     g_cols = [f"w{k}" for k in range(len(vocab))]
     u = _combine(
         user_parts,
-        {**{c: "sum" for c in g_cols + ["n", "s", "ss", "mass"]}, "t0": "min", "t1": "max"},
+        {
+            **{c: "sum" for c in g_cols + ["n", "s", "ss", "mass", *_VOTE_SUMS]},
+            "t0": "min",
+            "t1": "max",
+        },
     )
     m = _combine(movie_parts, {"n": "sum", "s": "sum", "ss": "sum"})
 
@@ -267,6 +314,7 @@ def _fit(
     users = _stats_table(u, mu, config.damping)
     users["first_ts"] = u["t0"].to_numpy(np.int64)
     users["last_ts"] = u["t1"].to_numpy(np.int64)
+    users["vote_mean"], users["vote_slope"] = _vote_taste(u, config.vote_damping)
     users.index = pd.Index(u.index.to_numpy(np.int64), name="userId")
 
     all_ids = np.union1d(movie_ids, m.index.to_numpy(np.int64))
@@ -279,7 +327,6 @@ def _fit(
     )
     years = years[~years.index.duplicated()]
     movie_table["year"] = years.reindex(all_ids).to_numpy(np.float64)
-    votes = votes[~votes.index.duplicated()]
     for col in VOTE_COLUMNS:
         movie_table[col] = votes[col].reindex(all_ids).to_numpy(np.float64)
     dummies = catalogue.reindex(all_ids, fill_value=0.0)
@@ -343,7 +390,10 @@ def single_user_features(
     )
     catalogue = features.movies[features.genre_columns]
     sums = _user_partition(
-        frame, catalogue.index.to_numpy(np.int64), catalogue.to_numpy(np.float64)
+        frame,
+        catalogue.index.to_numpy(np.int64),
+        catalogue.to_numpy(np.float64),
+        _tenths(features.movies["vote_average"]),
     )
     if sums.empty:
         sums = pd.DataFrame({c: [0.0] for c in sums.columns}, index=[user_id]).assign(
@@ -352,6 +402,7 @@ def single_user_features(
     users = _stats_table(sums, features.global_mean, features.config.damping)
     users["first_ts"] = sums["t0"].to_numpy(np.float64)
     users["last_ts"] = sums["t1"].to_numpy(np.float64)
+    users["vote_mean"], users["vote_slope"] = _vote_taste(sums, features.config.vote_damping)
     users.index = pd.Index([user_id], dtype="int64", name="userId")
     g_cols = [f"w{k}" for k in range(len(features.genres))]
     profile = genre_share_profile(
@@ -462,6 +513,8 @@ ROW_FEATURES = [
     "u_std",
     "u_days",
     "u_since_first",
+    "u_vote_mean",
+    "u_vote_slope",
     "m_n",
     "m_mean",
     "m_shrunk",
@@ -483,7 +536,8 @@ def rating_rows(pairs: pd.DataFrame, features: TrainingFeatures) -> pd.DataFrame
     u_n/m_n (training counts, 0 if unknown), u_mean/m_mean/u_std/m_std (NaN if unknown),
     u_shrunk/m_shrunk (global mean if unknown), u_days (days between the user's first and last
     training rating), u_since_first (days from the user's first training rating to the pair's
-    timestamp), popularity (0 if unknown), year, movie_age (rating year minus release year),
+    timestamp), u_vote_mean/u_vote_slope (the user's vote taste, NaN if unknown), popularity (0
+    if unknown), year, movie_age (rating year minus release year),
     weekday (0 = Monday; NaN without a timestamp, which the gradient-boosting model treats as
     missing), affinity (user genre profile dot the movie's genre dummies / its genre count; 0 if
     either is unknown), tmdb_vote / tmdb_votes (TMDB's vote average and log1p of its vote count,
@@ -516,6 +570,8 @@ def rating_rows(pairs: pd.DataFrame, features: TrainingFeatures) -> pd.DataFrame
     first = take(users, upos, uk, "first_ts", np.nan)
     out["u_days"] = (take(users, upos, uk, "last_ts", np.nan) - first) / SECONDS_PER_DAY
     out["u_since_first"] = (ts - first) / SECONDS_PER_DAY
+    out["u_vote_mean"] = take(users, upos, uk, "vote_mean", np.nan)
+    out["u_vote_slope"] = take(users, upos, uk, "vote_slope", np.nan)
     out["m_n"] = take(movies, mpos, mk, "n_ratings", 0.0)
     out["m_mean"] = take(movies, mpos, mk, "mean", np.nan)
     out["m_shrunk"] = take(movies, mpos, mk, "shrunk_mean", mu)

@@ -110,13 +110,22 @@ def test_profile_from_ratings_matches_training_profile():
     ).any()
 
 
+def _spread_votes():
+    """A vote for movies 10, 20 and 30 (40 has none)."""
+    return pd.DataFrame(
+        {"vote_average": [7.3, 5.9, 8.1], "vote_count": [900.0, 40.0, 20.0]},
+        index=pd.Index([10, 20, 30], name="movieId"),
+    )
+
+
 def test_single_user_features_reproduce_a_training_user():
     ratings = _ratings()
-    f = build_features(_dask(ratings), _movies())
+    f = build_features(_dask(ratings), _movies(), votes=_spread_votes())
     one = single_user_features(
         f, ratings[ratings.userId == 2][["movieId", "rating", "timestamp"]], user_id=2
     )
     cols = ["n_ratings", "mean", "shrunk_mean", "std", "first_ts", "last_ts"]
+    cols += ["vote_mean", "vote_slope"]
     np.testing.assert_allclose(
         one.users.loc[2, cols].to_numpy(float), f.users.loc[2, cols].to_numpy(float)
     )
@@ -160,6 +169,24 @@ def _votes():
         {"vote_average": [7.0, np.nan, 5.5], "vote_count": [900.0, 0.0, 20.0]},
         index=pd.Index([10, 20, 50], name="movieId"),
     )
+
+
+def test_vote_taste_by_hand():
+    ratings = _ratings()
+    f = build_features(_dask(ratings), _movies(), FeatureConfig(vote_damping=0.5), _spread_votes())
+    # user 2 rated 10 (7.3) 5.0, 30 (8.1) 3.0, 20 (5.9) 1.0
+    v, r = np.array([7.3, 8.1, 5.9]), np.array([5.0, 3.0, 1.0])
+    slope = ((r - r.mean()) * (v - v.mean())).sum() / (((v - v.mean()) ** 2).sum() + 0.5)
+    assert f.users.loc[2, "vote_mean"] == pytest.approx(v.mean())
+    assert f.users.loc[2, "vote_slope"] == pytest.approx(slope)
+    # user 3 rated one voted movie: a mean, no slope; a user with no voted movie has neither
+    assert f.users.loc[3, "vote_mean"] == pytest.approx(8.1)
+    assert np.isnan(f.users.loc[3, "vote_slope"])
+    bare = build_features(_dask(ratings), _movies())
+    assert bare.users[["vote_mean", "vote_slope"]].isna().all().all()
+    rows = rating_rows(pd.DataFrame({"userId": [2, 99], "movieId": [10, 10]}), f)
+    assert rows["u_vote_slope"].iloc[0] == pytest.approx(slope, rel=1e-6)
+    assert rows[["u_vote_mean", "u_vote_slope"]].iloc[1].isna().all()
 
 
 def test_tmdb_votes_are_catalogue_facts_carried_by_refits_into_the_rows():
@@ -225,7 +252,9 @@ def _full_ratings():
 def _features_of(all_ratings: pd.DataFrame, parts: int):
     train = all_ratings[all_ratings.timestamp < CUTOFF]
     return build_features(
-        dd.from_pandas(train.reset_index(drop=True), npartitions=parts), _movies()
+        dd.from_pandas(train.reset_index(drop=True), npartitions=parts),
+        _movies(),
+        votes=_spread_votes(),
     )
 
 
