@@ -22,11 +22,15 @@ from api.app import create_app
 from api.http.auth import issue_token, token_hash
 from api.settings import Settings
 from contract import schema
-from pipeline.config import PipelineConfig
 from pipeline.publish.store import Store, new_version
 from pipeline.run import run
-from pipeline.runtime import DaskConfig, dask_client
-from tests.support.pipeline_sample import pipeline_store, sample_database, write_sample
+from pipeline.runtime import dask_client
+from tests.support.pipeline_sample import (
+    pipeline_store,
+    sample_config,
+    sample_database,
+    write_sample,
+)
 
 JSON = "application/json; charset=utf-8"
 SLUG = re.compile(r"[A-Za-z0-9_-]{22}")
@@ -46,9 +50,7 @@ class Served:
 
 
 def run_pipeline(db, sample, run_dir) -> str:
-    config = PipelineConfig(
-        dataset=str(sample), run_dir=str(run_dir), evaluate=False, dask=DaskConfig(n_workers=1)
-    )
+    config = sample_config(sample, run_dir, evaluate=False)
     with dask_client(config.dask):
         return run(config, pipeline_store(db), new_version()).version
 

@@ -15,7 +15,7 @@ from pipeline.config import PipelineConfig
 from pipeline.publish.store import Store, new_version
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
-from tests.support.pipeline_sample import pipeline_store, write_sample
+from tests.support.pipeline_sample import pipeline_store, sample_config, write_sample
 
 
 @pytest.fixture(scope="module")
@@ -25,11 +25,7 @@ def sample(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def config(sample, tmp_path_factory) -> PipelineConfig:
-    return PipelineConfig(
-        dataset=str(sample),
-        run_dir=str(tmp_path_factory.mktemp("runs")),
-        dask=DaskConfig(n_workers=1),
-    )
+    return sample_config(sample, tmp_path_factory.mktemp("runs"))
 
 
 @pytest.fixture(scope="module")

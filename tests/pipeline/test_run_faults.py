@@ -143,17 +143,17 @@ def _killed_mid_load(db, old: str, mongo_url: str, sample: Path, tmp_path: Path)
 RUNNER = """
 import logging, sys
 import pymongo
-from pipeline.config import PipelineConfig
 from pipeline.data.source import DatasetConfig
 from pipeline.run import run
 from pipeline.runtime import DaskConfig, dask_client
 from pipeline.publish.store import Store, new_version
+from tests.support.pipeline_sample import sample_config
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 scheduler, dataset, url, database, run_dir = sys.argv[1:]
 # small blocks: many partitions, so there are tasks to kill in every Dask step
-config = PipelineConfig(dataset=dataset, run_dir=run_dir, evaluate=False, data=DatasetConfig(blocksize="16KB"),
-                        dask=DaskConfig(scheduler=scheduler))
+config = sample_config(dataset, run_dir, evaluate=False, data=DatasetConfig(blocksize="16KB"),
+                       dask=DaskConfig(scheduler=scheduler))
 client = pymongo.MongoClient(url, serverSelectionTimeoutMS=10_000)
 version = new_version()
 with dask_client(config.dask):

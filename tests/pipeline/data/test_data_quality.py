@@ -14,15 +14,14 @@ import pytest
 
 from api.services.live import rated_entries
 from contract import schema
-from pipeline.config import PipelineConfig
 from pipeline.data.movielens import load_movielens
 from pipeline.data.source import DatasetConfig, DatasetError
 from pipeline.publish.store import Store, new_version
 from pipeline.run import run
-from pipeline.runtime import DaskConfig, dask_client
+from pipeline.runtime import dask_client
 from tests.support.paths import REPO
 from tests.support.paths import TEST_DATA as DATA
-from tests.support.pipeline_sample import run_argv, write_sample
+from tests.support.pipeline_sample import run_argv, sample_config, write_sample
 
 
 def write(folder: Path, files: dict[str, bytes]) -> Path:
@@ -488,12 +487,7 @@ def test_run_on_defective_data_publishes_only_valid_documents(mongo_client, mong
     db = mongo_client.get_database("test_data_quality_run")
     mongo_client.drop_database(db.name)
     store = Store(db, url=mongo_url)
-    config = PipelineConfig(
-        dataset=str(sample),
-        run_dir=str(tmp_path / "runs"),
-        evaluate=False,
-        dask=DaskConfig(n_workers=1),
-    )
+    config = sample_config(sample, tmp_path / "runs", evaluate=False)
     try:
         with dask_client(config.dask):
             result = run(config, store, new_version())
