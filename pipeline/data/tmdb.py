@@ -125,24 +125,30 @@ def load_metadata(folder: str | os.PathLike) -> pd.DataFrame:
     return frame[COLUMNS]
 
 
-def movie_votes(links: pd.DataFrame | None, metadata: pd.DataFrame | None) -> pd.DataFrame | None:
-    """TMDB's audience vote of each movie matched through ``links`` (movieId -> tmdbId): index
-    movieId, ``vote_average`` (0-10; NaN when TMDB has no vote, where it publishes 0) and
-    ``vote_count``, both float. None without links or metadata."""
-    if links is None or metadata is None or not len(links) or not len(metadata):
-        return None
+def by_movie(links: pd.DataFrame, metadata: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``metadata``'s ``columns`` for each movie of ``links`` (movieId -> tmdbId) with a metadata
+    row: index movieId, sorted; the first row of a repeated tmdbId, the first link of a repeated
+    movieId."""
     tmdb = links[["movieId", "tmdbId"]].dropna()
     tmdb = tmdb.assign(
         movieId=tmdb["movieId"].astype("int64"), tmdbId=tmdb["tmdbId"].astype("int64")
     )
-    votes = metadata[["tmdbId", "vote_average", "vote_count"]].drop_duplicates("tmdbId")
-    votes = votes.assign(
-        vote_count=pd.to_numeric(votes["vote_count"], errors="coerce").astype("float64"),
-        vote_average=pd.to_numeric(votes["vote_average"], errors="coerce").astype("float64"),
-    )
-    votes = votes.assign(vote_average=votes["vote_average"].where(votes["vote_count"] > 0))
-    joined = tmdb.merge(votes, on="tmdbId", how="inner").drop_duplicates("movieId")
-    return joined.set_index("movieId")[["vote_average", "vote_count"]].sort_index()
+    rows = metadata[["tmdbId", *columns]].dropna(subset=["tmdbId"]).drop_duplicates("tmdbId")
+    rows = rows.assign(tmdbId=rows["tmdbId"].astype("int64"))
+    joined = tmdb.merge(rows, on="tmdbId", how="inner").drop_duplicates("movieId")
+    return joined.set_index("movieId")[columns].sort_index()
+
+
+def movie_votes(links: pd.DataFrame | None, metadata: pd.DataFrame | None) -> pd.DataFrame | None:
+    """TMDB's audience vote of each movie matched through ``links`` (``by_movie``): index
+    movieId, ``vote_average`` (0-10; NaN when TMDB has no vote, where it publishes 0) and
+    ``vote_count``, both float. None without links or metadata."""
+    if links is None or metadata is None or not len(links) or not len(metadata):
+        return None
+    votes = by_movie(links, metadata, ["vote_average", "vote_count"])
+    count = pd.to_numeric(votes["vote_count"], errors="coerce").astype("float64")
+    average = pd.to_numeric(votes["vote_average"], errors="coerce").astype("float64")
+    return votes.assign(vote_average=average.where(count > 0), vote_count=count)
 
 
 def bundle_or_none(folder: str | os.PathLike | None) -> pd.DataFrame | None:

@@ -23,6 +23,7 @@ import pandas as pd
 
 from contract.arrays import lookup
 from contract.clusters import genre_share_profile
+from pipeline.data.tmdb import by_movie
 
 NO_GENRES = "(no genres listed)"
 # catalogue facts from outside the ratings (TMDB's audience vote; ``pipeline.data.tmdb.movie_votes``)
@@ -448,8 +449,8 @@ def movie_terms(
 ) -> dict[int, list[str]]:
     """movieId -> its distinct lower-case terms, in ``movies`` order: genres, then user tags
     (sorted), then TMDB keywords. Multi-word tags and keywords are kept whole. ``metadata``
-    needs ``tmdbId`` and ``keywords`` (list of str) and is matched through ``links`` (movieId ->
-    tmdbId)."""
+    needs ``tmdbId`` and ``keywords`` (list of str) and is matched through ``links``
+    (``pipeline.data.tmdb.by_movie``)."""
     ids = movies["movieId"].to_numpy(np.int64)
     pieces: dict[int, list[str]] = {
         int(m): [g.lower() for g in _genre_list(v)] for m, v in zip(ids, movies["genres"])
@@ -462,13 +463,7 @@ def movie_terms(
             if int(movie) in pieces:
                 pieces[int(movie)].extend(sorted(group))
     if links is not None and metadata is not None and len(metadata) and "keywords" in metadata:
-        tmdb = links[["movieId", "tmdbId"]].dropna()
-        kw = metadata[["tmdbId", "keywords"]].dropna(subset=["tmdbId"]).drop_duplicates("tmdbId")
-        kw = kw.assign(tmdbId=kw["tmdbId"].astype("int64"))
-        joined = tmdb.assign(tmdbId=tmdb["tmdbId"].astype("int64")).merge(
-            kw, on="tmdbId", how="inner"
-        )
-        for movie, words in zip(joined["movieId"].to_numpy(np.int64), joined["keywords"]):
+        for movie, words in by_movie(links, metadata, ["keywords"])["keywords"].items():
             if int(movie) in pieces:
                 pieces[int(movie)].extend(str(w).strip().lower() for w in _genre_list(words))
     return {m: list(dict.fromkeys(p)) for m, p in pieces.items()}
