@@ -63,9 +63,10 @@ class PipelineConfig:
         collaborative model) with at most 500,000 of its rows for the boosting (1,000,000 by
         default) and at most 150 trees of 31 leaves at rate 0.1 (it also predicts every listed
         movie of every user: the smaller trees cost half as much), the top-N item model capped at
-        the 15,000 most-rated movies, and each movie's 2,000 largest weights of the top-N rating model and 500 of its positive
-        model kept (``TopNConfig.score_neighbors``, ``positive_neighbors``: what each Dask worker
-        holds falls from two dense item x item matrices to about a fifth)."""
+        the 15,000 most-rated movies, and each movie's 2,000 largest weights of the top-N rating
+        model and 500 of its positive model kept (``TopNConfig.score_neighbors``,
+        ``positive_neighbors``: what each Dask worker holds falls from two dense item x item
+        matrices to about a fifth)."""
         if n_ratings <= self.large_data_ratings:
             return self
         return replace(

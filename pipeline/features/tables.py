@@ -26,7 +26,7 @@ from contract.clusters import genre_share_profile
 from pipeline.data.tmdb import by_movie
 
 NO_GENRES = "(no genres listed)"
-# catalogue facts from outside the ratings (TMDB's audience vote; ``pipeline.data.tmdb.movie_votes``)
+# catalogue facts from outside the ratings: TMDB's vote (``pipeline.data.tmdb.movie_votes``)
 VOTE_COLUMNS = ("vote_average", "vote_count")
 SECONDS_PER_DAY = 86_400
 
@@ -60,8 +60,8 @@ class TrainingFeatures:
         movies).
     movies: index movieId, every movie of the catalogue (plus any rated movie missing from it);
         n_ratings, mean (NaN when unrated), shrunk_mean (global mean when unrated),
-        popularity = log1p(n) / log1p(max n) in [0, 1], year (float, NaN unknown), g_<Genre> dummies,
-        vote_average and vote_count (TMDB's audience vote, ``VOTE_COLUMNS``; NaN unknown).
+        popularity = log1p(n) / log1p(max n) in [0, 1], year (float, NaN unknown), g_<Genre>
+        dummies, vote_average and vote_count (TMDB's audience vote, ``VOTE_COLUMNS``; NaN unknown).
     genre_profile: index userId, one column per genre; see ``genre_share_profile``.
     genre_prior: the population's rating-weighted genre share (the profile's reference point).
     config: the FeatureConfig used.
