@@ -17,10 +17,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import psutil
 import pymongo
 
 from contract.embedded import EmbeddedConfig
+from pipeline.data.tmdb import load_metadata
+from pipeline.features.tables import movie_terms, term_matrix
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -32,6 +35,16 @@ def split_args(p) -> None:
         "--split", default=str(SHARED / "bench" / "splits" / "ml-latest-small" / "user-holdout")
     )
     p.add_argument("--movies", default=str(SHARED / "data" / "ml-latest-small" / "movies.csv"))
+
+
+def bundled_content(movie_ids):
+    """The top-N model's content terms (``TopNRecommender.fit``) for ``movie_ids``, from the
+    bundled ml-latest-small movies and TMDB metadata, as ``pipeline.train.fit_models`` reads them
+    for the bundled data. Only for ratings of ml-latest-small (its movie ids)."""
+    folder = REPO / "resources" / "ml-latest-small"
+    movies, links = pd.read_csv(folder / "movies.csv"), pd.read_csv(folder / "links.csv")
+    terms = movie_terms(movies, None, links, load_metadata(REPO / "resources" / "tmdb"))
+    return term_matrix(movie_ids, terms)
 
 
 def newest_first(ratings):

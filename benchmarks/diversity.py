@@ -22,7 +22,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from benchmarks._util import best_of, random_carve, split_args
+from benchmarks._util import best_of, bundled_content, random_carve, split_args
 from contract.diversity import genre_similarity, rerank
 from pipeline.config import PipelineConfig
 from pipeline.evaluation.metrics import beyond_accuracy, topn_metrics
@@ -102,7 +102,7 @@ def candidate_lists(train: pd.DataFrame, test: pd.DataFrame) -> tuple[np.ndarray
     """The evaluated users and their 50-movie lists (movie ids, users x 50) from the top-N model
     fitted on ``train``."""
     matrix = RatingMatrix.from_frame(train)
-    model = TopNRecommender(PipelineConfig().topn).fit(matrix)
+    model = TopNRecommender(PipelineConfig().topn).fit(matrix, bundled_content(matrix.item_ids))
     users = np.sort(test.userId.unique())
     users = users[np.isin(users, matrix.user_ids)]
     items, _, _ = model.recommend(np.searchsorted(matrix.user_ids, users), n=CANDIDATES)

@@ -33,7 +33,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from benchmarks._util import newest_first, random_carve, split_args
+from benchmarks._util import bundled_content, newest_first, random_carve, split_args
 from contract.groups import CANDIDATES, as_members, recommend_group
 from pipeline.config import PipelineConfig
 from pipeline.evaluation.groups import evaluate_groups, member_signals, random_groups
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     genres_of = movie_genres(movies)
     config = PipelineConfig()
     matrix = RatingMatrix.from_frame(train)
-    topn = TopNRecommender(config.topn).fit(matrix)
+    topn = TopNRecommender(config.topn).fit(matrix, bundled_content(matrix.item_ids))
     mf = BiasedMF(config.rating.mf).fit(matrix)
     live = build_live_model(
         topn, mf, matrix.item_ids, vocabulary, genres_of, keep=config.live_neighbors

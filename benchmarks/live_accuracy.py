@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks._util import REPO, SHARED, newest_first
+from benchmarks._util import REPO, SHARED, bundled_content, newest_first
 
 PEERS_PYTHON = REPO.parent / ".venv-peers" / "bin" / "python"
 K = 10
@@ -49,7 +49,7 @@ def fit(train: pd.DataFrame):
     config = PipelineConfig()
     matrix = RatingMatrix.from_frame(train)
     t0 = time.perf_counter()
-    topn = TopNRecommender(config.topn).fit(matrix)
+    topn = TopNRecommender(config.topn).fit(matrix, bundled_content(matrix.item_ids))
     mf = BiasedMF(config.rating.mf).fit(matrix)
     return config, matrix, topn, mf, time.perf_counter() - t0
 

@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from api.services.live import signals
-from benchmarks._util import SHARED, newest_first
+from benchmarks._util import SHARED, bundled_content, newest_first
 from benchmarks.accuracy import interval
 from contract.live_model import LiveModel, ScoringConfig, recommend_live
 from pipeline.config import PipelineConfig
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     vocabulary = genre_vocabulary(movies)  # the pipeline's reading of the genres column
     genres_of = movie_genres(movies)
     matrix = RatingMatrix.from_frame(others)
-    topn = TopNRecommender(config.topn).fit(matrix)
+    topn = TopNRecommender(config.topn).fit(matrix, bundled_content(matrix.item_ids))
     mf = BiasedMF(config.rating.mf).fit(matrix)
     text = movie_text(movies, pd.read_csv(f"{args.data}/tags.csv"))
     similar = all_similar(SimilarMovies(config.similarity).fit(matrix, text))

@@ -25,7 +25,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from benchmarks._util import SHARED, random_carve
+from benchmarks._util import SHARED, bundled_content, random_carve
 from pipeline.config import PipelineConfig
 from pipeline.evaluation.metrics import topn_metrics
 from pipeline.features.matrix import RatingMatrix
@@ -108,7 +108,7 @@ def temporal_carve(train: pd.DataFrame, frac: float = 0.2) -> np.ndarray:
 def fitted(train: pd.DataFrame, test: pd.DataFrame, cfg):
     """The model fitted on ``train`` and a scorer of its lists for ``test``'s users."""
     matrix = RatingMatrix.from_frame(train)
-    model = TopNRecommender(cfg).fit(matrix)
+    model = TopNRecommender(cfg).fit(matrix, bundled_content(matrix.item_ids))
     users = np.sort(test.userId.unique())
     users = users[np.isin(users, matrix.user_ids)]
     rows = np.searchsorted(matrix.user_ids, users)

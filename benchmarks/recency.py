@@ -29,7 +29,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from benchmarks._util import SHARED, random_carve
+from benchmarks._util import SHARED, bundled_content, random_carve
 from benchmarks.operating_point import list_metrics, temporal_carve
 from pipeline.config import PipelineConfig
 from pipeline.features.matrix import RatingMatrix
@@ -109,12 +109,13 @@ def scorer(train: pd.DataFrame, test: pd.DataFrame, cfg):
     users = users[np.isin(users, matrix.user_ids)]
     rows = np.searchsorted(matrix.user_ids, users)
     catalogue = train.movieId.nunique()
+    content = bundled_content(matrix.item_ids)
     fitted: dict[tuple[float, float], TopNRecommender] = {}
 
     def score(boost: float, scale: float, head: int, power: float) -> tuple[float, float]:
         if (boost, scale) not in fitted:
             settings = replace(cfg, recency_boost=boost, recency_scale=scale or cfg.recency_scale)
-            fitted[boost, scale] = TopNRecommender(settings).fit(matrix)
+            fitted[boost, scale] = TopNRecommender(settings).fit(matrix, content)
         model = fitted[boost, scale].with_list(head, cfg.head_popularity_power, power)
         return list_metrics(users, model.recommend(rows, n=K)[0], matrix, test, catalogue)
 

@@ -9,7 +9,13 @@ import pandas as pd
 
 from pipeline.data.tmdb import movie_votes
 from pipeline.features.matrix import RatingMatrix
-from pipeline.features.tables import TrainingFeatures, build_features, movie_text
+from pipeline.features.tables import (
+    TrainingFeatures,
+    build_features,
+    movie_terms,
+    movie_text,
+    term_matrix,
+)
 from pipeline.models.clustering import UserClustering
 from pipeline.models.rating import RatingModel
 from pipeline.models.similarity import SimilarMovies
@@ -54,8 +60,9 @@ def fit_models(
     the features is fitted from the rating matrix built here; with ``release_ratings`` (the
     final refit: nothing reads the ratings again) the Dask cluster drops its persisted copy of
     them once that matrix is built, so the workers do not hold every rating through the fits.
-    ``links`` and ``metadata`` (TMDB) add each movie's TMDB vote to the features and its
-    keywords to the similar movies' text.
+    The top-N model reads each movie's genres and, with ``links`` and ``metadata`` (TMDB), its
+    keywords; these also add each movie's TMDB vote to the features and its keywords to the
+    similar movies' text (the user ``tags`` only to that text).
     """
     with steps.step("features"):
         features = build_features(ratings, movies, config.features, movie_votes(links, metadata))
@@ -72,7 +79,8 @@ def fit_models(
     with steps.step("rating model (gradient boosting)"):
         rating = RatingModel(config.rating).fit(ratings, features, matrix)
     with steps.step("top-N model"):
-        topn = TopNRecommender(config.topn).fit(matrix)
+        content = term_matrix(matrix.item_ids, movie_terms(movies, None, links, metadata))
+        topn = TopNRecommender(config.topn).fit(matrix, content)
     similar = None
     if with_similar:
         with steps.step("similar movies"):

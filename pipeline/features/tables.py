@@ -20,6 +20,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
+from sklearn.preprocessing import MultiLabelBinarizer
 
 from contract.arrays import lookup
 from contract.clusters import genre_share_profile
@@ -467,6 +469,15 @@ def movie_terms(
             if int(movie) in pieces:
                 pieces[int(movie)].extend(str(w).strip().lower() for w in _genre_list(words))
     return {m: list(dict.fromkeys(p)) for m, p in pieces.items()}
+
+
+def term_matrix(movie_ids: np.ndarray, terms: Mapping[int, list[str]]) -> sp.csr_matrix:
+    """Movies x terms, 1 where the movie has the term (``movie_terms``), rows in ``movie_ids``
+    order (a movie without terms has an empty row); the columns are the terms of these movies,
+    in scikit-learn ``MultiLabelBinarizer`` order."""
+    binarizer = MultiLabelBinarizer(sparse_output=True)
+    rows = binarizer.fit_transform([terms.get(int(m), []) for m in movie_ids])
+    return sp.csr_matrix(rows, dtype=np.float32)
 
 
 def telling_terms(

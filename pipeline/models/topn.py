@@ -14,6 +14,12 @@ Scoring model
     * the *positive* model, input 1 where ``rating >= positive_threshold``
       (``positive_l2``, no user weighting), with weight ``positive_weight``.
 
+    The rating model also reads what the movies are (Jeunen et al. 2020, "Closed-form models
+    for collaborative filtering with side-information"): each content term (a genre, a TMDB
+    keyword) is one more input row, ``content_weight`` for each movie that has it, so the Gram
+    matrix gains ``content_weight^2 F'F`` (``F`` terms x items). Movies that share terms then
+    count as seen together, which most helps those with few ratings and so spreads the lists.
+
     Each model's scores are divided by the mean of the user's ten largest scores
     before blending, so both count on the same scale for every user.
 
@@ -101,6 +107,9 @@ class TopNConfig:
     """Ratings at least this high are positives for the positive model."""
     positive_l2: float = 250.0
     """Ridge penalty of the positive model."""
+    content_weight: float = 0.5
+    """Input value of a content term's row in the rating model (see the module docstring); 0,
+    or a fit without terms, leaves the content out."""
     min_item_ratings: int = 5
     """Items with fewer training ratings are left out (never recommended)."""
     max_items: int = 20_000
@@ -171,8 +180,10 @@ class TopNRecommender:
         self.config = config
 
     # ------------------------------------------------------------------ fit
-    def fit(self, matrix: RatingMatrix) -> "TopNRecommender":
-        """Fit on the training ratings (explicit ratings in ``matrix.csr``)."""
+    def fit(self, matrix: RatingMatrix, content: sp.spmatrix | None = None) -> "TopNRecommender":
+        """Fit on the training ratings (explicit ratings in ``matrix.csr``) and, when given, the
+        movies' content terms: ``content`` is matrix columns x terms, 1 where the movie has the
+        term (``pipeline.features.tables.term_matrix``)."""
         cfg, rules = self.config, ListRules.from_config(self.config)
         t0 = time.perf_counter()
         csr = matrix.csr.tocsr()
@@ -197,12 +208,18 @@ class TopNRecommender:
 
         # each input is made by its fit, which scales it in place and drops it once the Gram
         # matrix is summed: one copy of the ratings at a time, none beside the inverse
+        side = None
+        if content is not None and cfg.content_weight > 0:
+            if content.shape[0] != n_cols:
+                raise ValueError(f"content has {content.shape[0]} rows for {n_cols} movies")
+            side = sp.csr_matrix(content[self.items_].T * cfg.content_weight)
         self.weights_ = [
             self._weights(
                 lambda: rating_input(self.user_ratings_, rules),
                 cfg.l2,
                 cfg.user_weight_power,
                 cfg.score_neighbors,
+                side,
             )
         ]
         self.blend_ = [1.0]
@@ -231,10 +248,11 @@ class TopNRecommender:
         l2: float,
         user_weight_power: float,
         keep: int | None,
+        side: sp.csr_matrix | None = None,
     ):
-        """One EASE model's ``B`` for the input rows ``make_input()``: dense, or cut to ``keep``
-        weights per item."""
-        b = _ease(make_input(), l2, user_weight_power, self.config)
+        """One EASE model's ``B`` for the input rows ``make_input()`` (and the ``side`` rows):
+        dense, or cut to ``keep`` weights per item."""
+        b = _ease(make_input(), l2, user_weight_power, self.config, side)
         return b if keep is None else sparsify_weights(b, keep)
 
     def _discounts(self) -> None:
@@ -425,19 +443,29 @@ class TopNRecommender:
         )
 
 
-def _ease(x: sp.csr_matrix, l2: float, user_weight_power: float, cfg: TopNConfig) -> np.ndarray:
-    """EASE weights ``B`` (float32, zero diagonal) for input rows ``x`` (users x items, CSR);
-    ``x`` is weighted in place when it is in ``solve_dtype`` already and dropped once the Gram
-    matrix is summed (pass a matrix made for the call, as its only reference), so the fit holds
-    one copy of it besides its transpose, and none beside the inverse."""
+def _ease(
+    x: sp.csr_matrix,
+    l2: float,
+    user_weight_power: float,
+    cfg: TopNConfig,
+    side: sp.csr_matrix | None = None,
+) -> np.ndarray:
+    """EASE weights ``B`` (float32, zero diagonal) for input rows ``x`` (users x items, CSR)
+    and ``side`` rows (more rows over the same items, not weighted by their count: the content
+    terms); ``x`` is weighted in place when it is in ``solve_dtype`` already and dropped once
+    the Gram matrix is summed (pass a matrix made for the call, as its only reference), so the
+    fit holds one copy of it besides its transpose, and none beside the inverse."""
     k = x.shape[1]
     dtype = np.dtype(cfg.solve_dtype)
     t0 = time.perf_counter()
     n_u = np.diff(x.indptr)
     row_w = np.where(n_u > 0, np.maximum(n_u, 1.0) ** -user_weight_power, 0.0).astype(dtype)
     xw = x.astype(dtype, copy=False)
+    del x  # xw may be x itself: the only reference left, so the stacking below drops it
     xw.data *= np.repeat(row_w, n_u)
     xw.eliminate_zeros()
+    if side is not None:
+        xw = sp.vstack([xw, side.astype(dtype)], format="csr")
     xt = xw.T.tocsr()  # items x users
     gram = np.empty((k, k), dtype=dtype)
 
@@ -452,7 +480,7 @@ def _ease(x: sp.csr_matrix, l2: float, user_weight_power: float, cfg: TopNConfig
     ):
         for start in pool.map(fill, range(0, k, cfg.gram_block)):
             bar.update(min(start + cfg.gram_block, k) - start)
-    del x, xw, xt
+    del xw, xt
     gram[np.diag_indices(k)] += l2
     t1 = time.perf_counter()
     potrf, potri = (

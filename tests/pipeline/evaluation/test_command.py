@@ -43,6 +43,8 @@ def test_writes_a_prediction_per_test_row_and_ten_unseen_movies_per_test_user(sp
     assert not any((u, m) in seen for u, m in zip(recs["userId"], recs["movieId"]))
 
     # the bundled TMDB votes reach the rating model: leaving them out changes the predictions
-    bare, _ = _evaluate(root, sample, "bare", "--no-tmdb")
+    bare, bare_recs = _evaluate(root, sample, "bare", "--no-tmdb")
     assert bare[["userId", "movieId"]].equals(pred[["userId", "movieId"]])
     assert not np.allclose(bare["prediction"], pred["prediction"])
+    # and the TMDB keywords reach the top-N model (its content terms): the lists change
+    assert not bare_recs.equals(recs)

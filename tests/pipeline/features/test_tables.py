@@ -8,11 +8,13 @@ from pipeline.features.tables import (
     build_features,
     genre_dummies,
     movie_genres,
+    movie_terms,
     movie_text,
     profile_from_ratings,
     rating_rows,
     refit_features,
     single_user_features,
+    term_matrix,
     weekday,
 )
 
@@ -229,6 +231,13 @@ def test_movie_text_joins_genres_tags_and_keywords():
     assert text.loc[10] == "comedy drama funny time travel robot"
     assert text.loc[20] == "drama dark"
     assert text.loc[40] == ""
+
+
+def test_term_matrix_one_row_per_movie_in_order():
+    m = term_matrix(np.array([30, 99, 10]), movie_terms(_movies()))
+    assert m.shape == (3, 3)  # action, comedy, drama; movie 99 is unknown: an empty row
+    np.testing.assert_array_equal(m.toarray(), [[1, 1, 0], [0, 0, 0], [0, 1, 1]])
+    assert term_matrix(np.array([40]), movie_terms(_movies())).shape == (1, 0)
 
 
 # --- leakage -------------------------------------------------------------------------------

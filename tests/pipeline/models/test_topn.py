@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from pipeline.features.matrix import RatingMatrix
 from pipeline.models.topn import TopNConfig, TopNRecommender, _symmetrize_upper, sparsify_weights
@@ -64,6 +65,44 @@ def test_weights_match_closed_form():
     assert all(np.all(np.diag(b) == 0) for b in rec.weights_)
     single = TopNRecommender(replace(TINY, positive_weight=0.0)).fit(m)
     assert len(single.weights_) == 1
+
+
+def test_content_terms_are_more_input_rows_of_the_rating_model_only():
+    m = _random_matrix()
+    rng = np.random.default_rng(1)
+    content = sp.csr_matrix((rng.random((m.shape[1], 6)) < 0.3).astype(np.float32))
+    cfg = replace(TINY, solve_dtype="float64", content_weight=0.7)
+    rec = TopNRecommender(cfg).fit(m, content)
+    rating_x, positive_x = _dense_inputs(m, cfg)
+    n_u = (rating_x != 0).sum(axis=1, keepdims=True)
+    # the term rows join after the users' weighting: their weight is content_weight, not a count's
+    stacked = np.vstack([rating_x * n_u**-cfg.user_weight_power, 0.7 * content.T.toarray()])
+    np.testing.assert_allclose(
+        rec.weights_[0], _ease_reference(stacked, cfg.l2, 0.0), rtol=1e-5, atol=1e-7
+    )
+    np.testing.assert_allclose(
+        rec.weights_[1], _ease_reference(positive_x, cfg.positive_l2, 0.0), rtol=1e-5, atol=1e-7
+    )
+    plain = TopNRecommender(cfg).fit(m).weights_[0]
+    assert not np.allclose(rec.weights_[0], plain)
+    off = TopNRecommender(replace(cfg, content_weight=0.0)).fit(m, content).weights_[0]
+    np.testing.assert_array_equal(off, plain)
+    with pytest.raises(ValueError, match="rows"):
+        TopNRecommender(cfg).fit(m, content[:-1])
+
+
+def test_content_links_movies_no_one_rated_together():
+    # movies 0 and 1 are never rated by the same user; a shared term raises their weight
+    frame = pd.DataFrame(
+        [(u, 1000 + (u % 2), 4.0) for u in range(10)] + [(u, 1002, 3.0) for u in range(10)],
+        columns=["userId", "movieId", "rating"],
+    )
+    m = RatingMatrix.from_frame(frame)
+    cfg = replace(TINY, positive_weight=0.0)
+    alone = TopNRecommender(cfg).fit(m).weights_[0]
+    shared = sp.csr_matrix(np.array([[1.0], [1.0], [0.0]], np.float32))
+    linked = TopNRecommender(cfg).fit(m, shared).weights_[0]
+    assert linked[0, 1] > alone[0, 1] and linked[1, 0] > alone[1, 0]
 
 
 def test_float32_solve_close_to_float64():
