@@ -107,7 +107,7 @@ class TopNConfig:
     """Ratings at least this high are positives for the positive model."""
     positive_l2: float = 250.0
     """Ridge penalty of the positive model."""
-    content_weight: float = 0.5
+    content_weight: float = 0.4
     """Input value of a content term's row in the rating model (see the module docstring); 0,
     or a fit without terms, leaves the content out."""
     min_item_ratings: int = 5
@@ -118,7 +118,7 @@ class TopNConfig:
     """Leading list positions ranked by popularity-discounted affinity."""
     head_popularity_power: float = 0.2
     """Head positions rank by ``affinity / count ** head_popularity_power``."""
-    tail_calibration_power: float = 0.7
+    tail_calibration_power: float = 0.8
     """Tail positions rank by ``affinity / item_quantile ** tail_calibration_power``."""
     calibration_quantile: float = 0.99
     """Quantile of an item's affinity among non-raters that calibrates the tail."""
