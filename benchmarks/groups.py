@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     topn = TopNRecommender(config.topn).fit(matrix, bundled_content(matrix.item_ids))
     mf = BiasedMF(config.rating.mf).fit(matrix)
     live = build_live_model(
-        topn, mf, matrix.item_ids, vocabulary, genres_of, keep=config.live_neighbors
+        topn.cut(config.live_neighbors), mf, matrix.item_ids, vocabulary, genres_of
     )
     popular = train.groupby("movieId").size().sort_values(ascending=False, kind="stable").index
     fitted_s = time.perf_counter() - t0

@@ -11,7 +11,7 @@ EASE weights to ``keep`` per item costs.
    in the ranking, so the rating model's gradient boosting is not fitted).
 2. Precomputed path: ``TopNRecommender.recommend`` for every test user (what ``python -m
    pipeline evaluate`` writes and the ``users`` documents hold; ``benchmarks.accuracy`` scores it).
-3. Request-time path: ``build_live_model(..., keep=K)`` for each ``--keep`` (the pipeline
+3. Request-time path: ``build_live_model(topn.cut(K), ...)`` for each ``--keep`` (the pipeline
    publishes ``PipelineConfig.live_neighbors`` = 200; ``all`` keeps every weight), and
    ``recommend_live`` on each test user's training ratings, no feedback: the list the API
    re-scores for a user whose list went stale, before the feedback's own effect.
@@ -196,7 +196,7 @@ def main(argv=None) -> int:
         for raw in filter(None, (k.strip() for k in args.keep.split(","))):
             keep = n_items if raw == "all" else int(raw)
             model = build_live_model(
-                topn, mf, matrix.item_ids, genre_vocabulary(movies)[:32], catalogue, keep=keep
+                topn.cut(keep), mf, matrix.item_ids, genre_vocabulary(movies)[:32], catalogue
             )
             nnz = sum(w.nnz for w in model.topn.weights)
             with (

@@ -119,13 +119,7 @@ def main(argv=None) -> int:
     text = movie_text(movies, pd.read_csv(f"{args.data}/tags.csv"))
     similar = all_similar(SimilarMovies(config.similarity).fit(matrix, text))
     live = build_live_model(
-        topn,
-        mf,
-        matrix.item_ids,
-        vocabulary,
-        genres_of,
-        keep=config.live_neighbors,
-        similar=similar,
+        topn.cut(config.live_neighbors), mf, matrix.item_ids, vocabulary, genres_of, similar=similar
     )
     popularity = others.groupby("movieId").size().sort_values(ascending=False, kind="stable")
     fitted_s = time.perf_counter() - t0

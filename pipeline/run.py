@@ -233,7 +233,10 @@ def load_store(
     cat = documents.catalogue(data.movies, data.links, refit.metadata)
     titles = {int(m): display_title(row) for m, row in cat.iterrows()}
     genres_of = dict(zip(cat.index.astype(int), cat["genres"]))
-    models.topn = models.topn.without_users()  # its training users' ratings are in models.matrix
+    # the live model's top-N side, its tail calibrated on the weights it keeps (which needs the
+    # training users); then the batch model drops them: they are in models.matrix
+    live_topn = models.topn.cut(config.live_neighbors).without_users()
+    models.topn = models.topn.without_users()
     release_memory()
     with steps.step("similar movies (all)"):
         similar = all_similar(models.similar, current_client())
@@ -255,12 +258,11 @@ def load_store(
             )
         with steps.step("store: live model"):
             live = build_live_model(
-                models.topn,
+                live_topn,
                 models.rating.mf_,
                 models.matrix.item_ids,
                 models.features.genres,
                 genres_of,
-                keep=config.live_neighbors,
                 similar=similar,
             )
             counts[schema.LIVE_MODEL] = staging.insert(schema.LIVE_MODEL, live.to_docs())

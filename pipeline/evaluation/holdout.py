@@ -221,12 +221,11 @@ def evaluate_group_lists(
     each member known by their training ratings and their list (``candidates``: ``userId, rank,
     movieId``, as :func:`evaluate_topn` makes them), through the live model the API would serve."""
     live = build_live_model(
-        models.topn,
+        models.topn.cut(keep),
         models.rating.mf_,
         models.matrix.item_ids,
         models.features.genres,
         movie_genres(movies),
-        keep=keep,
     )
     held_out = test[test["rating"] >= threshold][["userId", "movieId", "rating"]].compute()
     matrix = models.matrix

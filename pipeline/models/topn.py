@@ -285,10 +285,18 @@ class TopNRecommender:
         out._discounts()
         return out
 
+    def cut(self, keep: int) -> "TopNRecommender":
+        """A copy that keeps each movie's ``keep`` largest-magnitude weights of every ``B``
+        (:func:`sparsify_weights`) and calibrates its tail on them (:meth:`with_weights`): what
+        the live model scores with. Needs the training users (not :meth:`without_users`)."""
+        return self.with_weights([sparsify_weights(b, keep) for b in self.weights_])
+
     def _calibrate(self) -> np.ndarray:
         """Per-item calibration quantile ``q_j`` (float64) from a user sample: the tail
         discount is ``q_j ** -tail_calibration_power``."""
         cfg = self.config
+        if self.user_ratings_ is None:
+            raise ValueError("calibrating the tail needs the training users' ratings")
         n_users = self.user_ratings_.shape[0]
         rows = np.arange(n_users)
         if n_users > cfg.calibration_users:

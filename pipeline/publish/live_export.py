@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 import numpy as np
 
 from contract.live_model import LiveModel
 from pipeline.models.mf import BiasedMF
 from pipeline.models.similarity import list_arrays
-from pipeline.models.topn import TopNRecommender, sparsify_weights
+from pipeline.models.topn import TopNRecommender
 
 
 def build_live_model(
@@ -19,17 +19,18 @@ def build_live_model(
     movie_ids: np.ndarray,
     genres: Iterable[str],
     catalogue: Mapping[int, Iterable[str]],
-    keep: int = 200,
     similar: Mapping[int, Iterable[tuple[int, float]]] | None = None,
 ) -> LiveModel:
-    """The live model of fitted models: the top-N model's arrays with each ``B`` cut to the
-    ``keep`` largest-magnitude weights per input item, the rating model's item side, the
-    catalogue's genre masks and the similar lists. ``catalogue`` maps every movieId to its genre
-    names; ``similar`` maps movieIds to their stored similar lists ``[(movieId, score), ...]``."""
+    """The live model of fitted models: the arrays of ``topn``, the top-N model cut to the
+    weights the API keeps (``TopNRecommender.cut(keep)``: each ``B`` cut to the ``keep``
+    largest-magnitude weights per input item, its tail calibrated on them), the rating model's
+    item side, the catalogue's genre masks and the similar lists. ``catalogue`` maps every
+    movieId to its genre names; ``similar`` maps movieIds to their stored similar lists
+    ``[(movieId, score), ...]``."""
     genres = tuple(genres)
     if len(genres) > 32:
         raise ValueError("at most 32 genres fit the genre bit masks")
-    scorer = replace(topn.scorer, weights=[sparsify_weights(b, keep) for b in topn.weights_])
+    scorer = topn.scorer
     ids = np.array(sorted(int(m) for m in catalogue), dtype=np.int64)
     bit = {g: 1 << k for k, g in enumerate(genres)}
     masks = np.array(

@@ -49,7 +49,7 @@ def fitted():
 @pytest.fixture(scope="module")
 def model(fitted) -> LiveModel:
     topn, mf, movie_ids, catalogue = fitted
-    return build_live_model(topn, mf, movie_ids, GENRES, catalogue, keep=10)
+    return build_live_model(topn.cut(10), mf, movie_ids, GENRES, catalogue)
 
 
 def signals(ratings=None, liked=(), disliked=(), hidden=(), genres=(), boost=None) -> UserSignals:
@@ -76,7 +76,7 @@ def test_similar_lists_are_kept_and_survive_the_store(fitted, model):
     similar = {1: [(2, 0.91234), (3, 0.5)], 20: [(19, 0.25)], 41: []}
     topn, mf, movie_ids, _ = fitted
     built = build_live_model(
-        topn,
+        topn.cut(10),
         mf,
         movie_ids,
         GENRES,

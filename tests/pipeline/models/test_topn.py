@@ -174,6 +174,19 @@ def test_score_neighbors_scores_with_the_cut_weights():
     assert all((np.diff(w.indptr) <= 6).all() for w in cut.weights_)
 
 
+def test_cut_is_the_model_fitted_with_score_neighbors_and_needs_the_users():
+    m = _random_matrix(n_users=60, n_items=30, density=0.4)
+    full = TopNRecommender(TINY).fit(m)
+    fitted = TopNRecommender(replace(TINY, score_neighbors=6)).fit(m)
+    cut = full.cut(6)  # the live model's: its tail calibrated on the weights it keeps
+    np.testing.assert_array_equal(cut.tail_quantile_, fitted.tail_quantile_)
+    rows = np.arange(m.shape[0])
+    for a, b in zip(cut.recommend(rows, n=8), fitted.recommend(rows, n=8)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="training users"):
+        full.without_users().cut(6)
+
+
 def test_positive_neighbors_cut_the_positive_model_alone():
     m = _random_matrix(n_users=60, n_items=30, density=0.4)
     full = TopNRecommender(TINY).fit(m)
