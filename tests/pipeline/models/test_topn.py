@@ -163,26 +163,16 @@ def test_because_is_the_liked_item_contributing_most(score_neighbors):
         )
 
 
-def test_score_neighbors_scores_with_the_cut_weights():
-    m = _random_matrix(n_users=60, n_items=30, density=0.4)
-    full = TopNRecommender(TINY).fit(m)
-    cut = TopNRecommender(replace(TINY, score_neighbors=6)).fit(m)
-    by_hand = full.with_weights([sparsify_weights(b, 6) for b in full.weights_])
-    rows = np.arange(m.shape[0])
-    for a, b in zip(cut.recommend(rows, n=8), by_hand.recommend(rows, n=8)):
-        np.testing.assert_array_equal(a, b)
-    assert all((np.diff(w.indptr) <= 6).all() for w in cut.weights_)
-
-
-def test_cut_is_the_model_fitted_with_score_neighbors_and_needs_the_users():
+def test_score_neighbors_scores_with_the_cut_weights_as_cut_does():
     m = _random_matrix(n_users=60, n_items=30, density=0.4)
     full = TopNRecommender(TINY).fit(m)
     fitted = TopNRecommender(replace(TINY, score_neighbors=6)).fit(m)
     cut = full.cut(6)  # the live model's: its tail calibrated on the weights it keeps
     np.testing.assert_array_equal(cut.tail_quantile_, fitted.tail_quantile_)
     rows = np.arange(m.shape[0])
-    for a, b in zip(cut.recommend(rows, n=8), fitted.recommend(rows, n=8)):
+    for a, b in zip(fitted.recommend(rows, n=8), cut.recommend(rows, n=8)):
         np.testing.assert_array_equal(a, b)
+    assert all((np.diff(w.indptr) <= 6).all() for w in fitted.weights_)
     with pytest.raises(ValueError, match="training users"):
         full.without_users().cut(6)
 
