@@ -9,7 +9,9 @@ time) with::
 Rows come from three files, first match wins per TMDB id (see ``SOURCES``):
 the verbatim first 5,000 rows of The Movies Dataset ``movies_metadata.csv``, then the
 re-saved subset of the same file, then the Kaggle TMDB 5000 export. Keywords are the
-union of The Movies Dataset ``keywords.csv`` and TMDB 5000's ``keywords`` column. Each
+union of The Movies Dataset ``keywords.csv`` and TMDB 5000's ``keywords`` column; the
+collection (a franchise: "Toy Story Collection") exists only in The Movies Dataset, the
+production companies in every file. Each
 row records its ``source``: popularity and vote counts were scraped on different dates
 by the two publishers (popularity is even on another scale), so compare them only
 within one source.
@@ -60,6 +62,8 @@ COLUMNS = [
     "budget",
     "revenue",
     "keywords",
+    "collection",
+    "companies",
     "source",
 ]
 TEXT_COLUMNS = [
@@ -73,6 +77,7 @@ TEXT_COLUMNS = [
 ]
 FLOAT_COLUMNS = ["runtime", "vote_average", "popularity"]
 INT_COLUMNS = ["vote_count", "budget", "revenue"]
+LIST_COLUMNS = ["keywords", "companies"]  # JSON lists of str in the file
 # TMDB's placeholder texts for a missing overview.
 NO_OVERVIEW = {"No overview found.", "No overview yet."}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -99,7 +104,8 @@ def load_metadata(folder: str | os.PathLike) -> pd.DataFrame:
     ("YYYY-MM-DD"), original_language, poster_path: str or None; runtime,
     vote_average, popularity: float; vote_count, budget, revenue: Int64 (0 means
     unknown for runtime/budget/revenue, as TMDB publishes it); keywords: list[str];
-    source: str.
+    collection: str or None (the franchise); companies: list[str] (production companies);
+    source: str. A bundle built before the collection and companies reads as having none.
     """
     path = Path(folder)
     if path.is_dir():
@@ -109,18 +115,22 @@ def load_metadata(folder: str | os.PathLike) -> pd.DataFrame:
             f"no TMDB metadata at {path}; build it with `python -m pipeline.data.tmdb build`"
         )
     raw = pd.read_csv(
-        path, dtype={c: str for c in [*TEXT_COLUMNS, "keywords", "source"]}, keep_default_na=False
+        path,
+        dtype={c: str for c in [*TEXT_COLUMNS, *LIST_COLUMNS, "source"]},
+        keep_default_na=False,
     )
+    for col in ["collection", *LIST_COLUMNS]:
+        if col not in raw:
+            raw[col] = ""
     frame = pd.DataFrame({"tmdbId": raw["tmdbId"].astype("int64")})
-    for col in TEXT_COLUMNS:
+    for col in [*TEXT_COLUMNS, "collection"]:
         frame[col] = pd.Series([v if v != "" else None for v in raw[col]], dtype=object)
     for col in FLOAT_COLUMNS:
         frame[col] = pd.to_numeric(raw[col], errors="coerce").astype("float64")
     for col in INT_COLUMNS:
         frame[col] = pd.to_numeric(raw[col], errors="coerce").astype("Int64")
-    frame["keywords"] = pd.Series(
-        [json.loads(v) if v else [] for v in raw["keywords"]], dtype=object
-    )
+    for col in LIST_COLUMNS:
+        frame[col] = pd.Series([json.loads(v) if v else [] for v in raw[col]], dtype=object)
     frame["source"] = raw["source"].astype(str)
     return frame[COLUMNS]
 
@@ -198,11 +208,15 @@ def build_bundle(shared_data: Path, links_csv: Path, out_dir: Path) -> dict:
         ],
         dtype=object,
     )
+    # (rows with keywords only have neither)
+    merged["collection"] = [c if isinstance(c, str) else None for c in merged["collection"]]
+    merged["companies"] = [c if isinstance(c, list) else [] for c in merged["companies"]]
     merged = merged[COLUMNS]
 
     out_dir.mkdir(parents=True, exist_ok=True)
     out = merged.copy()
-    out["keywords"] = [json.dumps(k, ensure_ascii=False) for k in out["keywords"]]
+    for col in LIST_COLUMNS:
+        out[col] = [json.dumps(k, ensure_ascii=False) for k in out[col]]
     # mtime=0 so that rebuilding from the same inputs gives the same bytes
     with (
         open(out_dir / METADATA_FILE, "wb") as raw,
@@ -227,6 +241,8 @@ def build_bundle(shared_data: Path, links_csv: Path, out_dir: Path) -> dict:
         "movies_covered": int(covered.sum()),
         "rows_with_keywords": int(sum(1 for k in merged["keywords"] if k)),
         "rows_with_poster": int(merged["poster_path"].notna().sum()),
+        "rows_with_collection": int(merged["collection"].notna().sum()),
+        "rows_with_companies": int(sum(1 for c in merged["companies"] if c)),
     }
 
 
@@ -253,8 +269,44 @@ def _read_source(path: Path, label: str) -> pd.DataFrame:
         frame["popularity"] = frame["popularity"].round(6)
     for col in INT_COLUMNS:
         frame[col] = pd.array(pd.to_numeric(raw[col], errors="coerce").round(), dtype="Int64")
+    frame["collection"] = pd.Series(
+        [_named(v) for v in raw.get("belongs_to_collection", [""] * len(raw))], dtype=object
+    )
+    frame["companies"] = pd.Series(
+        [_names(v) for v in raw.get("production_companies", [""] * len(raw))], dtype=object
+    )
     frame["source"] = label
     return frame
+
+
+def _literal(text: str):
+    """A JSON or Python-literal value (the two publishers' formats), None when it is neither."""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return None
+
+
+def _named(text: str) -> str | None:
+    """The ``name`` of a ``{"id": .., "name": ..}`` object (TMDB's collection), or None."""
+    value = _literal(text)
+    name = value.get("name") if isinstance(value, dict) else None
+    return _clean_text(name) if isinstance(name, str) else None
+
+
+def _names(text: str) -> list[str]:
+    """The distinct ``name``s of a list of ``{"id": .., "name": ..}`` objects (TMDB's production
+    companies), in order."""
+    value = _literal(text)
+    if not isinstance(value, list):
+        return []
+    names = (_clean_text(v.get("name")) for v in value if isinstance(v, dict))
+    return _union([n for n in names if isinstance(n, str)], [])
 
 
 def _clean_text(value) -> str | None:

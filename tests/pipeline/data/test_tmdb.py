@@ -39,6 +39,8 @@ def test_bundle_schema_and_uniqueness(metadata):
         isinstance(k, list) and all(isinstance(w, str) for w in k) for k in metadata["keywords"]
     )
     assert all(len(k) == len(set(k)) for k in metadata["keywords"])
+    assert all(isinstance(c, list) and len(c) == len(set(c)) for c in metadata["companies"])
+    assert all(c is None or (isinstance(c, str) and c) for c in metadata["collection"])
     dates = metadata["release_date"].dropna()
     assert dates.str.fullmatch(r"\d{4}-\d{2}-\d{2}").all()
     for col in ("imdb_id", "poster_path", "tagline", "overview"):
@@ -59,6 +61,8 @@ def test_toy_story_comes_from_the_verbatim_rows(metadata):
     assert toy["source"] == "movies_metadata_rows1-5000"
     assert toy["imdb_id"] == "tt0114709"
     assert "toy" in toy["keywords"] and "jealousy" in toy["keywords"]
+    assert toy["collection"] == "Toy Story Collection"
+    assert toy["companies"] == ["Pixar Animation Studios"]
 
 
 def test_coverage_of_ml_latest_small(metadata):
@@ -103,6 +107,18 @@ def test_bundle_or_none(tmp_path, metadata):
 
 def test_poster_url_handles_missing():
     assert poster_url(None) is None and poster_url(float("nan")) is None and poster_url("") is None
+
+
+def test_a_bundle_built_before_the_collection_and_companies_reads_as_having_none(
+    metadata, tmp_path
+):
+    old = pd.read_csv(BUNDLE / "metadata.csv.gz", dtype=str, keep_default_na=False)
+    old.drop(columns=["collection", "companies"]).to_csv(tmp_path / "metadata.csv.gz", index=False)
+    got = load_metadata(tmp_path)
+    assert list(got.columns) == COLUMNS
+    assert got["collection"].isna().all() and (got["companies"].map(len) == 0).all()
+    rest = [c for c in COLUMNS if c not in ("collection", "companies")]
+    assert got[rest].equals(metadata[rest])
 
 
 def _write(path: Path, frame: pd.DataFrame) -> None:
@@ -160,12 +176,19 @@ def _movies_dataset_rows(rows):
 
 def test_build_applies_precedence_dedupes_and_unions_keywords(tmp_path):
     shared = tmp_path / "shared"
-    _write(
-        shared / "tmdb" / "movies_metadata_rows1-5000.csv",
-        _movies_dataset_rows(
-            [(1, "First", 1.5), (1, "First again", 9.0), (99, "Not in links", 1.0)]
-        ),
+    verbatim = _movies_dataset_rows(
+        [(1, "First", 1.5), (1, "First again", 9.0), (99, "Not in links", 1.0)]
     )
+    # The Movies Dataset prints these as Python literals
+    verbatim.loc[0, "belongs_to_collection"] = str({"id": 7, "name": "First Collection"})
+    verbatim.loc[0, "production_companies"] = str(
+        [
+            {"name": "Studio A", "id": 1},
+            {"name": "Studio A", "id": 1},
+            {"name": "Studio C", "id": 3},
+        ]
+    )
+    _write(shared / "tmdb" / "movies_metadata_rows1-5000.csv", verbatim)
     _write(
         shared / "tmdb" / "movies_metadata_subset2831.csv",
         _movies_dataset_rows([(1, "Subset copy", 2.0), (2, "Second", 14.686035999999998)]),
@@ -184,7 +207,7 @@ def test_build_applies_precedence_dedupes_and_unions_keywords(tmp_path):
             "original_title": ["x", "y"],
             "overview": ["o2", "o3"],
             "popularity": [50.0, 60.0],
-            "production_companies": ["[]", "[]"],
+            "production_companies": ["[]", json.dumps([{"name": "Studio B", "id": 2}])],
             "production_countries": ["[]", "[]"],
             "release_date": ["2000-01-01", ""],
             "revenue": [0, 0],
@@ -240,3 +263,6 @@ def test_build_applies_precedence_dedupes_and_unions_keywords(tmp_path):
     assert got.loc[1, "keywords"] == ["hero"]
     assert got.loc[2, "keywords"] == ["space"]
     assert got.loc[3, "keywords"] == ["love", "paris", "robot"]
+    assert got["collection"].tolist() == ["First Collection", None, None]
+    assert got["companies"].tolist() == [["Studio A", "Studio C"], [], ["Studio B"]]
+    assert (counts["rows_with_collection"], counts["rows_with_companies"]) == (1, 2)
