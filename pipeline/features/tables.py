@@ -30,6 +30,7 @@ from pipeline.data.tmdb import by_movie
 NO_GENRES = "(no genres listed)"
 # catalogue facts from outside the ratings: TMDB's vote (``pipeline.data.tmdb.movie_votes``)
 VOTE_COLUMNS = ("vote_average", "vote_count")
+TMDB_TERMS = ("keywords", "collection", "companies")  # metadata columns that are movie terms
 SECONDS_PER_DAY = 86_400
 
 
@@ -450,9 +451,10 @@ def movie_terms(
     metadata: pd.DataFrame | None = None,
 ) -> dict[int, list[str]]:
     """movieId -> its distinct lower-case terms, in ``movies`` order: genres, then user tags
-    (sorted), then TMDB keywords. Multi-word tags and keywords are kept whole. ``metadata``
-    needs ``tmdbId`` and ``keywords`` (list of str) and is matched through ``links``
-    (``pipeline.data.tmdb.by_movie``)."""
+    (sorted), then TMDB's keywords, collection (the franchise) and production companies, those
+    of ``metadata``'s columns ``keywords``, ``collection`` (str) and ``companies`` (list of
+    str) it has. Multi-word terms are kept whole. ``metadata`` needs ``tmdbId`` and is matched
+    through ``links`` (``pipeline.data.tmdb.by_movie``)."""
     ids = movies["movieId"].to_numpy(np.int64)
     pieces: dict[int, list[str]] = {
         int(m): [g.lower() for g in _genre_list(v)] for m, v in zip(ids, movies["genres"])
@@ -464,10 +466,15 @@ def movie_terms(
         for movie, group in t.groupby("movieId", sort=True)["tag"]:
             if int(movie) in pieces:
                 pieces[int(movie)].extend(sorted(group))
-    if links is not None and metadata is not None and len(metadata) and "keywords" in metadata:
-        for movie, words in by_movie(links, metadata, ["keywords"])["keywords"].items():
-            if int(movie) in pieces:
-                pieces[int(movie)].extend(str(w).strip().lower() for w in _genre_list(words))
+    columns = [c for c in TMDB_TERMS if metadata is not None and c in metadata]
+    if links is not None and metadata is not None and len(metadata) and columns:
+        joined = by_movie(links, metadata, columns)
+        for column in columns:
+            for movie, words in joined[column].items():
+                if int(movie) in pieces:
+                    if column == "collection":  # one name, or None
+                        words = [words] if isinstance(words, str) else []
+                    pieces[int(movie)].extend(str(w).strip().lower() for w in _genre_list(words))
     return {m: list(dict.fromkeys(p)) for m, p in pieces.items()}
 
 

@@ -16,9 +16,10 @@ Scoring model
 
     The rating model also reads what the movies are (Jeunen et al. 2020, "Closed-form models
     for collaborative filtering with side-information"): each content term (a genre, a TMDB
-    keyword) is one more input row, ``content_weight`` for each movie that has it, so the Gram
-    matrix gains ``content_weight^2 F'F`` (``F`` terms x items). Movies that share terms then
-    count as seen together, which most helps those with few ratings and so spreads the lists.
+    keyword, collection or production company) is one more input row, ``content_weight`` for
+    each movie that has it, so the Gram matrix gains ``content_weight^2 F'F`` (``F`` terms x
+    items). Movies that share terms then count as seen together, which most helps those with few
+    ratings and so spreads the lists.
 
     Each model's scores are divided by the mean of the user's ten largest scores
     before blending, so both count on the same scale for every user.

@@ -214,7 +214,7 @@ def test_tmdb_votes_are_catalogue_facts_carried_by_refits_into_the_rows():
     assert bare[["tmdb_vote", "tmdb_votes"]].isna().all().all()
 
 
-def test_movie_text_joins_genres_tags_and_keywords():
+def test_movie_text_joins_genres_tags_keywords_collection_and_companies():
     tags = pd.DataFrame(
         {
             "userId": [1, 2, 2],
@@ -226,11 +226,25 @@ def test_movie_text_joins_genres_tags_and_keywords():
     links = pd.DataFrame(
         {"movieId": [10, 20], "imdbId": [1, 2], "tmdbId": pd.array([100, None], dtype="Int64")}
     )
-    metadata = pd.DataFrame({"tmdbId": [100], "keywords": [["time travel", "robot"]]})
+    metadata = pd.DataFrame(
+        {
+            "tmdbId": [100],
+            "keywords": [["time travel", "robot"]],
+            "collection": ["Back Collection"],
+            "companies": [["Studio A", "Robot"]],
+        }
+    )
     text = movie_text(_movies(), tags, links, metadata)
-    assert text.loc[10] == "comedy drama funny time travel robot"
+    assert text.loc[10] == "comedy drama funny time travel robot back collection studio a"
     assert text.loc[20] == "drama dark"
     assert text.loc[40] == ""
+    # metadata with keywords only (a bundle built before the collection and companies)
+    text = movie_text(_movies(), None, links, metadata[["tmdbId", "keywords"]])
+    assert text.loc[10] == "comedy drama time travel robot"
+    no_collection = metadata.assign(collection=[None])
+    assert movie_terms(_movies(), None, links, no_collection)[10] == [
+        *["comedy", "drama", "time travel", "robot", "studio a"]
+    ]
 
 
 def test_term_matrix_one_row_per_movie_in_order():
