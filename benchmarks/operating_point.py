@@ -1,7 +1,7 @@
 """The top-N list's operating point: NDCG@10 against catalogue coverage as the head/tail re-rank
 changes, on validation carves of the training data, then the test split for the chosen points.
 
-    python -m benchmarks.operating_point [--heads 3,5,7,10] [--powers 0.5,0.6,0.7,0.8,0.9,1.0]
+    python -m benchmarks.operating_point [--heads 3,5,6,7,10] [--powers 0.5,0.6,0.7,0.8,0.9,1.0]
 
 The top-N model (``PipelineConfig().topn``) is fitted once per carve; each point re-ranks the
 same scores (``TopNRecommender.with_list``): the first ``head_size`` places by affinity over
@@ -9,11 +9,15 @@ popularity, the rest by affinity over each movie's calibration quantile to the p
 ``tail_calibration_power`` (the larger, the further into the long tail; a head of 10 is no tail).
 
 Carves of the peer harness's reference user-holdout training part (seed 42), none reading its
-test part: ``random`` (the harness's own validation rule: a random 20% of each user's ratings,
-seed 43) and ``temporal`` (each user's latest 20%). For each carve: the curve, the point with the
-best NDCG@10 at coverage@10 >= 0.10 and at >= 0.15 (issue 14's targets). Then those points and the
-served default on the test split, scored by ``pipeline.evaluation.metrics.topn_metrics`` (the
-harness's conventions; coverage over the movies of the training part).
+test part: ``random 43``, ``44``, ``45`` (the harness's own validation rule: a random 20% of each
+user's ratings, with that seed) and ``temporal`` (each user's latest 20%). Coverage is over the
+movies of the whole training part, as the test split measures it: a carve's own training ratings
+know fewer movies (about 8% fewer on a random carve, 15% on the temporal one), and coverage over
+that smaller catalogue reads higher than the same lists reach on the test split. The table gives
+each point on every carve and the mean over the carves; the chosen points are those with the best
+mean NDCG@10 at mean coverage@10 >= 0.10 and >= 0.15 (issue 14's targets). Then those points and
+the served default on the test split, scored by ``pipeline.evaluation.metrics.topn_metrics`` (the
+harness's conventions).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pipeline.models.topn import TopNRecommender
 
 K = 10
 FLOORS = (0.10, 0.15)
+RANDOM_CARVES = (43, 44, 45)
 
 
 def main(argv=None) -> int:
@@ -42,48 +47,54 @@ def main(argv=None) -> int:
     p.add_argument(
         "--split", default=str(SHARED / "bench" / "splits" / "ml-latest-small" / "user-holdout")
     )
-    p.add_argument("--heads", default="3,5,7,10")
+    p.add_argument("--heads", default="3,5,6,7,10")
     p.add_argument("--powers", default="0.5,0.6,0.7,0.8,0.9,1.0")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     cfg = PipelineConfig().topn
     train = pd.read_csv(f"{args.split}/train.csv")
     train = train.sort_values(["userId", "movieId"], kind="stable").reset_index(drop=True)
+    catalogue = train.movieId.nunique()
     heads = [int(h) for h in args.heads.split(",")]
     powers = [float(x) for x in args.powers.split(",")]
+    points = [(h, pw) for h in heads for pw in (powers if h < K else powers[:1])]
     default = (cfg.head_size, cfg.tail_calibration_power)
 
-    chosen = {default}
-    for carve, held in (("random", random_carve(train)), ("temporal", temporal_carve(train))):
-        model, score = fitted(train[~held], train[held], cfg)
-        curve = {}
-        for head in heads:
-            for power in powers if head < K else powers[:1]:  # a head of 10 has no tail
-                curve[head, power] = score(model.with_list(head, cfg.head_popularity_power, power))
-        print(f"\n### The {carve} carve ({int(held.sum()):,} ratings held out)\n")
-        print("| head | tail power | NDCG@10 | coverage@10 | |")
-        print("|---|---|---|---|---|")
-        best = {}
-        for floor in FLOORS:
-            ok = [pt for pt, (_, cov) in curve.items() if cov >= floor]
-            if ok:
-                best[floor] = max(ok, key=lambda pt: curve[pt][0])
-                chosen.add(best[floor])
-        for (head, power), (ndcg, cov) in curve.items():
-            marks = [
-                f"best at coverage >= {f:.2f}" for f, pt in best.items() if pt == (head, power)
-            ]
-            if (head, power) == default:
-                marks.insert(0, "served")
-            tail = f"{power:.1f}" if head < K else "none"
-            print(f"| {head} | {tail} | {ndcg:.4f} | {cov:.4f} | {', '.join(marks)} |")
+    carves = [(f"random {s}", random_carve(train, seed=s)) for s in RANDOM_CARVES]
+    carves.append(("temporal", temporal_carve(train)))
+    curves = []  # per carve: point -> (NDCG, coverage)
+    for _, held in carves:
+        model, score = fitted(train[~held], train[held], cfg, catalogue)
+        curves.append(
+            {pt: score(model.with_list(pt[0], cfg.head_popularity_power, pt[1])) for pt in points}
+        )
+    mean = {pt: tuple(np.mean([c[pt] for c in curves], axis=0)) for pt in points}
+    best = {}
+    for floor in FLOORS:
+        ok = [pt for pt in points if mean[pt][1] >= floor]
+        if ok:
+            best[floor] = max(ok, key=lambda pt: mean[pt][0])
+    names = " | ".join(name for name, _ in carves)
+    print(f"\n### NDCG@10 / coverage@10 on the carves ({names}) and their mean\n")
+    print(f"| head | tail power | {names} | mean | |")
+    print("|---|---|" + "---|" * len(carves) + "---|---|")
+    for pt in points:
+        marks = [f"best at mean coverage >= {f:.2f}" for f, b in best.items() if b == pt]
+        if pt == default:
+            marks.insert(0, "served")
+        cells = " | ".join(f"{c[pt][0]:.4f} / {c[pt][1]:.4f}" for c in curves)
+        tail = f"{pt[1]:.1f}" if pt[0] < K else "none"
+        print(
+            f"| {pt[0]} | {tail} | {cells} | {mean[pt][0]:.4f} / {mean[pt][1]:.4f} "
+            f"| {', '.join(marks)} |"
+        )
 
     test = pd.read_csv(f"{args.split}/test.csv")
-    model, score = fitted(train, test, cfg)
+    model, score = fitted(train, test, cfg, catalogue)
     print("\n### The test split, at the points chosen on the carves\n")
     print("| head | tail power | NDCG@10 | coverage@10 |")
     print("|---|---|---|---|")
-    for head, power in sorted(chosen):
+    for head, power in sorted({default, *best.values()}):
         ndcg, cov = score(model.with_list(head, cfg.head_popularity_power, power))
         served = " (served)" if (head, power) == default else ""
         print(f"| {head}{served} | {power:.1f} | {ndcg:.4f} | {cov:.4f} |")
@@ -105,14 +116,14 @@ def temporal_carve(train: pd.DataFrame, frac: float = 0.2) -> np.ndarray:
     return held
 
 
-def fitted(train: pd.DataFrame, test: pd.DataFrame, cfg):
-    """The model fitted on ``train`` and a scorer of its lists for ``test``'s users."""
+def fitted(train: pd.DataFrame, test: pd.DataFrame, cfg, catalogue: int):
+    """The model fitted on ``train`` and a scorer of its lists for ``test``'s users, coverage over
+    ``catalogue`` movies (those of the whole training part, also when ``train`` is a carve of it)."""
     matrix = RatingMatrix.from_frame(train)
     model = TopNRecommender(cfg).fit(matrix, bundled_content(matrix.item_ids))
     users = np.sort(test.userId.unique())
     users = users[np.isin(users, matrix.user_ids)]
     rows = np.searchsorted(matrix.user_ids, users)
-    catalogue = train.movieId.nunique()
 
     def score(m: TopNRecommender) -> tuple[float, float]:
         return list_metrics(users, m.recommend(rows, n=K)[0], matrix, test, catalogue)

@@ -66,7 +66,7 @@ def main(argv=None) -> int:
 
     chosen = {(0.0, 0.0), served}
     for carve, held in (("random", random_carve(train)), ("temporal", temporal_carve(train))):
-        score = scorer(train[~held], train[held], cfg)
+        score = scorer(train[~held], train[held], cfg, train.movieId.nunique())
         curve = {s: [score(*s, h, pw) for h, pw in lists] for s in settings}
         print(f"\n### The {carve} carve ({int(held.sum()):,} ratings held out)\n")
         heads = " | ".join(f"head {h}, tail {pw}: NDCG@10 / coverage@10" for h, pw in lists)
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     )
     print("|---|---|---|" + "---|" * len(lists))
     for name, part, held in tests:
-        score = scorer(part, held, cfg)
+        score = scorer(part, held, cfg, part.movieId.nunique())
         for b, s in sorted(chosen):
             cells = " | ".join(
                 f"{n:.4f} / {c:.4f}" for n, c in (score(b, s, h, pw) for h, pw in lists)
@@ -102,14 +102,14 @@ def main(argv=None) -> int:
     return 0
 
 
-def scorer(train: pd.DataFrame, test: pd.DataFrame, cfg):
+def scorer(train: pd.DataFrame, test: pd.DataFrame, cfg, catalogue: int):
     """``score(boost, scale, head, power) -> (NDCG@10, coverage@10)`` of the test users' lists
-    from the model fitted on ``train`` with those recency settings."""
+    from the model fitted on ``train`` with those recency settings; coverage over ``catalogue``
+    movies (the whole training part's, also on a carve: ``benchmarks.operating_point``)."""
     matrix = RatingMatrix.from_frame(train)
     users = np.sort(test.userId.unique())
     users = users[np.isin(users, matrix.user_ids)]
     rows = np.searchsorted(matrix.user_ids, users)
-    catalogue = train.movieId.nunique()
     content = bundled_content(matrix.item_ids)
     fitted: dict[tuple[float, float], TopNRecommender] = {}
 

@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     two = scoring.inputs
 
     for name, part, held in carves:
-        model, score = fitted(part, held, cfg)
+        model, score = fitted(part, held, cfg, train.movieId.nunique())
         rules = scoring.ListRules.from_config(cfg)
         make_input, settings, weights = members(model.user_ratings_, rules)[args.member]
         points = {

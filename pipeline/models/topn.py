@@ -115,7 +115,7 @@ class TopNConfig:
     """Items with fewer training ratings are left out (never recommended)."""
     max_items: int = 20_000
     """At most this many items (the most rated) enter the model: time is cubic, memory square in it."""
-    head_size: int = 7
+    head_size: int = 6
     """Leading list positions ranked by popularity-discounted affinity."""
     head_popularity_power: float = 0.2
     """Head positions rank by ``affinity / count ** head_popularity_power``."""
