@@ -24,7 +24,7 @@ from pipeline.evaluation.holdout import (
     write_report,
 )
 from pipeline.evaluation.reasons import evidence_share
-from pipeline.features.tables import movie_terms, telling_terms
+from pipeline.features.tables import EVIDENCE_TERMS, movie_terms, telling_terms
 from pipeline.models.clustering import describe_clusters
 from pipeline.models.similarity import all_similar
 from pipeline.progress import Steps
@@ -245,7 +245,8 @@ def load_store(
     try:
         with steps.step("store: movies, metadata, clusters"):
             terms = telling_terms(
-                movie_terms(data.movies, data.tags, data.links, refit.metadata), genres_of
+                movie_terms(data.movies, data.tags, data.links, refit.metadata, EVIDENCE_TERMS),
+                genres_of,
             )
             counts[schema.MOVIES] = staging.insert(
                 schema.MOVIES, documents.movie_docs(cat, models, similar, terms)

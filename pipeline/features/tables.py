@@ -15,7 +15,7 @@ bit (``tests/pipeline/features/test_tables.py`` checks this).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -31,6 +31,9 @@ NO_GENRES = "(no genres listed)"
 # catalogue facts from outside the ratings: TMDB's vote (``pipeline.data.tmdb.movie_votes``)
 VOTE_COLUMNS = ("vote_average", "vote_count")
 TMDB_TERMS = ("keywords", "collection", "companies")  # metadata columns that are movie terms
+# the terms a reason may show as evidence: not the production companies, whose names ("syncopy",
+# "los hooligans productions") tell most people nothing
+EVIDENCE_TERMS = ("keywords", "collection")
 SECONDS_PER_DAY = 86_400
 
 
@@ -449,12 +452,14 @@ def movie_terms(
     tags: pd.DataFrame | None = None,
     links: pd.DataFrame | None = None,
     metadata: pd.DataFrame | None = None,
+    tmdb_terms: Sequence[str] = TMDB_TERMS,
 ) -> dict[int, list[str]]:
     """movieId -> its distinct lower-case terms, in ``movies`` order: genres, then user tags
-    (sorted), then TMDB's keywords, collection (the franchise) and production companies, those
-    of ``metadata``'s columns ``keywords``, ``collection`` (str) and ``companies`` (list of
-    str) it has. Multi-word terms are kept whole. ``metadata`` needs ``tmdbId`` and is matched
-    through ``links`` (``pipeline.data.tmdb.by_movie``)."""
+    (sorted), then TMDB's keywords, collection (the franchise) and production companies: those
+    of ``metadata``'s columns ``keywords`` (list of str), ``collection`` (str) and ``companies``
+    (list of str) that it has and ``tmdb_terms`` names. Multi-word terms are kept whole.
+    ``metadata`` needs ``tmdbId`` and is matched through ``links``
+    (``pipeline.data.tmdb.by_movie``)."""
     ids = movies["movieId"].to_numpy(np.int64)
     pieces: dict[int, list[str]] = {
         int(m): [g.lower() for g in _genre_list(v)] for m, v in zip(ids, movies["genres"])
@@ -466,7 +471,7 @@ def movie_terms(
         for movie, group in t.groupby("movieId", sort=True)["tag"]:
             if int(movie) in pieces:
                 pieces[int(movie)].extend(sorted(group))
-    columns = [c for c in TMDB_TERMS if metadata is not None and c in metadata]
+    columns = [c for c in tmdb_terms if metadata is not None and c in metadata]
     if links is not None and metadata is not None and len(metadata) and columns:
         joined = by_movie(links, metadata, columns)
         for column in columns:

@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from pipeline.features.tables import (
+    EVIDENCE_TERMS,
     FeatureConfig,
     build_features,
     genre_dummies,
@@ -245,6 +246,9 @@ def test_movie_text_joins_genres_tags_keywords_collection_and_companies():
     assert movie_terms(_movies(), None, links, no_collection)[10] == [
         *["comedy", "drama", "time travel", "robot", "studio a"]
     ]
+    # a reason's evidence leaves the companies out
+    evidence = movie_terms(_movies(), None, links, metadata, EVIDENCE_TERMS)
+    assert evidence[10] == ["comedy", "drama", "time travel", "robot", "back collection"]
 
 
 def test_term_matrix_one_row_per_movie_in_order():
