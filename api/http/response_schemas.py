@@ -75,8 +75,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         movieId=INT | {"description": "the liked movie (kind because_you_liked)"},
         evidence=array(STR)
         | {
-            "description": "what the reason rests on, from the data: the genres, tags and TMDB "
-            "keywords the liked movie and this one share (rarest first), or the genres of "
+            "description": "what the reason rests on, from the data: the genres, tags, TMDB "
+            "keywords and TMDB collection the liked movie and this one share (rarest first), "
+            "or the genres of "
             "this movie that drive the user's taste group or that they picked; absent when "
             "there is nothing to show"
         },
