@@ -13,7 +13,7 @@ normalised per user like them:
   low rating can count against its neighbours where the served models' targets are the inputs.
 
 The top-N model (``PipelineConfig().topn``) is fitted once per carve; every point adds the member
-with a weight, recalibrates the tail on the blend and re-ranks with a head of 5 or 7 and tail
+with a weight, recalibrates the tail on the blend and re-ranks with a head of 5, 6 or 7 and tail
 powers 0.7-1.0, against the same head and tail without it. Carves of the peer harness's reference
 user-holdout training part (``benchmarks.operating_point``: random and temporal); ``--test``
 scores the test split instead (for final figures only, never to choose).
@@ -38,7 +38,7 @@ from benchmarks._util import SHARED, random_carve
 from benchmarks.operating_point import fitted, temporal_carve
 from pipeline.config import PipelineConfig
 
-LISTS = list(itertools.product((5, 7), (0.7, 0.8, 0.9, 1.0)))
+LISTS = list(itertools.product((5, 6, 7), (0.7, 0.8, 0.9, 1.0)))
 
 
 def rp3beta(x: sp.csr_matrix, alpha: float, beta: float) -> np.ndarray:
