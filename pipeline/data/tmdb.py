@@ -300,8 +300,8 @@ def _named(text: str) -> str | None:
 
 
 def _names(text: str) -> list[str]:
-    """The distinct ``name``s of a list of ``{"id": .., "name": ..}`` objects (TMDB's production
-    companies), in order."""
+    """The distinct ``name``s of a list of ``{"id": .., "name": ..}`` objects (TMDB's keywords
+    and production companies), in order."""
     value = _literal(text)
     if not isinstance(value, list):
         return []
@@ -324,7 +324,7 @@ def _movies_dataset_keywords(path: Path, ids: set[int]) -> dict[int, list[str]]:
     out = {}
     for tmdb_id, text in zip(raw["id"].astype("int64"), raw["keywords"]):
         if tmdb_id in ids and text not in ("", "[]"):
-            out[int(tmdb_id)] = [d["name"] for d in ast.literal_eval(text)]
+            out[int(tmdb_id)] = _names(text)
     return out
 
 
@@ -334,7 +334,7 @@ def _tmdb5000_keywords(path: Path) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
     for tmdb_id, text in zip(raw["id"].astype("int64"), raw["keywords"]):
         if text and text != "[]":
-            out.setdefault(int(tmdb_id), [d["name"] for d in json.loads(text)])
+            out.setdefault(int(tmdb_id), _names(text))
     return out
 
 
