@@ -30,7 +30,6 @@ def build_live_model(
     genres = tuple(genres)
     if len(genres) > 32:
         raise ValueError("at most 32 genres fit the genre bit masks")
-    scorer = topn.scorer
     ids = np.array(sorted(int(m) for m in catalogue), dtype=np.int64)
     bit = {g: 1 << k for k, g in enumerate(genres)}
     masks = np.array(
@@ -42,7 +41,7 @@ def build_live_model(
         sim_scores = np.array([round(sc, 4) for sc in sim_scores.tolist()], np.float32)  # as stored
     return LiveModel(
         np.asarray(movie_ids, np.int64),
-        scorer,
+        topn.scorer,
         mf.item_side(),
         genres,
         ids,
