@@ -114,16 +114,16 @@ def load_metadata(folder: str | os.PathLike) -> pd.DataFrame:
         raise FileNotFoundError(
             f"no TMDB metadata at {path}; build it with `python -m pipeline.data.tmdb build`"
         )
+    # the collection is text in the bundle (not in TEXT_COLUMNS: the sources print an object)
+    texts = [*TEXT_COLUMNS, "collection"]
     raw = pd.read_csv(
-        path,
-        dtype={c: str for c in [*TEXT_COLUMNS, *LIST_COLUMNS, "source"]},
-        keep_default_na=False,
+        path, dtype={c: str for c in [*texts, *LIST_COLUMNS, "source"]}, keep_default_na=False
     )
-    for col in ["collection", *LIST_COLUMNS]:
+    for col in ["collection", *LIST_COLUMNS]:  # a bundle built before them
         if col not in raw:
             raw[col] = ""
     frame = pd.DataFrame({"tmdbId": raw["tmdbId"].astype("int64")})
-    for col in [*TEXT_COLUMNS, "collection"]:
+    for col in texts:
         frame[col] = pd.Series([v if v != "" else None for v in raw[col]], dtype=object)
     for col in FLOAT_COLUMNS:
         frame[col] = pd.to_numeric(raw[col], errors="coerce").astype("float64")
