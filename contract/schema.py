@@ -198,6 +198,8 @@ class MetadataDoc(TypedDict):
     vote_average: float | None
     vote_count: int | None
     keywords: list[str]
+    collection: str | None  # the franchise, e.g. "Toy Story Collection"
+    companies: list[str]  # production companies
     tags: list[str]  # MovieLens user tags
     source: str  # where the record came from, e.g. "tmdb", "movielens"
 

@@ -141,6 +141,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         vote_average=nullable(NUM),
         vote_count=nullable(INT),
         keywords=array(STR),
+        collection=nullable(STR),
+        companies=array(STR),
         tags=array(STR),
         source=nullable(STR),
     ),

@@ -153,9 +153,10 @@ _METADATA_DEFAULTS: dict[str, Any] = {
         "poster_url",
         "vote_average",
         "vote_count",
+        "collection",
         "source",
     )
-} | {"keywords": [], "tags": []}
+} | {"keywords": [], "companies": [], "tags": []}
 
 
 def movie_similar(ctx: Context, id: int, n: int) -> dict:

@@ -891,6 +891,8 @@
       ['Released', meta.release_date],
       ['Runtime', meta.runtime ? `${Math.round(meta.runtime)} min` : null],
       ['Language', meta.original_language],
+      ['Series', meta.collection],
+      ['Produced by', (meta.companies || []).slice(0, 3).join(', ')],
       ['TMDB rating', typeof meta.vote_average === 'number' && meta.vote_count ? `${meta.vote_average.toFixed(1)} / 10 (${meta.vote_count} votes)` : null],
     ].filter(([, v]) => v);
     const done = h('p', { class: 'update-note', role: 'status', 'aria-live': 'polite' });

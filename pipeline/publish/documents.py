@@ -26,6 +26,11 @@ def _str_or_none(v):
     return None if v is None or (not isinstance(v, str) and pd.isna(v)) or v == "" else str(v)
 
 
+def _names(v) -> list[str]:
+    """A metadata list column's names (keywords, companies); [] when the movie has none."""
+    return [str(x) for x in v] if isinstance(v, (list, np.ndarray)) else []
+
+
 def catalogue(
     movies: pd.DataFrame, links: pd.DataFrame, metadata: pd.DataFrame | None
 ) -> pd.DataFrame:
@@ -102,7 +107,6 @@ def metadata_docs(
         tag_lists = {int(m): g["tag"].head(max_tags).tolist() for m, g in counts.groupby("movieId")}
     for movie_id, row in cat.iterrows():
         has_tmdb = _str_or_none(row.get("tmdb_source")) is not None
-        keywords = row.get("tmdb_keywords")
         runtime = _float_or_none(row.get("tmdb_runtime"))
         yield {
             "_id": int(movie_id),
@@ -118,7 +122,9 @@ def metadata_docs(
             "poster_url": _poster(row),
             "vote_average": _float_or_none(row.get("tmdb_vote_average")),
             "vote_count": _int_or_none(row.get("tmdb_vote_count")),
-            "keywords": list(keywords) if isinstance(keywords, (list, np.ndarray)) else [],
+            "keywords": _names(row.get("tmdb_keywords")),
+            "collection": _str_or_none(row.get("tmdb_collection")),
+            "companies": _names(row.get("tmdb_companies")),
             "tags": tag_lists.get(int(movie_id), []),
             "source": str(row["tmdb_source"]) if has_tmdb else "movielens",
         }

@@ -485,6 +485,7 @@ def test_movie_metadata(app, served, spec):
         and body["tmdbId"] == doc["tmdbId"]
     )
     assert body["keywords"] == doc["keywords"] and body["tags"] == doc["tags"]
+    assert body["collection"] == doc["collection"] and body["companies"] == doc["companies"]
     assert_error(
         app.get("/movie/999999999/metadata", expect_errors=True), 404, "not_found", "999999999"
     )

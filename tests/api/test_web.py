@@ -473,6 +473,9 @@ def test_a_visitor_onboards_rates_explores_and_shares(browser, site, device):
         meta["overview"] or "No overview available."
     )
     assert card_ids(page, "#similar .card") == [m["movieId"] for m in similar["similar"]]
+    for shown in (meta["collection"], ", ".join(meta["companies"][:3])):
+        if shown:  # the facts show the franchise and the first production companies
+            expect(page.locator(".movie .facts")).to_contain_text(shown)
     page.get_by_role("button", name=f"Add {similar['name']} to my list", exact=True).click()
     shot(page, f"{device}-04-movie")
     fits_width(page)

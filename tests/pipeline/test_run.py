@@ -120,6 +120,8 @@ def test_movie_and_metadata_documents(published):
     meta = store.collection(schema.METADATA).find_one({"_id": 1})
     assert meta["runtime"] == 81 and meta["overview"] and meta["source"] != "movielens"
     assert "pixar" in " ".join(meta["tags"]).lower() or meta["keywords"]
+    assert meta["collection"] == "Toy Story Collection"
+    assert meta["companies"] == ["Pixar Animation Studios"]
     bare = store.collection(schema.METADATA).find_one({"source": "movielens"})
     assert bare is not None and bare["title"]  # movies without TMDB rows still load
     # the live model carries the same similar lists, for request-time reasons without store reads
