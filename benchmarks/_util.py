@@ -45,6 +45,22 @@ def bundled_content(movie_ids):
     return term_matrix(movie_ids, _bundled_terms())
 
 
+def bundled_topn(matrix, config=None, mf=None):
+    """The top-N model fitted on ``matrix`` as ``pipeline.train.fit_models`` fits it for the
+    bundled data: with the movies' content terms (:func:`bundled_content`) and the rating
+    model's factorisation for the users' taste (``mf``, or a ``BiasedMF`` fitted here with
+    ``PipelineConfig().rating.mf``). ``config``: a ``TopNConfig``, by default the pipeline's."""
+    from pipeline.config import PipelineConfig
+    from pipeline.models.mf import BiasedMF
+    from pipeline.models.topn import TopNRecommender
+
+    pipeline = PipelineConfig()
+    mf = mf if mf is not None else BiasedMF(pipeline.rating.mf).fit(matrix)
+    return TopNRecommender(config or pipeline.topn).fit(
+        matrix, bundled_content(matrix.item_ids), taste=mf
+    )
+
+
 @functools.cache
 def _bundled_terms() -> dict[int, list[str]]:
     """``movie_terms`` of the bundled data, read once per process (the benchmarks fit a model

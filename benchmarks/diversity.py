@@ -23,13 +23,11 @@ import time
 import numpy as np
 import pandas as pd
 
-from benchmarks._util import best_of, bundled_content, random_carve, split_args
+from benchmarks._util import best_of, bundled_topn, random_carve, split_args
 from contract.diversity import genre_similarity, rerank
-from pipeline.config import PipelineConfig
 from pipeline.evaluation.metrics import beyond_accuracy, topn_metrics
 from pipeline.features.matrix import RatingMatrix
 from pipeline.features.tables import movie_genres
-from pipeline.models.topn import TopNRecommender
 
 K, CANDIDATES = 10, 50
 KEEP = 0.95  # the page's setting keeps this share of the list's NDCG on the validation carve
@@ -103,7 +101,7 @@ def candidate_lists(train: pd.DataFrame, test: pd.DataFrame) -> tuple[np.ndarray
     """The evaluated users and their 50-movie lists (movie ids, users x 50) from the top-N model
     fitted on ``train``."""
     matrix = RatingMatrix.from_frame(train)
-    model = TopNRecommender(PipelineConfig().topn).fit(matrix, bundled_content(matrix.item_ids))
+    model = bundled_topn(matrix)
     users = np.sort(test.userId.unique())
     users = users[np.isin(users, matrix.user_ids)]
     items, _, _ = model.recommend(np.searchsorted(matrix.user_ids, users), n=CANDIDATES)

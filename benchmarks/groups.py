@@ -33,14 +33,13 @@ import time
 import numpy as np
 import pandas as pd
 
-from benchmarks._util import bundled_content, newest_first, random_carve, split_args
+from benchmarks._util import bundled_topn, newest_first, random_carve, split_args
 from contract.groups import CANDIDATES, as_members, recommend_group
 from pipeline.config import PipelineConfig
 from pipeline.evaluation.groups import evaluate_groups, member_signals, random_groups
 from pipeline.features.matrix import RatingMatrix
 from pipeline.features.tables import genre_vocabulary, movie_genres
 from pipeline.models.mf import BiasedMF
-from pipeline.models.topn import TopNRecommender
 from pipeline.publish.live_export import build_live_model
 
 K = 10
@@ -69,8 +68,8 @@ def main(argv=None) -> int:
     genres_of = movie_genres(movies)
     config = PipelineConfig()
     matrix = RatingMatrix.from_frame(train)
-    topn = TopNRecommender(config.topn).fit(matrix, bundled_content(matrix.item_ids))
     mf = BiasedMF(config.rating.mf).fit(matrix)
+    topn = bundled_topn(matrix, config.topn, mf)
     live = build_live_model(
         topn.cut(config.live_neighbors), mf, matrix.item_ids, vocabulary, genres_of
     )

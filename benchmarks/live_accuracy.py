@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks._util import REPO, SHARED, bundled_content, newest_first
+from benchmarks._util import REPO, SHARED, bundled_topn, newest_first
 
 PEERS_PYTHON = REPO.parent / ".venv-peers" / "bin" / "python"
 K = 10
@@ -44,13 +44,12 @@ def fit(train: pd.DataFrame):
     from pipeline.config import PipelineConfig
     from pipeline.features.matrix import RatingMatrix
     from pipeline.models.mf import BiasedMF
-    from pipeline.models.topn import TopNRecommender
 
     config = PipelineConfig()
     matrix = RatingMatrix.from_frame(train)
     t0 = time.perf_counter()
-    topn = TopNRecommender(config.topn).fit(matrix, bundled_content(matrix.item_ids))
     mf = BiasedMF(config.rating.mf).fit(matrix)
+    topn = bundled_topn(matrix, config.topn, mf)
     return config, matrix, topn, mf, time.perf_counter() - t0
 
 

@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from api.services.live import signals
-from benchmarks._util import SHARED, bundled_content, newest_first
+from benchmarks._util import SHARED, bundled_topn, newest_first
 from benchmarks.accuracy import interval
 from contract.live_model import LiveModel, ScoringConfig, recommend_live
 from pipeline.config import PipelineConfig
@@ -64,7 +64,6 @@ from pipeline.features.matrix import RatingMatrix
 from pipeline.features.tables import genre_vocabulary, movie_genres, movie_text
 from pipeline.models.mf import BiasedMF
 from pipeline.models.similarity import SimilarMovies, all_similar
-from pipeline.models.topn import TopNRecommender
 from pipeline.publish.live_export import build_live_model
 
 K = 10
@@ -114,8 +113,8 @@ def main(argv=None) -> int:
     vocabulary = genre_vocabulary(movies)  # the pipeline's reading of the genres column
     genres_of = movie_genres(movies)
     matrix = RatingMatrix.from_frame(others)
-    topn = TopNRecommender(config.topn).fit(matrix, bundled_content(matrix.item_ids))
     mf = BiasedMF(config.rating.mf).fit(matrix)
+    topn = bundled_topn(matrix, config.topn, mf)
     text = movie_text(movies, pd.read_csv(f"{args.data}/tags.csv"))
     similar = all_similar(SimilarMovies(config.similarity).fit(matrix, text))
     live = build_live_model(

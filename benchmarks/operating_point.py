@@ -29,7 +29,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from benchmarks._util import SHARED, bundled_content, random_carve
+from benchmarks._util import SHARED, bundled_topn, random_carve
 from pipeline.config import PipelineConfig
 from pipeline.evaluation.metrics import topn_metrics
 from pipeline.features.matrix import RatingMatrix
@@ -120,7 +120,7 @@ def fitted(train: pd.DataFrame, test: pd.DataFrame, cfg, catalogue: int):
     """The model fitted on ``train`` and a scorer of its lists for ``test``'s users, coverage over
     ``catalogue`` movies (those of the whole training part, also when ``train`` is a carve of it)."""
     matrix = RatingMatrix.from_frame(train)
-    model = TopNRecommender(cfg).fit(matrix, bundled_content(matrix.item_ids))
+    model = bundled_topn(matrix, cfg)
     users = np.sort(test.userId.unique())
     users = users[np.isin(users, matrix.user_ids)]
     rows = np.searchsorted(matrix.user_ids, users)

@@ -29,10 +29,11 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from benchmarks._util import SHARED, bundled_content, random_carve
+from benchmarks._util import SHARED, bundled_topn, random_carve
 from benchmarks.operating_point import list_metrics, temporal_carve
 from pipeline.config import PipelineConfig
 from pipeline.features.matrix import RatingMatrix
+from pipeline.models.mf import BiasedMF
 from pipeline.models.topn import TopNRecommender
 
 K = 10
@@ -110,13 +111,13 @@ def scorer(train: pd.DataFrame, test: pd.DataFrame, cfg, catalogue: int):
     users = np.sort(test.userId.unique())
     users = users[np.isin(users, matrix.user_ids)]
     rows = np.searchsorted(matrix.user_ids, users)
-    content = bundled_content(matrix.item_ids)
+    mf = BiasedMF(PipelineConfig().rating.mf).fit(matrix)
     fitted: dict[tuple[float, float], TopNRecommender] = {}
 
     def score(boost: float, scale: float, head: int, power: float) -> tuple[float, float]:
         if (boost, scale) not in fitted:
             settings = replace(cfg, recency_boost=boost, recency_scale=scale or cfg.recency_scale)
-            fitted[boost, scale] = TopNRecommender(settings).fit(matrix, content)
+            fitted[boost, scale] = bundled_topn(matrix, settings, mf)
         model = fitted[boost, scale].with_list(head, cfg.head_popularity_power, power)
         return list_metrics(users, model.recommend(rows, n=K)[0], matrix, test, catalogue)
 

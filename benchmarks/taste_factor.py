@@ -12,7 +12,9 @@ movies); ``term`` ``taste`` is ``p_u . q_i``, ``rating`` the predicted rating cl
 Negative affinities are divided by the factor, so it never lifts a movie the model scores below
 zero. The tail's calibration quantiles stay those of the plain affinity.
 
-The top-N model (``PipelineConfig().topn``) and the factorisation are fitted once per carve of the
+The top-N model (``PipelineConfig().topn``, fitted without the factorisation, so that each
+variant's factor is the only one; the served model has ``TopNConfig.taste_weight`` 0.25 of
+``taste``, chosen here) and the factorisation are fitted once per carve of the
 peer harness's reference user-holdout training part (``benchmarks.operating_point``'s four:
 random 43, 44, 45 and temporal; coverage over the whole training part's movies); each variant
 re-ranks with heads of 5-8 and tail powers 0.8-1.2, and the table gives the best mean NDCG@10 at

@@ -8,7 +8,8 @@ models), in the versioned collection ``livemodel``:
   head/tail re-rank and "because" seeds as the precomputed lists, at a fraction of the memory
   (the README's "Measured results" give how close its lists stay to the full model's);
 * the rating model's item side (a :class:`contract.scoring.ItemFactors`), which gives a
-  folded-in user's predicted ratings (the exact user half-step of ALS);
+  folded-in user's predicted ratings (the exact user half-step of ALS) and their taste in the
+  top-N list (``TopNScorer.taste_items``, derived from it when loaded);
 * the catalogue's genres (a bit mask per movie), for genre preferences and new users' clusters.
 
 Stored as numpy arrays in chunks of at most ``CHUNK_BYTES`` (a MongoDB document holds 16 MB),
@@ -186,6 +187,13 @@ class LiveModel:
             )
             for k in range(meta["n_weights"])
         ]
+        mf = ItemFactors(
+            float(meta["global_mean"]),
+            arrays["mf.item_ids"],
+            arrays["mf.item_factors"],
+            arrays["mf.item_bias"],
+            float(meta["mf_config"]["regularization"]),
+        )
         topn = TopNScorer(
             ListRules.from_config(meta["topn_config"]),
             items,
@@ -195,13 +203,7 @@ class LiveModel:
             arrays["topn.head_discount"],
             arrays["topn.tail_discount"],
             arrays["topn.fallback"],
-        )
-        mf = ItemFactors(
-            float(meta["global_mean"]),
-            arrays["mf.item_ids"],
-            arrays["mf.item_factors"],
-            arrays["mf.item_bias"],
-            float(meta["mf_config"]["regularization"]),
+            taste_items(mf, arrays["movie_ids"][items]),
         )
         return cls(
             arrays["movie_ids"],
@@ -217,6 +219,15 @@ class LiveModel:
             meta["topn_config"],
             meta["mf_config"],
         )
+
+
+def taste_items(mf: ItemFactors, movie_ids: np.ndarray) -> np.ndarray:
+    """The rating model's item factors of ``movie_ids`` (zeros for a movie it does not know):
+    the top-N scorer's ``taste_items``, the same arrays the run's top-N model held."""
+    idx = lookup(mf.item_ids, np.asarray(movie_ids, np.int64))
+    out = np.zeros((len(idx), mf.item_factors.shape[1]), np.float32)
+    out[idx >= 0] = mf.item_factors[idx[idx >= 0]]
+    return out
 
 
 # --- request-time scoring ------------------------------------------------------------------------
@@ -329,6 +340,11 @@ def recommend_live_many(
         _ask(model, sig, (neighbors or [None] * len(signals))[k], config)
         for k, sig in enumerate(signals)
     ]
+    # each user's factors in the rating model: their taste in the list, their predicted ratings
+    folds = [
+        mine if mine is not None else fold_in(model, signals[k], config)
+        for k, mine in enumerate(folded or [None] * len(asks))
+    ]
     out: list[LiveList | None] = [None] * len(asks)
     for cold in (False, True):  # a cold user's list has no long-tail picks (its own rules)
         users = [k for k, ask in enumerate(asks) if (ask.cold and not config.cold_tail) == cold]
@@ -344,18 +360,17 @@ def recommend_live_many(
             [asks[k].adjust for k in users],
             because,
             [asks[k].recency for k in users],
+            [folds[k][0] for k in users],
         )
         for j, k in enumerate(users):
             ok = items[j] >= 0
             movie_ids = np.where(ok, model.movie_ids[np.maximum(items[j], 0)], -1)[ok]
             because_ids = np.where(seeds[j] >= 0, model.movie_ids[np.maximum(seeds[j], 0)], -1)
-            mine = (folded or [None] * len(asks))[k]
-            mine = mine if mine is not None else fold_in(model, signals[k], config)
             out[k] = LiveList(
                 movie_ids.astype(np.int64),
                 scores[j][ok],
                 because_ids[ok].astype(np.int64),
-                predicted_ratings(model, mine, movie_ids),
+                predicted_ratings(model, folds[k], movie_ids),
             )
     return out
 

@@ -37,6 +37,7 @@ class ListRules:
     because_min_rating: float
     recency_boost: float = 0.0  # (0 in versions published before it)
     recency_scale: float = 0.05
+    taste_weight: float = 0.0  # (0 in versions published before it)
 
     @classmethod
     def from_config(cls, config: Any) -> "ListRules":
@@ -73,6 +74,9 @@ class TopNScorer:
     head_discount: np.ndarray  # float32 per model item
     tail_discount: np.ndarray  # float32 per model item
     fallback: np.ndarray  # float32 per model item: a user with no rated model item
+    # float32 model items x factors: the rating model's item factors ``q_i`` that the user's
+    # taste ``p_u`` multiplies (``rules.taste_weight``), or None
+    taste_items: np.ndarray | None = None
 
     def for_ratings(
         self,
@@ -83,12 +87,16 @@ class TopNScorer:
         adjust: Callable[[np.ndarray], None] | None = None,
         because: bool = True,
         recency: np.ndarray | None = None,
+        taste: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Top-``n`` list for one user known only by ratings on matrix columns; see
         ``TopNRecommender.recommend_for_ratings``. ``because=False``: no "because" seeds (all
         -1), which are most of the time of a one-user list. ``recency``: each rating's (see
-        :func:`recency`), or None to weight them alike."""
-        return self.for_rows([(item_cols, ratings)], n, [exclude], [adjust], because, [recency])
+        :func:`recency`), or None to weight them alike. ``taste``: the user's factors in the
+        rating model (``p_u``; see :meth:`lists`), or None."""
+        return self.for_rows(
+            [(item_cols, ratings)], n, [exclude], [adjust], because, [recency], [taste]
+        )
 
     def for_rows(
         self,
@@ -98,9 +106,11 @@ class TopNScorer:
         adjusts: Sequence[Callable[[np.ndarray], None] | None] | None = None,
         because: bool = True,
         recencies: Sequence[np.ndarray | None] | None = None,
+        tastes: Sequence[np.ndarray | None] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`for_ratings` of several users at once: row ``r`` of each result is the list of
-        ``rows[r]`` (``(item_cols, ratings)``, each rating's recency ``recencies[r]`` or None)
+        ``rows[r]`` (``(item_cols, ratings)``, each rating's recency ``recencies[r]`` or None,
+        the user's taste ``tastes[r]`` or None)
         with ``excludes[r]`` left out and ``adjusts[r]`` applied to its affinity (a 1-D row),
         the same numbers as one user at a time. A few users cost little more than one: most of
         a one-user list's time is per call, not per row."""
@@ -155,7 +165,13 @@ class TopNScorer:
                 if extra is not None and len(extra):
                     table[r, extra] = -np.inf
 
-        return self.lists(x, n, True, None, adjust, because, recency)
+        taste = None
+        if self.taste_items is not None and any(t is not None for t in tastes or ()):
+            taste = np.zeros((len(rows), self.taste_items.shape[1]), np.float32)
+            for r, t in enumerate(tastes):
+                if t is not None:
+                    taste[r] = t
+        return self.lists(x, n, True, None, adjust, because, recency, taste)
 
     def affinity(self, ratings: sp.csr_matrix, recency: sp.csr_matrix | None = None):
         """Blended, per-user normalised affinity for rows of raw ratings (users x model
@@ -189,12 +205,17 @@ class TopNScorer:
         adjust=None,
         because: bool = True,
         recency: sp.csr_matrix | None = None,
+        taste: np.ndarray | None = None,
     ):
         """``(items, scores, because)`` of rows of raw ratings over the model items (and each
-        rating's recency, or None); see ``TopNRecommender.recommend``."""
+        rating's recency, or None); see ``TopNRecommender.recommend``. ``taste``: the users'
+        factors in the rating model (users x factors), or None: each positive affinity is
+        multiplied, each negative one divided, by ``exp(taste_weight * p_u . q_i)``."""
         m = len(self.items)
         # modified in place: excluded items become -inf
         ranked, parts = self.affinity(ratings, recency)
+        if taste is not None and self.taste_items is not None and self.rules.taste_weight > 0:
+            _times_taste(ranked, taste, self.taste_items, self.rules.taste_weight)
         if adjust is not None:
             adjust(ranked[0] if ranked.shape[0] == 1 else ranked)
         if exclude_seen:
@@ -379,6 +400,16 @@ def _columns(
     if not sp.issparse(b):
         return np.asarray(b[lo:hi][:, listed], dtype=np.float32)
     return dense_rows(b, lo, hi, column, len(listed), compiled)
+
+
+def _times_taste(scores: np.ndarray, users: np.ndarray, items: np.ndarray, weight: float) -> None:
+    """``scores`` (users x items) times ``exp(weight * p_u . q_i)`` where positive, divided by it
+    where not (as :func:`_discount`), in place: one more table of the scores' size."""
+    factor = np.asarray(users, np.float32) @ np.asarray(items, np.float32).T
+    factor *= np.float32(weight)
+    np.exp(factor, out=factor)
+    np.reciprocal(factor, out=factor, where=scores <= 0)
+    scores *= factor
 
 
 def _discount(

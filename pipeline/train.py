@@ -80,7 +80,7 @@ def fit_models(
         rating = RatingModel(config.rating).fit(ratings, features, matrix)
     with steps.step("top-N model"):
         content = term_matrix(matrix.item_ids, movie_terms(movies, None, links, metadata))
-        topn = TopNRecommender(config.topn).fit(matrix, content)
+        topn = TopNRecommender(config.topn).fit(matrix, content, taste=rating.mf_)
     similar = None
     if with_similar:
         with steps.step("similar movies"):

@@ -143,7 +143,8 @@ def top_n_frame(
 
     def task_args(lo: int) -> tuple:
         block_rows = rows[known[lo : lo + block]]
-        return lo, matrix.csr[block_rows], matrix.timestamps_of(block_rows), n
+        taste = None if models.topn.taste_users_ is None else models.topn.taste_users_[block_rows]
+        return lo, matrix.csr[block_rows], matrix.timestamps_of(block_rows), taste, n
 
     blocks = (task_args(lo) for lo in range(0, len(known), block))
     with progress("top-N lists", len(user_ids), unit="users") as bar:
@@ -173,11 +174,13 @@ def top_n_frame(
     return pd.concat(frames, ignore_index=True).sort_values(["userId", "rank"], ignore_index=True)
 
 
-def _block_top_n(topn, lo: int, ratings, timestamps, n: int) -> tuple[int, np.ndarray, np.ndarray]:
-    """Top-``n`` matrix columns and scores of one block of users' ratings and their timestamps
-    (or None), without "because" seeds."""
+def _block_top_n(
+    topn, lo: int, ratings, timestamps, taste, n: int
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """Top-``n`` matrix columns and scores of one block of users' ratings, their timestamps
+    and their factors in the rating model (each or None), without "because" seeds."""
     cols, scores, _ = topn.recommend_matrix(
-        ratings, n=n, exclude_seen=True, because=False, timestamps=timestamps
+        ratings, n=n, exclude_seen=True, because=False, timestamps=timestamps, taste=taste
     )
     return lo, cols, scores
 

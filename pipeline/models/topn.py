@@ -29,6 +29,13 @@ Scoring model
     exp(-(1 - p) / recency_scale)``, ``p`` = the rating's recency among the user's (1 for the
     newest). What a user rated last says most about what they will rate next.
 
+Taste
+    Fitted with the rating model's matrix factorisation (``mu + b_u + b_i + p_u . q_i``, on the
+    same ratings), each blended affinity is multiplied by ``exp(taste_weight * p_u . q_i)``
+    (divided, where negative) before the list is ranked: the EASE models estimate which movies
+    the user will rate, the factors how they will like them. A live user's ``p_u`` is their
+    fold-in. The tail's calibration quantiles are those of the affinity without it.
+
 Item set
     Only items with at least ``min_item_ratings`` training ratings enter the model,
     and at most the ``max_items`` most-rated of them: the inversion is cubic in the
@@ -135,6 +142,12 @@ class TopNConfig:
     timestamps. The weights ``B`` are fitted without it (``benchmarks.recency``)."""
     recency_scale: float = 0.05
     """See ``recency_boost``: the share of the history, newest first, the boost decays over."""
+    taste_weight: float = 0.25
+    """When the model is fitted with the rating model's factorisation (``fit(..., taste=)``), a
+    user's affinity for an item is multiplied by ``exp(taste_weight * p_u . q_i)`` (divided, where
+    negative) before the list is ranked: the EASE models say what the user will rate, the
+    factors how they will like it (``benchmarks.taste_factor``). 0 leaves it out; the tail's
+    calibration reads the affinity without it."""
     score_neighbors: int | None = None
     """Keep only this many largest-magnitude weights of each item's ``B`` row (sparse, as the
     live model does); None keeps every weight. Scoring then costs ``nnz x score_neighbors``
@@ -181,10 +194,14 @@ class TopNRecommender:
         self.config = config
 
     # ------------------------------------------------------------------ fit
-    def fit(self, matrix: RatingMatrix, content: sp.spmatrix | None = None) -> "TopNRecommender":
+    def fit(
+        self, matrix: RatingMatrix, content: sp.spmatrix | None = None, taste=None
+    ) -> "TopNRecommender":
         """Fit on the training ratings (explicit ratings in ``matrix.csr``) and, when given, the
         movies' content terms: ``content`` is matrix columns x terms, 1 where the movie has the
-        term (``pipeline.features.tables.term_matrix``)."""
+        term (``pipeline.features.tables.term_matrix``), and the rating model's factorisation
+        fitted on the same matrix (``taste``: a ``pipeline.models.mf.BiasedMF``; see
+        ``TopNConfig.taste_weight``)."""
         cfg, rules = self.config, ListRules.from_config(self.config)
         t0 = time.perf_counter()
         csr = matrix.csr.tocsr()
@@ -201,6 +218,15 @@ class TopNRecommender:
         self.col_to_model_[self.items_] = np.arange(len(self.items_))
         self.counts_ = counts
         self.user_ratings_ = model_rows(csr, self.col_to_model_, len(self.items_))
+        self.taste_users_ = self.taste_items_ = None
+        if taste is not None and cfg.taste_weight > 0:
+            if (
+                taste.user_factors_.shape[0] != csr.shape[0]
+                or taste.item_factors_.shape[0] != n_cols
+            ):
+                raise ValueError("taste: the factorisation is not of this rating matrix")
+            self.taste_users_ = np.asarray(taste.user_factors_, np.float32)
+            self.taste_items_ = np.ascontiguousarray(taste.item_factors_[self.items_], np.float32)
         # the training matrix itself (a reference, not a copy), for the recency of the rows
         # recommend() and the calibration score
         self.user_history_ = None
@@ -353,7 +379,8 @@ class TopNRecommender:
 
         def rows_of(sel):
             x = self.user_ratings_[rows[sel]]
-            return x, self._recency_of(rows[sel], x)
+            taste = None if self.taste_users_ is None else self.taste_users_[rows[sel]]
+            return x, self._recency_of(rows[sel], x), taste
 
         return self._block_lists(rows_of, len(rows), n, exclude_seen)
 
@@ -378,12 +405,14 @@ class TopNRecommender:
         exclude_seen: bool = True,
         because: bool = True,
         timestamps: np.ndarray | None = None,
+        taste: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`recommend` for users given by their rows of raw ratings over the matrix
         columns (a block of the training matrix: ``RatingMatrix.rows(lo, hi).csr``, with its
-        ``timestamps`` for the recency weights, or None), so a copy without ``user_ratings_``
-        (:meth:`without_users`) can serve them. ``because=False`` leaves the "because" seeds
-        out (all -1): an evaluation needs only the lists."""
+        ``timestamps`` for the recency weights, or None, and the users' factors in the rating
+        model, ``taste``, or None), so a copy without ``user_ratings_`` (:meth:`without_users`)
+        can serve them. ``because=False`` leaves the "because" seeds out (all -1): an
+        evaluation needs only the lists."""
         ratings = ratings.tocsr()
         rows = model_rows(ratings, self.col_to_model_, len(self.items_))
         p = None
@@ -391,7 +420,7 @@ class TopNRecommender:
             p = self._model_recency(ratings, timestamps)
 
         def rows_of(sel):
-            return rows[sel], None if p is None else p[sel]
+            return rows[sel], None if p is None else p[sel], None if taste is None else taste[sel]
 
         return self._block_lists(rows_of, rows.shape[0], n, exclude_seen, because)
 
@@ -399,7 +428,7 @@ class TopNRecommender:
         """A copy that shares the item model and holds no user's ratings (``user_ratings_`` is
         None; use :meth:`recommend_matrix` or :meth:`recommend_for_ratings`)."""
         out = copy.copy(self)
-        out.user_ratings_ = out.user_history_ = None
+        out.user_ratings_ = out.user_history_ = out.taste_users_ = None
         return out
 
     def _block_lists(self, rows_of, n_rows: int, n: int, exclude_seen: bool, because: bool = True):
@@ -409,9 +438,9 @@ class TopNRecommender:
         scorer = self.scorer
         for start in range(0, n_rows, self.config.user_block):
             sel = slice(start, start + self.config.user_block)
-            x, p = rows_of(sel)
+            x, p, taste = rows_of(sel)
             out_items[sel], out_scores[sel], out_because[sel] = scorer.lists(
-                x, n, exclude_seen, None, because=because, recency=p
+                x, n, exclude_seen, None, because=because, recency=p, taste=taste
             )
         return out_items, out_scores, out_because
 
@@ -423,6 +452,7 @@ class TopNRecommender:
         exclude: np.ndarray | None = None,
         adjust=None,
         recency: np.ndarray | None = None,
+        taste: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Top-``n`` list for one user known only by ratings on matrix columns (a new
         user, or live feedback folded in at request time; use
@@ -431,10 +461,13 @@ class TopNRecommender:
         ``adjust(affinity)`` (optional) may change the user's blended affinity over the
         model items (``items_`` order, about 1 for the user's strongest items) in place
         before the list is ranked: live feedback boosts and genre preferences. ``recency``:
-        each rating's (``contract.scoring.recency``), or None to weight them alike.
+        each rating's (``contract.scoring.recency``), or None to weight them alike. ``taste``:
+        the user's factors in the rating model (e.g. ``BiasedMF.fold_in``), or None.
         Returns the triple of :meth:`recommend`, each of shape ``(1, n)``.
         """
-        return self.scorer.for_ratings(item_cols, ratings, n, exclude, adjust, recency=recency)
+        return self.scorer.for_ratings(
+            item_cols, ratings, n, exclude, adjust, recency=recency, taste=taste
+        )
 
     @property
     def scorer(self) -> TopNScorer:
@@ -449,6 +482,7 @@ class TopNRecommender:
             self.head_discount_,
             self.tail_discount_,
             self.fallback_,
+            self.taste_items_,
         )
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 
-from contract.live_model import LiveModel
+from contract.live_model import LiveModel, taste_items
 from pipeline.models.mf import BiasedMF
 from pipeline.models.similarity import list_arrays
 from pipeline.models.topn import TopNRecommender
@@ -24,7 +24,7 @@ def build_live_model(
     """The live model of fitted models: the arrays of ``topn``, the top-N model cut to the
     weights the API keeps (``TopNRecommender.cut(keep)``: each ``B`` cut to the ``keep``
     largest-magnitude weights per input item, its tail calibrated on them), the rating model's
-    item side, the catalogue's genre masks and the similar lists. ``catalogue`` maps every
+    item side (also the top-N list's taste factors, ``TopNConfig.taste_weight``), the catalogue's genre masks and the similar lists. ``catalogue`` maps every
     movieId to its genre names; ``similar`` maps movieIds to their stored similar lists
     ``[(movieId, score), ...]``."""
     genres = tuple(genres)
@@ -39,10 +39,14 @@ def build_live_model(
     if similar is not None:
         indptr, sim_ids, sim_scores = list_arrays(similar, ids)
         sim_scores = np.array([round(sc, 4) for sc in sim_scores.tolist()], np.float32)  # as stored
+    movie_ids = np.asarray(movie_ids, np.int64)
+    items = mf.item_side()
+    # the taste factors as the stored model derives them when loaded (LiveModel.from_docs)
+    scorer = replace(topn.scorer, taste_items=taste_items(items, movie_ids[topn.items_]))
     return LiveModel(
-        np.asarray(movie_ids, np.int64),
-        topn.scorer,
-        mf.item_side(),
+        movie_ids,
+        scorer,
+        items,
         genres,
         ids,
         masks,

@@ -177,8 +177,15 @@ def block_docs(items: ItemSide, block: UserBlock) -> list[dict]:
     matrix = block.matrix
     u = matrix.user_ids
     rows = np.arange(len(u), dtype=np.int64)
+    taste = None  # the users' factors in the rating model, when the top-N list reads them
+    if items.topn.taste_items_ is not None:
+        taste = block.users.state.mf_factors[block.users.index(u)]  # every user is known
     cols, scores, seed_cols = items.topn.recommend_matrix(
-        matrix.csr, n=items.n, exclude_seen=True, timestamps=matrix.timestamps
+        matrix.csr,
+        n=items.n,
+        exclude_seen=True,
+        timestamps=matrix.timestamps,
+        taste=taste,
     )
     recommended, because = _ids(matrix, cols), _ids(matrix, seed_cols)
     valid = recommended >= 0

@@ -457,3 +457,41 @@ def test_the_newest_rating_pulls_its_neighbours_up_and_every_path_agrees():
     a_recent = rec.scorer.affinity(rec.user_ratings_[[r]], recency(row, m.timestamps_of([r])))[0][0]
     top = np.argsort(-b)[:3]  # the newest rating's strongest neighbours
     assert (a_recent[top] - a_flat[top]).mean() > (a_recent - a_flat).mean()
+
+
+def test_taste_multiplies_the_affinity_and_every_path_agrees():
+    """Fitted with the rating model's factorisation, each affinity is multiplied by
+    exp(taste_weight * p_u . q_i) (divided where negative) before the list is ranked; recommend,
+    recommend_matrix with the rows' factors and recommend_for_ratings with one user's give the
+    same lists, and a weight of 0 is the model without it."""
+    from pipeline.models.mf import BiasedMF, BiasedMFConfig
+
+    m = _random_matrix(seed=3)
+    mf = BiasedMF(BiasedMFConfig(factors=4, iterations=4)).fit(m)
+    plain = TopNRecommender(TINY).fit(m)
+    cfg = replace(TINY, taste_weight=2.0)
+    rec = TopNRecommender(cfg).fit(m, taste=mf)
+    rows = np.arange(m.shape[0])
+    items, scores, because = rec.recommend(rows, n=7)
+    assert not np.array_equal(items, plain.recommend(rows, n=7)[0])
+    off = TopNRecommender(replace(TINY, taste_weight=0.0)).fit(m, taste=mf)
+    np.testing.assert_array_equal(off.recommend(rows, n=7)[0], plain.recommend(rows, n=7)[0])
+    # the factor itself, on one user's affinity
+    r = 5
+    affinity = rec.scorer.affinity(rec.user_ratings_[[r]])[0][0]
+    factor = np.exp(2.0 * mf.item_factors_[rec.items_] @ mf.user_factors_[r])
+    expected = np.where(affinity > 0, affinity * factor, affinity / factor)
+    listed = items[r][items[r] >= 0]
+    np.testing.assert_allclose(
+        scores[r][: len(listed)], expected[rec.col_to_model_[listed]], rtol=1e-4
+    )
+    again = rec.without_users().recommend_matrix(m.csr, n=7, taste=mf.user_factors_)
+    for a, b in zip(again, (items, scores, because)):
+        np.testing.assert_array_equal(a, b)
+    for r in rows:
+        row = m.csr[r]
+        i1, s1, _ = rec.recommend_for_ratings(row.indices, row.data, n=7, taste=mf.user_factors_[r])
+        np.testing.assert_array_equal(i1[0], items[r])
+        np.testing.assert_allclose(s1[0], scores[r], rtol=1e-5)
+    with pytest.raises(ValueError, match="not of this rating matrix"):
+        TopNRecommender(cfg).fit(_random_matrix(n_users=30, seed=3), taste=mf)
