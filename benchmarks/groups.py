@@ -81,7 +81,12 @@ def main(argv=None) -> int:
         for u, d in newest_first(train).groupby("userId")
     }
     cols, _, _ = topn.recommend_matrix(
-        matrix.csr, n=CANDIDATES, exclude_seen=True, because=False, timestamps=matrix.timestamps
+        matrix.csr,
+        n=CANDIDATES,
+        exclude_seen=True,
+        because=False,
+        timestamps=matrix.timestamps,
+        taste=mf.user_factors_,
     )
     published = {int(u): matrix.item_ids[c[c >= 0]] for u, c in zip(matrix.user_ids, cols)}
     rows = {

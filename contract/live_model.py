@@ -261,6 +261,11 @@ class ScoringConfig:
     """The fold-in's ridge penalty counts at least this many ratings (``ItemFactors.fold_in``): one
     rating or a dislike must not swing every prediction (unregularised, one like of Star Wars
     and one dislike of Return of the Jedi predicted 0.5 for The Matrix)."""
+    taste_min_ratings: int = 20
+    """The top-N list reads the user's taste (``TopNConfig.taste_weight``, their fold-in's
+    ``p_u``) only when they have at least this many ratings, likes and dislikes: below
+    ``fold_in_min_weight`` the fold-in is held near the average, and its taste did not help a new
+    user's first list (``benchmarks.onboarding --validate``)."""
     cold_off_genre: float = 0.25
     """A user with stated genres and no rating or like yet ranks popular movies; those with none
     of the stated genres count this much."""
@@ -360,7 +365,12 @@ def recommend_live_many(
             [asks[k].adjust for k in users],
             because,
             [asks[k].recency for k in users],
-            [folds[k][0] for k in users],
+            [
+                folds[k][0]
+                if len(signals[k].fold_in_rows()[0]) >= config.taste_min_ratings
+                else None
+                for k in users
+            ],
         )
         for j, k in enumerate(users):
             ok = items[j] >= 0

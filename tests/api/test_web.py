@@ -384,11 +384,11 @@ def test_a_visitor_onboards_rates_explores_and_shares(browser, site, device):
     shot(page, f"{device}-02-recommendations")
     fits_width(page)
 
-    # --- more variety: the API's list with diversity 0.3, then back to the usual one
+    # --- more variety: the API's list with diversity 0.2, then back to the usual one
     page.get_by_label("More variety").check()
     expect(page.locator("#recs-note")).to_contain_text("More variety")
     expect(page.locator("#recs-note")).to_contain_text("Your list is updated")
-    varied = site.get(f"/user/{user['userId']}/recommendation?n=12&diversity=0.3")
+    varied = site.get(f"/user/{user['userId']}/recommendation?n=12&diversity=0.2")
     assert card_ids(page) == [m["movieId"] for m in varied["recommendations"]]
     page.get_by_label("More variety").uncheck()
     expect(page.locator("#recs-note")).to_contain_text("Your usual list. Your list is updated")

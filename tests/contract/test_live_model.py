@@ -288,3 +288,21 @@ def test_the_newest_ratings_count_more(model):
     np.testing.assert_array_equal(
         recommend_live(model, replace(signals(ratings), newest_first=()), 10).movie_ids, plain
     )
+
+
+def test_the_list_reads_the_taste_of_users_with_enough_ratings(model):
+    """The fold-in's p_u multiplies the affinity (TopNConfig.taste_weight) from
+    ScoringConfig.taste_min_ratings ratings, likes and dislikes on; below, the list is the one
+    without it."""
+    from contract.live_model import ScoringConfig
+
+    assert model.topn.taste_items is not None and model.topn.rules.taste_weight > 0
+    few = signals({1: 5.0, 21: 4.0})
+    many = signals({1: 5.0, 2: 4.5, 3: 5.0}, liked={4}, disliked={22})
+    reads, never = ScoringConfig(taste_min_ratings=3), ScoringConfig(taste_min_ratings=10**6)
+
+    def scores(sig, config):
+        return recommend_live(model, sig, 10, config=config).scores
+
+    np.testing.assert_array_equal(scores(few, reads), scores(few, never))
+    assert not np.allclose(scores(many, reads), scores(many, never))
