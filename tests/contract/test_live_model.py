@@ -304,5 +304,8 @@ def test_the_list_reads_the_taste_of_users_with_enough_ratings(model):
     def scores(sig, config):
         return recommend_live(model, sig, 10, config=config).scores
 
+    overlapping = signals({1: 5.0, 2: 3.0}, liked={2, 3}, disliked={3, 4})
+    for sig in (few, many, overlapping):  # the gate counts the fold-in's rows
+        assert sig.n_fold_in_rows() == len(sig.fold_in_rows()[0])
     np.testing.assert_array_equal(scores(few, reads), scores(few, never))
     assert not np.allclose(scores(many, reads), scores(many, never))
